@@ -1,0 +1,621 @@
+/*
+ * krun guest init: process 1 of every krun microVM.
+ *
+ * Sets the guest up (mounts, hostname, console, environment, working directory, resource limits),
+ * runs the one command it was given with the console as its standard streams, reaps every child,
+ * reports the command's exit status to the VMM and reboots (which stops the VM).
+ *
+ * Configuration, in order of preference:
+ *   1. /krun/config.json, written by the VMM (see parse_config for the schema);
+ *   2. libkrun's contract: KRUN_INIT (the command), KRUN_WORKDIR, KRUN_RLIMITS from the kernel
+ *      command line's environment, and the command's arguments after "--".
+ *
+ * Exit status contract (as libkrun's): 125 setup failed, 126 command not executable,
+ * 127 command not found, 128+n command killed by signal n, else the command's own status.
+ * The status is written as one byte to I/O port KRUN_EXIT_PORT through /dev/port.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KRUN_EXIT_PORT 0xf4
+#define CONFIG_PATH "/krun/config.json"
+#define MAX_ITEMS 4096
+
+struct config {
+    char *cmd[MAX_ITEMS + 1];
+    int ncmd;
+    char *env[MAX_ITEMS + 1];
+    int nenv;
+    char *rlimits[64];
+    int nrlimits;
+    char *workdir;
+    char *hostname;
+    char *console; /* "terminal" or "pipes" */
+    int columns, rows;
+    int exit_port;
+};
+
+static struct config cfg;
+static int console_fd = -1; /* where init's own messages go */
+
+static void say(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    int n = snprintf(buf, sizeof buf, "krun-init: ");
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, sizeof buf - n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 2)
+        n = sizeof buf - 2;
+    buf[n++] = '\n';
+    if (write(console_fd >= 0 ? console_fd : 2, buf, n) < 0) {
+        /* nowhere else to report */
+    }
+}
+
+static void report_and_reboot(int status)
+{
+    unsigned char b = (unsigned char)status;
+    int fd = open("/dev/port", O_WRONLY | O_CLOEXEC);
+    sync();
+    if (fd < 0 || pwrite(fd, &b, 1, cfg.exit_port) != 1)
+        say("cannot report exit status %d: %s", status, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    reboot(RB_AUTOBOOT);
+    /* reboot failed: nothing sensible is left to do but wait to be stopped */
+    for (;;)
+        pause();
+}
+
+static void fail_setup(const char *fmt, ...)
+{
+    char buf[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    say("%s", buf);
+    report_and_reboot(125);
+}
+
+/* ---- a JSON reader for the config's small schema: an object of strings, string arrays, integers */
+
+struct json {
+    const char *p, *end;
+};
+
+static void skip_ws(struct json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
+        j->p++;
+}
+
+static int expect(struct json *j, char c)
+{
+    skip_ws(j);
+    if (j->p < j->end && *j->p == c) {
+        j->p++;
+        return 0;
+    }
+    return -1;
+}
+
+static void put_utf8(char **o, unsigned cp)
+{
+    if (cp < 0x80) {
+        *(*o)++ = (char)cp;
+    } else if (cp < 0x800) {
+        *(*o)++ = (char)(0xc0 | (cp >> 6));
+        *(*o)++ = (char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *(*o)++ = (char)(0xe0 | (cp >> 12));
+        *(*o)++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+        *(*o)++ = (char)(0x80 | (cp & 0x3f));
+    } else {
+        *(*o)++ = (char)(0xf0 | (cp >> 18));
+        *(*o)++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+        *(*o)++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+        *(*o)++ = (char)(0x80 | (cp & 0x3f));
+    }
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses a JSON string into a new NUL-terminated buffer (strings holding \u0000 are refused). */
+static char *parse_string(struct json *j)
+{
+    skip_ws(j);
+    if (j->p >= j->end || *j->p != '"')
+        return NULL;
+    j->p++;
+    char *out = malloc((size_t)(j->end - j->p) + 1);
+    char *o = out;
+    if (!out)
+        return NULL;
+    while (j->p < j->end && *j->p != '"') {
+        char c = *j->p++;
+        if (c != '\\') {
+            *o++ = c;
+            continue;
+        }
+        if (j->p >= j->end)
+            goto bad;
+        c = *j->p++;
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (j->end - j->p < 4 || hex4(j->p, &cp))
+                goto bad;
+            j->p += 4;
+            if (cp >= 0xd800 && cp < 0xdc00) {
+                if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' || hex4(j->p + 2, &lo)
+                    || lo < 0xdc00 || lo > 0xdfff)
+                    goto bad;
+                j->p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            if (cp == 0)
+                goto bad;
+            put_utf8(&o, cp);
+            break;
+        }
+        default:
+            goto bad;
+        }
+    }
+    if (j->p >= j->end)
+        goto bad;
+    j->p++;
+    *o = 0;
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+static int parse_string_array(struct json *j, char **items, int max, int *count)
+{
+    if (expect(j, '['))
+        return -1;
+    skip_ws(j);
+    if (j->p < j->end && *j->p == ']') {
+        j->p++;
+        return 0;
+    }
+    for (;;) {
+        char *s = parse_string(j);
+        if (!s || *count >= max)
+            return -1;
+        items[(*count)++] = s;
+        skip_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        return expect(j, ']');
+    }
+}
+
+static int parse_int(struct json *j, int *out)
+{
+    long v = 0;
+    int neg = 0, digits = 0;
+    skip_ws(j);
+    if (j->p < j->end && *j->p == '-') {
+        neg = 1;
+        j->p++;
+    }
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9' && digits < 9) {
+        v = v * 10 + (*j->p++ - '0');
+        digits++;
+    }
+    if (!digits)
+        return -1;
+    *out = (int)(neg ? -v : v);
+    return 0;
+}
+
+/*
+ * Schema: {"cmd": [string...], "env": ["K=V"...], "workdir": string, "hostname": string,
+ *          "rlimits": ["NAME=SOFT:HARD"...], "console": "terminal"|"pipes",
+ *          "columns": int, "rows": int, "exit_port": int}
+ */
+static int parse_config(const char *text, size_t len)
+{
+    struct json j = {text, text + len};
+    if (expect(&j, '{'))
+        return -1;
+    skip_ws(&j);
+    if (j.p < j.end && *j.p == '}')
+        return 0;
+    for (;;) {
+        char *key = parse_string(&j);
+        int rc = 0;
+        if (!key || expect(&j, ':'))
+            return -1;
+        if (!strcmp(key, "cmd"))
+            rc = parse_string_array(&j, cfg.cmd, MAX_ITEMS, &cfg.ncmd);
+        else if (!strcmp(key, "env"))
+            rc = parse_string_array(&j, cfg.env, MAX_ITEMS, &cfg.nenv);
+        else if (!strcmp(key, "rlimits"))
+            rc = parse_string_array(&j, cfg.rlimits, 64, &cfg.nrlimits);
+        else if (!strcmp(key, "workdir"))
+            rc = (cfg.workdir = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "hostname"))
+            rc = (cfg.hostname = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "console"))
+            rc = (cfg.console = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "columns"))
+            rc = parse_int(&j, &cfg.columns);
+        else if (!strcmp(key, "rows"))
+            rc = parse_int(&j, &cfg.rows);
+        else if (!strcmp(key, "exit_port"))
+            rc = parse_int(&j, &cfg.exit_port);
+        else
+            rc = -1; /* the VMM and init are built together: an unknown key is a bug */
+        free(key);
+        if (rc)
+            return -1;
+        skip_ws(&j);
+        if (j.p < j.end && *j.p == ',') {
+            j.p++;
+            continue;
+        }
+        return expect(&j, '}');
+    }
+}
+
+static int load_config_file(void)
+{
+    int fd = open(CONFIG_PATH, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) || st.st_size <= 0 || st.st_size > (64 << 20))
+        fail_setup("%s: bad size", CONFIG_PATH);
+    char *buf = malloc(st.st_size);
+    ssize_t got = 0;
+    while (buf && got < st.st_size) {
+        ssize_t n = read(fd, buf + got, st.st_size - got);
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    close(fd);
+    if (!buf || got != st.st_size)
+        fail_setup("cannot read %s", CONFIG_PATH);
+    if (parse_config(buf, got))
+        fail_setup("%s is malformed", CONFIG_PATH);
+    free(buf);
+    return 0;
+}
+
+/* libkrun's contract: the command in KRUN_INIT, its arguments in argv after the kernel's "--". */
+static void load_config_env(int argc, char **argv)
+{
+    char *init = getenv("KRUN_INIT");
+    char *rl = getenv("KRUN_RLIMITS");
+    if (!init)
+        fail_setup("no %s and no KRUN_INIT: nothing to run", CONFIG_PATH);
+    cfg.cmd[cfg.ncmd++] = init;
+    for (int i = 1; i < argc && cfg.ncmd < MAX_ITEMS; i++)
+        cfg.cmd[cfg.ncmd++] = argv[i];
+    cfg.workdir = getenv("KRUN_WORKDIR");
+    if (rl) {
+        char *save, *tok;
+        for (tok = strtok_r(strdup(rl), ",", &save); tok && cfg.nrlimits < 64; tok = strtok_r(NULL, ",", &save))
+            cfg.rlimits[cfg.nrlimits++] = tok;
+    }
+    for (char **e = environ; *e && cfg.nenv < MAX_ITEMS; e++)
+        if (strncmp(*e, "KRUN_", 5))
+            cfg.env[cfg.nenv++] = *e;
+}
+
+/* ---- system set-up */
+
+static void mkdirs(const char *path, mode_t mode)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(buf, mode);
+}
+
+static void mount_fs(const char *source, const char *target, const char *type, unsigned long flags,
+                     const char *data, mode_t mode)
+{
+    mkdirs(target, mode);
+    if (mount(source, target, type, flags, data) && errno != EBUSY)
+        fail_setup("mount %s on %s: %s", type, target, strerror(errno));
+}
+
+static void setup_filesystems(void)
+{
+    mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
+    mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
+    mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", 0755);
+    mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666", 0755);
+    mount_fs("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
+    mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
+    symlink("/proc/self/fd", "/dev/fd");
+    symlink("/proc/self/fd/0", "/dev/stdin");
+    symlink("/proc/self/fd/1", "/dev/stdout");
+    symlink("/proc/self/fd/2", "/dev/stderr");
+}
+
+static int resource_id(const char *name)
+{
+    static const struct { const char *name; int id; } ids[] = {
+        {"CPU", RLIMIT_CPU}, {"FSIZE", RLIMIT_FSIZE}, {"DATA", RLIMIT_DATA}, {"STACK", RLIMIT_STACK},
+        {"CORE", RLIMIT_CORE}, {"RSS", RLIMIT_RSS}, {"NPROC", RLIMIT_NPROC}, {"NOFILE", RLIMIT_NOFILE},
+        {"MEMLOCK", RLIMIT_MEMLOCK}, {"AS", RLIMIT_AS}, {"LOCKS", RLIMIT_LOCKS},
+        {"SIGPENDING", RLIMIT_SIGPENDING}, {"MSGQUEUE", RLIMIT_MSGQUEUE}, {"NICE", RLIMIT_NICE},
+        {"RTPRIO", RLIMIT_RTPRIO}, {"RTTIME", RLIMIT_RTTIME},
+    };
+    char *end;
+    long n = strtol(name, &end, 10);
+    if (*name && !*end)
+        return (int)n; /* libkrun passes resource numbers */
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (!strcmp(ids[i].name, name))
+            return ids[i].id;
+    return -1;
+}
+
+static rlim_t parse_limit(const char *s)
+{
+    return (!strcmp(s, "-1") || !strcmp(s, "unlimited")) ? RLIM_INFINITY : (rlim_t)strtoull(s, NULL, 10);
+}
+
+/* Each entry is NAME=SOFT:HARD (or NAME=LIMIT). */
+static void setup_rlimits(void)
+{
+    for (int i = 0; i < cfg.nrlimits; i++) {
+        char *spec = strdup(cfg.rlimits[i]);
+        char *eq = strchr(spec, '=');
+        if (!eq)
+            fail_setup("bad rlimit '%s'", cfg.rlimits[i]);
+        *eq = 0;
+        char *colon = strchr(eq + 1, ':');
+        if (colon)
+            *colon = 0;
+        int id = resource_id(spec);
+        struct rlimit rl;
+        rl.rlim_cur = parse_limit(eq + 1);
+        rl.rlim_max = colon ? parse_limit(colon + 1) : rl.rlim_cur;
+        if (id < 0 || setrlimit(id, &rl))
+            fail_setup("rlimit '%s': %s", cfg.rlimits[i], id < 0 ? "unknown resource" : strerror(errno));
+        free(spec);
+    }
+}
+
+/* Finds the virtio-console port named `name` and returns its /dev path, waiting up to 5 s for it. */
+static int find_port(const char *name, char *path, size_t size)
+{
+    for (int attempt = 0; attempt < 500; attempt++) {
+        DIR *d = opendir("/sys/class/virtio-ports");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            char file[300], buf[64];
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(file, sizeof file, "/sys/class/virtio-ports/%s/name", e->d_name);
+            int fd = open(file, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (n <= 0)
+                continue;
+            buf[n] = 0;
+            if (buf[n - 1] == '\n')
+                buf[n - 1] = 0;
+            if (!strcmp(buf, name)) {
+                snprintf(path, size, "/dev/%s", e->d_name);
+                closedir(d);
+                return 0;
+            }
+        }
+        if (d)
+            closedir(d);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static int open_port(const char *name, int flags)
+{
+    char path[300];
+    if (find_port(name, path, sizeof path))
+        fail_setup("console port %s did not appear", name);
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        fail_setup("open %s (%s): %s", path, name, strerror(errno));
+    return fd;
+}
+
+static int terminal_mode(void)
+{
+    return cfg.console && !strcmp(cfg.console, "terminal");
+}
+
+/* The command's three standard streams, as fds to dup2 in the child. */
+static int stdio_fds[3] = {-1, -1, -1};
+
+/* The console appears once the virtio-console driver has set its port up: wait up to 5 s. */
+static int open_hvc0(void)
+{
+    for (int attempt = 0; attempt < 500; attempt++) {
+        int fd = open("/dev/hvc0", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd >= 0 || (errno != ENOENT && errno != ENODEV && errno != ENXIO))
+            return fd;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static void setup_console(void)
+{
+    if (terminal_mode()) {
+        int hvc = open_hvc0();
+        if (hvc < 0)
+            fail_setup("open /dev/hvc0: %s", strerror(errno));
+        console_fd = hvc;
+        if (cfg.columns > 0 && cfg.rows > 0) {
+            struct winsize ws = {.ws_row = cfg.rows, .ws_col = cfg.columns};
+            ioctl(hvc, TIOCSWINSZ, &ws);
+        }
+        stdio_fds[0] = stdio_fds[1] = stdio_fds[2] = hvc;
+    } else {
+        stdio_fds[2] = open_port("krun-stderr", O_WRONLY);
+        console_fd = stdio_fds[2]; /* init's own messages go where the command's errors go */
+        stdio_fds[0] = open_port("krun-stdin", O_RDONLY);
+        stdio_fds[1] = open_port("krun-stdout", O_WRONLY);
+    }
+}
+
+static void setup_environment(void)
+{
+    int have_path = 0, have_home = 0, have_term = 0;
+    clearenv();
+    for (int i = 0; i < cfg.nenv; i++) {
+        char *eq = strchr(cfg.env[i], '=');
+        if (!eq)
+            continue;
+        *eq = 0;
+        setenv(cfg.env[i], eq + 1, 1);
+        have_path |= !strcmp(cfg.env[i], "PATH");
+        have_home |= !strcmp(cfg.env[i], "HOME");
+        have_term |= !strcmp(cfg.env[i], "TERM");
+        *eq = '=';
+    }
+    if (!have_path)
+        setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+    if (!have_home)
+        setenv("HOME", "/root", 1);
+    if (!have_term && terminal_mode())
+        setenv("TERM", "linux", 1);
+}
+
+static void run_child(void)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int s = 1; s < NSIG; s++)
+        signal(s, SIG_DFL);
+    setsid();
+    for (int i = 0; i < 3; i++) {
+        if (dup2(stdio_fds[i], i) < 0)
+            _exit(125);
+    }
+    if (terminal_mode() && ioctl(0, TIOCSCTTY, 1) < 0)
+        say("cannot make the console the controlling terminal: %s", strerror(errno));
+    if (chdir(cfg.workdir ? cfg.workdir : "/")) {
+        say("cannot enter working directory %s: %s", cfg.workdir, strerror(errno));
+        _exit(125);
+    }
+    execvp(cfg.cmd[0], cfg.cmd);
+    int err = errno;
+    say("%s: %s", cfg.cmd[0], strerror(err));
+    _exit(err == ENOENT || err == ENOTDIR ? 127 : 126);
+}
+
+int main(int argc, char **argv)
+{
+    if (getpid() != 1) {
+        fprintf(stderr, "krun-init must run as process 1 of a krun guest\n");
+        return 1;
+    }
+    cfg.exit_port = KRUN_EXIT_PORT;
+    setup_filesystems();
+    if (load_config_file())
+        load_config_env(argc, argv);
+    if (cfg.ncmd == 0)
+        fail_setup("no command to run");
+    cfg.cmd[cfg.ncmd] = NULL;
+    if (cfg.hostname && sethostname(cfg.hostname, strlen(cfg.hostname)))
+        say("sethostname %s: %s", cfg.hostname, strerror(errno));
+    setup_console();
+    setup_environment();
+    setup_rlimits();
+
+    /* Process 1 gets no default signal actions; keep SIGCHLD deliverable for waitpid. */
+    pid_t child = fork();
+    if (child < 0)
+        fail_setup("fork: %s", strerror(errno));
+    if (child == 0)
+        run_child();
+    for (int i = 0; i < 3; i++)
+        if (stdio_fds[i] != console_fd)
+            close(stdio_fds[i]);
+    if (!terminal_mode()) {
+        /* Only the command may hold stdout/stderr open: the host sees their end when it exits. */
+        close(console_fd);
+        console_fd = -1;
+    }
+
+    int status = 0, result = 125;
+    for (;;) {
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break; /* ECHILD: the command and every orphan are gone */
+        }
+        if (pid == child) {
+            result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            break;
+        }
+    }
+    report_and_reboot(result);
+    return 0;
+}

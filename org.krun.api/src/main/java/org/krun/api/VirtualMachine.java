@@ -1,0 +1,62 @@
+package org.krun.api;
+
+import java.io.OutputStream;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeoutException;
+
+import org.osgi.annotation.versioning.ProviderType;
+
+/**
+ * The handle of one microVM. Thread-safe. A VM runs once: after it stops, all its host resources
+ * (memory mappings, file descriptors, threads) are released, and {@link #exit()} holds the outcome.
+ */
+@ProviderType
+public interface VirtualMachine extends AutoCloseable {
+
+    /** A short identifier, unique within this JVM. */
+    String id();
+
+    VmConfig config();
+
+    VmState state();
+
+    /** When {@link #start()} was called, if it was. */
+    Optional<Instant> startedAt();
+
+    /**
+     * Builds the VM (memory, vCPUs, devices, kernel) and starts its vCPUs. Returns once the guest runs.
+     *
+     * @throws KrunException if the host cannot provide what the VM needs; nothing is left allocated
+     * @throws IllegalStateException if the VM was started before
+     */
+    void start();
+
+    /** Completes when the VM has stopped and released everything. */
+    CompletableFuture<VmExit> exit();
+
+    /** Waits for the VM to stop. */
+    VmExit waitFor() throws InterruptedException;
+
+    /** Waits at most {@code timeout} for the VM to stop. */
+    VmExit waitFor(Duration timeout) throws InterruptedException, TimeoutException;
+
+    /**
+     * Bytes written here reach the command's standard input (or the guest terminal). Writes block while
+     * the guest does not read. Closing the stream delivers end-of-file. Writes after the VM stopped are
+     * discarded.
+     */
+    OutputStream consoleInput();
+
+    /** Tells the guest terminal its new size (terminal mode). */
+    void resizeConsole(int columns, int rows);
+
+    /** Stops the VM at once, as pulling the plug would; {@link #exit()} then reports {@link VmExit.Reason#KILLED}. */
+    void kill();
+
+    /** Kills the VM if it still runs and waits until its resources are released. */
+    @Override
+    void close();
+}

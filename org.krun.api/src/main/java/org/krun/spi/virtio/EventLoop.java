@@ -1,0 +1,25 @@
+package org.krun.spi.virtio;
+
+import java.util.function.IntConsumer;
+
+import org.osgi.annotation.versioning.ProviderType;
+
+/**
+ * The VM's device thread. Queue notifications, host file-descriptor readiness and submitted tasks all
+ * run on it, one at a time, so device code needs no locking against itself.
+ */
+@ProviderType
+public interface EventLoop {
+
+    /** Runs {@code task} on the loop thread soon. Safe from any thread. */
+    void execute(Runnable task);
+
+    /** Whether the caller is the loop thread. */
+    boolean inEventLoop();
+
+    /**
+     * Calls {@code handler} with the ready epoll events whenever {@code fd} is ready for {@code events}
+     * ({@code EPOLLIN}, {@code EPOLLOUT}). The registration ends with the returned handle or the VM.
+     */
+    AutoCloseable register(int fd, int events, IntConsumer handler);
+}

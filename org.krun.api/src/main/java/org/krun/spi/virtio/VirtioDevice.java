@@ -1,0 +1,48 @@
+package org.krun.spi.virtio;
+
+import org.osgi.annotation.versioning.ConsumerType;
+
+/**
+ * A virtio device's behaviour, apart from its transport. Before {@link #activate(DeviceContext)} a device
+ * holds no memory, queues or interrupt; {@link #reset()} returns it there. Queue notifications and
+ * activation happen on the VM's {@link EventLoop} thread; configuration space is read and written from
+ * vCPU threads.
+ */
+@ConsumerType
+public interface VirtioDevice extends AutoCloseable {
+
+    /** The virtio device type ({@link VirtioIds}). */
+    int deviceType();
+
+    /** The device-specific features offered, and any of {@link VirtioFeatures} the device supports. */
+    long deviceFeatures();
+
+    /** Number of queues. */
+    int queueCount();
+
+    /** The largest size queue {@code index} may have (a power of 2, at most 32768). */
+    int queueMaxSize(int index);
+
+    /** Size of the configuration space in bytes. */
+    int configSize();
+
+    /** Reads configuration space at {@code offset} into {@code data} (the range lies in {@link #configSize()}). */
+    void readConfig(int offset, byte[] data);
+
+    /** Writes configuration space; devices ignore writes to read-only fields. */
+    void writeConfig(int offset, byte[] data);
+
+    /** The driver set DRIVER_OK: start serving the queues. */
+    void activate(DeviceContext context);
+
+    /** The driver made buffers available on queue {@code index}. */
+    void queueNotify(int index);
+
+    /** The driver reset the device: drop everything {@link #activate} gave. */
+    void reset();
+
+    /** The VM is gone: release host resources. */
+    @Override
+    default void close() {
+    }
+}

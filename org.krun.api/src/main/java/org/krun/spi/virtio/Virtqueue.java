@@ -1,0 +1,222 @@
+package org.krun.spi.virtio;
+
+import java.lang.invoke.VarHandle;
+
+import org.krun.spi.memory.GuestMemory;
+
+/**
+ * The device side of a split virtqueue (virtio 1.2 §2.7). Holds only the ring addresses, the size and the
+ * device's indices; every call that touches the rings takes the guest memory. Not thread-safe: a queue is
+ * used from one thread at a time (the VM's event loop, or a device's own worker).
+ */
+public final class Virtqueue {
+
+    static final int DESC_SIZE = 16;
+    static final int DESC_F_NEXT = 1;
+    static final int DESC_F_WRITE = 2;
+    static final int DESC_F_INDIRECT = 4;
+    /** avail ring flag: the driver does not want interrupts (without EVENT_IDX). */
+    static final int AVAIL_F_NO_INTERRUPT = 1;
+    /** used ring flag: the device does not want notifications (without EVENT_IDX). */
+    static final int USED_F_NO_NOTIFY = 1;
+
+    /** The most descriptors one chain may hold, indirect tables included, whatever the queue size. */
+    static final int MAX_CHAIN_DESCRIPTORS = 4096;
+
+    private final int maxSize;
+    private int size;
+    private boolean ready;
+    private long descTable;
+    private long availRing;
+    private long usedRing;
+
+    private boolean eventIdx;
+    private short nextAvail;
+    private short nextUsed;
+    /** The used index when the driver was last interrupted (EVENT_IDX) or last asked. */
+    private short signalledUsed;
+
+    public Virtqueue(int maxSize) {
+        if (maxSize <= 0 || maxSize > 32768 || Integer.bitCount(maxSize) != 1) {
+            throw new IllegalArgumentException("queue max size must be a power of 2 up to 32768");
+        }
+        this.maxSize = maxSize;
+        reset();
+    }
+
+    /** Back to the state after device reset (virtio 1.2 §4.2.2.1). */
+    public void reset() {
+        size = maxSize;
+        ready = false;
+        descTable = 0;
+        availRing = 0;
+        usedRing = 0;
+        eventIdx = false;
+        nextAvail = 0;
+        nextUsed = 0;
+        signalledUsed = 0;
+    }
+
+    public int maxSize() {
+        return maxSize;
+    }
+
+    public int size() {
+        return size;
+    }
+
+    public void setSize(int size) {
+        this.size = size;
+    }
+
+    public boolean ready() {
+        return ready;
+    }
+
+    public void setReady(boolean ready) {
+        this.ready = ready;
+    }
+
+    public long descTable() {
+        return descTable;
+    }
+
+    public void setDescTable(long address) {
+        this.descTable = address;
+    }
+
+    public long availRing() {
+        return availRing;
+    }
+
+    public void setAvailRing(long address) {
+        this.availRing = address;
+    }
+
+    public long usedRing() {
+        return usedRing;
+    }
+
+    public void setUsedRing(long address) {
+        this.usedRing = address;
+    }
+
+    /** Whether VIRTIO_F_RING_EVENT_IDX was negotiated; set by the transport at activation. */
+    public void setEventIdx(boolean eventIdx) {
+        this.eventIdx = eventIdx;
+    }
+
+    /**
+     * Why this queue's configuration cannot be used, or null when it can: the size must be a power of 2 no
+     * larger than {@link #maxSize()}, and the three areas aligned (§2.7) and inside guest RAM.
+     */
+    public String validate(GuestMemory mem) {
+        if (size <= 0 || size > maxSize || Integer.bitCount(size) != 1) {
+            return "queue size " + size + " is not a power of 2 up to " + maxSize;
+        }
+        if ((descTable & 15) != 0 || (availRing & 1) != 0 || (usedRing & 3) != 0) {
+            return "queue areas misaligned";
+        }
+        if (!mem.contains(descTable, (long) DESC_SIZE * size)
+                || !mem.contains(availRing, 6 + 2L * size)
+                || !mem.contains(usedRing, 6 + 8L * size)) {
+            return "queue areas outside guest RAM";
+        }
+        return null;
+    }
+
+    private int availIdx(GuestMemory mem) {
+        int idx = mem.getShort(availRing + 2) & 0xffff;
+        VarHandle.acquireFence(); // read ring entries only after the index that publishes them
+        return idx;
+    }
+
+    /** Number of chains the driver has made available that the device has not taken. */
+    public int pending(GuestMemory mem) {
+        return (availIdx(mem) - nextAvail) & 0xffff;
+    }
+
+    /**
+     * Takes the next available descriptor chain, or returns null when there is none.
+     *
+     * @throws InvalidChainException when the chain is malformed; its head, when valid, has been consumed
+     *         and should be returned with {@link #addUsed} and length 0
+     */
+    public DescriptorChain pop(GuestMemory mem) {
+        int pending = pending(mem);
+        if (pending == 0) {
+            return null;
+        }
+        if (pending > size) {
+            throw new InvalidChainException(-1, "driver moved avail idx by " + pending + " on a queue of " + size);
+        }
+        int head = mem.getShort(availRing + 4 + 2L * ((nextAvail & 0xffff) % size)) & 0xffff;
+        nextAvail++;
+        if (eventIdx) {
+            // virtio 1.2 §2.7.10: ask to be notified when the driver makes the next buffer available.
+            mem.setShort(usedRing + 4 + 8L * size, nextAvail);
+        }
+        if (head >= size) {
+            throw new InvalidChainException(-1, "chain head " + head + " out of range (queue size " + size + ")");
+        }
+        return DescriptorChain.parse(mem, this, head);
+    }
+
+    /** Returns chain {@code head} to the driver with {@code length} bytes written into it. */
+    public void addUsed(GuestMemory mem, int head, int length) {
+        long slot = usedRing + 4 + 8L * ((nextUsed & 0xffff) % size);
+        mem.setInt(slot, head);
+        mem.setInt(slot + 4, length);
+        nextUsed++;
+        VarHandle.releaseFence(); // the element before the index that publishes it
+        mem.setShort(usedRing + 2, nextUsed);
+    }
+
+    /**
+     * Whether the driver wants an interrupt for the used buffers added since the last call (virtio 1.2
+     * §2.7.7 Used Buffer Notification Suppression).
+     */
+    public boolean needsInterrupt(GuestMemory mem) {
+        VarHandle.fullFence(); // the used idx store must be visible before reading the driver's wishes
+        short old = signalledUsed;
+        short now = nextUsed;
+        if (old == now) {
+            return false;
+        }
+        signalledUsed = now;
+        if (eventIdx) {
+            int usedEvent = mem.getShort(availRing + 4 + 2L * size) & 0xffff;
+            // vring_need_event: notify if used_event lies in [old, now).
+            return ((now - usedEvent - 1) & 0xffff) < ((now - old) & 0xffff);
+        }
+        return (mem.getShort(availRing) & AVAIL_F_NO_INTERRUPT) == 0;
+    }
+
+    /**
+     * Asks the driver to notify (or not) when it adds buffers. Without EVENT_IDX this is the used ring's
+     * NO_NOTIFY flag; with EVENT_IDX the device always asks via avail_event, set in {@link #pop}.
+     *
+     * @return whether buffers are available now (check again after enabling, to close the race)
+     */
+    public boolean enableNotification(GuestMemory mem, boolean enable) {
+        if (eventIdx) {
+            if (enable) {
+                mem.setShort(usedRing + 4 + 8L * size, nextAvail);
+            }
+        } else {
+            mem.setShort(usedRing, (short) (enable ? 0 : USED_F_NO_NOTIFY));
+        }
+        VarHandle.fullFence();
+        return pending(mem) != 0;
+    }
+
+    /** The device's next avail index (for state inspection and tests). */
+    public int nextAvail() {
+        return nextAvail & 0xffff;
+    }
+
+    /** The device's next used index. */
+    public int nextUsed() {
+        return nextUsed & 0xffff;
+    }
+}

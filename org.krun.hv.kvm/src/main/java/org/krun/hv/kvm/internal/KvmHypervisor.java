@@ -1,0 +1,62 @@
+package org.krun.hv.kvm.internal;
+
+import java.util.List;
+
+import org.krun.api.VmConfigException;
+import org.krun.spi.hypervisor.HostCapabilities;
+import org.krun.spi.hypervisor.Hypervisor;
+import org.krun.spi.hypervisor.HypervisorVm;
+import org.krun.spi.posix.Posix;
+
+/** The KVM backend over one open /dev/kvm. */
+public final class KvmHypervisor implements Hypervisor, AutoCloseable {
+
+    /**
+     * What a kvm-pvm host needs from the guest kernel (KVM-HOST.md): no XSAVE, and no POPCNT, SMAP or
+     * fast-string feature bits that show through from the host but that its instruction emulator cannot
+     * run (or runs 6-8x slower than rep stosq, for erms/fsrm).
+     */
+    static final List<String> PVM_KERNEL_ARGS = List.of("noxsave", "clearcpuid=popcnt,smap,erms,fsrm");
+
+    private final Kvm kvm;
+
+    KvmHypervisor(Kvm kvm) {
+        this.kvm = kvm;
+        Posix.ignoreSignal(KvmVcpu.KICK_SIGNAL);
+    }
+
+    public static KvmHypervisor open() {
+        return new KvmHypervisor(Kvm.open());
+    }
+
+    @Override
+    public String name() {
+        return "kvm";
+    }
+
+    @Override
+    public HostCapabilities capabilities() {
+        String kind = kvm.pvm() ? "kvm-pvm (guest kernel code emulated, no hardware virtualisation)"
+                : kvm.hardwareVirtualization() ? "hardware virtualisation" : "no vmx/svm flag seen";
+        return new HostCapabilities("KVM API " + Kvm.API_VERSION + ", " + kind, kvm.hardwareVirtualization(),
+                kvm.maxVcpus());
+    }
+
+    @Override
+    public HypervisorVm createVm(int vcpuCount) {
+        if (vcpuCount > kvm.maxVcpus()) {
+            throw new VmConfigException("this host's KVM allows at most " + kvm.maxVcpus() + " vCPUs per VM");
+        }
+        return new KvmVm(kvm, vcpuCount);
+    }
+
+    @Override
+    public List<String> guestKernelArgs() {
+        return kvm.pvm() ? PVM_KERNEL_ARGS : List.of();
+    }
+
+    @Override
+    public void close() {
+        kvm.close();
+    }
+}

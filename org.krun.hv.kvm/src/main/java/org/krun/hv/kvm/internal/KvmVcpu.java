@@ -1,0 +1,322 @@
+package org.krun.hv.kvm.internal;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+import org.krun.spi.hypervisor.Vcpu;
+import org.krun.spi.hypervisor.VcpuExit;
+import org.krun.spi.hypervisor.X86BootState;
+import org.krun.spi.posix.Errno;
+import org.krun.spi.posix.Posix;
+import org.krun.spi.posix.PosixException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One KVM vCPU: its fd, its mapped struct kvm_run, and the state krun gives it at creation (CPUID, MSRs,
+ * FPU, LAPIC LINT0/LINT1).
+ *
+ * <p>Kicking: the vCPU thread blocks {@link #KICK_SIGNAL} and KVM_SET_SIGNAL_MASK unblocks it only inside
+ * KVM_RUN, with the process-wide disposition set to ignore. A kick sent at any moment is then either
+ * pending when KVM_RUN starts or interrupts it (KVM_RUN returns EINTR); never lost, never delivered to a
+ * handler.
+ */
+final class KvmVcpu implements Vcpu {
+    private static final Logger LOG = LoggerFactory.getLogger(KvmVcpu.class);
+
+    /** A real-time signal, unused by the JVM and glibc. */
+    static final int KICK_SIGNAL = 40;
+    static final long KICK_SIGSET = Posix.sigset(KICK_SIGNAL);
+
+    // MSR indices (asm/msr-index.h)
+    private static final int MSR_IA32_TSC = 0x10;
+    private static final int MSR_IA32_SYSENTER_CS = 0x174;
+    private static final int MSR_IA32_SYSENTER_ESP = 0x175;
+    private static final int MSR_IA32_SYSENTER_EIP = 0x176;
+    private static final int MSR_IA32_MISC_ENABLE = 0x1a0;
+    private static final int MSR_MTRR_DEF_TYPE = 0x2ff;
+    private static final int MSR_STAR = 0xc0000081;
+    private static final int MSR_LSTAR = 0xc0000082;
+    private static final int MSR_CSTAR = 0xc0000083;
+    private static final int MSR_SYSCALL_MASK = 0xc0000084;
+    private static final int MSR_KERNEL_GS_BASE = 0xc0000102;
+
+    private static final long MISC_ENABLE_FAST_STRING = 1;
+    /** MTRRs enabled, default type write-back. */
+    private static final long MTRR_DEF_TYPE_WB_ENABLED = (1 << 11) | 6;
+
+    private static final int APIC_LVT_LINT0 = 0x350;
+    private static final int APIC_LVT_LINT1 = 0x360;
+    private static final int APIC_MODE_NMI = 0x4;
+    private static final int APIC_MODE_EXTINT = 0x7;
+
+    private final int index;
+    private final int fd;
+    private final KvmRun run;
+    private final MemorySegment runMapping;
+    private volatile int tid;
+    private volatile boolean kicked;
+    private boolean closed;
+
+    /** Remaining elements of a string I/O exit (rep ins/outs) not yet handed to the core. */
+    private int ioIndex;
+    private int ioCount;
+    /** What the pending read exit needs: 0 none, 1 I/O in at ioDataOffset, 2 MMIO read. */
+    private int pendingRead;
+    private long pendingReadOffset;
+
+    KvmVcpu(Kvm kvm, KvmVm vm, int index, int count) {
+        this.index = index;
+        this.fd = Posix.check("KVM_CREATE_VCPU", Posix.ioctl(vm.fd(), KvmIoctls.KVM_CREATE_VCPU, index));
+        MemorySegment mapping = null;
+        try {
+            mapping = Posix.mmap("mmap kvm_run", kvm.vcpuMmapSize(), Posix.PROT_READ | Posix.PROT_WRITE,
+                    Posix.MAP_SHARED, fd, 0);
+            this.runMapping = mapping;
+            this.run = new KvmRun(mapping);
+            setCpuid(kvm, count);
+            setMsrs();
+            setFpu();
+            setLapicLint();
+        } catch (RuntimeException e) {
+            if (mapping != null) {
+                Posix.munmap(mapping);
+            }
+            Posix.close(fd);
+            throw e;
+        }
+    }
+
+    @Override
+    public int index() {
+        return index;
+    }
+
+    private void setCpuid(Kvm kvm, int count) {
+        boolean tscDeadline = kvm.checkExtension(KvmIoctls.KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment table = CpuidTemplate.write(a, kvm.cpuid().forVcpu(index, count, kvm.pvm(), tscDeadline));
+            Posix.check("KVM_SET_CPUID2", Posix.ioctl(fd, KvmIoctls.KVM_SET_CPUID2, table));
+        }
+    }
+
+    private void setMsrs() {
+        long[][] msrs = {
+            {MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
+            {MSR_STAR, 0}, {MSR_CSTAR, 0}, {MSR_KERNEL_GS_BASE, 0}, {MSR_SYSCALL_MASK, 0}, {MSR_LSTAR, 0},
+            {MSR_IA32_TSC, 0}, {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
+            {MSR_MTRR_DEF_TYPE, MTRR_DEF_TYPE_WB_ENABLED},
+        };
+        try (Arena a = Arena.ofConfined()) {
+            long entry = KvmStructs.MSR_ENTRY.byteSize();
+            MemorySegment s = a.allocate(KvmStructs.MSRS.byteSize() + msrs.length * entry);
+            s.set(JAVA_INT, 0, msrs.length);
+            for (int i = 0; i < msrs.length; i++) {
+                long e = KvmStructs.MSRS.byteSize() + i * entry;
+                s.set(JAVA_INT, e, (int) msrs[i][0]);
+                s.set(JAVA_LONG, e + 8, msrs[i][1]);
+            }
+            int set = Posix.check("KVM_SET_MSRS", Posix.ioctl(fd, KvmIoctls.KVM_SET_MSRS, s));
+            if (set != msrs.length) {
+                // KVM stops at the first MSR it refuses; the rest are optional for booting Linux.
+                LOG.debug("vcpu {}: KVM accepted {} of {} MSRs (refused 0x{})", index, set, msrs.length,
+                        Long.toHexString(msrs[set][0]));
+            }
+        }
+    }
+
+    private void setFpu() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.FPU);
+            s.set(JAVA_SHORT, 128, (short) 0x37f); // fcw: default x87 control word
+            s.set(JAVA_INT, 408, 0x1f80); // mxcsr: all SSE exceptions masked
+            Posix.check("KVM_SET_FPU", Posix.ioctl(fd, KvmIoctls.KVM_SET_FPU, s));
+        }
+    }
+
+    /** LINT0 as ExtINT (the PIC), LINT1 as NMI, as a PC's BIOS leaves them. */
+    private void setLapicLint() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.LAPIC_STATE);
+            Posix.check("KVM_GET_LAPIC", Posix.ioctl(fd, KvmIoctls.KVM_GET_LAPIC, s));
+            setLvtMode(s, APIC_LVT_LINT0, APIC_MODE_EXTINT);
+            setLvtMode(s, APIC_LVT_LINT1, APIC_MODE_NMI);
+            Posix.check("KVM_SET_LAPIC", Posix.ioctl(fd, KvmIoctls.KVM_SET_LAPIC, s));
+        }
+    }
+
+    private static void setLvtMode(MemorySegment lapic, int reg, int mode) {
+        int v = lapic.get(JAVA_INT, reg);
+        lapic.set(JAVA_INT, reg, (v & ~0x700) | (mode << 8));
+    }
+
+    @Override
+    public void setBootState(X86BootState b) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment sregs = a.allocate(KvmStructs.SREGS);
+            Posix.check("KVM_GET_SREGS", Posix.ioctl(fd, KvmIoctls.KVM_GET_SREGS, sregs));
+            long seg = KvmStructs.SEGMENT.byteSize();
+            // cs ds es fs gs ss tr ldt
+            writeSegment(sregs, 0, b.code());
+            for (int i = 1; i <= 5; i++) {
+                writeSegment(sregs, i * seg, b.data());
+            }
+            writeSegment(sregs, 6 * seg, b.tss());
+            long gdt = 8 * seg;
+            sregs.set(JAVA_LONG, gdt, b.gdt().base());
+            sregs.set(JAVA_SHORT, gdt + 8, (short) b.gdt().limit());
+            long idt = gdt + KvmStructs.DTABLE.byteSize();
+            sregs.set(JAVA_LONG, idt, b.idt().base());
+            sregs.set(JAVA_SHORT, idt + 8, (short) b.idt().limit());
+            long cr = idt + KvmStructs.DTABLE.byteSize();
+            sregs.set(JAVA_LONG, cr, b.cr0());
+            sregs.set(JAVA_LONG, cr + 16, b.cr3());
+            sregs.set(JAVA_LONG, cr + 24, b.cr4());
+            sregs.set(JAVA_LONG, cr + 40, b.efer());
+            Posix.check("KVM_SET_SREGS", Posix.ioctl(fd, KvmIoctls.KVM_SET_SREGS, sregs));
+
+            MemorySegment regs = a.allocate(KvmStructs.REGS);
+            // rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip rflags
+            regs.set(JAVA_LONG, 4 * 8, b.rsi());
+            regs.set(JAVA_LONG, 6 * 8, b.rsp());
+            regs.set(JAVA_LONG, 7 * 8, b.rbp());
+            regs.set(JAVA_LONG, 16 * 8, b.rip());
+            regs.set(JAVA_LONG, 17 * 8, b.rflags());
+            Posix.check("KVM_SET_REGS", Posix.ioctl(fd, KvmIoctls.KVM_SET_REGS, regs));
+        }
+    }
+
+    private static void writeSegment(MemorySegment sregs, long at, X86BootState.Segment s) {
+        sregs.set(JAVA_LONG, at, s.base());
+        sregs.set(JAVA_INT, at + 8, s.limit());
+        sregs.set(JAVA_SHORT, at + 12, (short) s.selector());
+        sregs.set(JAVA_BYTE, at + 14, (byte) s.type());
+        sregs.set(JAVA_BYTE, at + 15, (byte) (s.present() ? 1 : 0));
+        sregs.set(JAVA_BYTE, at + 16, (byte) s.dpl());
+        sregs.set(JAVA_BYTE, at + 17, (byte) (s.db() ? 1 : 0));
+        sregs.set(JAVA_BYTE, at + 18, (byte) (s.s() ? 1 : 0));
+        sregs.set(JAVA_BYTE, at + 19, (byte) (s.l() ? 1 : 0));
+        sregs.set(JAVA_BYTE, at + 20, (byte) (s.g() ? 1 : 0));
+        sregs.set(JAVA_BYTE, at + 21, (byte) 0);
+        sregs.set(JAVA_BYTE, at + 22, (byte) 0);
+    }
+
+    @Override
+    public void attachThread() {
+        tid = Posix.gettid();
+        Posix.threadSignalMask(Posix.SIG_BLOCK, KICK_SIGSET);
+        try (Arena a = Arena.ofConfined()) {
+            // struct kvm_signal_mask { u32 len; u8 sigset[8]; }: nothing blocked inside KVM_RUN.
+            MemorySegment mask = a.allocate(12);
+            mask.set(JAVA_INT, 0, 8);
+            Posix.check("KVM_SET_SIGNAL_MASK", Posix.ioctl(fd, KvmIoctls.KVM_SET_SIGNAL_MASK, mask));
+        }
+    }
+
+    @Override
+    public void kick() {
+        kicked = true;
+        int t = tid;
+        if (t != 0) {
+            Posix.tgkill(t, KICK_SIGNAL);
+        }
+    }
+
+    @Override
+    public VcpuExit run() {
+        if (ioIndex < ioCount) {
+            return nextStringIo();
+        }
+        if (kicked) {
+            kicked = false;
+            Posix.takePendingSignal(KICK_SIGSET);
+            return VcpuExit.INTERRUPTED;
+        }
+        int r = Posix.ioctl(fd, KvmIoctls.KVM_RUN, 0L);
+        if (r < 0) {
+            if (r == -Errno.EINTR || r == -Errno.EAGAIN) {
+                kicked = false;
+                Posix.takePendingSignal(KICK_SIGSET);
+                return VcpuExit.INTERRUPTED;
+            }
+            throw new PosixException("KVM_RUN", -r);
+        }
+        int reason = run.exitReason();
+        return switch (reason) {
+            case KvmRun.EXIT_IO -> {
+                ioIndex = 0;
+                ioCount = Math.max(run.ioCount(), 1);
+                yield nextStringIo();
+            }
+            case KvmRun.EXIT_MMIO -> {
+                long address = run.mmioAddress();
+                int len = run.mmioLength();
+                if (run.mmioIsWrite()) {
+                    yield new VcpuExit.MmioWrite(address, len, run.mmioData());
+                }
+                pendingRead = 2;
+                yield new VcpuExit.MmioRead(address, len);
+            }
+            case KvmRun.EXIT_HLT -> VcpuExit.HALTED;
+            case KvmRun.EXIT_INTR -> VcpuExit.INTERRUPTED;
+            case KvmRun.EXIT_IRQ_WINDOW_OPEN -> VcpuExit.INTERRUPTED;
+            case KvmRun.EXIT_SHUTDOWN -> new VcpuExit.Shutdown("triple fault");
+            case KvmRun.EXIT_SYSTEM_EVENT -> switch (run.systemEventType()) {
+                case KvmRun.SYSTEM_EVENT_RESET -> new VcpuExit.Shutdown("reset");
+                case KvmRun.SYSTEM_EVENT_SHUTDOWN -> new VcpuExit.Shutdown("power off");
+                default -> new VcpuExit.Failed("system event " + run.systemEventType());
+            };
+            case KvmRun.EXIT_INTERNAL_ERROR -> new VcpuExit.Failed(
+                    "KVM internal error, suberror " + run.internalSuberror() + " [" + run.internalData() + "]");
+            case KvmRun.EXIT_FAIL_ENTRY -> new VcpuExit.Failed(
+                    "VM entry failed, hardware reason 0x" + Long.toHexString(run.failEntryReason()));
+            default -> new VcpuExit.Failed("unexpected KVM exit reason " + reason);
+        };
+    }
+
+    private VcpuExit nextStringIo() {
+        int size = run.ioSize();
+        long offset = run.ioDataOffset() + (long) ioIndex * size;
+        ioIndex++;
+        if (run.ioDirection() == KvmRun.IO_DIRECTION_OUT) {
+            return new VcpuExit.IoOut(run.ioPort(), size, run.readData(offset, size));
+        }
+        pendingRead = 1;
+        pendingReadOffset = offset;
+        return new VcpuExit.IoIn(run.ioPort(), size);
+    }
+
+    @Override
+    public void completeRead(long value) {
+        switch (pendingRead) {
+            case 1 -> run.writeData(pendingReadOffset, run.ioSize(), value);
+            case 2 -> run.setMmioData(value);
+            default -> throw new IllegalStateException("no read exit pending on vcpu " + index);
+        }
+        pendingRead = 0;
+    }
+
+    /** For tests: the general registers (rax .. rflags). */
+    long[] registers() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment regs = a.allocate(KvmStructs.REGS);
+            Posix.check("KVM_GET_REGS", Posix.ioctl(fd, KvmIoctls.KVM_GET_REGS, regs));
+            return regs.toArray(JAVA_LONG);
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        Posix.munmap(runMapping);
+        Posix.close(fd);
+    }
+}

@@ -1,0 +1,151 @@
+package org.krun.hv.kvm.internal;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.krun.spi.hypervisor.HypervisorVm;
+import org.krun.spi.hypervisor.IoEventAddress;
+import org.krun.spi.hypervisor.Vcpu;
+import org.krun.spi.posix.EventFd;
+import org.krun.spi.posix.Posix;
+
+/** One KVM VM fd and the vCPUs created from it. */
+final class KvmVm implements HypervisorVm {
+
+    /** Where KVM puts the three pages of the (unused on 64-bit) TSS: just below the top of 4 GiB. */
+    static final long TSS_ADDRESS = 0xfffbd000L;
+    static final long IDENTITY_MAP_ADDRESS = 0xfffbc000L;
+
+    private final Kvm kvm;
+    private final int fd;
+    private final int vcpuCount;
+    private final List<KvmVcpu> vcpus = new ArrayList<>();
+    private boolean closed;
+
+    KvmVm(Kvm kvm, int vcpuCount) {
+        this.kvm = kvm;
+        this.vcpuCount = vcpuCount;
+        this.fd = kvm.createVm();
+        try {
+            Posix.check("KVM_SET_TSS_ADDR", Posix.ioctl(fd, KvmIoctls.KVM_SET_TSS_ADDR, TSS_ADDRESS));
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment addr = a.allocateFrom(JAVA_LONG, IDENTITY_MAP_ADDRESS);
+                Posix.check("KVM_SET_IDENTITY_MAP_ADDR", Posix.ioctl(fd, KvmIoctls.KVM_SET_IDENTITY_MAP_ADDR, addr));
+            }
+        } catch (RuntimeException e) {
+            Posix.close(fd);
+            throw e;
+        }
+    }
+
+    int fd() {
+        return fd;
+    }
+
+    @Override
+    public void mapMemory(int slot, long guestAddress, MemorySegment host) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment region = a.allocate(KvmStructs.USERSPACE_MEMORY_REGION);
+            region.set(JAVA_INT, 0, slot);
+            region.set(JAVA_INT, 4, 0);
+            region.set(JAVA_LONG, 8, guestAddress);
+            region.set(JAVA_LONG, 16, host.byteSize());
+            region.set(JAVA_LONG, 24, host.address());
+            Posix.check("KVM_SET_USER_MEMORY_REGION", Posix.ioctl(fd, KvmIoctls.KVM_SET_USER_MEMORY_REGION, region));
+        }
+    }
+
+    @Override
+    public void createInterruptControllers() {
+        Posix.check("KVM_CREATE_IRQCHIP", Posix.ioctl(fd, KvmIoctls.KVM_CREATE_IRQCHIP, 0L));
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment config = a.allocate(KvmStructs.PIT_CONFIG);
+            config.set(JAVA_INT, 0, KvmIoctls.KVM_PIT_SPEAKER_DUMMY);
+            Posix.check("KVM_CREATE_PIT2", Posix.ioctl(fd, KvmIoctls.KVM_CREATE_PIT2, config));
+        }
+    }
+
+    @Override
+    public synchronized Vcpu createVcpu(int index) {
+        KvmVcpu vcpu = new KvmVcpu(kvm, this, index, vcpuCount);
+        vcpus.add(vcpu);
+        return vcpu;
+    }
+
+    @Override
+    public void registerIoEvent(IoEventAddress address, EventFd eventFd) {
+        ioeventfd(address, eventFd, 0);
+    }
+
+    @Override
+    public void unregisterIoEvent(IoEventAddress address, EventFd eventFd) {
+        ioeventfd(address, eventFd, KvmIoctls.KVM_IOEVENTFD_FLAG_DEASSIGN);
+    }
+
+    private void ioeventfd(IoEventAddress address, EventFd eventFd, int extraFlags) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.IOEVENTFD);
+            int flags = extraFlags;
+            if (address.datamatch().isPresent()) {
+                flags |= KvmIoctls.KVM_IOEVENTFD_FLAG_DATAMATCH;
+                s.set(JAVA_LONG, 0, address.datamatch().getAsLong());
+            }
+            if (address instanceof IoEventAddress.Pio) {
+                flags |= KvmIoctls.KVM_IOEVENTFD_FLAG_PIO;
+            }
+            s.set(JAVA_LONG, 8, address.address());
+            s.set(JAVA_INT, 16, address.length());
+            s.set(JAVA_INT, 20, eventFd.fd());
+            s.set(JAVA_INT, 24, flags);
+            Posix.check("KVM_IOEVENTFD", Posix.ioctl(fd, KvmIoctls.KVM_IOEVENTFD, s));
+        }
+    }
+
+    @Override
+    public void registerIrqFd(EventFd eventFd, int gsi) {
+        irqfd(eventFd, gsi, 0);
+    }
+
+    @Override
+    public void unregisterIrqFd(EventFd eventFd, int gsi) {
+        irqfd(eventFd, gsi, KvmIoctls.KVM_IRQFD_FLAG_DEASSIGN);
+    }
+
+    private void irqfd(EventFd eventFd, int gsi, int flags) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.IRQFD);
+            s.set(JAVA_INT, 0, eventFd.fd());
+            s.set(JAVA_INT, 4, gsi);
+            s.set(JAVA_INT, 8, flags);
+            Posix.check("KVM_IRQFD", Posix.ioctl(fd, KvmIoctls.KVM_IRQFD, s));
+        }
+    }
+
+    @Override
+    public void setIrqLine(int gsi, boolean level) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.IRQ_LEVEL);
+            s.set(JAVA_INT, 0, gsi);
+            s.set(JAVA_INT, 4, level ? 1 : 0);
+            Posix.check("KVM_IRQ_LINE", Posix.ioctl(fd, KvmIoctls.KVM_IRQ_LINE, s));
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        for (KvmVcpu v : vcpus) {
+            v.close();
+        }
+        vcpus.clear();
+        Posix.close(fd);
+    }
+}

@@ -1,0 +1,82 @@
+package org.krun.vmm.internal;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import org.krun.api.ConsoleSpec;
+import org.krun.api.Rlimit;
+import org.krun.api.VmConfig;
+import org.krun.vmm.internal.legacy.ExitStatusPort;
+
+/** The guest init's configuration file (/krun/config.json); guest/init/init.c documents the schema. */
+final class InitConfig {
+
+    private InitConfig() {
+    }
+
+    static byte[] json(VmConfig c) {
+        List<String> env = new ArrayList<>();
+        for (Map.Entry<String, String> e : c.env().entrySet()) {
+            env.add(e.getKey() + "=" + e.getValue());
+        }
+        List<String> rlimits = new ArrayList<>();
+        for (Rlimit r : c.rlimits()) {
+            rlimits.add(r.resource() + "=" + r.soft() + ":" + r.hard());
+        }
+        StringBuilder sb = new StringBuilder(256);
+        sb.append('{');
+        sb.append("\"cmd\":");
+        array(sb, c.command());
+        sb.append(",\"env\":");
+        array(sb, env);
+        sb.append(",\"workdir\":");
+        string(sb, c.workdir());
+        sb.append(",\"hostname\":");
+        string(sb, c.hostname());
+        sb.append(",\"rlimits\":");
+        array(sb, rlimits);
+        sb.append(",\"console\":");
+        string(sb, c.console().mode() == ConsoleSpec.Mode.TERMINAL ? "terminal" : "pipes");
+        sb.append(",\"columns\":").append(c.console().columns());
+        sb.append(",\"rows\":").append(c.console().rows());
+        sb.append(",\"exit_port\":").append(ExitStatusPort.PORT);
+        sb.append("}\n");
+        return sb.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static void array(StringBuilder sb, List<String> items) {
+        sb.append('[');
+        for (int i = 0; i < items.size(); i++) {
+            if (i > 0) {
+                sb.append(',');
+            }
+            string(sb, items.get(i));
+        }
+        sb.append(']');
+    }
+
+    /** A JSON string; NUL cannot reach a C string, so it is refused by the config's validation earlier. */
+    static void string(StringBuilder sb, String s) {
+        sb.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char ch = s.charAt(i);
+            switch (ch) {
+                case '"' -> sb.append("\\\"");
+                case '\\' -> sb.append("\\\\");
+                case '\n' -> sb.append("\\n");
+                case '\r' -> sb.append("\\r");
+                case '\t' -> sb.append("\\t");
+                default -> {
+                    if (ch < 0x20) {
+                        sb.append(String.format("\\u%04x", (int) ch));
+                    } else {
+                        sb.append(ch);
+                    }
+                }
+            }
+        }
+        sb.append('"');
+    }
+}

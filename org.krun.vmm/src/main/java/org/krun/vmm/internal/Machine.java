@@ -1,0 +1,497 @@
+package org.krun.vmm.internal;
+
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.function.Consumer;
+
+import org.krun.api.KrunException;
+import org.krun.api.VirtualMachine;
+import org.krun.api.VmConfig;
+import org.krun.api.VmConfigException;
+import org.krun.api.VmExit;
+import org.krun.api.VmState;
+import org.krun.spi.hypervisor.Hypervisor;
+import org.krun.spi.hypervisor.HypervisorVm;
+import org.krun.spi.hypervisor.Vcpu;
+import org.krun.spi.hypervisor.VcpuExit;
+import org.krun.spi.hypervisor.X86BootState;
+import org.krun.spi.memory.GuestMemory;
+import org.krun.spi.virtio.HostConsole;
+import org.krun.spi.virtio.VirtioDevice;
+import org.krun.vmm.internal.boot.E820;
+import org.krun.vmm.internal.boot.Gdt;
+import org.krun.vmm.internal.boot.KernelCommandLine;
+import org.krun.vmm.internal.boot.KernelImage;
+import org.krun.vmm.internal.boot.MpTable;
+import org.krun.vmm.internal.boot.PageTables;
+import org.krun.vmm.internal.boot.X86Layout;
+import org.krun.vmm.internal.boot.ZeroPage;
+import org.krun.vmm.internal.bus.Bus;
+import org.krun.vmm.internal.event.EpollEventLoop;
+import org.krun.vmm.internal.initramfs.Initramfs;
+import org.krun.vmm.internal.legacy.Cmos;
+import org.krun.vmm.internal.legacy.ExitStatusPort;
+import org.krun.vmm.internal.legacy.I8042;
+import org.krun.vmm.internal.legacy.Serial8250;
+import org.krun.vmm.internal.memory.GuestRam;
+import org.krun.vmm.internal.virtio.MmioTransport;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One microVM. {@link #start()} builds it step by step (memory, vCPUs, kernel, devices, boot structures)
+ * and starts a thread per vCPU plus the device event loop; a guest reset, a failure, a timeout or
+ * {@link #kill()} stops it, and the event-loop thread then drains the devices, joins the vCPUs and
+ * releases everything in reverse order of acquisition.
+ */
+final class Machine implements VirtualMachine {
+    private static final Logger LOG = LoggerFactory.getLogger(Machine.class);
+    private static final long MIB = 1024 * 1024;
+
+    private enum Phase { CREATED, STARTING, RUNNING, STOPPING, STOPPED }
+
+    private final String id;
+    private final VmConfig config;
+    private final Hypervisor hypervisor;
+    private final List<VirtioDevice> devices;
+    private final HostConsole console;
+    private final byte[] init;
+    private final Consumer<Machine> onClosed;
+    private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
+    private final ResourceStack resources = new ResourceStack();
+    private final Object lock = new Object();
+
+    private Phase phase = Phase.CREATED;
+    private Instant startedAt;
+    private VmExit stopReason;
+    private volatile boolean stopping;
+    /** kill() arrived while the VM was being built: stop as soon as it runs. */
+    private boolean killWhileStarting;
+    private volatile Integer reportedStatus;
+
+    private EpollEventLoop loop;
+    private final List<Vcpu> vcpus = new ArrayList<>();
+    private final List<Thread> vcpuThreads = new ArrayList<>();
+    private final List<MmioTransport> transports = new ArrayList<>();
+    private Bus io;
+    private Bus mmio;
+    private boolean vcpusStuck;
+
+    Machine(String id, VmConfig config, Hypervisor hypervisor, List<VirtioDevice> devices, byte[] init,
+            Consumer<Machine> onClosed) {
+        this.id = id;
+        this.config = config;
+        this.hypervisor = hypervisor;
+        this.devices = List.copyOf(devices);
+        this.console = devices.stream().filter(HostConsole.class::isInstance).map(HostConsole.class::cast)
+                .findFirst().orElse(null);
+        this.init = init;
+        this.onClosed = onClosed;
+    }
+
+    @Override
+    public String id() {
+        return id;
+    }
+
+    @Override
+    public VmConfig config() {
+        return config;
+    }
+
+    @Override
+    public VmState state() {
+        synchronized (lock) {
+            return switch (phase) {
+                case CREATED -> VmState.CREATED;
+                case STARTING, RUNNING, STOPPING -> VmState.RUNNING;
+                case STOPPED -> VmState.STOPPED;
+            };
+        }
+    }
+
+    @Override
+    public Optional<Instant> startedAt() {
+        synchronized (lock) {
+            return Optional.ofNullable(startedAt);
+        }
+    }
+
+    @Override
+    public void start() {
+        synchronized (lock) {
+            if (phase != Phase.CREATED) {
+                throw new IllegalStateException("VM " + id + " was already started");
+            }
+            phase = Phase.STARTING;
+            startedAt = Instant.now();
+        }
+        try {
+            boot();
+        } catch (RuntimeException | Error e) {
+            resources.releaseAll();
+            closeDevices();
+            String message = e.getMessage() == null ? e.toString() : e.getMessage();
+            synchronized (lock) {
+                phase = Phase.STOPPED;
+            }
+            exit.complete(VmExit.failed("start failed: " + message));
+            onClosed.accept(this);
+            if (e instanceof KrunException k) {
+                throw k;
+            }
+            throw new KrunException("VM " + id + " failed to start: " + message, e);
+        }
+    }
+
+    /** The boot sequence, one step a line. */
+    private void boot() {
+        long started = System.nanoTime();
+        GuestRam ram = resources.push("guest RAM", GuestRam.allocate(config.memoryMib() * MIB));
+        GuestMemory mem = ram.memory();
+        HypervisorVm vm = resources.push("hypervisor VM", hypervisor.createVm(config.cpus()));
+        ram.mapInto(vm);
+        vm.createInterruptControllers();
+        for (int i = 0; i < config.cpus(); i++) {
+            vcpus.add(vm.createVcpu(i));
+        }
+        KernelImage.Loaded kernel = KernelImage.load(config.kernel(), mem);
+        loop = resources.push("event loop", new EpollEventLoop());
+        io = legacyDevices();
+        mmio = new Bus("mmio");
+        KernelCommandLine cmdline = baseCommandLine();
+        attachDevices(vm, mem, cmdline);
+        cmdline.addAll(hypervisor.guestKernelArgs()).addAll(config.kernelArgs());
+        long[] initrd = loadInitramfs(mem, ram.lowEnd(), kernel.end());
+        int cmdlineSize = cmdline.write(mem);
+        ZeroPage.write(mem, kernel.isBzImage() ? kernel.setupHeader() : null, X86Layout.CMDLINE_ADDRESS, cmdlineSize,
+                initrd[0], initrd[1], E820.of(mem));
+        Gdt.write(mem);
+        long cr3 = PageTables.write(mem);
+        MpTable.write(mem, config.cpus());
+        vcpus.get(0).setBootState(bootState(kernel.entry(), cr3));
+        LOG.debug("vm {}: built in {} ms; kernel command line: {}", id,
+                TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started), cmdline);
+        startThreads();
+        config.timeout().ifPresent(t -> loop.setDeadline(System.nanoTime() + t.toNanos(),
+                () -> stop(VmExit.timedOut("stopped after " + t))));
+    }
+
+    private Bus legacyDevices() {
+        Bus bus = new Bus("port I/O");
+        bus.insert(I8042.BASE, I8042.LENGTH, new I8042(this::guestReset));
+        bus.insert(Cmos.BASE, Cmos.LENGTH, new Cmos(Clock.systemUTC()));
+        bus.insert(ExitStatusPort.PORT, ExitStatusPort.LENGTH, new ExitStatusPort(s -> reportedStatus = s));
+        OutputStream serialOut = config.kernelLog() ? config.console().stderr() : OutputStream.nullOutputStream();
+        bus.insert(Serial8250.COM1, Serial8250.LENGTH, new Serial8250(serialOut));
+        return bus;
+    }
+
+    private KernelCommandLine baseCommandLine() {
+        KernelCommandLine c = new KernelCommandLine();
+        c.add("console=hvc0").add("reboot=k").add("panic=-1").add("rdinit=" + Initramfs.INIT_PATH);
+        if (config.kernelLog()) {
+            c.add("earlyprintk=serial,ttyS0,115200,keep").add("loglevel=7");
+        } else {
+            c.add("quiet").add("loglevel=1");
+        }
+        return c;
+    }
+
+    private void attachDevices(HypervisorVm vm, GuestMemory mem, KernelCommandLine cmdline) {
+        if (devices.size() > X86Layout.VIRTIO_MAX_DEVICES) {
+            throw new VmConfigException("at most " + X86Layout.VIRTIO_MAX_DEVICES + " devices fit in a VM");
+        }
+        for (int n = 0; n < devices.size(); n++) {
+            long base = X86Layout.VIRTIO_MMIO_BASE + n * X86Layout.VIRTIO_MMIO_SIZE;
+            int irq = X86Layout.VIRTIO_FIRST_IRQ + n;
+            MmioTransport t = new MmioTransport(devices.get(n), mem, base, irq);
+            resources.pushAction("virtio transport " + n, t::detach);
+            t.attach(vm, loop);
+            transports.add(t);
+            mmio.insert(base, X86Layout.VIRTIO_MMIO_SIZE, t);
+            cmdline.add("virtio_mmio.device=4K@0x" + Long.toHexString(base) + ":" + irq);
+        }
+    }
+
+    /** Places the initramfs at the top of low RAM; returns {address, size}. */
+    private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd) {
+        Initramfs initramfs = Initramfs.plan(config.root(), config.initrd(), init, InitConfig.json(config));
+        long size = initramfs.size();
+        long top = Math.min(lowEnd, 0x8000_0000L);
+        long address = (top - size) & ~0xfffL;
+        // The kernel unpacks the archive into page cache: leave it room to do so.
+        if (size > Integer.MAX_VALUE || address < kernelEnd || size > (config.memoryMib() * MIB) / 2) {
+            throw new VmConfigException("the root (" + (size / MIB) + " MiB as an initramfs) does not fit in "
+                    + config.memoryMib() + " MiB of guest memory; give the VM more memory");
+        }
+        ByteBuffer out = mem.slice(address, size).asByteBuffer();
+        initramfs.writeTo(out);
+        return new long[] {address, size};
+    }
+
+    private static X86BootState bootState(long entry, long cr3) {
+        long cr0 = 0x1 /* PE */ | 0x10 /* ET */ | 0x8000_0000L /* PG */;
+        long cr4 = 0x20; // PAE
+        long efer = 0x100 /* LME */ | 0x400 /* LMA */;
+        return new X86BootState(entry, X86Layout.BOOT_STACK_POINTER, X86Layout.BOOT_STACK_POINTER,
+                X86Layout.ZERO_PAGE_ADDRESS, 0x2, Gdt.code(), Gdt.data(), Gdt.tss(), Gdt.gdtr(), Gdt.idtr(), cr0, cr3,
+                cr4, efer);
+    }
+
+    private void startThreads() {
+        Thread loopThread = Thread.ofPlatform().name("krun-" + id + "-devices").daemon(true).unstarted(this::loopBody);
+        for (Vcpu v : vcpus) {
+            vcpuThreads.add(Thread.ofPlatform().name("krun-" + id + "-vcpu" + v.index()).daemon(true)
+                    .unstarted(() -> vcpuBody(v)));
+        }
+        boolean killed;
+        synchronized (lock) {
+            phase = Phase.RUNNING;
+            killed = killWhileStarting;
+        }
+        loopThread.start();
+        vcpuThreads.forEach(Thread::start);
+        if (killed) {
+            stop(VmExit.killed());
+        }
+    }
+
+    private void vcpuBody(Vcpu vcpu) {
+        try {
+            vcpu.attachThread();
+            while (!stopping) {
+                VcpuExit e = vcpu.run();
+                switch (e) {
+                    case VcpuExit.IoIn in -> vcpu.completeRead(access(() -> io.read(in.port(), in.size()), in.size()));
+                    case VcpuExit.IoOut out -> access(() -> {
+                        io.write(out.port(), out.size(), out.value());
+                        return 0;
+                    }, 0);
+                    case VcpuExit.MmioRead rd -> vcpu.completeRead(access(() -> mmio.read(rd.address(), rd.size()), rd.size()));
+                    case VcpuExit.MmioWrite wr -> access(() -> {
+                        mmio.write(wr.address(), wr.size(), wr.value());
+                        return 0;
+                    }, 0);
+                    case VcpuExit.Halted h -> Thread.onSpinWait();
+                    case VcpuExit.Interrupted i -> {
+                    }
+                    case VcpuExit.Shutdown s -> guestStopped(s.cause());
+                    case VcpuExit.Failed f -> stop(VmExit.failed("vCPU " + vcpu.index() + ": " + f.reason()));
+                }
+            }
+        } catch (RuntimeException e) {
+            LOG.error("vm {}: vCPU {} failed", id, vcpu.index(), e);
+            stop(VmExit.failed("vCPU " + vcpu.index() + ": " + e.getMessage()));
+        }
+    }
+
+    private interface Access {
+        long run();
+    }
+
+    /** A device access from a vCPU: a device bug must not kill the vCPU; reads then see all ones. */
+    private long access(Access a, int size) {
+        try {
+            return a.run();
+        } catch (RuntimeException e) {
+            LOG.warn("vm {}: device access failed: {}", id, e.toString());
+            return size >= 8 || size == 0 ? -1L : (1L << (8 * size)) - 1;
+        }
+    }
+
+    /** The i8042 reset line: the guest rebooted, which is how a krun guest ends. */
+    private void guestReset() {
+        guestStopped("reboot");
+    }
+
+    private void guestStopped(String cause) {
+        Integer status = reportedStatus;
+        stop(status != null ? VmExit.commandExited(status)
+                : VmExit.guestStopped("guest stopped (" + cause + ") without reporting an exit status"));
+    }
+
+    /** Stops the VM for {@code reason}; the first reason wins. Safe from any thread, returns at once. */
+    private void stop(VmExit reason) {
+        synchronized (lock) {
+            if (phase != Phase.RUNNING) {
+                return;
+            }
+            phase = Phase.STOPPING;
+            stopReason = reason;
+        }
+        stopping = true;
+        loop.stop();
+        loop.execute(this::quiesce);
+        vcpus.forEach(Vcpu::kick);
+    }
+
+    /** On the loop thread: wait for the vCPUs, then let devices finish what the guest left in their queues. */
+    private void quiesce() {
+        for (int i = 0; i < vcpuThreads.size(); i++) {
+            Thread t = vcpuThreads.get(i);
+            for (int attempt = 0; t.isAlive() && attempt < 100; attempt++) {
+                vcpus.get(i).kick();
+                try {
+                    t.join(100);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+            if (t.isAlive()) {
+                vcpusStuck = true;
+                LOG.error("vm {}: vCPU {} does not leave the hypervisor; its memory stays mapped", id, i);
+            }
+        }
+        for (MmioTransport t : transports) {
+            try {
+                t.notifyAllQueues();
+            } catch (RuntimeException e) {
+                LOG.debug("vm {}: draining device queues", id, e);
+            }
+        }
+        if (console != null) {
+            console.flush();
+        }
+    }
+
+    private void loopBody() {
+        try {
+            loop.run();
+        } catch (RuntimeException e) {
+            LOG.error("vm {}: device loop failed", id, e);
+            synchronized (lock) {
+                if (stopReason == null) {
+                    stopReason = VmExit.failed("device loop: " + e.getMessage());
+                }
+            }
+            stopping = true;
+            vcpus.forEach(Vcpu::kick);
+            quiesce();
+        } finally {
+            finish();
+        }
+    }
+
+    private void finish() {
+        if (vcpusStuck) {
+            // Unmapping memory under a vCPU still inside KVM_RUN would crash the process: leak instead.
+            LOG.error("vm {}: leaking its resources because a vCPU thread is stuck", id);
+        } else {
+            closeDevices();
+            vcpus.forEach(Vcpu::close);
+            resources.releaseAll();
+        }
+        VmExit reason;
+        synchronized (lock) {
+            phase = Phase.STOPPED;
+            reason = stopReason != null ? stopReason : VmExit.failed("stopped");
+        }
+        exit.complete(reason);
+        onClosed.accept(this);
+    }
+
+    private void closeDevices() {
+        for (VirtioDevice d : devices) {
+            try {
+                d.close();
+            } catch (RuntimeException e) {
+                LOG.warn("vm {}: closing device {} failed: {}", id, d.deviceType(), e.toString());
+            }
+        }
+    }
+
+    @Override
+    public CompletableFuture<VmExit> exit() {
+        return exit.copy();
+    }
+
+    @Override
+    public VmExit waitFor() throws InterruptedException {
+        try {
+            return exit.get();
+        } catch (ExecutionException e) {
+            throw new IllegalStateException(e.getCause());
+        }
+    }
+
+    @Override
+    public VmExit waitFor(Duration timeout) throws InterruptedException, TimeoutException {
+        try {
+            return exit.get(timeout.toNanos(), TimeUnit.NANOSECONDS);
+        } catch (ExecutionException e) {
+            throw new IllegalStateException(e.getCause());
+        }
+    }
+
+    @Override
+    public OutputStream consoleInput() {
+        if (console == null) {
+            return OutputStream.nullOutputStream();
+        }
+        return console.input();
+    }
+
+    @Override
+    public void resizeConsole(int columns, int rows) {
+        if (console != null) {
+            console.resize(columns, rows);
+        }
+    }
+
+    @Override
+    public void kill() {
+        boolean neverStarted;
+        synchronized (lock) {
+            neverStarted = phase == Phase.CREATED;
+            if (neverStarted) {
+                phase = Phase.STOPPED;
+            } else if (phase == Phase.STARTING) {
+                killWhileStarting = true;
+                return;
+            }
+        }
+        if (neverStarted) {
+            closeDevices();
+            exit.complete(VmExit.killed());
+            onClosed.accept(this);
+            return;
+        }
+        stop(VmExit.killed());
+    }
+
+    @Override
+    public void close() {
+        kill();
+        boolean interrupted = false;
+        while (true) {
+            try {
+                exit.get();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            } catch (ExecutionException e) {
+                break;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "vm " + id + " (" + state() + ")";
+    }
+}

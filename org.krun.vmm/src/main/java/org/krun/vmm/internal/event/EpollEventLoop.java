@@ -1,0 +1,227 @@
+package org.krun.vmm.internal.event;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Map;
+import java.util.Queue;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.FutureTask;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.IntConsumer;
+
+import org.krun.spi.posix.Errno;
+import org.krun.spi.posix.EventFd;
+import org.krun.spi.posix.Posix;
+import org.krun.spi.posix.PosixException;
+import org.krun.spi.virtio.EventLoop;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One VM's device thread: an epoll loop over registered file descriptors (queue ioeventfds, host I/O)
+ * plus a task queue woken by an eventfd. {@link #run()} is the thread's body; it returns after
+ * {@link #stop()}; {@link #close()} then releases the epoll and wake descriptors.
+ */
+public final class EpollEventLoop implements EventLoop, AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(EpollEventLoop.class);
+    private static final long WAKE_ID = 0;
+    private static final int MAX_EVENTS = 64;
+    private static final long EVENT_SIZE = Posix.EPOLL_EVENT.byteSize();
+
+    private final int epfd;
+    private final EventFd wake;
+    private final Queue<Runnable> tasks = new ConcurrentLinkedQueue<>();
+    private final Map<Long, IntConsumer> handlers = new ConcurrentHashMap<>();
+    private final AtomicLong nextId = new AtomicLong(1);
+    private volatile Thread thread;
+    private volatile boolean stopping;
+    private volatile long deadlineNanos = Long.MAX_VALUE;
+    private volatile Runnable onDeadline;
+    private boolean closed;
+
+    public EpollEventLoop() {
+        this.epfd = Posix.check("epoll_create1", Posix.epollCreate());
+        EventFd w = null;
+        try {
+            w = EventFd.create();
+            Posix.check("epoll_ctl", Posix.epollCtl(epfd, Posix.EPOLL_CTL_ADD, w.fd(), Posix.EPOLLIN, WAKE_ID));
+        } catch (RuntimeException e) {
+            if (w != null) {
+                w.close();
+            }
+            Posix.close(epfd);
+            throw e;
+        }
+        this.wake = w;
+    }
+
+    /** Runs {@code action} on the loop once, at {@code deadlineNanos} ({@link System#nanoTime()} based). */
+    public void setDeadline(long deadlineNanos, Runnable action) {
+        this.onDeadline = action;
+        this.deadlineNanos = deadlineNanos;
+        wake.signal();
+    }
+
+    /** The loop's body; returns once {@link #stop()} was called and the remaining tasks ran. */
+    public void run() {
+        thread = Thread.currentThread();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment events = arena.allocate(EVENT_SIZE * MAX_EVENTS, 8);
+            while (!stopping) {
+                int timeout = timeoutMillis();
+                int n = Posix.epollWait(epfd, events, MAX_EVENTS, timeout);
+                if (n == -Errno.EINTR) {
+                    continue;
+                }
+                Posix.check("epoll_wait", n);
+                for (int i = 0; i < n; i++) {
+                    int ready = events.get(JAVA_INT, i * EVENT_SIZE);
+                    long id = events.get(JAVA_LONG.withByteAlignment(4), i * EVENT_SIZE + 4);
+                    if (id == WAKE_ID) {
+                        wake.drain();
+                        continue;
+                    }
+                    IntConsumer h = handlers.get(id);
+                    if (h != null) {
+                        dispatch(h, ready);
+                    }
+                }
+                runTasks();
+                checkDeadline();
+            }
+            runTasks();
+        } finally {
+            thread = null;
+        }
+    }
+
+    private int timeoutMillis() {
+        long d = deadlineNanos;
+        if (d == Long.MAX_VALUE) {
+            return -1;
+        }
+        long left = d - System.nanoTime();
+        return left <= 0 ? 0 : (int) Math.min(Integer.MAX_VALUE, TimeUnit.NANOSECONDS.toMillis(left) + 1);
+    }
+
+    private void checkDeadline() {
+        if (deadlineNanos != Long.MAX_VALUE && System.nanoTime() - deadlineNanos >= 0) {
+            deadlineNanos = Long.MAX_VALUE;
+            Runnable r = onDeadline;
+            if (r != null) {
+                r.run();
+            }
+        }
+    }
+
+    private void dispatch(IntConsumer handler, int events) {
+        try {
+            handler.accept(events);
+        } catch (RuntimeException e) {
+            LOG.error("device event handler failed", e);
+        }
+    }
+
+    private void runTasks() {
+        Runnable t;
+        while ((t = tasks.poll()) != null) {
+            try {
+                t.run();
+            } catch (RuntimeException e) {
+                LOG.error("device task failed", e);
+            }
+        }
+    }
+
+    @Override
+    public void execute(Runnable task) {
+        tasks.add(task);
+        wake.signal();
+    }
+
+    /**
+     * Runs {@code task} on the loop and waits for its result. Gives up with {@link CancellationException}
+     * if the loop stops first, so a vCPU waiting here never blocks teardown.
+     */
+    public <T> T call(Callable<T> task) {
+        if (inEventLoop()) {
+            try {
+                return task.call();
+            } catch (RuntimeException e) {
+                throw e;
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        }
+        FutureTask<T> f = new FutureTask<>(task);
+        execute(f);
+        while (true) {
+            try {
+                return f.get(50, TimeUnit.MILLISECONDS);
+            } catch (TimeoutException e) {
+                if (stopping) {
+                    f.cancel(false);
+                    throw new CancellationException("VM is stopping");
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new CancellationException("interrupted");
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof RuntimeException r) {
+                    throw r;
+                }
+                throw new IllegalStateException(e.getCause());
+            }
+        }
+    }
+
+    @Override
+    public boolean inEventLoop() {
+        return Thread.currentThread() == thread;
+    }
+
+    public boolean isStopping() {
+        return stopping;
+    }
+
+    @Override
+    public AutoCloseable register(int fd, int events, IntConsumer handler) {
+        long id = nextId.getAndIncrement();
+        handlers.put(id, handler);
+        int r = Posix.epollCtl(epfd, Posix.EPOLL_CTL_ADD, fd, events, id);
+        if (r < 0) {
+            handlers.remove(id);
+            throw new PosixException("epoll_ctl ADD", -r);
+        }
+        return () -> {
+            if (handlers.remove(id) != null) {
+                Posix.epollCtl(epfd, Posix.EPOLL_CTL_DEL, fd, 0, 0);
+            }
+        };
+    }
+
+    /** Makes {@link #run()} return after the tasks already queued. Safe from any thread. */
+    public void stop() {
+        stopping = true;
+        wake.signal();
+    }
+
+    @Override
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            handlers.clear();
+            wake.close();
+            Posix.close(epfd);
+        }
+    }
+}

@@ -1,0 +1,457 @@
+package org.krun.vmm.internal.virtio;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.OptionalLong;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.krun.spi.hypervisor.HypervisorVm;
+import org.krun.spi.hypervisor.IoEventAddress;
+import org.krun.spi.memory.GuestMemory;
+import org.krun.spi.posix.EventFd;
+import org.krun.spi.posix.Posix;
+import org.krun.spi.virtio.DeviceContext;
+import org.krun.spi.virtio.EventLoop;
+import org.krun.spi.virtio.InterruptTrigger;
+import org.krun.spi.virtio.VirtioDevice;
+import org.krun.spi.virtio.VirtioFeatures;
+import org.krun.spi.virtio.Virtqueue;
+import org.krun.vmm.internal.bus.BusDevice;
+import org.krun.vmm.internal.event.EpollEventLoop;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The virtio-mmio transport, version 2 (virtio 1.2 §4.2.2), for one device. Owns the registers, feature
+ * negotiation, queue configuration and the status state machine; activates the device on DRIVER_OK and
+ * resets it on a zero status write. Queue notifications arrive through one ioeventfd per queue and
+ * interrupts leave through one irqfd, so neither costs a vCPU exit in the VMM.
+ *
+ * <p>Threads: registers are accessed from vCPU threads (under this object's lock); device activation,
+ * reset and notifications run on the VM's event loop.
+ */
+public final class MmioTransport implements BusDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(MmioTransport.class);
+
+    static final int MAGIC_VALUE = 0x000;
+    static final int VERSION = 0x004;
+    static final int DEVICE_ID = 0x008;
+    static final int VENDOR_ID = 0x00c;
+    static final int DEVICE_FEATURES = 0x010;
+    static final int DEVICE_FEATURES_SEL = 0x014;
+    static final int DRIVER_FEATURES = 0x020;
+    static final int DRIVER_FEATURES_SEL = 0x024;
+    static final int QUEUE_SEL = 0x030;
+    static final int QUEUE_NUM_MAX = 0x034;
+    static final int QUEUE_NUM = 0x038;
+    static final int QUEUE_READY = 0x044;
+    static final int QUEUE_NOTIFY = 0x050;
+    static final int INTERRUPT_STATUS = 0x060;
+    static final int INTERRUPT_ACK = 0x064;
+    static final int STATUS = 0x070;
+    static final int QUEUE_DESC_LOW = 0x080;
+    static final int QUEUE_DESC_HIGH = 0x084;
+    static final int QUEUE_DRIVER_LOW = 0x090;
+    static final int QUEUE_DRIVER_HIGH = 0x094;
+    static final int QUEUE_DEVICE_LOW = 0x0a0;
+    static final int QUEUE_DEVICE_HIGH = 0x0a4;
+    static final int SHM_SEL = 0x0ac;
+    static final int SHM_LEN_LOW = 0x0b0;
+    static final int SHM_LEN_HIGH = 0x0b4;
+    static final int SHM_BASE_LOW = 0x0b8;
+    static final int SHM_BASE_HIGH = 0x0bc;
+    static final int CONFIG_GENERATION = 0x0fc;
+    static final int CONFIG = 0x100;
+
+    static final int MAGIC = 0x74726976; // "virt"
+    static final int MMIO_VERSION = 2;
+    static final int VENDOR = 0x4e55524b; // "KRUN"
+
+    /** What the transport and its queues support for every device. */
+    static final long TRANSPORT_FEATURES = VirtioFeatures.VERSION_1 | VirtioFeatures.RING_EVENT_IDX
+            | VirtioFeatures.RING_INDIRECT_DESC;
+
+    private final VirtioDevice device;
+    private final GuestMemory memory;
+    private final long base;
+    private final int gsi;
+    private final Virtqueue[] queues;
+    private final long offeredFeatures;
+    private final AtomicInteger interruptStatus = new AtomicInteger();
+
+    private int status;
+    private int deviceFeaturesSel;
+    private int driverFeaturesSel;
+    private long driverFeatures;
+    private int queueSel;
+    private final AtomicInteger configGeneration = new AtomicInteger();
+    /** DEVICE_NEEDS_RESET as the device set it, from any thread; cleared by reset. */
+    private volatile boolean needsReset;
+    /** Written under the lock, read by the loop without it (the loop never takes this object's lock). */
+    private volatile boolean active;
+
+    private EpollEventLoop loop;
+    private HypervisorVm vm;
+    private EventFd irq;
+    private final List<EventFd> notifiers = new ArrayList<>();
+    private final List<AutoCloseable> registrations = new ArrayList<>();
+
+    public MmioTransport(VirtioDevice device, GuestMemory memory, long base, int gsi) {
+        this.device = device;
+        this.memory = memory;
+        this.base = base;
+        this.gsi = gsi;
+        this.queues = new Virtqueue[device.queueCount()];
+        for (int i = 0; i < queues.length; i++) {
+            queues[i] = new Virtqueue(device.queueMaxSize(i));
+        }
+        this.offeredFeatures = device.deviceFeatures() | TRANSPORT_FEATURES;
+    }
+
+    public VirtioDevice device() {
+        return device;
+    }
+
+    public long base() {
+        return base;
+    }
+
+    public int gsi() {
+        return gsi;
+    }
+
+    /**
+     * Wires the transport to the hypervisor and the loop: an ioeventfd per queue on QueueNotify (datamatch
+     * = queue index, KVM API: KVM_IOEVENTFD) and an irqfd for the device's interrupt line.
+     */
+    public void attach(HypervisorVm vm, EpollEventLoop loop) {
+        this.vm = vm;
+        this.loop = loop;
+        irq = EventFd.create();
+        vm.registerIrqFd(irq, gsi);
+        for (int i = 0; i < queues.length; i++) {
+            int index = i;
+            EventFd fd = EventFd.create();
+            notifiers.add(fd);
+            vm.registerIoEvent(notifyAddress(i), fd);
+            registrations.add(loop.register(fd.fd(), Posix.EPOLLIN, ev -> {
+                fd.drain();
+                notifyQueue(index);
+            }));
+        }
+    }
+
+    private IoEventAddress notifyAddress(int queue) {
+        return new IoEventAddress.Mmio(base + QUEUE_NOTIFY, 4, OptionalLong.of(queue));
+    }
+
+    /** Undoes {@link #attach}; the hypervisor VM must still be open. Idempotent. */
+    public void detach() {
+        for (AutoCloseable r : registrations) {
+            try {
+                r.close();
+            } catch (Exception e) {
+                LOG.debug("unregistering queue notifier", e);
+            }
+        }
+        registrations.clear();
+        for (int i = 0; i < notifiers.size(); i++) {
+            try {
+                vm.unregisterIoEvent(notifyAddress(i), notifiers.get(i));
+            } catch (RuntimeException e) {
+                LOG.debug("unregistering ioeventfd", e);
+            }
+            notifiers.get(i).close();
+        }
+        notifiers.clear();
+        if (irq != null) {
+            try {
+                vm.unregisterIrqFd(irq, gsi);
+            } catch (RuntimeException e) {
+                LOG.debug("unregistering irqfd", e);
+            }
+            irq.close();
+            irq = null;
+        }
+    }
+
+    /** Runs on the loop: a queue kick, delivered only while the device is active. */
+    private void notifyQueue(int index) {
+        if (active && queues[index].ready()) {
+            device.queueNotify(index);
+        }
+    }
+
+    /** Runs every ready queue's notification once (at activation, and to drain queues when the VM stops). */
+    public void notifyAllQueues() {
+        for (int i = 0; i < queues.length; i++) {
+            notifyQueue(i);
+        }
+    }
+
+    @Override
+    public synchronized long read(long offset, int size) {
+        if (offset >= CONFIG) {
+            return readConfig((int) (offset - CONFIG), size);
+        }
+        if (size != 4) {
+            return 0; // virtio 1.2 §4.2.2.2: registers are read 32 bits at a time
+        }
+        return switch ((int) offset) {
+            case MAGIC_VALUE -> MAGIC;
+            case VERSION -> MMIO_VERSION;
+            case DEVICE_ID -> device.deviceType();
+            case VENDOR_ID -> VENDOR;
+            case DEVICE_FEATURES -> deviceFeaturesSel == 0 ? offeredFeatures & 0xffffffffL
+                    : deviceFeaturesSel == 1 ? offeredFeatures >>> 32 : 0;
+            case QUEUE_NUM_MAX -> selectedQueue() == null ? 0 : selectedQueue().maxSize();
+            case QUEUE_READY -> selectedQueue() != null && selectedQueue().ready() ? 1 : 0;
+            case INTERRUPT_STATUS -> interruptStatus.get();
+            case STATUS -> status | (needsReset ? DeviceStatus.DEVICE_NEEDS_RESET : 0);
+            case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> 0xffffffffL; // no shared memory regions
+            case CONFIG_GENERATION -> configGeneration.get();
+            default -> 0;
+        } & 0xffffffffL;
+    }
+
+    @Override
+    public synchronized void write(long offset, int size, long value) {
+        if (offset >= CONFIG) {
+            writeConfig((int) (offset - CONFIG), size, value);
+            return;
+        }
+        if (size != 4) {
+            return;
+        }
+        int v = (int) value;
+        switch ((int) offset) {
+            case DEVICE_FEATURES_SEL -> deviceFeaturesSel = v;
+            case DRIVER_FEATURES_SEL -> driverFeaturesSel = v;
+            case DRIVER_FEATURES -> {
+                if (canNegotiate()) {
+                    if (driverFeaturesSel == 0) {
+                        driverFeatures = (driverFeatures & 0xffffffff00000000L) | (v & 0xffffffffL);
+                    } else if (driverFeaturesSel == 1) {
+                        driverFeatures = (driverFeatures & 0xffffffffL) | ((long) v << 32);
+                    }
+                }
+            }
+            case QUEUE_SEL -> queueSel = v;
+            case QUEUE_NUM -> {
+                if (canConfigureQueues() && selectedQueue() != null) {
+                    selectedQueue().setSize(v);
+                }
+            }
+            case QUEUE_READY -> {
+                if (canConfigureQueues() && selectedQueue() != null) {
+                    selectedQueue().setReady(v == 1);
+                }
+            }
+            case QUEUE_DESC_LOW -> setQueueAddress(v, false, Virtqueue::descTable, Virtqueue::setDescTable);
+            case QUEUE_DESC_HIGH -> setQueueAddress(v, true, Virtqueue::descTable, Virtqueue::setDescTable);
+            case QUEUE_DRIVER_LOW -> setQueueAddress(v, false, Virtqueue::availRing, Virtqueue::setAvailRing);
+            case QUEUE_DRIVER_HIGH -> setQueueAddress(v, true, Virtqueue::availRing, Virtqueue::setAvailRing);
+            case QUEUE_DEVICE_LOW -> setQueueAddress(v, false, Virtqueue::usedRing, Virtqueue::setUsedRing);
+            case QUEUE_DEVICE_HIGH -> setQueueAddress(v, true, Virtqueue::usedRing, Virtqueue::setUsedRing);
+            case QUEUE_NOTIFY -> {
+                // Normally answered by the ioeventfd; this path serves hypervisors without one.
+                if (v >= 0 && v < queues.length && loop != null) {
+                    loop.execute(() -> notifyQueue(v));
+                }
+            }
+            case INTERRUPT_ACK -> interruptStatus.getAndUpdate(s -> s & ~v);
+            case STATUS -> writeStatus(v & 0xff);
+            case SHM_SEL -> {
+            }
+            default -> LOG.debug("virtio-mmio write to read-only or unknown register 0x{}", Long.toHexString(offset));
+        }
+    }
+
+    private interface AddressGetter {
+        long get(Virtqueue q);
+    }
+
+    private interface AddressSetter {
+        void set(Virtqueue q, long address);
+    }
+
+    private void setQueueAddress(int v, boolean high, AddressGetter get, AddressSetter set) {
+        Virtqueue q = selectedQueue();
+        if (q == null || !canConfigureQueues()) {
+            return;
+        }
+        long old = get.get(q);
+        long next = high ? (old & 0xffffffffL) | ((long) v << 32) : (old & 0xffffffff00000000L) | (v & 0xffffffffL);
+        set.set(q, next);
+    }
+
+    private Virtqueue selectedQueue() {
+        return queueSel >= 0 && queueSel < queues.length ? queues[queueSel] : null;
+    }
+
+    private boolean canNegotiate() {
+        return (status & DeviceStatus.DRIVER) != 0 && (status & DeviceStatus.FEATURES_OK) == 0;
+    }
+
+    private boolean canConfigureQueues() {
+        return (status & DeviceStatus.FEATURES_OK) != 0 && (status & DeviceStatus.DRIVER_OK) == 0;
+    }
+
+    private void writeStatus(int requested) {
+        requested &= ~DeviceStatus.DEVICE_NEEDS_RESET;
+        switch (DeviceStatus.classify(status, requested)) {
+            case RESET -> reset();
+            case ACKNOWLEDGE, DRIVER, FAILED -> status = requested;
+            case FEATURES_OK -> {
+                // §3.1.1: the device refuses FEATURES_OK for features it did not offer, or without VERSION_1.
+                boolean acceptable = (driverFeatures & ~offeredFeatures) == 0
+                        && (driverFeatures & VirtioFeatures.VERSION_1) != 0;
+                if (acceptable) {
+                    status = requested;
+                } else {
+                    LOG.warn("virtio device {}: driver features 0x{} refused", device.deviceType(),
+                            Long.toHexString(driverFeatures));
+                }
+            }
+            case DRIVER_OK -> activate(requested);
+            case INVALID -> LOG.debug("virtio device {}: invalid status transition 0x{} -> 0x{}", device.deviceType(),
+                    Integer.toHexString(status), Integer.toHexString(requested));
+        }
+    }
+
+    private void activate(int requested) {
+        for (int i = 0; i < queues.length; i++) {
+            Virtqueue q = queues[i];
+            if (!q.ready()) {
+                continue;
+            }
+            String problem = q.validate(memory);
+            if (problem != null) {
+                LOG.warn("virtio device {}: queue {}: {}", device.deviceType(), i, problem);
+                needsReset = true;
+                interrupt(InterruptTrigger.CONFIG);
+                return;
+            }
+            q.setEventIdx((driverFeatures & VirtioFeatures.RING_EVENT_IDX) != 0);
+        }
+        status = requested;
+        active = true;
+        DeviceContext context = new Context(List.of(queues), driverFeatures);
+        loop.execute(() -> {
+            try {
+                device.activate(context);
+            } catch (RuntimeException e) {
+                LOG.warn("virtio device {} failed to activate: {}", device.deviceType(), e.toString());
+                active = false;
+                needsReset = true;
+                interrupt(InterruptTrigger.CONFIG);
+                return;
+            }
+            notifyAllQueues(); // kicks that raced with activation are not lost
+        });
+    }
+
+    private void reset() {
+        boolean wasActive = active;
+        active = false;
+        if (wasActive && loop != null) {
+            try {
+                loop.call(() -> {
+                    device.reset();
+                    return null;
+                });
+            } catch (CancellationException e) {
+                return; // the VM is stopping: nothing left to reset for
+            }
+        }
+        for (Virtqueue q : queues) {
+            q.reset();
+        }
+        status = 0;
+        needsReset = false;
+        deviceFeaturesSel = 0;
+        driverFeaturesSel = 0;
+        driverFeatures = 0;
+        queueSel = 0;
+        interruptStatus.set(0);
+    }
+
+    private long readConfig(int offset, int size) {
+        if (size < 1 || size > 8 || offset < 0 || offset + size > device.configSize()) {
+            return 0;
+        }
+        byte[] data = new byte[size];
+        device.readConfig(offset, data);
+        long v = 0;
+        for (int i = 0; i < size; i++) {
+            v |= (data[i] & 0xffL) << (8 * i);
+        }
+        return v;
+    }
+
+    private void writeConfig(int offset, int size, long value) {
+        if (size < 1 || size > 8 || offset < 0 || offset + size > device.configSize()) {
+            return;
+        }
+        byte[] data = new byte[size];
+        for (int i = 0; i < size; i++) {
+            data[i] = (byte) (value >>> (8 * i));
+        }
+        device.writeConfig(offset, data);
+    }
+
+    private void interrupt(int reasons) {
+        if ((reasons & InterruptTrigger.CONFIG) != 0) {
+            configGeneration.incrementAndGet();
+        }
+        interruptStatus.getAndUpdate(s -> s | reasons);
+        EventFd fd = irq;
+        if (fd != null) {
+            fd.signal();
+        }
+    }
+
+    /** What the device gets at activation. */
+    private final class Context implements DeviceContext {
+        private final List<Virtqueue> queueList;
+        private final long features;
+
+        Context(List<Virtqueue> queueList, long features) {
+            this.queueList = queueList;
+            this.features = features;
+        }
+
+        @Override
+        public GuestMemory memory() {
+            return memory;
+        }
+
+        @Override
+        public long driverFeatures() {
+            return features;
+        }
+
+        @Override
+        public List<Virtqueue> queues() {
+            return queueList;
+        }
+
+        @Override
+        public InterruptTrigger interrupt() {
+            return MmioTransport.this::interrupt;
+        }
+
+        @Override
+        public EventLoop eventLoop() {
+            return loop;
+        }
+
+        @Override
+        public void needsReset(String reason) {
+            LOG.warn("virtio device {} needs reset: {}", device.deviceType(), reason);
+            needsReset = true;
+            MmioTransport.this.interrupt(InterruptTrigger.CONFIG);
+        }
+    }
+}
