@@ -139,6 +139,10 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
     @Override
     public void activate(DeviceContext context) {
         state = new Active(context.memory(), context.queues(), context.interrupt(), context.eventLoop(), context);
+        if (!context.hasFeature(F_MULTIPORT)) {
+            // Without MULTIPORT there is no control queue: port 0 exists from the start (virtio 1.2 §5.3.6).
+            portReady[0] = true;
+        }
     }
 
     @Override
