@@ -1,0 +1,236 @@
+package org.krun.launcher;
+
+import java.io.IOException;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.ServiceLoader;
+import java.util.function.Function;
+import java.util.stream.Stream;
+
+import org.osgi.framework.Bundle;
+import org.osgi.framework.BundleContext;
+import org.osgi.framework.BundleException;
+import org.osgi.framework.Constants;
+import org.osgi.framework.Filter;
+import org.osgi.framework.FrameworkUtil;
+import org.osgi.framework.InvalidSyntaxException;
+import org.osgi.framework.launch.Framework;
+import org.osgi.framework.launch.FrameworkFactory;
+import org.osgi.util.tracker.ServiceTracker;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import ch.qos.logback.classic.Level;
+
+/**
+ * The {@code krun} process: starts Felix with a profile's bundles and hands the command line to the
+ * {@code org.krun.cli} bundle, then exits with its status.
+ *
+ * <p>A profile is a directory of bundles, {@code export/NAME} beside this jar, produced at build time
+ * by bnd from {@code cnf/profiles/NAME.bndrun}. Bundles are installed by reference (not copied) into a
+ * framework storage directory that exists only for this process.
+ */
+public final class Main {
+    /** Packages the launcher's class path exports to bundles; matches -runsystempackages of the profiles. */
+    static final String SYSTEM_PACKAGES_EXTRA =
+            "org.slf4j;version=2.0.17,org.slf4j.event;version=2.0.17,org.slf4j.spi;version=2.0.17";
+    static final long CLI_WAIT_MILLIS = 15_000;
+
+    private Main() {
+    }
+
+    public static void main(String[] args) {
+        int status;
+        try {
+            status = run(args);
+        } catch (LaunchException e) {
+            System.err.println("krun: " + e.getMessage());
+            status = e.status;
+        }
+        System.exit(status);
+    }
+
+    /** A launcher failure with the exit status it stands for. */
+    static final class LaunchException extends Exception {
+        private static final long serialVersionUID = 1L;
+        final int status;
+
+        LaunchException(String message, int status) {
+            super(message);
+            this.status = status;
+        }
+    }
+
+    /** Global options read here, before the framework starts; the rest goes to the command line bundle. */
+    record Options(String profile, String logLevel, String[] rest) {
+
+        static Options parse(String[] args) throws LaunchException {
+            String profile = "default";
+            String logLevel = null;
+            List<String> rest = new ArrayList<>();
+            int i = 0;
+            for (; i < args.length; i++) {
+                String a = args[i];
+                if (a.equals("--profile") || a.equals("--log-level")) {
+                    if (i + 1 >= args.length) {
+                        throw new LaunchException("option " + a + " needs a value (see 'krun --help')", 2);
+                    }
+                    if (a.equals("--profile")) {
+                        profile = args[++i];
+                    } else {
+                        logLevel = args[++i];
+                    }
+                } else if (a.startsWith("--profile=")) {
+                    profile = a.substring("--profile=".length());
+                } else if (a.startsWith("--log-level=")) {
+                    logLevel = a.substring("--log-level=".length());
+                } else {
+                    break; // the subcommand: everything after it belongs to it
+                }
+            }
+            for (; i < args.length; i++) {
+                rest.add(args[i]);
+            }
+            return new Options(profile, logLevel, rest.toArray(String[]::new));
+        }
+    }
+
+    static int run(String[] args) throws LaunchException {
+        Options options = Options.parse(args);
+        configureLogging(options.logLevel());
+        Path profileDir = profileDirectory(options.profile());
+        Path storage;
+        try {
+            storage = Files.createTempDirectory("krun-felix-");
+        } catch (IOException e) {
+            throw new LaunchException("cannot create the framework's storage directory: " + e.getMessage(), 1);
+        }
+        try {
+            return runFramework(profileDir, storage, options);
+        } finally {
+            deleteTree(storage);
+        }
+    }
+
+    private static void configureLogging(String level) throws LaunchException {
+        if (level == null) {
+            return;
+        }
+        Level l = Level.toLevel(level.toUpperCase(Locale.ROOT), null);
+        if (l == null) {
+            throw new LaunchException("unknown log level '" + level + "' (error, warn, info, debug, trace)", 2);
+        }
+        ((ch.qos.logback.classic.Logger) LoggerFactory.getLogger(Logger.ROOT_LOGGER_NAME)).setLevel(l);
+    }
+
+    static Path home() {
+        String configured = System.getProperty("krun.home");
+        if (configured != null) {
+            return Path.of(configured);
+        }
+        try {
+            return Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).getParent();
+        } catch (URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static Path profileDirectory(String profile) throws LaunchException {
+        Path profiles = home().resolve("export");
+        Path dir = profiles.resolve(profile);
+        if (profile.contains("/") || !Files.isDirectory(dir)) {
+            List<String> known = new ArrayList<>();
+            try (Stream<Path> s = Files.list(profiles)) {
+                s.filter(Files::isDirectory).map(p -> p.getFileName().toString()).sorted().forEach(known::add);
+            } catch (IOException e) {
+                // none
+            }
+            throw new LaunchException("unknown profile '" + profile + "' (available: " + String.join(", ", known) + ")", 2);
+        }
+        return dir;
+    }
+
+    private static int runFramework(Path profileDir, Path storage, Options options) throws LaunchException {
+        Map<String, String> props = new HashMap<>();
+        props.put(Constants.FRAMEWORK_STORAGE, storage.toString());
+        props.put(Constants.FRAMEWORK_STORAGE_CLEAN, Constants.FRAMEWORK_STORAGE_CLEAN_ONFIRSTINIT);
+        props.put(Constants.FRAMEWORK_SYSTEMPACKAGES_EXTRA, SYSTEM_PACKAGES_EXTRA);
+        props.put("felix.log.level", "1");
+        FrameworkFactory factory = ServiceLoader.load(FrameworkFactory.class).findFirst()
+                .orElseThrow(() -> new LaunchException("no OSGi framework on the class path", 1));
+        Framework framework = factory.newFramework(props);
+        try {
+            framework.init();
+            BundleContext context = framework.getBundleContext();
+            List<Bundle> bundles = new ArrayList<>();
+            try (Stream<Path> jars = Files.list(profileDir)) {
+                for (Path jar : jars.filter(p -> p.toString().endsWith(".jar")).sorted().toList()) {
+                    bundles.add(context.installBundle("reference:" + jar.toUri()));
+                }
+            } catch (IOException e) {
+                throw new LaunchException("cannot read profile " + options.profile() + ": " + e.getMessage(), 1);
+            }
+            framework.start();
+            for (Bundle b : bundles) {
+                if (b.getHeaders().get(Constants.FRAGMENT_HOST) == null) {
+                    b.start();
+                }
+            }
+            Function<String[], Integer> cli = commandLine(context, options.profile());
+            return cli.apply(options.rest());
+        } catch (BundleException e) {
+            throw new LaunchException("profile " + options.profile() + " does not start: " + e.getMessage(), 1);
+        } finally {
+            try {
+                framework.stop();
+                framework.waitForStop(10_000);
+            } catch (BundleException | InterruptedException e) {
+                // exiting anyway
+            }
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Function<String[], Integer> commandLine(BundleContext context, String profile) throws LaunchException {
+        Filter filter;
+        try {
+            filter = FrameworkUtil.createFilter("(&(objectClass=java.util.function.Function)(krun.command=main))");
+        } catch (InvalidSyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+        ServiceTracker<Object, Object> tracker = new ServiceTracker<>(context, filter, null);
+        tracker.open();
+        try {
+            Object service = tracker.waitForService(CLI_WAIT_MILLIS);
+            if (service == null) {
+                throw new LaunchException("profile " + profile + " has no working command line (bundle org.krun.cli "
+                        + "did not come up; run with --log-level debug for details)", 1);
+            }
+            return (Function<String[], Integer>) service;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new LaunchException("interrupted", 1);
+        }
+    }
+
+    private static void deleteTree(Path dir) {
+        try (Stream<Path> s = Files.walk(dir)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> {
+                try {
+                    Files.deleteIfExists(p);
+                } catch (IOException e) {
+                    // best effort
+                }
+            });
+        } catch (IOException e) {
+            // best effort
+        }
+    }
+}

@@ -1,0 +1,136 @@
+package org.krun.launcher;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+/**
+ * {@code krun run} end to end: the packaged launcher boots krun's Linux kernel and the default busybox
+ * rootfs. Every boot costs tens of seconds on kvm-pvm hosts, so all runs start at once in
+ * {@link #bootAll()} (two at a time, one per host core) and each test checks one run's result.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class KrunRunLinuxIT {
+    private static final long BOOT_TIMEOUT_SECONDS = 600;
+
+    /** Binary input for the pipe test: NUL, every byte value, and a random tail larger than any buffer. */
+    private static final byte[] BINARY_INPUT = binaryInput();
+
+    private ExecutorService lanes;
+    private Future<KrunProcess.Result> exit42;
+    private Future<KrunProcess.Result> exit0;
+    private Future<KrunProcess.Result> killed;
+    private Future<KrunProcess.Result> missingCommand;
+    private Future<KrunProcess.Result> smp;
+    private Future<KrunProcess.Result> binaryPipe;
+    private Future<KrunProcess.Result> environment;
+
+    private static byte[] binaryInput() {
+        ByteArrayOutputStream b = new ByteArrayOutputStream();
+        b.writeBytes(new byte[] {'a', 0, 'b'});
+        for (int i = 0; i < 256; i++) {
+            b.write(i);
+        }
+        byte[] tail = new byte[200_000];
+        new Random(42).nextBytes(tail);
+        b.writeBytes(tail);
+        return b.toByteArray();
+    }
+
+    @BeforeAll
+    void bootAll() {
+        Assumptions.assumeTrue(KrunProcess.kvmAvailable(), "/dev/kvm is missing: Linux guest tests SKIPPED");
+        lanes = Executors.newFixedThreadPool(2);
+        exit42 = boot(null, "run", "--", "/bin/sh", "-c", "echo hello; exit 42");
+        killed = boot(null, "run", "--", "/bin/sh", "-c", "kill -9 $$");
+        smp = boot(null, "run", "--cpus", "2", "--mem", "512", "--", "/bin/sh", "-c", "nproc; grep MemTotal /proc/meminfo");
+        binaryPipe = boot(BINARY_INPUT, "run", "--", "/bin/cat");
+        environment = boot(null, "run", "--workdir", "/tmp", "-e", "GREETING=hi there", "--hostname", "testvm",
+                "--rlimit", "NOFILE=123:456", "--", "/bin/sh", "-c",
+                "pwd; echo \"$GREETING\"; hostname; ulimit -n; ulimit -Hn; echo to-stderr >&2; "
+                        + "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev devtmpfs ' /proc/mounts; "
+                        + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty");
+        exit0 = boot(null, "run", "--", "/bin/sh", "-c", "exit 0");
+        missingCommand = boot(null, "run", "--", "/no/such/command");
+    }
+
+    private Future<KrunProcess.Result> boot(byte[] stdin, String... args) {
+        return lanes.submit(() -> KrunProcess.run(stdin, BOOT_TIMEOUT_SECONDS, args));
+    }
+
+    @AfterAll
+    void stopLanes() {
+        if (lanes != null) {
+            lanes.shutdownNow();
+        }
+    }
+
+    @Test
+    void commandOutputAndExitStatusComeBack() throws Exception {
+        KrunProcess.Result r = exit42.get();
+        assertEquals(42, r.status(), r.toString());
+        assertEquals("hello\n", r.out(), r.toString());
+    }
+
+    @Test
+    void successfulCommandExitsZero() throws Exception {
+        KrunProcess.Result r = exit0.get();
+        assertEquals(0, r.status(), r.toString());
+    }
+
+    @Test
+    void commandKilledBySigkillExits137() throws Exception {
+        KrunProcess.Result r = killed.get();
+        assertEquals(137, r.status(), r.toString());
+    }
+
+    @Test
+    void missingCommandExits127WithAMessage() throws Exception {
+        KrunProcess.Result r = missingCommand.get();
+        assertEquals(127, r.status(), r.toString());
+        assertTrue(r.err().contains("/no/such/command"), r.toString());
+    }
+
+    @Test
+    void cpusAndMemoryReachTheGuest() throws Exception {
+        KrunProcess.Result r = smp.get();
+        assertEquals(0, r.status(), r.toString());
+        List<String> lines = r.out().lines().toList();
+        assertEquals("2", lines.get(0), r.toString());
+        Matcher m = Pattern.compile("MemTotal:\\s+(\\d+) kB").matcher(lines.get(1));
+        assertTrue(m.matches(), r.toString());
+        long kib = Long.parseLong(m.group(1));
+        assertTrue(kib > 450 * 1024 && kib <= 512 * 1024, "about 512 MiB, got " + kib + " kB");
+    }
+
+    @Test
+    void binaryStdinComesBackByteExactThroughCat() throws Exception {
+        KrunProcess.Result r = binaryPipe.get();
+        assertEquals(0, r.status(), r.toString().substring(0, Math.min(2000, r.toString().length())));
+        assertArrayEquals(BINARY_INPUT, r.stdout());
+    }
+
+    @Test
+    void workdirEnvironmentHostnameRlimitsMountsAndSeparateStderr() throws Exception {
+        KrunProcess.Result r = environment.get();
+        assertEquals(0, r.status(), r.toString());
+        assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty"), r.out().lines().toList(),
+                r.toString());
+        assertEquals("to-stderr\n", r.err(), r.toString());
+    }
+}

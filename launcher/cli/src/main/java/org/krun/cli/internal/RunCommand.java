@@ -1,0 +1,234 @@
+package org.krun.cli.internal;
+
+import java.io.FileDescriptor;
+import java.io.FileInputStream;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+import org.krun.api.ConsoleSpec;
+import org.krun.api.Krun;
+import org.krun.api.Rlimit;
+import org.krun.api.VirtualMachine;
+import org.krun.api.VmConfig;
+import org.krun.api.VmConfigException;
+import org.krun.api.VmExit;
+
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code krun run}: one command in a fresh VM; exits with the command's status. */
+@Command(name = "run", mixinStandardHelpOptions = true,
+        description = {"Runs CMD in a new microVM and exits with its status.",
+            "With a terminal on stdin and stdout the command gets a terminal (raw mode, window size);",
+            "otherwise its stdin, stdout and stderr are binary-safe pipes."},
+        footer = {"", "Exit status: the command's own; 125 guest set-up failed, 126 not executable,",
+            "127 not found, 128+N killed by signal N; 124 timeout; 1 krun itself failed; 2 bad usage."})
+final class RunCommand implements Callable<Integer> {
+
+    @Option(names = "--cpus", paramLabel = "N", description = "Number of vCPUs (default: ${DEFAULT-VALUE}).",
+            defaultValue = "1")
+    int cpus;
+
+    @Option(names = "--mem", paramLabel = "MiB", description = "Guest memory in MiB (default: ${DEFAULT-VALUE}).",
+            defaultValue = "512")
+    int memoryMib;
+
+    @Option(names = "--kernel", paramLabel = "FILE",
+            description = "Guest kernel, ELF vmlinux or bzImage (default: krun's own vmlinux).")
+    Path kernel;
+
+    @Option(names = "--initrd", paramLabel = "FILE", description = "An initramfs to put under the root.")
+    Path initrd;
+
+    @Option(names = "--root", paramLabel = "DIR",
+            description = "Host directory to use as the guest's root (default: krun's busybox rootfs).")
+    Path root;
+
+    @Option(names = "--workdir", paramLabel = "DIR", description = "Working directory in the guest (default: /).")
+    String workdir;
+
+    @Option(names = {"-e", "--env"}, paramLabel = "NAME[=VALUE]",
+            description = "Set an environment variable; NAME alone copies the host's value. Repeatable.")
+    List<String> env = new ArrayList<>();
+
+    @Option(names = "--rlimit", paramLabel = "NAME=SOFT[:HARD]",
+            description = "Set a resource limit (NOFILE=1024:4096, unlimited allowed). Repeatable.")
+    List<String> rlimits = new ArrayList<>();
+
+    @Option(names = "--hostname", paramLabel = "NAME", description = "Guest host name (default: krun).")
+    String hostname;
+
+    @Option(names = "--timeout", paramLabel = "SECONDS", description = "Stop the VM after this many seconds.")
+    Integer timeoutSeconds;
+
+    @Option(names = "--kernel-log", description = "Show the guest kernel's messages on stderr.")
+    boolean kernelLog;
+
+    @Option(names = "--kernel-arg", paramLabel = "ARG", description = "Extra kernel command-line argument. Repeatable.")
+    List<String> kernelArgs = new ArrayList<>();
+
+    @Parameters(paramLabel = "CMD", arity = "0..*",
+            description = "The command and its arguments (default: /bin/sh). Use -- before a CMD that starts with -.")
+    List<String> command = new ArrayList<>();
+
+    private final Krun krun;
+
+    RunCommand(Krun krun) {
+        this.krun = krun;
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        boolean terminal = Terminal.isTerminal(0) && Terminal.isTerminal(1);
+        OutputStream stdout = new FileOutputStream(FileDescriptor.out);
+        OutputStream stderr = new FileOutputStream(FileDescriptor.err);
+        Terminal.Size size = terminal ? Terminal.size(1) : null;
+        ConsoleSpec console = terminal
+                ? ConsoleSpec.terminal(stdout, size == null ? 0 : size.columns(), size == null ? 0 : size.rows())
+                : ConsoleSpec.pipes(stdout, stderr, true);
+        VmConfig config = config(console, terminal);
+        try (VirtualMachine vm = krun.create(config)) {
+            Terminal.RawMode raw = terminal ? Terminal.enterRawMode(0) : null;
+            Thread restore = raw == null ? null : new Thread(raw::close, "krun-terminal-restore");
+            if (restore != null) {
+                Runtime.getRuntime().addShutdownHook(restore);
+            }
+            try {
+                vm.start();
+                pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
+                if (terminal) {
+                    watchWindowSize(vm, size);
+                }
+                VmExit exit = vm.waitFor();
+                if (raw != null) {
+                    raw.close();
+                }
+                if (exit.reason() != VmExit.Reason.COMMAND_EXITED) {
+                    PrintStream err = new PrintStream(stderr, true);
+                    err.println("krun: " + exit.detail());
+                }
+                return exit.status();
+            } finally {
+                if (raw != null) {
+                    raw.close();
+                    try {
+                        Runtime.getRuntime().removeShutdownHook(restore);
+                    } catch (IllegalStateException e) {
+                        // already shutting down
+                    }
+                }
+            }
+        }
+    }
+
+    VmConfig config(ConsoleSpec console, boolean terminal) {
+        VmConfig.Builder b = VmConfig.builder()
+                .cpus(cpus)
+                .memoryMib(memoryMib)
+                .kernel(kernel != null ? kernel : defaultPath("krun.kernel", "--kernel"))
+                .console(console)
+                .kernelLog(kernelLog)
+                .command(command.isEmpty() ? List.of("/bin/sh") : command);
+        if (initrd != null) {
+            b.initrd(initrd);
+        }
+        if (root != null) {
+            b.root(root);
+        } else if (initrd == null) {
+            b.root(defaultPath("krun.rootfs", "--root"));
+        }
+        if (workdir != null) {
+            b.workdir(workdir);
+        }
+        if (hostname != null) {
+            b.hostname(hostname);
+        }
+        if (terminal && System.getenv("TERM") != null) {
+            b.env("TERM", System.getenv("TERM"));
+        }
+        for (String e : env) {
+            int eq = e.indexOf('=');
+            if (eq < 0) {
+                String v = System.getenv(e);
+                if (v != null) {
+                    b.env(e, v);
+                }
+            } else {
+                b.env(e.substring(0, eq), e.substring(eq + 1));
+            }
+        }
+        for (String r : rlimits) {
+            try {
+                b.rlimit(Rlimit.parse(r));
+            } catch (IllegalArgumentException ex) {
+                throw new VmConfigException(ex.getMessage());
+            }
+        }
+        kernelArgs.forEach(b::kernelArg);
+        if (timeoutSeconds != null) {
+            if (timeoutSeconds <= 0) {
+                throw new VmConfigException("--timeout must be a positive number of seconds");
+            }
+            b.timeout(Duration.ofSeconds(timeoutSeconds));
+        }
+        return b.build();
+    }
+
+    private static Path defaultPath(String property, String flag) {
+        String p = System.getProperty(property);
+        if (p == null || p.isEmpty()) {
+            throw new VmConfigException("no default for " + flag + " (system property " + property + " is not set): give "
+                    + flag + " explicitly");
+        }
+        return Path.of(p);
+    }
+
+    /** Copies host stdin to the guest until end-of-file, then closes the guest's input. */
+    private static void pump(InputStream in, OutputStream toGuest) {
+        Thread t = Thread.ofPlatform().daemon(true).name("krun-stdin").start(() -> {
+            byte[] buf = new byte[16384];
+            try {
+                int n;
+                while ((n = in.read(buf)) > 0) {
+                    toGuest.write(buf, 0, n);
+                }
+            } catch (IOException e) {
+                // host stdin failed: treat as end of input
+            }
+            try {
+                toGuest.close();
+            } catch (IOException e) {
+                // nothing left to tell the guest
+            }
+        });
+        t.setUncaughtExceptionHandler((th, ex) -> { });
+    }
+
+    /** Polls the host terminal's size and passes changes to the guest (no signal handling needed). */
+    private static void watchWindowSize(VirtualMachine vm, Terminal.Size initial) {
+        Thread.ofPlatform().daemon(true).name("krun-winsize").start(() -> {
+            Terminal.Size last = initial;
+            while (vm.state() != org.krun.api.VmState.STOPPED) {
+                try {
+                    Thread.sleep(200);
+                } catch (InterruptedException e) {
+                    return;
+                }
+                Terminal.Size now = Terminal.size(1);
+                if (now != null && !now.equals(last)) {
+                    vm.resizeConsole(now.columns(), now.rows());
+                    last = now;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Makes sure this host has what krun needs to build and run: JDK 25, Maven, a C toolchain with musl,
+# the Linux source and kernel build tools, busybox-static (the default rootfs) and tmux (tests).
+# Installs missing Debian packages when run as root; otherwise prints the command to run.
+# Usage: scripts/host-setup.sh [--quiet]
+set -euo pipefail
+
+quiet="${1:-}"
+say() { [[ "$quiet" == "--quiet" ]] || printf '[setup] %s\n' "$*" >&2; }
+
+java_home="${KRUN_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+if [[ ! -x "$java_home/bin/java" ]]; then
+    echo "krun: needs a Java 25 JDK at $java_home (set KRUN_JAVA_HOME to another one)" >&2
+    exit 1
+fi
+
+# Debian package -> a file that proves it is installed.
+declare -A need=(
+    [maven]=/usr/bin/mvn
+    [build-essential]=/usr/bin/gcc
+    [make]=/usr/bin/make
+    [musl-tools]=/usr/bin/musl-gcc
+    [linux-source-6.12]=/usr/src/linux-source-6.12.tar.xz
+    [bc]=/usr/bin/bc
+    [bison]=/usr/bin/bison
+    [flex]=/usr/bin/flex
+    [libelf-dev]=/usr/include/libelf.h
+    [libssl-dev]=/usr/include/openssl/ssl.h
+    [xz-utils]=/usr/bin/xz
+    [cpio]=/usr/bin/cpio
+    [busybox-static]=/usr/share/doc/busybox-static
+    [tmux]=/usr/bin/tmux
+    [file]=/usr/bin/file
+)
+missing=()
+for pkg in "${!need[@]}"; do
+    [[ -e "${need[$pkg]}" ]] || missing+=("$pkg")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+    exit 0
+fi
+IFS=$'\n' missing=($(sort <<<"${missing[*]}")); unset IFS
+if [[ $(id -u) -ne 0 ]]; then
+    echo "krun: missing packages; run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+say "installing ${missing[*]} (apt-get)"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq "${missing[@]}" >/dev/null
+say "packages installed"
