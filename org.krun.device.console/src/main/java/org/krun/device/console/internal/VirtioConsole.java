@@ -1,7 +1,10 @@
 package org.krun.device.console.internal;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+
 import java.io.IOException;
 import java.io.OutputStream;
+import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -13,6 +16,7 @@ import java.util.List;
 import org.krun.api.ConsoleSpec;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestMemoryException;
+import org.krun.spi.virtio.ChainReader;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.DeviceContext;
@@ -82,7 +86,7 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
             p.add(new ConsolePort(0, "console", true, spec.stdout(), spec.input()));
         } else {
             p.add(new ConsolePort(0, "console", true, spec.stderr(), false));
-            p.add(new ConsolePort(1, STDIN, false, null, spec.input()));
+            p.add(new ConsolePort(1, STDIN, false, null, true));
             p.add(new ConsolePort(2, STDOUT, false, spec.stdout(), false));
             p.add(new ConsolePort(3, STDERR, false, spec.stderr(), false));
         }
@@ -90,8 +94,8 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         this.inputPort = ports.stream().filter(ConsolePort::input).findFirst().orElse(null);
         this.portReady = new boolean[ports.size()];
         this.input = new InputPipe(this::scheduleInput);
-        if (inputPort == null) {
-            input.close(); // nobody will read: writes are dropped
+        if (inputPort == null || !spec.input()) {
+            input.close(); // nobody will read, or nobody will write: the guest reads end-of-file at once
         }
     }
 
@@ -233,9 +237,8 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         DescriptorChain chain;
         while ((chain = pop(a, q)) != null) {
             try {
-                byte[] bytes = chain.reader(a.mem()).readAll();
-                if (port.sink() != null && bytes.length > 0) {
-                    port.sink().write(bytes);
+                if (port.sink() != null) {
+                    copyOut(chain, a.mem(), port.sink());
                 }
             } catch (GuestMemoryException e) {
                 LOG.debug("console output from outside guest RAM dropped: {}", e.getMessage());
@@ -249,6 +252,24 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
             flushSink(port.sink());
             if (q.needsInterrupt(a.mem())) {
                 a.interrupt().trigger(InterruptTrigger.QUEUE);
+            }
+        }
+    }
+
+    /**
+     * Writes the chain's readable bytes to {@code sink}. The guest chooses the lengths: check that every
+     * buffer is RAM first (nothing is written otherwise), then copy through a bounded buffer.
+     */
+    private static void copyOut(DescriptorChain chain, GuestMemory mem, OutputStream sink) throws IOException {
+        ChainReader r = chain.reader(mem);
+        List<MemorySegment> pieces = r.take(r.remaining());
+        byte[] buf = new byte[(int) Math.min(chain.readableBytes(), 64 * 1024)];
+        for (MemorySegment piece : pieces) {
+            for (long off = 0; off < piece.byteSize(); ) {
+                int n = (int) Math.min(buf.length, piece.byteSize() - off);
+                MemorySegment.copy(piece, JAVA_BYTE, off, buf, 0, n);
+                sink.write(buf, 0, n);
+                off += n;
             }
         }
     }
@@ -275,7 +296,8 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         while ((chain = pop(a, q)) != null) {
             ControlMessage m = null;
             try {
-                m = ControlMessage.decode(chain.reader(a.mem()).readAll());
+                ChainReader r = chain.reader(a.mem());
+                m = ControlMessage.decode(r.readBytes((int) Math.min(r.remaining(), ControlMessage.HEADER_SIZE)));
             } catch (GuestMemoryException e) {
                 LOG.debug("control message outside guest RAM: {}", e.getMessage());
             }
