@@ -152,7 +152,10 @@ public final class Initramfs {
                         pos += n;
                     }
                 }
-                out.position(out.position() + (int) CpioWriter.pad4(userInitrdSize));
+                out.position(out.position() + (int) userInitrdSize);
+                for (long i = userInitrdSize; i < CpioWriter.pad4(userInitrdSize); i++) {
+                    out.put((byte) 0); // the unpacker skips only NULs between archives
+                }
             }
             CpioWriter.write(entries, out);
         } catch (IOException e) {

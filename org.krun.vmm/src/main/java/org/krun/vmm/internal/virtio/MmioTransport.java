@@ -90,6 +90,11 @@ public final class MmioTransport implements BusDevice {
     private volatile boolean needsReset;
     /** Written under the lock, read by the loop without it (the loop never takes this object's lock). */
     private volatile boolean active;
+    /**
+     * Loop-confined: device.activate has run and device.reset has not since. A kick dispatched in the same
+     * loop iteration as DRIVER_OK (before the activation task) must not reach a device not yet activated.
+     */
+    private boolean deviceActive;
 
     private EpollEventLoop loop;
     private HypervisorVm vm;
@@ -178,12 +183,15 @@ public final class MmioTransport implements BusDevice {
 
     /** Runs on the loop: a queue kick, delivered only while the device is active. */
     private void notifyQueue(int index) {
-        if (active && queues[index].ready()) {
+        if (deviceActive && queues[index].ready()) {
             device.queueNotify(index);
         }
     }
 
-    /** Runs every ready queue's notification once (at activation, and to drain queues when the VM stops). */
+    /**
+     * Runs every ready queue's notification once (at activation, and to drain queues when the VM stops). On
+     * the loop.
+     */
     public void notifyAllQueues() {
         for (int i = 0; i < queues.length; i++) {
             notifyQueue(i);
@@ -348,6 +356,7 @@ public final class MmioTransport implements BusDevice {
                 interrupt(InterruptTrigger.CONFIG);
                 return;
             }
+            deviceActive = true;
             notifyAllQueues(); // kicks that raced with activation are not lost
         });
     }
@@ -358,6 +367,7 @@ public final class MmioTransport implements BusDevice {
         if (wasActive && loop != null) {
             try {
                 loop.call(() -> {
+                    deviceActive = false;
                     device.reset();
                     return null;
                 });

@@ -1,0 +1,81 @@
+package org.krun.vmm.internal;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.krun.api.ConsoleSpec;
+import org.krun.api.Rlimit;
+import org.krun.api.VmConfig;
+
+class InitConfigTest {
+
+    private static String json(VmConfig c) {
+        return new String(InitConfig.json(c), StandardCharsets.UTF_8);
+    }
+
+    private static String quoted(String s) {
+        StringBuilder sb = new StringBuilder();
+        InitConfig.string(sb, s);
+        return sb.toString();
+    }
+
+    @Test
+    void configHoldsEveryFieldTheInitReadsInItsSchemaOrder() {
+        VmConfig c = VmConfig.builder().kernel(Path.of("/k"))
+                .command("sh", "-c", "echo \"$HOME\"")
+                .env("A", "1").env("B", "x y")
+                .workdir("/work").hostname("box")
+                .rlimit(new Rlimit("nofile", 1024, 2048)).rlimit(new Rlimit("CORE", -1, -1))
+                .build();
+        assertEquals("{\"cmd\":[\"sh\",\"-c\",\"echo \\\"$HOME\\\"\"],\"env\":[\"A=1\",\"B=x y\"],"
+                + "\"workdir\":\"/work\",\"hostname\":\"box\",\"rlimits\":[\"NOFILE=1024:2048\",\"CORE=-1:-1\"],"
+                + "\"console\":\"pipes\",\"columns\":0,\"rows\":0,\"exit_port\":244}\n", json(c));
+    }
+
+    @Test
+    void emptyListsAndDefaultsAreWrittenToo() {
+        VmConfig c = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true").build();
+        assertEquals("{\"cmd\":[\"/bin/true\"],\"env\":[],\"workdir\":\"/\",\"hostname\":\"krun\",\"rlimits\":[],"
+                + "\"console\":\"pipes\",\"columns\":0,\"rows\":0,\"exit_port\":244}\n", json(c));
+    }
+
+    @Test
+    void terminalConsoleCarriesItsSize() {
+        VmConfig c = VmConfig.builder().kernel(Path.of("/k")).command("sh")
+                .console(ConsoleSpec.terminal(OutputStream.nullOutputStream(), 132, 43)).build();
+        String j = json(c);
+        assertEquals(true, j.contains("\"console\":\"terminal\",\"columns\":132,\"rows\":43,"), j);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @CsvSource(delimiter = '|', value = {
+        "plain            | abc                | \"abc\"",
+        "quote            | a\"b               | \"a\\\"b\"",
+        "backslash        | a\\b               | \"a\\\\b\"",
+        "slash stays      | /usr/bin           | \"/usr/bin\"",
+        "non-ASCII stays  | héllo €            | \"héllo €\"",
+    })
+    void stringsAreEscapedForJson(String what, String raw, String expected) {
+        assertEquals(expected, quoted(raw), what);
+    }
+
+    @Test
+    void controlCharactersAreEscaped() {
+        assertEquals("\"\\n\\r\\t\\u0001\\u001f\\u0008\\u000c\"", quoted("\n\r\t\u0001\u001f\b\f"));
+        assertEquals("\"\u007f\"", quoted("\u007f"), "DEL is not a JSON control character");
+    }
+
+    @Test
+    void outputIsUtf8() {
+        VmConfig c = VmConfig.builder().kernel(Path.of("/k")).command("echo", "ü").build();
+        byte[] bytes = InitConfig.json(c);
+        String asLatin1 = new String(bytes, StandardCharsets.ISO_8859_1);
+        assertEquals(true, asLatin1.contains("\"echo\",\"\u00c3\u00bc\""), "ü as two UTF-8 bytes");
+    }
+}

@@ -1,0 +1,115 @@
+package org.krun.vmm.internal.virtio;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.krun.spi.virtio.DeviceContext;
+import org.krun.spi.virtio.VirtioDevice;
+
+/**
+ * A device with fixed features, queue sizes and configuration space that records what the transport
+ * does to it, in order, as "activate", "notify N" and "reset".
+ */
+final class FakeVirtioDevice implements VirtioDevice {
+    static final int TYPE = 4;
+    /** Device-specific bits in both feature words; the transport adds its own. */
+    static final long FEATURES = 1L | 1L << 5 | 1L << 40;
+
+    private final int[] queueMaxSizes;
+    private final byte[] config = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, (byte) 0x88};
+
+    final BlockingQueue<String> calls = new LinkedBlockingQueue<>();
+    final BlockingQueue<DeviceContext> activations = new LinkedBlockingQueue<>();
+    final List<String> configWrites = new ArrayList<>();
+    /** Whether {@link #activate} was called on the event loop thread, for each activation. */
+    final List<Boolean> activatedOnLoop = new ArrayList<>();
+    volatile RuntimeException activationFailure;
+
+    FakeVirtioDevice(int... queueMaxSizes) {
+        this.queueMaxSizes = queueMaxSizes;
+    }
+
+    /** The context of the next activation, waiting (with a bound) for the loop to run it. */
+    DeviceContext awaitActivation() throws InterruptedException {
+        DeviceContext c = activations.poll(10, TimeUnit.SECONDS);
+        if (c == null) {
+            throw new AssertionError("device was not activated");
+        }
+        return c;
+    }
+
+    /** The next recorded call, waiting (with a bound) for the loop to make it. */
+    String awaitCall() throws InterruptedException {
+        String c = calls.poll(10, TimeUnit.SECONDS);
+        if (c == null) {
+            throw new AssertionError("no device call arrived");
+        }
+        return c;
+    }
+
+    @Override
+    public int deviceType() {
+        return TYPE;
+    }
+
+    @Override
+    public long deviceFeatures() {
+        return FEATURES;
+    }
+
+    @Override
+    public int queueCount() {
+        return queueMaxSizes.length;
+    }
+
+    @Override
+    public int queueMaxSize(int index) {
+        return queueMaxSizes[index];
+    }
+
+    @Override
+    public int configSize() {
+        return config.length;
+    }
+
+    @Override
+    public synchronized void readConfig(int offset, byte[] data) {
+        System.arraycopy(config, offset, data, 0, data.length);
+    }
+
+    @Override
+    public synchronized void writeConfig(int offset, byte[] data) {
+        StringBuilder sb = new StringBuilder().append(offset).append(':');
+        for (byte b : data) {
+            sb.append(String.format("%02x", b));
+        }
+        configWrites.add(sb.toString());
+        System.arraycopy(data, 0, config, offset, data.length);
+    }
+
+    @Override
+    public void activate(DeviceContext context) {
+        synchronized (this) {
+            activatedOnLoop.add(context.eventLoop().inEventLoop());
+        }
+        calls.add("activate");
+        RuntimeException failure = activationFailure;
+        if (failure != null) {
+            throw failure;
+        }
+        activations.add(context);
+    }
+
+    @Override
+    public void queueNotify(int index) {
+        calls.add("notify " + index);
+    }
+
+    @Override
+    public void reset() {
+        calls.add("reset");
+    }
+}
