@@ -69,17 +69,27 @@ public record VmConfig(
         if (command.isEmpty() || command.get(0).isEmpty()) {
             throw new VmConfigException("no command to run");
         }
+        for (String arg : command) {
+            requireNoNul(arg, "command argument");
+        }
         env = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(env));
-        for (String name : env.keySet()) {
+        for (Map.Entry<String, String> e : env.entrySet()) {
+            String name = e.getKey();
             if (name.isEmpty() || name.indexOf('=') >= 0 || name.indexOf('\0') >= 0) {
                 throw new VmConfigException("invalid environment variable name '" + name + "'");
             }
+            requireNoNul(e.getValue(), "value of environment variable " + name);
         }
         workdir = workdir == null || workdir.isEmpty() ? "/" : workdir;
         if (!workdir.startsWith("/")) {
             throw new VmConfigException("workdir must be an absolute guest path, not '" + workdir + "'");
         }
+        requireNoNul(workdir, "workdir");
         hostname = hostname == null || hostname.isEmpty() ? "krun" : hostname;
+        requireNoNul(hostname, "hostname");
+        if (hostname.length() > 64) {
+            throw new VmConfigException("hostname is longer than 64 characters");
+        }
         rlimits = List.copyOf(rlimits);
         Objects.requireNonNull(console, "console");
         devices = List.copyOf(devices);
@@ -90,6 +100,16 @@ public record VmConfig(
                 throw new VmConfigException("timeout must be positive");
             }
         });
+    }
+
+    /** The guest receives these as C strings: a NUL would cut them short. */
+    private static void requireNoNul(String s, String what) {
+        if (s == null) {
+            throw new VmConfigException(what + " is missing");
+        }
+        if (s.indexOf('\0') >= 0) {
+            throw new VmConfigException(what + " contains a NUL character");
+        }
     }
 
     public static Builder builder() {

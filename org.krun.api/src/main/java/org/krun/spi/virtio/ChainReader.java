@@ -25,6 +25,7 @@ public final class ChainReader extends ChainCursor {
      * @throws org.krun.spi.memory.GuestMemoryException if a buffer lies outside guest RAM
      */
     public int read(byte[] dst, int offset, int length) {
+        java.util.Objects.checkFromIndexSize(offset, length, dst.length);
         int n = (int) Math.min(length, remaining());
         int done = 0;
         while (done < n) {
@@ -37,11 +38,18 @@ public final class ChainReader extends ChainCursor {
 
     /** Reads exactly {@code length} bytes or throws {@link ShortChainException}. */
     public byte[] readBytes(int length) {
-        if (length > remaining()) {
+        if (length < 0 || length > remaining()) {
             throw new ShortChainException("need " + length + " readable bytes, chain has " + remaining());
         }
+        // Resolve the guest buffers first: a chain claiming more than guest RAM holds fails here,
+        // before the host allocates anything of the guest's choosing.
+        java.util.List<MemorySegment> pieces = take(length);
         byte[] b = new byte[length];
-        read(b, 0, length);
+        int at = 0;
+        for (MemorySegment piece : pieces) {
+            MemorySegment.copy(piece, JAVA_BYTE, 0, b, at, (int) piece.byteSize());
+            at += (int) piece.byteSize();
+        }
         return b;
     }
 

@@ -143,6 +143,9 @@ public final class Virtqueue {
      *         and should be returned with {@link #addUsed} and length 0
      */
     public DescriptorChain pop(GuestMemory mem) {
+        if (size <= 0 || Integer.bitCount(size) != 1) {
+            throw new InvalidChainException(-1, "queue size " + size + " is not usable");
+        }
         int pending = pending(mem);
         if (pending == 0) {
             return null;

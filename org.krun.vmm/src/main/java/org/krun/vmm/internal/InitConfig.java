@@ -57,7 +57,7 @@ final class InitConfig {
         sb.append(']');
     }
 
-    /** A JSON string; NUL cannot reach a C string, so it is refused by the config's validation earlier. */
+    /** A JSON string; VmConfig has already refused NUL, which the guest's C strings could not carry. */
     static void string(StringBuilder sb, String s) {
         sb.append('"');
         for (int i = 0; i < s.length(); i++) {

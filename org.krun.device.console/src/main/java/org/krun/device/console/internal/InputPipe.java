@@ -57,17 +57,29 @@ final class InputPipe extends OutputStream {
 
     /** Takes up to {@code max} bytes without blocking; an empty array when none are buffered. */
     synchronized byte[] take(int max) {
+        byte[] out = peek(max);
+        consume(out.length);
+        return out;
+    }
+
+    /** Copies up to {@code max} buffered bytes without removing them. */
+    synchronized byte[] peek(int max) {
         int n = Math.min(max, count);
         byte[] out = new byte[n];
         int first = Math.min(n, CAPACITY - head);
         System.arraycopy(buf, head, out, 0, first);
         System.arraycopy(buf, 0, out, first, n - first);
-        head = (head + n) % CAPACITY;
-        count -= n;
-        if (n > 0) {
+        return out;
+    }
+
+    /** Removes {@code n} bytes (at most those buffered) from the front. */
+    synchronized void consume(int n) {
+        int k = Math.min(n, count);
+        head = (head + k) % CAPACITY;
+        count -= k;
+        if (k > 0) {
             notifyAll();
         }
-        return out;
     }
 
     synchronized int available() {

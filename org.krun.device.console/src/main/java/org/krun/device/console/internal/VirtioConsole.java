@@ -209,8 +209,9 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
             }
             try {
                 ChainWriter w = chain.writer(a.mem());
-                byte[] bytes = input.take((int) Math.min(w.remaining(), Integer.MAX_VALUE));
+                byte[] bytes = input.peek((int) Math.min(w.remaining(), Integer.MAX_VALUE));
                 w.write(bytes);
+                input.consume(bytes.length); // only once the guest has them: a bad buffer loses nothing
                 q.addUsed(a.mem(), chain.head(), (int) w.position());
             } catch (GuestMemoryException e) {
                 q.addUsed(a.mem(), chain.head(), 0);
@@ -418,7 +419,12 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         this.rows = rows;
         if (state instanceof Active a) {
             a.loop().execute(() -> {
-                if (state instanceof Active now && portReady[0]) {
+                if (!(state instanceof Active now)) {
+                    return;
+                }
+                if (!now.context().hasFeature(F_MULTIPORT)) {
+                    now.interrupt().trigger(InterruptTrigger.CONFIG); // the size lives in config space (F_SIZE)
+                } else if (portReady[0]) {
                     sendControl(now, ControlMessage.resize(0, columns, rows));
                 }
             });

@@ -113,7 +113,7 @@ final class CpuidTemplate {
         for (CpuidEntry e : entries) {
             switch (e.function()) {
                 case LEAF_FEATURES -> {
-                    int ebx = (e.ebx() & 0x0000ffff) | (cpu << 24) | (count << 16) | (8 << 8);
+                    int ebx = (e.ebx() & 0xff) | (cpu << 24) | (count << 16) | (8 << 8); // CLFLUSH line: 8 x 8 bytes
                     int ecx = e.ecx() | ECX_HYPERVISOR;
                     ecx = tscDeadline ? ecx | ECX_TSC_DEADLINE : ecx & ~ECX_TSC_DEADLINE;
                     int edx = count > 1 ? e.edx() | EDX_HTT : e.edx() & ~EDX_HTT;

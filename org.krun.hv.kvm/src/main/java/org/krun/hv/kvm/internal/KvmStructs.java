@@ -1,6 +1,5 @@
 package org.krun.hv.kvm.internal;
 
-import static java.lang.foreign.MemoryLayout.paddingLayout;
 import static java.lang.foreign.MemoryLayout.sequenceLayout;
 import static java.lang.foreign.MemoryLayout.structLayout;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
@@ -86,8 +85,9 @@ final class KvmStructs {
             JAVA_LONG.withName("datamatch"), JAVA_LONG.withName("addr"), JAVA_INT.withName("len"),
             JAVA_INT.withName("fd"), JAVA_INT.withName("flags"), sequenceLayout(36, JAVA_BYTE).withName("pad"));
 
-    /** linux/kvm.h struct kvm_signal_mask header (the sigset follows). */
-    static final StructLayout SIGNAL_MASK = structLayout(JAVA_INT.withName("len"), paddingLayout(4));
+    /** linux/kvm.h struct kvm_signal_mask with the kernel's 8-byte sigset after len. */
+    static final StructLayout SIGNAL_MASK = structLayout(JAVA_INT.withName("len"),
+            sequenceLayout(8, JAVA_BYTE).withName("sigset"));
 
     private KvmStructs() {
     }

@@ -211,8 +211,8 @@ final class KvmVcpu implements Vcpu {
         tid = Posix.gettid();
         Posix.threadSignalMask(Posix.SIG_BLOCK, KICK_SIGSET);
         try (Arena a = Arena.ofConfined()) {
-            // struct kvm_signal_mask { u32 len; u8 sigset[8]; }: nothing blocked inside KVM_RUN.
-            MemorySegment mask = a.allocate(12);
+            // Nothing blocked inside KVM_RUN (the kick signal included).
+            MemorySegment mask = a.allocate(KvmStructs.SIGNAL_MASK);
             mask.set(JAVA_INT, 0, 8);
             Posix.check("KVM_SET_SIGNAL_MASK", Posix.ioctl(fd, KvmIoctls.KVM_SET_SIGNAL_MASK, mask));
         }
