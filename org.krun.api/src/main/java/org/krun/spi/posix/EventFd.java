@@ -15,7 +15,7 @@ public final class EventFd implements AutoCloseable {
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(JAVA_LONG));
 
     private final int fd;
-    private volatile boolean closed;
+    private boolean closed;
 
     private EventFd(int fd) {
         this.fd = fd;
@@ -29,8 +29,15 @@ public final class EventFd implements AutoCloseable {
         return fd;
     }
 
-    /** Adds one to the counter, waking whoever waits on it. */
-    public void signal() {
+    /**
+     * Adds one to the counter, waking whoever waits on it. After {@link #close()} this does nothing: the
+     * descriptor number may already belong to someone else. (Synchronized against close for that reason;
+     * uncontended, it costs next to nothing.)
+     */
+    public synchronized void signal() {
+        if (closed) {
+            return;
+        }
         MemorySegment one = SCRATCH.get();
         one.set(JAVA_LONG, 0, 1L);
         long r = Posix.write(fd, one, 8);
@@ -39,8 +46,11 @@ public final class EventFd implements AutoCloseable {
         }
     }
 
-    /** Reads and resets the counter; 0 when it was not signalled. */
-    public long drain() {
+    /** Reads and resets the counter; 0 when it was not signalled (or after close). */
+    public synchronized long drain() {
+        if (closed) {
+            return 0;
+        }
         MemorySegment value = SCRATCH.get();
         long r = Posix.read(fd, value, 8);
         if (r == -Errno.EAGAIN) {

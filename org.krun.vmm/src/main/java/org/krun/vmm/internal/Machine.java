@@ -331,8 +331,9 @@ final class Machine implements VirtualMachine {
             stopReason = reason;
         }
         stopping = true;
-        loop.stop();
+        // quiesce first: once stopped, the loop may return and close everything before a later task arrives.
         loop.execute(this::quiesce);
+        loop.stop();
         vcpus.forEach(Vcpu::kick);
     }
 
