@@ -42,6 +42,7 @@ import org.krun.vmm.internal.initramfs.Initramfs;
 import org.krun.vmm.internal.legacy.Cmos;
 import org.krun.vmm.internal.legacy.ExitStatusPort;
 import org.krun.vmm.internal.legacy.I8042;
+import org.krun.vmm.internal.legacy.InitMarkerPort;
 import org.krun.vmm.internal.legacy.Serial8250;
 import org.krun.vmm.internal.memory.GuestRam;
 import org.krun.vmm.internal.virtio.MmioTransport;
@@ -70,6 +71,7 @@ final class Machine implements VirtualMachine {
     private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
     private final ResourceStack resources = new ResourceStack();
     private final Object lock = new Object();
+    private final BootTimeline timeline = new BootTimeline();
 
     private Phase phase = Phase.CREATED;
     private Instant startedAt;
@@ -136,6 +138,7 @@ final class Machine implements VirtualMachine {
             phase = Phase.STARTING;
             startedAt = Instant.now();
         }
+        timeline.mark(BootTimeline.Event.START);
         try {
             boot();
         } catch (RuntimeException | Error e) {
@@ -191,7 +194,12 @@ final class Machine implements VirtualMachine {
         Bus bus = new Bus("port I/O");
         bus.insert(I8042.BASE, I8042.LENGTH, new I8042(this::guestReset));
         bus.insert(Cmos.BASE, Cmos.LENGTH, new Cmos(Clock.systemUTC()));
-        bus.insert(ExitStatusPort.PORT, ExitStatusPort.LENGTH, new ExitStatusPort(s -> reportedStatus = s));
+        bus.insert(ExitStatusPort.PORT, ExitStatusPort.LENGTH, new ExitStatusPort(s -> {
+            reportedStatus = s;
+            timeline.mark(BootTimeline.Event.STATUS);
+        }));
+        bus.insert(InitMarkerPort.PORT, InitMarkerPort.LENGTH,
+                new InitMarkerPort(() -> timeline.mark(BootTimeline.Event.INIT)));
         OutputStream serialOut = config.kernelLog() ? config.console().stderr() : OutputStream.nullOutputStream();
         bus.insert(Serial8250.COM1, Serial8250.LENGTH, new Serial8250(serialOut));
         return bus;
@@ -270,6 +278,9 @@ final class Machine implements VirtualMachine {
     private void vcpuBody(Vcpu vcpu) {
         try {
             vcpu.attachThread();
+            if (vcpu.index() == 0) {
+                timeline.mark(BootTimeline.Event.FIRST_RUN);
+            }
             while (!stopping) {
                 VcpuExit e = vcpu.run();
                 switch (e) {
@@ -330,6 +341,7 @@ final class Machine implements VirtualMachine {
             phase = Phase.STOPPING;
             stopReason = reason;
         }
+        timeline.mark(BootTimeline.Event.STOP);
         stopping = true;
         // quiesce first: once stopped, the loop may return and close everything before a later task arrives.
         loop.execute(this::quiesce);
@@ -399,6 +411,8 @@ final class Machine implements VirtualMachine {
             phase = Phase.STOPPED;
             reason = stopReason != null ? stopReason : VmExit.failed("stopped");
         }
+        timeline.mark(BootTimeline.Event.RELEASED);
+        LOG.info("vm {} timeline: {}", id, timeline);
         exit.complete(reason);
         onClosed.accept(this);
     }

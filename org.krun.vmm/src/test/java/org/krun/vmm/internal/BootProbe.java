@@ -23,13 +23,22 @@ public final class BootProbe {
                 .root(Path.of(home + "/.cache/krun/rootfs/default"))
                 .cpus(Integer.getInteger("cpus", 1)).memoryMib(Integer.getInteger("mem", 256))
                 .command(Arrays.asList(args))
-                .console(ConsoleSpec.pipes(System.out, System.err, false))
+                .console(ConsoleSpec.pipes(System.out, System.err, Boolean.getBoolean("stdin")))
                 .kernelLog(Boolean.getBoolean("klog"))
                 .timeout(Duration.ofSeconds(Integer.getInteger("timeout", 300)))
                 .build();
         long t0 = System.nanoTime();
         VirtualMachine vm = krun.create(config);
         vm.start();
+        if (Boolean.getBoolean("stdin")) {
+            Thread.ofPlatform().daemon(true).start(() -> {
+                try (var in = vm.consoleInput()) {
+                    System.in.transferTo(in);
+                } catch (java.io.IOException e) {
+                    e.printStackTrace();
+                }
+            });
+        }
         VmExit exit = vm.waitFor();
         System.err.printf("exit: %s after %.1f s%n", exit, (System.nanoTime() - t0) / 1e9);
         System.exit(exit.status());

@@ -39,13 +39,13 @@ record ControlMessage(int id, int event, int value, byte[] data) {
     }
 
     /**
-     * A RESIZE for a console port. Linux (drivers/char/virtio_console.c) reads the payload as
-     * {@code rows, cols}, the reverse of the spec's struct virtio_console_resize; krun follows the driver
-     * that actually runs.
+     * A RESIZE for a console port: struct virtio_console_resize { le16 cols; le16 rows; } after the header
+     * (virtio 1.2 §5.3.6.2), which is also how Linux 6.12's drivers/char/virtio_console.c reads it (older
+     * kernels read rows first; checked against the guest with {@code stty size}).
      */
     static ControlMessage resize(int port, int columns, int rows) {
         ByteBuffer p = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN);
-        p.putShort((short) rows).putShort((short) columns);
+        p.putShort((short) columns).putShort((short) rows);
         return new ControlMessage(port, RESIZE, 0, p.array());
     }
 }

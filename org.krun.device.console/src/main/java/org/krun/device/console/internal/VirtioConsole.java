@@ -75,6 +75,8 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
     // protocol state, event loop only
     private final Deque<byte[]> controlOut = new ArrayDeque<>();
     private final boolean[] portReady;
+    /** The guest has the port open (PORT_OPEN from the guest). Linux discards data for closed ports. */
+    private final boolean[] guestOpen;
     private boolean hostClosedInput;
 
     VirtioConsole(ConsoleSpec spec) {
@@ -93,6 +95,7 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         this.ports = List.copyOf(p);
         this.inputPort = ports.stream().filter(ConsolePort::input).findFirst().orElse(null);
         this.portReady = new boolean[ports.size()];
+        this.guestOpen = new boolean[ports.size()];
         this.input = new InputPipe(this::scheduleInput);
         if (inputPort == null || !spec.input()) {
             input.close(); // nobody will read, or nobody will write: the guest reads end-of-file at once
@@ -154,6 +157,7 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         state = INACTIVE;
         controlOut.clear();
         java.util.Arrays.fill(portReady, false);
+        java.util.Arrays.fill(guestOpen, false);
         hostClosedInput = false;
     }
 
@@ -195,6 +199,11 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
     /** Moves buffered host input into the input port's receive buffers; closes the port at end-of-file. */
     private void pumpInput(Active a) {
         if (inputPort == null || !portReady[inputPort.id()]) {
+            return;
+        }
+        // drivers/char/virtio_console.c in_intr(): data for a generic port nobody in the guest has open
+        // is discarded, so it waits until the guest opens the port. The console port takes data at once.
+        if (!inputPort.console() && !guestOpen[inputPort.id()]) {
             return;
         }
         Virtqueue q = a.queues().get(inputPort.receiveQueue());
@@ -348,7 +357,15 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
                     pumpInput(a);
                 }
             }
-            case ControlMessage.PORT_OPEN -> LOG.trace("guest {} port {}", m.value() == 1 ? "opened" : "closed", m.id());
+            case ControlMessage.PORT_OPEN -> {
+                if (m.id() < 0 || m.id() >= ports.size()) {
+                    return;
+                }
+                guestOpen[m.id()] = m.value() == 1;
+                if (guestOpen[m.id()] && ports.get(m.id()) == inputPort) {
+                    pumpInput(a);
+                }
+            }
             default -> LOG.debug("unexpected console control event {} for port {}", m.event(), m.id());
         }
     }

@@ -97,6 +97,12 @@ final class ConsoleHarness implements AutoCloseable {
             sendControl(p.id(), ControlMessage.PORT_READY, 1);
         }
         said.addAll(receivedControl());
+        // The guest init then opens its ports (which tells the host with PORT_OPEN).
+        for (ConsolePort p : console.ports()) {
+            if (!p.console()) {
+                sendControl(p.id(), ControlMessage.PORT_OPEN, 1);
+            }
+        }
         return said;
     }
 
@@ -117,7 +123,7 @@ final class ConsoleHarness implements AutoCloseable {
 
     /**
      * A control message as text: {@code EVENT(id,value)}, with the name for PORT_NAME and
-     * {@code rows x cols} for RESIZE; {@code "empty"} for a buffer the device returned unwritten.
+     * {@code cols x rows} for RESIZE; {@code "empty"} for a buffer the device returned unwritten.
      */
     static String describe(byte[] m) {
         if (m.length == 0) {

@@ -40,9 +40,9 @@ class ControlMessageTest {
     }
 
     @Test
-    void resizePayloadIsRowsThenColumnsAsLinuxReadsIt() {
+    void resizePayloadIsColumnsThenRowsAsTheSpecAndLinux612ReadIt() {
         byte[] m = ControlMessage.resize(0, 80, 24).encode();
 
-        assertArrayEquals(new byte[] {0, 0, 0, 0, 5, 0, 0, 0, 24, 0, 80, 0}, m);
+        assertArrayEquals(new byte[] {0, 0, 0, 0, 5, 0, 0, 0, 80, 0, 24, 0}, m);
     }
 }

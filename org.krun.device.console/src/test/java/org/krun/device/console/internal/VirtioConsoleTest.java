@@ -305,7 +305,7 @@ class VirtioConsoleTest {
     }
 
     @Test
-    void hostInputWaitsForPortReady() throws IOException {
+    void hostInputWaitsUntilTheGuestHasTheStdinPortOpen() throws IOException {
         pipes(true);
         h.postControlBuffers(32, ConsoleHarness.CONTROL_BUFFER);
         h.queue(STDIN_RX).addWritable(64);
@@ -314,8 +314,26 @@ class VirtioConsoleTest {
         assertEquals(0, h.queue(STDIN_RX).usedIndex());
 
         h.sendControl(1, ControlMessage.PORT_READY, 1);
+        // Linux drops data that reaches a port no guest process has open: still nothing delivered.
+        assertEquals(0, h.queue(STDIN_RX).usedIndex());
 
+        h.sendControl(1, ControlMessage.PORT_OPEN, 1);
         assertEquals("early", new String(h.received(STDIN_RX), US_ASCII));
+    }
+
+    @Test
+    void hostInputPausesWhileTheGuestHasTheStdinPortClosed() throws IOException {
+        pipes(true);
+        h.handshake();
+        h.receivedControl();
+        h.sendControl(1, ControlMessage.PORT_OPEN, 0);
+        h.queue(STDIN_RX).addWritable(64);
+        h.console.input().write("later".getBytes(US_ASCII));
+        h.notify(STDIN_RX);
+        assertEquals(0, h.received(STDIN_RX).length);
+
+        h.sendControl(1, ControlMessage.PORT_OPEN, 1);
+        assertEquals("later", new String(h.received(STDIN_RX), US_ASCII));
     }
 
     @Test
@@ -378,7 +396,7 @@ class VirtioConsoleTest {
         assertEquals(4, h.console.queueCount());
         assertEquals(List.of(
                 "DEVICE_ADD(0,0)",
-                "CONSOLE_PORT(0,1)", "RESIZE(0,24x80)", "PORT_OPEN(0,1)"), h.handshake());
+                "CONSOLE_PORT(0,1)", "RESIZE(0,80x24)", "PORT_OPEN(0,1)"), h.handshake());
 
         h.postReceiveBuffer(PORT0_RX, 16);
         h.console.input().write("ls\r".getBytes(US_ASCII));
@@ -396,7 +414,7 @@ class VirtioConsoleTest {
     }
 
     @Test
-    void resizeSendsRowsThenColumnsForTheConsolePort() {
+    void resizeSendsColumnsThenRowsForTheConsolePort() {
         terminal(80, 24);
         h.handshake();
 
@@ -410,8 +428,8 @@ class VirtioConsoleTest {
         assertEquals(0, b.getInt()); // port 0
         assertEquals(ControlMessage.RESIZE, b.getShort());
         assertEquals(0, b.getShort());
-        assertEquals(43, b.getShort()); // rows first, as Linux reads it
-        assertEquals(132, b.getShort());
+        assertEquals(132, b.getShort()); // cols, then rows (virtio 1.2 §5.3.6.2, as Linux 6.12 reads it)
+        assertEquals(43, b.getShort());
 
         byte[] config = new byte[4];
         h.console.readConfig(0, config);
@@ -424,7 +442,7 @@ class VirtioConsoleTest {
         h.console.resize(100, 30);
         assertEquals(List.of(), h.receivedControl());
 
-        assertTrue(h.handshake().contains("RESIZE(0,30x100)"));
+        assertTrue(h.handshake().contains("RESIZE(0,100x30)"));
     }
 
     // ---- malformed chains

@@ -1,0 +1,217 @@
+import java.io.IOException;
+import java.lang.ProcessBuilder.Redirect;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * bench/boot: runs {@code krun run -- /bin/true} several times and prints the median of each phase,
+ * read from the VM's boot timeline (logged at INFO) and the wall clock around the process. Where the
+ * host has hardware virtualisation it alternates with QEMU's microvm on the same kernel and initramfs
+ * and prints the ratio; on kvm-pvm hosts it records whether QEMU boots at all.
+ *
+ * Usage: java bench/BootBench.java REPO RUNS
+ */
+public class BootBench {
+
+    record Run(long spawn, long end, Map<String, Long> t, int status) {
+        long between(String from, String to) {
+            Long a = from.equals("spawn") ? (Long) spawn : t.get(from);
+            Long b = to.equals("end") ? (Long) end : t.get(to);
+            return a == null || b == null ? -1 : b - a;
+        }
+    }
+
+    static final Pattern TIMELINE = Pattern.compile("timeline: (.*)$");
+    static final String[][] PHASES = {
+        {"krun script and JVM launch", "spawn", "jvm"},
+        {"JVM and framework start (to VirtualMachine.start)", "jvm", "start"},
+        {"VMM set-up to first KVM_RUN", "start", "first_run"},
+        {"kernel entry to init", "first_run", "init"},
+        {"init to command exit (/bin/true)", "init", "status"},
+        {"guest reboot", "status", "stop"},
+        {"VM teardown", "stop", "released"},
+        {"JVM exit", "released", "end"},
+        {"total wall time", "spawn", "end"},
+    };
+
+    public static void main(String[] args) throws Exception {
+        Path repo = Path.of(args[0]);
+        int runs = Integer.parseInt(args[1]);
+        String host = hostKind();
+        boolean hardware = host.startsWith("hardware");
+        Path kernel = repo.resolve(Path.of(System.getProperty("user.home"), ".cache/krun/kernel/current/vmlinux").toString());
+        System.out.println("bench/boot: krun run -- /bin/true, " + runs + " runs (plus one warm-up), median");
+        System.out.println("host: " + host + "; " + cpuModel() + "; " + Runtime.getRuntime().availableProcessors() + " CPUs");
+        System.out.println("kernel: " + kernel.toRealPath() + " (" + Files.size(kernel) / 1024 + " KiB ELF vmlinux)");
+        if (!hardware) {
+            System.out.println("note: guest kernel code is emulated on this host: guest-side phases are not comparable "
+                    + "with hardware virtualisation; the VMM's own phases are.");
+        }
+
+        krun(repo); // warm-up: page cache, CDS
+        List<Run> krunRuns = new ArrayList<>();
+        List<Long> qemuRuns = new ArrayList<>();
+        QemuSetup qemu = hardware ? QemuSetup.prepare(repo, kernel) : null;
+        for (int i = 0; i < runs; i++) {
+            Run r = krun(repo);
+            if (r.status != 0) {
+                System.out.println("run " + i + " exited " + r.status + "; ignoring it");
+                continue;
+            }
+            krunRuns.add(r);
+            if (qemu != null) {
+                qemuRuns.add(qemu.run());
+            }
+        }
+        System.out.println();
+        System.out.printf("%-52s %10s %10s %10s%n", "phase", "median ms", "min ms", "max ms");
+        for (String[] p : PHASES) {
+            List<Long> v = krunRuns.stream().map(r -> r.between(p[1], p[2])).filter(x -> x >= 0).sorted().toList();
+            if (v.isEmpty()) {
+                continue;
+            }
+            System.out.printf("%-52s %10.1f %10.1f %10.1f%n", p[0], median(v) / 1000.0, v.get(0) / 1000.0,
+                    v.get(v.size() - 1) / 1000.0);
+        }
+        System.out.println();
+        if (hardware) {
+            List<Long> krunTotals = krunRuns.stream().map(r -> r.end - r.spawn).sorted().toList();
+            List<Long> q = qemuRuns.stream().filter(x -> x > 0).sorted().toList();
+            if (q.isEmpty()) {
+                System.out.println("QEMU microvm: did not complete a run");
+            } else {
+                System.out.printf("QEMU microvm (same kernel and initramfs), median wall time: %.1f ms%n", median(q) / 1000.0);
+                System.out.printf("krun/QEMU wall-time ratio: %.2f%n", (double) median(krunTotals) / median(q));
+            }
+        } else {
+            System.out.println("QEMU microvm on this host: " + QemuSetup.probeOnPvm(repo, kernel));
+        }
+    }
+
+    static long median(List<Long> sorted) {
+        int n = sorted.size();
+        return n % 2 == 1 ? sorted.get(n / 2) : (sorted.get(n / 2 - 1) + sorted.get(n / 2)) / 2;
+    }
+
+    static long nowMicros() {
+        Instant t = Instant.now();
+        return t.getEpochSecond() * 1_000_000 + t.getNano() / 1_000;
+    }
+
+    static Run krun(Path repo) throws IOException, InterruptedException {
+        long spawn = nowMicros();
+        Process p = new ProcessBuilder(repo.resolve("krun").toString(), "--log-level", "info", "run", "--", "/bin/true")
+                .redirectInput(Redirect.from(new java.io.File("/dev/null")))
+                .redirectOutput(Redirect.DISCARD).start();
+        String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+        int status = p.waitFor();
+        long end = nowMicros();
+        Map<String, Long> t = new LinkedHashMap<>();
+        for (String line : err.lines().toList()) {
+            Matcher m = TIMELINE.matcher(line);
+            if (m.find()) {
+                for (String kv : m.group(1).trim().split(" ")) {
+                    String[] a = kv.split("=");
+                    t.put(a[0], Long.parseLong(a[1]));
+                }
+            }
+        }
+        if (t.isEmpty()) {
+            System.out.println("no timeline in krun's output:\n" + err);
+        }
+        return new Run(spawn, end, t, status);
+    }
+
+    static String hostKind() throws IOException {
+        boolean pvm = Files.isDirectory(Path.of("/sys/module/kvm_pvm"));
+        String flags = Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("flags"))
+                .findFirst().orElse("");
+        boolean vmx = flags.contains(" vmx") || flags.contains(" svm");
+        if (pvm) {
+            return "kvm-pvm (no hardware virtualisation: /sys/module/kvm_pvm present, no vmx/svm)";
+        }
+        return vmx ? "hardware virtualisation (" + (flags.contains(" vmx") ? "vmx" : "svm") + ")"
+                : "no hardware virtualisation flag (vmx/svm) seen";
+    }
+
+    static String cpuModel() throws IOException {
+        return Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))
+                .findFirst().map(l -> l.substring(l.indexOf(':') + 1).trim()).orElse("unknown CPU");
+    }
+
+    /** The same kernel, the default rootfs and krun's init as one initramfs, booted by QEMU's microvm. */
+    record QemuSetup(Path kernel, Path initrd) {
+        static final String APPEND = "console=hvc0 reboot=k panic=-1 rdinit=/krun/init quiet loglevel=1";
+
+        static QemuSetup prepare(Path repo, Path kernel) throws IOException, InterruptedException {
+            Path dir = Files.createTempDirectory("krun-bench-qemu");
+            Path tree = dir.resolve("root");
+            Path rootfs = Path.of(System.getProperty("user.home"), ".cache/krun/rootfs/default").toRealPath();
+            run(List.of("cp", "-a", rootfs.toString(), tree.toString()));
+            Files.createDirectories(tree.resolve("krun"));
+            Files.copy(repo.resolve("org.krun.vmm/target/classes/org/krun/vmm/guest/krun-init"), tree.resolve("krun/init"));
+            tree.resolve("krun/init").toFile().setExecutable(true);
+            Files.writeString(tree.resolve("krun/config.json"), "{\"cmd\":[\"/bin/true\"],\"env\":[],\"workdir\":\"/\","
+                    + "\"hostname\":\"krun\",\"rlimits\":[],\"console\":\"terminal\",\"columns\":80,\"rows\":24,\"exit_port\":244}\n");
+            Path initrd = dir.resolve("initrd.cpio");
+            run(List.of("sh", "-c", "cd '" + tree + "' && find . | cpio -o -H newc --quiet > '" + initrd + "'"));
+            return new QemuSetup(kernel, initrd);
+        }
+
+        List<String> command() {
+            return List.of("qemu-system-x86_64", "-M", "microvm,x-option-roms=off,isa-serial=off,rtc=on", "-enable-kvm",
+                    "-cpu", "host", "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic",
+                    "-no-reboot", "-kernel", kernel.toString(), "-initrd", initrd.toString(), "-append", APPEND,
+                    "-device", "virtio-serial-device", "-chardev", "null,id=con0", "-device", "virtconsole,chardev=con0",
+                    "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01");
+        }
+
+        /** Wall time in µs of one boot to the command's exit; -1 if it failed. */
+        long run() throws IOException, InterruptedException {
+            long spawn = nowMicros();
+            Process p = new ProcessBuilder(command()).redirectErrorStream(true).redirectOutput(Redirect.DISCARD).start();
+            if (!p.waitFor(120, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                return -1;
+            }
+            // isa-debug-exit: QEMU exits with (status << 1) | 1; /bin/true reports 0.
+            return p.exitValue() == 1 ? nowMicros() - spawn : -1;
+        }
+
+        static String probeOnPvm(Path repo, Path kernel) throws IOException, InterruptedException {
+            if (!Files.isExecutable(Path.of("/usr/bin/qemu-system-x86_64"))) {
+                return "not installed (apt-get install qemu-system-x86), not tried";
+            }
+            QemuSetup q = prepare(repo, kernel);
+            Process p = new ProcessBuilder(q.command()).redirectErrorStream(true).start();
+            boolean done = p.waitFor(90, TimeUnit.SECONDS);
+            if (!done) {
+                p.destroyForcibly();
+                p.waitFor();
+            }
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
+            String tail = out.lines().reduce((a, b) -> b).orElse("");
+            if (done && p.exitValue() == 1) {
+                return "booted and ran the command";
+            }
+            return "did not boot (" + (done ? "exit " + p.exitValue() : "no result within 90 s, killed")
+                    + (tail.isEmpty() ? "" : "; last output: " + tail) + ")";
+        }
+
+        static void run(List<String> cmd) throws IOException, InterruptedException {
+            Process p = new ProcessBuilder(cmd).inheritIO().start();
+            if (p.waitFor() != 0) {
+                throw new IOException("failed: " + cmd);
+            }
+        }
+    }
+}
