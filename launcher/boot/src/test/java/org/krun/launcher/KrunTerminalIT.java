@@ -85,7 +85,8 @@ class KrunTerminalIT {
                 + "echo SESSION-DONE\nsleep 600\n");
         tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "-c", dir.toString(), "bash " + script);
 
-        waitFor(s -> s.contains("# "), BOOT_SECONDS, "the guest shell prompt");
+        // tmux trims trailing blanks from captured lines: the prompt "/ # " reads "/ #".
+        waitFor(s -> s.lines().anyMatch(l -> l.stripTrailing().endsWith("/ #")), BOOT_SECONDS, "the guest shell prompt");
         type("stty size; echo $((6*7))");
         waitFor(s -> s.contains("30 100") && s.contains("\n42"), 60, "the guest to see a 100x30 terminal");
 
