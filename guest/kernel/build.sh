@@ -34,13 +34,25 @@ if [[ -f "$out/vmlinux" && -f "$out/bzImage" ]]; then
     exit 0
 fi
 
+# One build at a time: a second krun started meanwhile waits here, then finds the result.
+mkdir -p "$cache/kernel"
+exec 9>"$cache/kernel/.build.lock"
+if ! flock -n 9; then
+    log "another krun is building the guest kernel; waiting for it"
+    flock 9
+fi
+if [[ -f "$out/vmlinux" && -f "$out/bzImage" ]]; then
+    ln -sfn "$key" "$cache/kernel/current"
+    echo "$out"
+    exit 0
+fi
+
 for tool in make gcc bc bison flex perl xz; do
     command -v "$tool" >/dev/null || { echo "krun: kernel build needs '$tool' (apt-get install build-essential bc bison flex libelf-dev libssl-dev xz-utils)" >&2; exit 1; }
 done
 
-work="$cache/kernel/build-$key"
-rm -rf "$work"
-mkdir -p "$work"
+rm -rf "$cache/kernel/build-$key".*   # left by a build that was killed
+work="$(mktemp -d "$cache/kernel/build-$key.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 log "building guest kernel $key from linux-source-6.12 $src_version (about 10 minutes on 2 cores)"
