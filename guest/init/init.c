@@ -51,9 +51,15 @@ struct config {
     char *console; /* "terminal" or "pipes" */
     int columns, rows;
     int exit_port;
+    /* The root to switch to; none means the initramfs is the root. */
+    char *root_source, *root_fstype, *root_options;
+    /* Extra mounts after the switch, as (source, target, fstype, options) quadruples. */
+    char *mounts[4 * 64];
+    int nmounts;
 };
 
 static struct config cfg;
+static int dev_mounted; /* devtmpfs is on the current root's /dev */
 static int console_fd = -1; /* where init's own messages go */
 
 static void say(const char *fmt, ...)
@@ -100,9 +106,13 @@ static void mark_init_started(void)
     }
 }
 
+static int open_hvc0(void);
+
 static void fail_setup(const char *fmt, ...)
 {
     char buf[400];
+    if (console_fd < 0)
+        console_fd = open_hvc0(); /* set-up failed before the console was: find it for this message */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
@@ -272,7 +282,11 @@ static int parse_int(struct json *j, int *out)
 /*
  * Schema: {"cmd": [string...], "env": ["K=V"...], "workdir": string, "hostname": string,
  *          "rlimits": ["NAME=SOFT:HARD"...], "console": "terminal"|"pipes",
- *          "columns": int, "rows": int, "exit_port": int}
+ *          "columns": int, "rows": int, "exit_port": int,
+ *          "root_source": string, "root_fstype": string, "root_options": string,
+ *          "mounts": [source, target, fstype, options, ...]}
+ * The root keys say what to switch to (a virtio-fs tag or a block device); without them the initramfs
+ * stays the root. "mounts" holds quadruples mounted after the switch; options "ro" makes a read-only mount.
  */
 static int parse_config(const char *text, size_t len)
 {
@@ -305,6 +319,14 @@ static int parse_config(const char *text, size_t len)
             rc = parse_int(&j, &cfg.rows);
         else if (!strcmp(key, "exit_port"))
             rc = parse_int(&j, &cfg.exit_port);
+        else if (!strcmp(key, "root_source"))
+            rc = (cfg.root_source = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "root_fstype"))
+            rc = (cfg.root_fstype = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "root_options"))
+            rc = (cfg.root_options = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "mounts"))
+            rc = parse_string_array(&j, cfg.mounts, 4 * 64, &cfg.nmounts) || cfg.nmounts % 4 ? -1 : 0;
         else
             rc = -1; /* the VMM and init are built together: an unknown key is a bug */
         free(key);
@@ -389,11 +411,49 @@ static void mount_fs(const char *source, const char *target, const char *type, u
         fail_setup("mount %s on %s: %s", type, target, strerror(errno));
 }
 
+/* "ro" (alone or first in a comma list) becomes MS_RDONLY; the rest is the filesystem's data. */
+static void mount_with_options(const char *source, const char *target, const char *fstype, const char *options)
+{
+    unsigned long flags = 0;
+    const char *data = options && *options ? options : NULL;
+    if (data && (!strcmp(data, "ro") || !strncmp(data, "ro,", 3))) {
+        flags |= MS_RDONLY;
+        data = data[2] ? data + 3 : NULL;
+    }
+    mkdirs(target, 0755);
+    if (mount(source, target, fstype, flags, data))
+        fail_setup("mount %s (%s) on %s: %s", source, fstype, target, strerror(errno));
+}
+
+/*
+ * Makes the configured filesystem the root: mounted at /krun/newroot, moved over /, chrooted into. The
+ * initramfs (holding only this init and its configuration) stays underneath, unreachable.
+ */
+static void switch_root(void)
+{
+    const char *newroot = "/krun/newroot";
+    if (!cfg.root_fstype)
+        return;
+    mount_with_options(cfg.root_source, newroot, cfg.root_fstype, cfg.root_options);
+    umount2("/dev", MNT_DETACH); /* devtmpfs is mounted again inside the new root */
+    dev_mounted = 0;
+    if (chdir(newroot) || mount(".", "/", NULL, MS_MOVE, NULL) || chroot(".") || chdir("/"))
+        fail_setup("switch to root %s: %s", cfg.root_source, strerror(errno));
+}
+
+static void extra_mounts(void)
+{
+    for (int i = 0; i + 3 < cfg.nmounts; i += 4)
+        mount_with_options(cfg.mounts[i], cfg.mounts[i + 1], cfg.mounts[i + 2], cfg.mounts[i + 3]);
+}
+
 static void setup_filesystems(void)
 {
     mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
     mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
-    mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", 0755);
+    if (!dev_mounted)
+        mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", 0755);
+    dev_mounted = 1;
     mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666", 0755);
     mount_fs("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
     mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
@@ -590,10 +650,15 @@ int main(int argc, char **argv)
         return 1;
     }
     cfg.exit_port = KRUN_EXIT_PORT;
-    setup_filesystems();
+    /* /dev first: /dev/port for the timeline marker, and block devices for a disk root. */
+    mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", 0755);
+    dev_mounted = 1;
     mark_init_started();
     if (load_config_file())
         load_config_env(argc, argv);
+    switch_root();
+    setup_filesystems();
+    extra_mounts();
     if (cfg.ncmd == 0)
         fail_setup("no command to run");
     cfg.cmd[cfg.ncmd] = NULL;

@@ -21,6 +21,9 @@ import java.util.Optional;
  * @param kernel the guest kernel: an ELF {@code vmlinux} or a {@code bzImage}
  * @param initrd an initramfs (cpio, optionally compressed if the kernel can unpack it) to put under the root
  * @param root a host directory that becomes the guest's root; empty for a root made only of the initrd
+ * @param rootMount what the guest init mounts as its root instead of the initramfs (a disk, a share);
+ *        empty to let {@code root} decide
+ * @param mounts further filesystems the guest init mounts, in order
  * @param command the command and its arguments, run in the guest as process 1's child
  * @param env environment variables for the command
  * @param workdir the command's working directory in the guest
@@ -28,6 +31,8 @@ import java.util.Optional;
  * @param rlimits resource limits set before the command runs
  * @param console the console and the command's standard streams
  * @param devices further devices, in the order they are attached
+ * @param defaultDevices whether the VM also gets the devices that device bundles offer by default
+ *        (entropy, balloon) when it does not ask for them itself
  * @param kernelArgs extra kernel command-line arguments
  * @param kernelLog whether the kernel's messages go to the host (early serial console, not quiet)
  * @param timeout stop the VM after this long; empty for no limit
@@ -38,6 +43,8 @@ public record VmConfig(
         Path kernel,
         Optional<Path> initrd,
         Optional<Path> root,
+        Optional<GuestMount> rootMount,
+        List<GuestMount> mounts,
         List<String> command,
         Map<String, String> env,
         String workdir,
@@ -45,6 +52,7 @@ public record VmConfig(
         List<Rlimit> rlimits,
         ConsoleSpec console,
         List<DeviceSpec> devices,
+        boolean defaultDevices,
         List<String> kernelArgs,
         boolean kernelLog,
         Optional<Duration> timeout) {
@@ -65,7 +73,13 @@ public record VmConfig(
         Objects.requireNonNull(kernel, "kernel");
         initrd = Objects.requireNonNull(initrd, "initrd");
         root = Objects.requireNonNull(root, "root");
-        command = List.copyOf(command);
+        rootMount = Objects.requireNonNull(rootMount, "rootMount");
+        rootMount.ifPresent(m -> {
+            if (!m.target().equals("/")) {
+                throw new VmConfigException("the root mount's target must be /, not " + m.target());
+            }
+        });
+        mounts = List.copyOf(mounts);        command = List.copyOf(command);
         if (command.isEmpty() || command.get(0).isEmpty()) {
             throw new VmConfigException("no command to run");
         }
@@ -124,6 +138,8 @@ public record VmConfig(
         b.kernel = kernel;
         b.initrd = initrd.orElse(null);
         b.root = root.orElse(null);
+        b.rootMount = rootMount.orElse(null);
+        b.mounts = new ArrayList<>(mounts);
         b.command = new ArrayList<>(command);
         b.env = new LinkedHashMap<>(env);
         b.workdir = workdir;
@@ -131,6 +147,7 @@ public record VmConfig(
         b.rlimits = new ArrayList<>(rlimits);
         b.console = console;
         b.devices = new ArrayList<>(devices);
+        b.defaultDevices = defaultDevices;
         b.kernelArgs = new ArrayList<>(kernelArgs);
         b.kernelLog = kernelLog;
         b.timeout = timeout.orElse(null);
@@ -144,6 +161,8 @@ public record VmConfig(
         private Path kernel;
         private Path initrd;
         private Path root;
+        private GuestMount rootMount;
+        private List<GuestMount> mounts = new ArrayList<>();
         private List<String> command = new ArrayList<>();
         private Map<String, String> env = new LinkedHashMap<>();
         private String workdir = "/";
@@ -151,6 +170,7 @@ public record VmConfig(
         private List<Rlimit> rlimits = new ArrayList<>();
         private ConsoleSpec console = ConsoleSpec.discard();
         private List<DeviceSpec> devices = new ArrayList<>();
+        private boolean defaultDevices = true;
         private List<String> kernelArgs = new ArrayList<>();
         private boolean kernelLog;
         private Duration timeout;
@@ -180,6 +200,16 @@ public record VmConfig(
 
         public Builder root(Path root) {
             this.root = root;
+            return this;
+        }
+
+        public Builder rootMount(GuestMount rootMount) {
+            this.rootMount = rootMount;
+            return this;
+        }
+
+        public Builder mount(GuestMount mount) {
+            mounts.add(mount);
             return this;
         }
 
@@ -227,6 +257,11 @@ public record VmConfig(
             return this;
         }
 
+        public Builder defaultDevices(boolean defaultDevices) {
+            this.defaultDevices = defaultDevices;
+            return this;
+        }
+
         public Builder kernelArg(String arg) {
             kernelArgs.add(arg);
             return this;
@@ -247,7 +282,7 @@ public record VmConfig(
                 throw new VmConfigException("no kernel given");
             }
             return new VmConfig(cpus, memoryMib, kernel, Optional.ofNullable(initrd), Optional.ofNullable(root),
-                    command, env, workdir, hostname, rlimits, console, devices, kernelArgs, kernelLog,
+                    Optional.ofNullable(rootMount), mounts, command, env, workdir, hostname, rlimits, console, devices, defaultDevices, kernelArgs, kernelLog,
                     Optional.ofNullable(timeout));
         }
     }

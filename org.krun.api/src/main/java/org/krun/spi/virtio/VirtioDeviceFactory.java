@@ -1,5 +1,7 @@
 package org.krun.spi.virtio;
 
+import java.util.Optional;
+
 import org.krun.api.DeviceSpec;
 import org.osgi.annotation.versioning.ConsumerType;
 
@@ -20,4 +22,13 @@ public interface VirtioDeviceFactory {
      * {@link org.krun.api.VmConfigException} with a one-line message if it cannot work.
      */
     VirtioDevice create(DeviceSpec spec);
+
+    /**
+     * The device every VM gets while this factory is present, unless the VM asks for this type itself or
+     * turns default devices off ({@link org.krun.api.VmConfig#defaultDevices()}): an entropy source or a
+     * balloon, as libkrun gives every VM. Empty (the default) for devices that must be asked for.
+     */
+    default Optional<DeviceSpec> defaultSpec() {
+        return Optional.empty();
+    }
 }

@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Map;
 
 import org.krun.api.ConsoleSpec;
+import org.krun.api.GuestMount;
 import org.krun.api.Rlimit;
 import org.krun.api.VmConfig;
 import org.krun.vmm.internal.legacy.ExitStatusPort;
@@ -42,6 +43,22 @@ final class InitConfig {
         sb.append(",\"columns\":").append(c.console().columns());
         sb.append(",\"rows\":").append(c.console().rows());
         sb.append(",\"exit_port\":").append(ExitStatusPort.PORT);
+        c.rootMount().ifPresent(m -> {
+            sb.append(",\"root_source\":");
+            string(sb, m.source());
+            sb.append(",\"root_fstype\":");
+            string(sb, m.fstype());
+            sb.append(",\"root_options\":");
+            string(sb, m.options());
+        });
+        if (!c.mounts().isEmpty()) {
+            List<String> quads = new ArrayList<>();
+            for (GuestMount m : c.mounts()) {
+                quads.addAll(List.of(m.source(), m.target(), m.fstype(), m.options()));
+            }
+            sb.append(",\"mounts\":");
+            array(sb, quads);
+        }
         sb.append("}\n");
         return sb.toString().getBytes(StandardCharsets.UTF_8);
     }

@@ -42,21 +42,21 @@ public final class KrunService implements Krun {
 
     @Reference(cardinality = ReferenceCardinality.MULTIPLE, policy = ReferencePolicy.DYNAMIC,
             policyOption = ReferencePolicyOption.GREEDY)
-    void addHypervisor(Hypervisor h) {
+    public void addHypervisor(Hypervisor h) {
         hypervisors.add(h);
     }
 
-    void removeHypervisor(Hypervisor h) {
+    public void removeHypervisor(Hypervisor h) {
         hypervisors.remove(h);
     }
 
     @Reference(cardinality = ReferenceCardinality.MULTIPLE, policy = ReferencePolicy.DYNAMIC,
             policyOption = ReferencePolicyOption.GREEDY)
-    void addDeviceFactory(VirtioDeviceFactory f) {
+    public void addDeviceFactory(VirtioDeviceFactory f) {
         factories.put(f.type(), f);
     }
 
-    void removeDeviceFactory(VirtioDeviceFactory f) {
+    public void removeDeviceFactory(VirtioDeviceFactory f) {
         factories.remove(f.type(), f);
     }
 
@@ -79,6 +79,13 @@ public final class KrunService implements Krun {
         List<DeviceSpec> specs = new ArrayList<>();
         specs.add(config.console());
         specs.addAll(config.devices());
+        if (config.defaultDevices()) {
+            java.util.Set<String> asked = new java.util.HashSet<>();
+            specs.forEach(s -> asked.add(s.type()));
+            factories.values().stream()
+                    .sorted(java.util.Comparator.comparing(VirtioDeviceFactory::type))
+                    .forEach(f -> f.defaultSpec().filter(s -> !asked.contains(s.type())).ifPresent(specs::add));
+        }
         List<VirtioDevice> devices = new ArrayList<>();
         try {
             for (DeviceSpec spec : specs) {
