@@ -93,6 +93,24 @@ static void report_and_reboot(int status)
         pause();
 }
 
+/*
+ * The kernel starts init without fds 0-2 when no console exists yet. Occupy them with /dev/null, so that
+ * descriptors opened later are never 0-2 and the dup2 calls that build the command's stdio cannot clobber
+ * each other.
+ */
+static void reserve_stdio_fds(void)
+{
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) < 0) {
+            int null = open("/dev/null", O_RDWR);
+            if (null >= 0 && null != fd) {
+                dup2(null, fd);
+                close(null);
+            }
+        }
+    }
+}
+
 /* Tells the VMM that init runs (its boot timeline): one byte to port KRUN_INIT_MARKER_PORT. */
 static void mark_init_started(void)
 {
@@ -653,6 +671,7 @@ int main(int argc, char **argv)
     /* /dev first: /dev/port for the timeline marker, and block devices for a disk root. */
     mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", 0755);
     dev_mounted = 1;
+    reserve_stdio_fds();
     mark_init_started();
     if (load_config_file())
         load_config_env(argc, argv);

@@ -11,6 +11,8 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.krun.api.DeviceSpec;
+import org.krun.api.FsShareSpec;
+import org.krun.api.GuestMount;
 import org.krun.api.Krun;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
@@ -76,6 +78,7 @@ public final class KrunService implements Krun {
                 throw new VmConfigException("root directory " + p + " does not exist or is not a directory");
             }
         });
+        config = withRootShare(config);
         List<DeviceSpec> specs = new ArrayList<>();
         specs.add(config.console());
         specs.addAll(config.devices());
@@ -103,6 +106,24 @@ public final class KrunService implements Krun {
         Machine m = new Machine("vm" + ids.incrementAndGet(), config, hv, devices, initBinary(), machines::remove);
         machines.add(m);
         return m;
+    }
+
+    /**
+     * A root directory becomes a virtio-fs share (tag {@value FsShareSpec#ROOT_TAG}) that the guest init
+     * switches to, as libkrun's krun_set_root does, when the virtio-fs bundle is present. Without it the
+     * directory is packed into the initramfs instead (fine for small trees).
+     */
+    private VmConfig withRootShare(VmConfig config) {
+        if (config.root().isEmpty() || config.rootMount().isPresent() || !factories.containsKey(FsShareSpec.TYPE)) {
+            return config;
+        }
+        List<DeviceSpec> devices = new ArrayList<>();
+        devices.add(new FsShareSpec(FsShareSpec.ROOT_TAG, config.root().get(), false));
+        devices.addAll(config.devices());
+        return new VmConfig(config.cpus(), config.memoryMib(), config.kernel(), config.initrd(), config.root(),
+                java.util.Optional.of(new GuestMount(FsShareSpec.ROOT_TAG, "/", "virtiofs", "")), config.mounts(),
+                config.command(), config.env(), config.workdir(), config.hostname(), config.rlimits(), config.console(),
+                devices, config.defaultDevices(), config.kernelArgs(), config.kernelLog(), config.timeout());
     }
 
     private static void checkReadableFile(java.nio.file.Path p, String what) {

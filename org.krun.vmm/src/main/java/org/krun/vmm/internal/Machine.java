@@ -234,7 +234,9 @@ final class Machine implements VirtualMachine {
 
     /** Places the initramfs at the top of low RAM; returns {address, size}. */
     private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd) {
-        Initramfs initramfs = Initramfs.plan(config.root(), config.initrd(), init, InitConfig.json(config));
+        // With a root mount (a virtio-fs share or a disk) the initramfs carries only the init and its config.
+        Optional<java.nio.file.Path> packedRoot = config.rootMount().isPresent() ? Optional.empty() : config.root();
+        Initramfs initramfs = Initramfs.plan(packedRoot, config.initrd(), init, InitConfig.json(config));
         long size = initramfs.size();
         long top = Math.min(lowEnd, 0x8000_0000L);
         long address = (top - size) & ~0xfffL;

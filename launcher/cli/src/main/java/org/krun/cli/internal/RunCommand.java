@@ -14,6 +14,8 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 import org.krun.api.ConsoleSpec;
+import org.krun.api.FsShareSpec;
+import org.krun.api.GuestMount;
 import org.krun.api.Krun;
 import org.krun.api.Rlimit;
 import org.krun.api.VirtualMachine;
@@ -52,6 +54,10 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--root", paramLabel = "DIR",
             description = "Host directory to use as the guest's root (default: krun's busybox rootfs).")
     Path root;
+
+    @Option(names = {"-v", "--volume"}, paramLabel = "HOST:GUEST[:ro]",
+            description = "Share a host directory at a guest path over virtio-fs (read-only with :ro). Repeatable.")
+    List<String> volumes = new ArrayList<>();
 
     @Option(names = "--workdir", paramLabel = "DIR", description = "Working directory in the guest (default: /).")
     String workdir;
@@ -173,6 +179,9 @@ final class RunCommand implements Callable<Integer> {
                 throw new VmConfigException(ex.getMessage());
             }
         }
+        for (int i = 0; i < volumes.size(); i++) {
+            addVolume(b, volumes.get(i), "krun-share" + i);
+        }
         kernelArgs.forEach(b::kernelArg);
         if (timeoutSeconds != null) {
             if (timeoutSeconds <= 0) {
@@ -181,6 +190,24 @@ final class RunCommand implements Callable<Integer> {
             b.timeout(Duration.ofSeconds(timeoutSeconds));
         }
         return b.build();
+    }
+
+    /** {@code HOST:GUEST[:ro]}: a virtio-fs share and the mount of it the guest init makes. */
+    static void addVolume(VmConfig.Builder b, String volume, String tag) {
+        String[] parts = volume.split(":", -1);
+        boolean ro = parts.length == 3 && parts[2].equals("ro");
+        if (parts.length < 2 || parts.length > 3 || (parts.length == 3 && !ro) || parts[0].isEmpty() || parts[1].isEmpty()) {
+            throw new VmConfigException("volume '" + volume + "' is not HOST:GUEST or HOST:GUEST:ro");
+        }
+        Path host = Path.of(parts[0]).toAbsolutePath();
+        if (!java.nio.file.Files.isDirectory(host)) {
+            throw new VmConfigException("volume " + host + " does not exist or is not a directory");
+        }
+        if (!parts[1].startsWith("/")) {
+            throw new VmConfigException("volume target '" + parts[1] + "' must be an absolute guest path");
+        }
+        b.device(new FsShareSpec(tag, host, ro));
+        b.mount(new GuestMount(tag, parts[1], "virtiofs", ro ? "ro" : ""));
     }
 
     private static Path defaultPath(String property, String flag) {

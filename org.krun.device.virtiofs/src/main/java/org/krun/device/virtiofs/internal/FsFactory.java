@@ -1,0 +1,34 @@
+package org.krun.device.virtiofs.internal;
+
+import java.nio.file.Files;
+
+import org.krun.api.DeviceSpec;
+import org.krun.api.FsShareSpec;
+import org.krun.api.VmConfigException;
+import org.krun.spi.virtio.VirtioDevice;
+import org.krun.spi.virtio.VirtioDeviceFactory;
+import org.osgi.service.component.annotations.Component;
+
+/** Creates a virtio-fs device for each share of each VM. */
+@Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + FsShareSpec.TYPE)
+public final class FsFactory implements VirtioDeviceFactory {
+
+    @Override
+    public String type() {
+        return FsShareSpec.TYPE;
+    }
+
+    @Override
+    public VirtioDevice create(DeviceSpec spec) {
+        if (!(spec instanceof FsShareSpec share)) {
+            throw new VmConfigException("a virtio-fs device takes an FsShareSpec, not " + spec.getClass().getSimpleName());
+        }
+        if (!Files.isDirectory(share.directory())) {
+            throw new VmConfigException("shared directory " + share.directory() + " does not exist or is not a directory");
+        }
+        if (!Files.isReadable(share.directory()) || !Files.isExecutable(share.directory())) {
+            throw new VmConfigException("shared directory " + share.directory() + " is not accessible");
+        }
+        return new VirtioFs(share);
+    }
+}
