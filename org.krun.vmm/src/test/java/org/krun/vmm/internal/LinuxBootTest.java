@@ -30,7 +30,8 @@ class LinuxBootTest {
                 "echo virtio=$(cat /sys/bus/virtio/devices/*/device | tr '\\n' ,)",
                 "echo hvc0=$(test -c /dev/hvc0 && echo yes || echo no)",
                 "echo cmdline=$(cat /proc/cmdline)",
-                "echo problems=$(dmesg | grep -ciE 'warning|bug:|oops|call trace|panic')",
+                // The command line itself says panic=-1: leave those lines out.
+                "echo problems=$(dmesg | grep -v 'ommand line' | grep -ciE 'warning|bug:|oops|call trace|kernel panic')",
                 "echo clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)",
                 "echo hostname=$(hostname)",
                 "echo scratch=$(grep ' /mnt/scratch ' /proc/mounts | cut -d' ' -f3,4 | cut -d, -f1)");
