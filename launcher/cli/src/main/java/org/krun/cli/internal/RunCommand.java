@@ -82,6 +82,10 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--kernel-arg", paramLabel = "ARG", description = "Extra kernel command-line argument. Repeatable.")
     List<String> kernelArgs = new ArrayList<>();
 
+    @Option(names = "--no-default-devices",
+            description = "Do not give the VM the devices it gets by default (entropy source, memory balloon).")
+    boolean noDefaultDevices;
+
     @Parameters(paramLabel = "CMD", arity = "0..*",
             description = "The command and its arguments (default: /bin/sh). Use -- before a CMD that starts with -.")
     List<String> command = new ArrayList<>();
@@ -143,6 +147,7 @@ final class RunCommand implements Callable<Integer> {
                 .kernel(kernel != null ? kernel : defaultPath("krun.kernel", "--kernel"))
                 .console(console)
                 .kernelLog(kernelLog)
+                .defaultDevices(!noDefaultDevices)
                 .command(command.isEmpty() ? List.of("/bin/sh") : command);
         if (initrd != null) {
             b.initrd(initrd);

@@ -1,0 +1,33 @@
+package org.krun.device.rng.internal;
+
+import java.util.Optional;
+
+import org.krun.api.DeviceSpec;
+import org.krun.api.EntropySpec;
+import org.krun.api.VmConfigException;
+import org.krun.spi.virtio.VirtioDevice;
+import org.krun.spi.virtio.VirtioDeviceFactory;
+import org.osgi.service.component.annotations.Component;
+
+/** Creates a virtio-rng for each VM; every VM gets one unless it turns default devices off. */
+@Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + EntropySpec.TYPE)
+public final class RngFactory implements VirtioDeviceFactory {
+
+    @Override
+    public String type() {
+        return EntropySpec.TYPE;
+    }
+
+    @Override
+    public VirtioDevice create(DeviceSpec spec) {
+        if (!(spec instanceof EntropySpec)) {
+            throw new VmConfigException("the rng device takes an EntropySpec, not " + spec.getClass().getSimpleName());
+        }
+        return new VirtioRng(GetRandom.INSTANCE);
+    }
+
+    @Override
+    public Optional<DeviceSpec> defaultSpec() {
+        return Optional.of(new EntropySpec());
+    }
+}
