@@ -31,9 +31,16 @@ final class FuseClient implements AutoCloseable {
     record Entry(long nodeid, long ino, long size, int mode, int nlink, int uid, int gid) {
     }
 
-    private final TestGuestMemory ram = TestGuestMemory.create(64 << 20);
+    /** Largest request and reply a client sends: a 1 MiB write plus headers, a 1 MiB read plus header. */
+    static final int BUFFER_SIZE = (1 << 20) + 4096;
+
+    private final TestGuestMemory ram = TestGuestMemory.create(16 << 20);
     private final MockDriverQueue driver = new MockDriverQueue(ram, 64);
     private final Virtqueue queue = driver.configuredQueue();
+    /** One request and one reply buffer in guest RAM, reused by every request (it is one at a time). */
+    private final long requestBuffer = ram.allocate(BUFFER_SIZE, 8);
+    private final long replyBuffer = ram.allocate(BUFFER_SIZE, 8);
+    private final int[] descriptors = driver.reserveDescriptors(2);
     final FuseServer server;
     private long unique = 1;
     int uid;
@@ -75,14 +82,31 @@ final class FuseClient implements AutoCloseable {
                 .putShort((short) 0).putShort((short) 0).array();
     }
 
-    /** Sends raw readable bytes with a reply buffer of {@code replyRoom} bytes; returns the used length and reply bytes. */
+    /**
+     * Sends the readable bytes (as one device-readable buffer) with a device-writable buffer of
+     * {@code replyRoom} bytes (none when 0) through a real chain; returns the used length and what the
+     * server wrote.
+     */
     MockDriverQueue.Used sendRaw(List<byte[]> readable, int replyRoom) {
-        driver.addChain(readable, replyRoom == 0 ? List.of() : List.of(replyRoom));
+        byte[] request = cat(readable.toArray(byte[][]::new));
+        if (request.length > BUFFER_SIZE || replyRoom > BUFFER_SIZE) {
+            throw new IllegalArgumentException("request or reply larger than the client's buffers");
+        }
+        ram.memory().write(requestBuffer, request);
+        ram.memory().fill(replyBuffer, Math.max(replyRoom, 0), (byte) 0);
+        if (replyRoom > 0) {
+            driver.writeDescriptor(descriptors[0], requestBuffer, request.length, MockDriverQueue.DESC_F_NEXT, descriptors[1]);
+            driver.writeDescriptor(descriptors[1], replyBuffer, replyRoom, MockDriverQueue.DESC_F_WRITE, 0);
+        } else {
+            driver.writeDescriptor(descriptors[0], requestBuffer, request.length, 0, 0);
+        }
+        driver.makeAvailable(descriptors[0]);
         DescriptorChain chain = queue.pop(ram.memory());
         int len = server.handle(chain.reader(ram.memory()), chain.writer(ram.memory()), () -> false);
         queue.addUsed(ram.memory(), chain.head(), len);
-        List<MockDriverQueue.Used> used = driver.usedEntries();
-        return used.get(used.size() - 1);
+        byte[] written = new byte[len];
+        ram.memory().read(replyBuffer, written, 0, len);
+        return new MockDriverQueue.Used(chain.head(), len, written);
     }
 
     Reply send(int opcode, long nodeid, byte[] args) {
