@@ -31,6 +31,9 @@ declare -A need=(
     [busybox-static]=/usr/share/doc/busybox-static
     [tmux]=/usr/bin/tmux
     [file]=/usr/bin/file
+    [debootstrap]=/usr/sbin/debootstrap
+    [e2fsprogs]=/sbin/mkfs.ext4
+    [qemu-utils]=/usr/bin/qemu-img
 )
 missing=()
 for pkg in "${!need[@]}"; do
