@@ -148,8 +148,8 @@ final class Machine implements VirtualMachine {
             synchronized (lock) {
                 phase = Phase.STOPPED;
             }
+            onClosed.accept(this); // gone from Krun.list() before anyone waiting on exit() wakes up
             exit.complete(VmExit.failed("start failed: " + message));
-            onClosed.accept(this);
             if (e instanceof KrunException k) {
                 throw k;
             }
@@ -415,8 +415,8 @@ final class Machine implements VirtualMachine {
         }
         timeline.mark(BootTimeline.Event.RELEASED);
         LOG.info("vm {} timeline: {}", id, timeline);
-        exit.complete(reason);
         onClosed.accept(this);
+        exit.complete(reason);
     }
 
     private void closeDevices() {
@@ -481,8 +481,8 @@ final class Machine implements VirtualMachine {
         }
         if (neverStarted) {
             closeDevices();
-            exit.complete(VmExit.killed());
             onClosed.accept(this);
+            exit.complete(VmExit.killed());
             return;
         }
         stop(VmExit.killed());
