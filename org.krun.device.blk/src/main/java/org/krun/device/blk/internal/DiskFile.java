@@ -82,6 +82,11 @@ final class DiskFile implements AutoCloseable {
         return path;
     }
 
+    /** The (direct, when asked for) descriptor, for tests that inspect its flags. */
+    int fd() {
+        return fd;
+    }
+
     boolean writable() {
         return writable;
     }

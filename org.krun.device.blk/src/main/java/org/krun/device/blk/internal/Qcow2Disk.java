@@ -480,14 +480,16 @@ final class Qcow2Disk implements DiskBackend {
         }
     }
 
-    /** Writes zeroes over part of a cluster, unless it reads as zeroes already. */
+    /** Writes zeroes over {@code [offset, offset + length)}, skipping clusters that read as zeroes already. */
     private void zeroPartial(long offset, long length) throws IOException {
-        if (length > 0) {
-            long e = l2Entry(offset >>> clusterBits);
-            if (isEmpty(e) || hasZeroFlag(e)) {
-                return;
+        long end = offset + length;
+        for (long pos = offset; pos < end; ) {
+            long n = Math.min(clusterSize - (pos & (clusterSize - 1)), end - pos);
+            long e = l2Entry(pos >>> clusterBits);
+            if (!isEmpty(e) && !hasZeroFlag(e)) {
+                writeLocked(pos, List.of(zeroCluster.asSlice(0, n)));
             }
-            writeLocked(offset, List.of(zeroCluster.asSlice(0, length)));
+            pos += n;
         }
     }
 
