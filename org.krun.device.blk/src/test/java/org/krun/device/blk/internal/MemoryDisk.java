@@ -18,6 +18,13 @@ final class MemoryDisk implements DiskBackend {
         this.bytes = new byte[size];
     }
 
+    /** The device must never pass a range outside the disk: an Error, which the device does not catch. */
+    private void inside(long offset, long length) {
+        if (offset < 0 || length < 0 || offset + length > bytes.length || offset % 512 != 0) {
+            throw new AssertionError("device passed range " + offset + "+" + length + " of a " + bytes.length + "-byte disk");
+        }
+    }
+
     private synchronized void record(String call) throws IOException {
         calls.add(call);
         if (failNext) {
@@ -37,6 +44,7 @@ final class MemoryDisk implements DiskBackend {
 
     @Override
     public void read(long offset, List<MemorySegment> dst) throws IOException {
+        inside(offset, Segments.size(dst));
         record("read " + offset + "+" + Segments.size(dst));
         int at = (int) offset;
         for (MemorySegment s : dst) {
@@ -47,6 +55,7 @@ final class MemoryDisk implements DiskBackend {
 
     @Override
     public void write(long offset, List<MemorySegment> src) throws IOException {
+        inside(offset, Segments.size(src));
         record("write " + offset + "+" + Segments.size(src));
         int at = (int) offset;
         for (MemorySegment s : src) {
@@ -62,11 +71,13 @@ final class MemoryDisk implements DiskBackend {
 
     @Override
     public void discard(long offset, long length) throws IOException {
+        inside(offset, length);
         record("discard " + offset + "+" + length);
     }
 
     @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        inside(offset, length);
         record("write-zeroes " + offset + "+" + length + (mayUnmap ? " unmap" : ""));
         java.util.Arrays.fill(bytes, (int) offset, (int) (offset + length), (byte) 0);
     }
