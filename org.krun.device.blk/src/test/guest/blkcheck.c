@@ -17,6 +17,7 @@
  *   pattern:DEV              direct writes of pattern seed 2 at several offsets, BLKDISCARD, BLKZEROOUT,
  *                            read back and compared; then 8 threads of direct reads at once, compared
  *   kernelerrors             I/O and ext4 errors in the kernel log
+ *   mounts                   source, type and first option of / and of every mount under /mnt
  *   patternhash:SEED:LEN     hash of pattern SEED over [0, LEN) (pins the host's copy, run on the host)
  *
  * The pattern and the hash are the same functions as GuestPatterns on the host.
@@ -105,7 +106,7 @@ static void put_error(const char *key, const char *what)
 
 static char *key(const char *a, const char *b)
 {
-    static char buf[8][128];
+    static char buf[8][320];
     static int n;
     char *k = buf[n++ % 8];
     snprintf(k, sizeof buf[0], "%s.%s", a, b);
@@ -500,6 +501,25 @@ static void step_kernelerrors(void)
     free(log);
 }
 
+static void step_mounts(void)
+{
+    FILE *f = fopen("/proc/mounts", "re");
+    char source[256], target[256], type[64], options[512];
+    if (!f) {
+        put_error("mounts", "/proc/mounts");
+        return;
+    }
+    while (fscanf(f, "%255s %255s %63s %511s %*d %*d", source, target, type, options) == 4) {
+        if (!strcmp(target, "/") || !strncmp(target, "/mnt", 4)) {
+            char *comma = strchr(options, ',');
+            if (comma)
+                *comma = 0;
+            put(key("mount", target), "%s %s %s", source, type, options);
+        }
+    }
+    fclose(f);
+}
+
 static void step_patternhash(const char *seed, const char *len)
 {
     size_t n = strtoul(len, NULL, 0);
@@ -537,6 +557,8 @@ int main(int argc, char **argv)
             step_trim(args[1], args[2]);
         else if (!strcmp(args[0], "pattern") && n == 2)
             step_pattern(args[1]);
+        else if (!strcmp(args[0], "mounts"))
+            step_mounts();
         else if (!strcmp(args[0], "patternhash") && n == 3)
             step_patternhash(args[1], args[2]);
         else if (!strcmp(args[0], "kernelerrors"))

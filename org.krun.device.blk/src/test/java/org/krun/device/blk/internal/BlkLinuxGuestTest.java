@@ -2,6 +2,7 @@ package org.krun.device.blk.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
@@ -21,8 +22,8 @@ import org.krun.api.VmExit;
 import org.krun.vmm.testing.LinuxGuest;
 
 /**
- * One boot of krun's Linux kernel with four disks, checking the device from the guest's side and the
- * images from the host's after the VM has stopped. The guest runs blkcheck (src/test/guest), one process
+ * Two boots of krun's Linux kernel. The first has four disks, checking the device from the guest's side
+ * and the images from the host's after the VM has stopped; the second runs from a root disk. The guest runs blkcheck (src/test/guest), one process
  * doing every step, from a test root: the default busybox rootfs plus blkcheck and the host's mke2fs.
  *
  * <ul>
@@ -38,6 +39,7 @@ import org.krun.vmm.testing.LinuxGuest;
  * and holding exactly what the guest wrote.
  * </ul>
  * The disks appear in the order given, with their sizes and serials, and the guest kernel logs no I/O error.
+ * The test rootfs costs a few seconds to copy; each boot tens of seconds on kvm-pvm hosts.
  */
 class BlkLinuxGuestTest {
     private static final int VDA = 96 << 20;
@@ -146,6 +148,44 @@ class BlkLinuxGuestTest {
         assertEquals(0, compare.status(), "the qcow2 image holds what the guest wrote: " + compare.output());
 
         assertEquals("0", seen.get("kernel.errors"), "the guest kernel logged I/O errors: " + r);
+    }
+
+    /**
+     * A second boot, through the API's root mount: / on an ext4 disk (the test root, made on the host), a
+     * second disk mounted by the init at /mnt/data. The guest writes files to both; when the command has
+     * exited the init leaves them clean (unmounted, root remounted read-only), so the host's
+     * {@code e2fsck -fn} passes without a journal replay and finds the files.
+     */
+    @Test
+    void linuxGuestRunsFromARootDiskAndLeavesItsFileSystemsClean() throws Exception {
+        LinuxGuest.assumeKvm();
+        Path tree = testRootfs(dir.resolve("rootfs"));
+        Path rootImg = dir.resolve("root.img");
+        HostFiles.ok("mkfs.ext4", "-q", "-F", "-L", "rootdisk", "-d", tree.toString(), rootImg.toString(), "64M");
+        Path dataImg = dir.resolve("data.img");
+        HostFiles.ok("mkfs.ext4", "-q", "-F", "-L", "datadisk", dataImg.toString(), "16M");
+
+        LinuxGuest.Result r = LinuxGuest.run(LinuxGuest.krun(new BlkFactory()), org.krun.api.VmConfig.builder()
+                .kernel(LinuxGuest.kernel()).memoryMib(256)
+                .rootMount(new org.krun.api.GuestMount("/dev/vda", "/", "ext4", ""))
+                .mount(new org.krun.api.GuestMount("/dev/vdb", "/mnt/data", "ext4", ""))
+                .device(DiskSpec.raw(rootImg))
+                .device(DiskSpec.raw(dataImg).withSync(DiskSpec.Sync.NONE))
+                .command("/usr/local/bin/blkcheck", "mounts", "writefiles:/", "writefiles:/mnt/data", "kernelerrors"),
+                null, Duration.ofSeconds(600));
+        System.out.println("guest output:\n" + r);
+        assertEquals(0, r.status(), r.toString());
+        Map<String, String> seen = HostBlkcheck.parse(r.out());
+        assertEquals("/dev/vda ext4 rw", seen.get("mount./"), "/ is the root disk: " + r);
+        assertEquals("/dev/vdb ext4 rw", seen.get("mount./mnt/data"), r.toString());
+        assertEquals("3", seen.get("writefiles"), r.toString());
+        assertEquals("0", seen.get("kernel.errors"), r.toString());
+        for (Path image : List.of(rootImg, dataImg)) {
+            assertFsckClean(image);
+            assertFalse(HostFiles.ok("dumpe2fs", "-h", image.toString()).contains("needs_recovery"),
+                    image + " was left clean, no journal to replay");
+            assertArrayEquals(GuestPatterns.pattern(1, 0, 1 << 20), debugfsCat(image, "/pattern.bin"));
+        }
     }
 
     private static final byte[] HELLO = "hello from the host\n".getBytes(StandardCharsets.UTF_8);
