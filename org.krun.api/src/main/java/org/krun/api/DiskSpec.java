@@ -33,8 +33,10 @@ public record DiskSpec(Path file, boolean readOnly, String id, Format format, Sy
         /** The file is the disk, byte for byte. */
         RAW,
         /**
-         * QEMU's copy-on-write format, versions 2 and 3, without backing files, encryption or external data
-         * files. Compressed clusters are read; an image that has them is refused unless it is read-only.
+         * QEMU's copy-on-write format, versions 2 and 3, read and written, without backing files, encryption,
+         * external data files or extended L2 entries (such images are refused when the VM is created, as are
+         * images marked dirty or corrupt, and writable images with internal snapshots). zlib-compressed
+         * clusters are read; a write to one stores the cluster uncompressed in a new place.
          */
         QCOW2;
 
