@@ -28,9 +28,7 @@ public final class BlkFactory implements VirtioDeviceFactory {
 
     @Override
     public VirtioDevice create(DeviceSpec spec) {
-        if (!(spec instanceof DiskSpec disk)) {
-            throw new VmConfigException("the blk device takes a DiskSpec, not " + spec.getClass().getSimpleName());
-        }
+        DiskSpec disk = VirtioDeviceFactory.expect(spec, DiskSpec.class);
         DiskBackend backend = open(disk);
         String name = disk.file().getFileName() == null ? "disk" : disk.file().getFileName().toString();
         return new VirtioBlk(backend, disk, IoExecutor.threads("krun-blk-" + name, IO_THREADS));

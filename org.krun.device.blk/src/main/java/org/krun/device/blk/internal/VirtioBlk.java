@@ -20,7 +20,6 @@ import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.InterruptTrigger;
-import org.krun.spi.virtio.InvalidChainException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
 import org.krun.spi.virtio.Virtqueue;
@@ -225,18 +224,7 @@ final class VirtioBlk implements VirtioDevice {
 
     /** Takes the next chain; a malformed one is returned unused, and a broken queue asks for a reset. */
     private DescriptorChain pop(Active a) {
-        while (true) {
-            try {
-                return a.queue().pop(a.mem());
-            } catch (InvalidChainException e) {
-                if (e.head() < 0) {
-                    a.context().needsReset(e.getMessage());
-                    return null;
-                }
-                guestError("malformed descriptor chain returned unused: {}", e.getMessage());
-                a.queue().addUsed(a.mem(), e.head(), 0);
-            }
-        }
+        return a.queue().popValid(a.mem(), a.context(), m -> guestError("malformed descriptor chain returned unused: {}", m));
     }
 
     private static void answer(Active a, int head, BlkRequest request, int status) {
