@@ -18,8 +18,11 @@ import org.osgi.service.component.annotations.Reference;
 /**
  * The {@code krun:*} commands of the Gogo shell. Gogo finds them through the service properties and calls
  * the public methods by name; each returns the text to print. The work is done by {@link Commands}.
+ *
+ * <p>Immediate: Gogo gets and releases the service around each command, and a delayed component would be
+ * discarded in between, forgetting the VMs started here.
  */
-@Component(service = KrunCommands.class, property = {
+@Component(service = KrunCommands.class, immediate = true, property = {
     "osgi.command.scope=krun",
     "osgi.command.function=list",
     "osgi.command.function=start",

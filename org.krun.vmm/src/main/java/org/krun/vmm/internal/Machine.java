@@ -154,8 +154,8 @@ final class Machine implements VirtualMachine {
             synchronized (lock) {
                 phase = Phase.STOPPED;
             }
-            exit.complete(VmExit.failed("start failed: " + message));
             onClosed.accept(this);
+            exit.complete(VmExit.failed("start failed: " + message));
             if (e instanceof KrunException k) {
                 throw k;
             }
@@ -421,8 +421,9 @@ final class Machine implements VirtualMachine {
         }
         timeline.mark(BootTimeline.Event.RELEASED);
         LOG.info("vm {} timeline: {}", id, timeline);
-        exit.complete(reason);
+        // Off the service's list before anyone waiting on exit() (close() included) resumes.
         onClosed.accept(this);
+        exit.complete(reason);
     }
 
     private void closeDevices() {
@@ -492,8 +493,8 @@ final class Machine implements VirtualMachine {
         }
         if (neverStarted) {
             closeDevices();
-            exit.complete(VmExit.killed());
             onClosed.accept(this);
+            exit.complete(VmExit.killed());
             return;
         }
         stop(VmExit.killed());
