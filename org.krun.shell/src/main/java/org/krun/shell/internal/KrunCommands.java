@@ -20,7 +20,8 @@ import org.osgi.service.component.annotations.Reference;
  * the public methods by name; each returns the text to print. The work is done by {@link Commands}.
  *
  * <p>Immediate: Gogo gets and releases the service around each command, and a delayed component would be
- * discarded in between, forgetting the VMs started here.
+ * discarded in between, forgetting the VMs started here. VMs started here belong to the Krun service, not
+ * to this component: they keep running when the shell bundle stops (krun:stop and krun:kill end them).
  */
 @Component(service = KrunCommands.class, immediate = true, property = {
     "osgi.command.scope=krun",
