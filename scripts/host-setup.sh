@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure this host has what krun needs to build and run: JDK 25, Maven, a C toolchain with musl,
-# the Linux source and kernel build tools, busybox-static (the default rootfs) and tmux (tests).
+# the Linux source and kernel build tools, busybox-static (the default rootfs), and for the tests tmux,
+# qemu-utils (qemu-img: qcow2 images) and e2fsprogs (ext4 images).
 # Installs missing Debian packages when run as root; otherwise prints the command to run.
 # Usage: scripts/host-setup.sh [--quiet]
 set -euo pipefail
@@ -30,6 +31,8 @@ declare -A need=(
     [cpio]=/usr/bin/cpio
     [busybox-static]=/usr/share/doc/busybox-static
     [tmux]=/usr/bin/tmux
+    [qemu-utils]=/usr/bin/qemu-img
+    [e2fsprogs]=/usr/sbin/mke2fs
     [file]=/usr/bin/file
     [debootstrap]=/usr/sbin/debootstrap
     [e2fsprogs]=/sbin/mkfs.ext4

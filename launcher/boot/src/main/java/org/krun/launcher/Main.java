@@ -72,7 +72,7 @@ public final class Main {
     record Options(String profile, String logLevel, String[] rest) {
 
         static Options parse(String[] args) throws LaunchException {
-            String profile = "default";
+            String profile = System.getProperty("krun.defaultProfile", "default");
             String logLevel = null;
             List<String> rest = new ArrayList<>();
             int i = 0;
@@ -106,6 +106,12 @@ public final class Main {
         Options options = Options.parse(args);
         configureLogging(options.logLevel());
         Path profileDir = profileDirectory(options.profile());
+        Profile profile = Profile.read(home().resolve("export"), options.profile());
+        for (Profile.Missing m : profile.missing()) {
+            System.err.println("krun: profile '" + profile.name() + "' lacks bundle " + m.bundle() + ": " + m.reason());
+        }
+        System.setProperty("krun.home", home().toString());
+        System.setProperty("krun.profile", profile.name());
         Path storage;
         try {
             storage = Files.createTempDirectory("krun-felix-");

@@ -31,4 +31,16 @@ public interface VirtioDeviceFactory {
     default Optional<DeviceSpec> defaultSpec() {
         return Optional.empty();
     }
+
+    /**
+     * {@code spec} as the record a factory takes, or a {@link org.krun.api.VmConfigException} naming what
+     * came instead: the first line of most {@link #create} methods.
+     */
+    static <T extends DeviceSpec> T expect(DeviceSpec spec, Class<T> type) {
+        if (!type.isInstance(spec)) {
+            throw new org.krun.api.VmConfigException("a '" + spec.type() + "' device takes a " + type.getSimpleName()
+                    + ", not " + spec.getClass().getSimpleName());
+        }
+        return type.cast(spec);
+    }
 }

@@ -165,6 +165,27 @@ public final class Virtqueue {
         return DescriptorChain.parse(mem, this, head);
     }
 
+    /**
+     * Takes the next well-formed chain, as every device wants it: a malformed chain goes back to the
+     * driver at once, as used with length 0, and {@code malformed} hears why; a queue the driver broke
+     * (its avail ring or a head out of range) asks {@code context} for a device reset, and this returns
+     * null, as it does when nothing is available.
+     */
+    public DescriptorChain popValid(GuestMemory mem, DeviceContext context, java.util.function.Consumer<String> malformed) {
+        while (true) {
+            try {
+                return pop(mem);
+            } catch (InvalidChainException e) {
+                if (e.head() < 0) {
+                    context.needsReset(e.getMessage());
+                    return null;
+                }
+                malformed.accept(e.getMessage());
+                addUsed(mem, e.head(), 0);
+            }
+        }
+    }
+
     /** Returns chain {@code head} to the driver with {@code length} bytes written into it. */
     public void addUsed(GuestMemory mem, int head, int length) {
         long slot = usedRing + 4 + 8L * ((nextUsed & 0xffff) % size);

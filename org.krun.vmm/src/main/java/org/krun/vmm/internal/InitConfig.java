@@ -9,7 +9,7 @@ import org.krun.api.ConsoleSpec;
 import org.krun.api.GuestMount;
 import org.krun.api.Rlimit;
 import org.krun.api.VmConfig;
-import org.krun.vmm.internal.legacy.ExitStatusPort;
+import org.krun.vmm.internal.legacy.InitPorts;
 
 /** The guest init's configuration file (/krun/config.json); guest/init/init.c documents the schema. */
 final class InitConfig {
@@ -42,7 +42,7 @@ final class InitConfig {
         string(sb, c.console().mode() == ConsoleSpec.Mode.TERMINAL ? "terminal" : "pipes");
         sb.append(",\"columns\":").append(c.console().columns());
         sb.append(",\"rows\":").append(c.console().rows());
-        sb.append(",\"exit_port\":").append(ExitStatusPort.PORT);
+        sb.append(",\"exit_port\":").append(InitPorts.EXIT_STATUS_PORT);
         c.rootMount().ifPresent(m -> {
             sb.append(",\"root_source\":");
             string(sb, m.source());

@@ -67,7 +67,7 @@ public final class KrunService implements Krun {
     public VirtualMachine create(VmConfig config) {
         Hypervisor hv = hypervisors.isEmpty() ? null : hypervisors.get(0);
         if (hv == null) {
-            throw new VmConfigException("no hypervisor backend is available on this host (is /dev/kvm usable?)");
+            throw new VmConfigException("no hypervisor backend is available: no active backend bundle can use this host (KVM needs a usable /dev/kvm)");
         }
         if (config.cpus() > hv.capabilities().maxVcpus()) {
             throw new VmConfigException("this host allows at most " + hv.capabilities().maxVcpus() + " vCPUs per VM");

@@ -41,9 +41,8 @@ import org.krun.vmm.internal.bus.Bus;
 import org.krun.vmm.internal.event.EpollEventLoop;
 import org.krun.vmm.internal.initramfs.Initramfs;
 import org.krun.vmm.internal.legacy.Cmos;
-import org.krun.vmm.internal.legacy.ExitStatusPort;
 import org.krun.vmm.internal.legacy.I8042;
-import org.krun.vmm.internal.legacy.InitMarkerPort;
+import org.krun.vmm.internal.legacy.InitPorts;
 import org.krun.vmm.internal.legacy.Serial8250;
 import org.krun.vmm.internal.memory.GuestRam;
 import org.krun.vmm.internal.virtio.MmioTransport;
@@ -154,7 +153,7 @@ final class Machine implements VirtualMachine {
             synchronized (lock) {
                 phase = Phase.STOPPED;
             }
-            onClosed.accept(this);
+            onClosed.accept(this); // gone from Krun.list() before anyone waiting on exit() wakes up
             exit.complete(VmExit.failed("start failed: " + message));
             if (e instanceof KrunException k) {
                 throw k;
@@ -200,12 +199,10 @@ final class Machine implements VirtualMachine {
         Bus bus = new Bus("port I/O");
         bus.insert(I8042.BASE, I8042.LENGTH, new I8042(this::guestReset));
         bus.insert(Cmos.BASE, Cmos.LENGTH, new Cmos(Clock.systemUTC()));
-        bus.insert(ExitStatusPort.PORT, ExitStatusPort.LENGTH, new ExitStatusPort(s -> {
+        bus.insert(InitPorts.BASE, InitPorts.LENGTH, new InitPorts(s -> {
             reportedStatus = s;
             timeline.mark(BootTimeline.Event.STATUS);
-        }));
-        bus.insert(InitMarkerPort.PORT, InitMarkerPort.LENGTH,
-                new InitMarkerPort(() -> timeline.mark(BootTimeline.Event.INIT)));
+        }, () -> timeline.mark(BootTimeline.Event.INIT)));
         OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();
         bus.insert(Serial8250.COM1, Serial8250.LENGTH, new Serial8250(serialOut));
         return bus;
@@ -421,7 +418,6 @@ final class Machine implements VirtualMachine {
         }
         timeline.mark(BootTimeline.Event.RELEASED);
         LOG.info("vm {} timeline: {}", id, timeline);
-        // Off the service's list before anyone waiting on exit() (close() included) resumes.
         onClosed.accept(this);
         exit.complete(reason);
     }

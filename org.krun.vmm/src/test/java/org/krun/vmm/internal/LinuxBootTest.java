@@ -32,6 +32,7 @@ class LinuxBootTest {
                 "echo cmdline=$(cat /proc/cmdline)",
                 // The command line itself says panic=-1: leave those lines out.
                 "echo problems=$(dmesg | grep -v 'ommand line' | grep -ciE 'warning|bug:|oops|call trace|kernel panic')",
+                "dmesg | grep -v 'ommand line' | grep -iE 'warning|bug:|oops|call trace|kernel panic' | sed 's/^/problem: /'",
                 "echo clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)",
                 "echo hostname=$(hostname)",
                 "echo scratch=$(grep ' /mnt/scratch ' /proc/mounts | cut -d' ' -f3,4 | cut -d, -f1)");
@@ -39,7 +40,7 @@ class LinuxBootTest {
                 .mount(new GuestMount("tmpfs", "/mnt/scratch", "tmpfs", "ro,size=1m")));
         assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
         assertEquals(0, r.status(), r.toString());
-        Map<String, String> seen = r.out().lines().filter(l -> l.contains("="))
+        Map<String, String> seen = r.out().lines().filter(l -> l.contains("=") && !l.startsWith("problem: "))
                 .collect(Collectors.toMap(l -> l.substring(0, l.indexOf('=')), l -> l.substring(l.indexOf('=') + 1)));
         assertEquals("4", seen.get("cpus"), r.toString());
         assertEquals("0-3", seen.get("online"), r.toString());

@@ -12,13 +12,12 @@ import picocli.CommandLine.Option;
 /** The {@code krun} command and its global options. */
 @Command(name = "krun", mixinStandardHelpOptions = true, version = "krun 0.1.0",
         description = "Runs a command in a lightweight KVM virtual machine (a Java libkrun).",
-        subcommands = {RunCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {RunCommand.class, ProfilesCommand.class, AssembleCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Run 'krun run --help' for the run command's options."})
 final class KrunCli implements Runnable {
 
     @Option(names = "--profile", paramLabel = "NAME",
-            description = "Bundle profile to start (default: ${DEFAULT-VALUE}); read by the launcher.",
-            defaultValue = "default")
+            description = "Bundle profile to start (default: default; see 'krun profiles'); read by the launcher.")
     String profile;
 
     @Option(names = "--log-level", paramLabel = "LEVEL",

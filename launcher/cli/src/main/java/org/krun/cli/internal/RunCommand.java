@@ -58,6 +58,30 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = {"-v", "--volume"}, paramLabel = "HOST:GUEST[:ro]",
             description = "Share a host directory at a guest path over virtio-fs (read-only with :ro). Repeatable.")
     List<String> volumes = new ArrayList<>();
+    @Option(names = "--disk", paramLabel = "FILE[,OPTION...]",
+            description = {"Attach a disk image: /dev/vda, /dev/vdb, ... in the",
+                "order given (after --root-disk). Repeatable.",
+                "OPTIONs, comma-separated:",
+                "ro: read-only (guest writes fail)",
+                "id=NAME: the serial, /sys/block/vdX/serial",
+                "  (at most 20 ASCII characters)",
+                "format=raw|qcow2: the image format (default raw),",
+                "  never guessed from the contents",
+                "sync=none: guest flushes are ignored (fastest;",
+                "  flushed data can be lost if the host crashes)",
+                "sync=relaxed (default): a guest flush (fsync)",
+                "  syncs the image to the host's disk",
+                "sync=full: write-through: every write is on the",
+                "  host's disk before it completes",
+                "direct: O_DIRECT, bypass the host page cache"})
+    List<String> disks = new ArrayList<>();
+
+    @Option(names = "--root-disk", paramLabel = "FILE[,fstype=TYPE][,OPTION...]",
+            description = {"Boot with / on this disk image: attached first",
+                "(/dev/vda), mounted by the guest init as the root",
+                "file system (fstype default ext4; ro mounts it",
+                "read-only). Takes the --disk OPTIONs. Not with --root."})
+    String rootDisk;
 
     @Option(names = "--workdir", paramLabel = "DIR", description = "Working directory in the guest (default: /).")
     String workdir;
@@ -152,10 +176,21 @@ final class RunCommand implements Callable<Integer> {
         if (initrd != null) {
             b.initrd(initrd);
         }
-        if (root != null) {
+        if (rootDisk != null) {
+            if (root != null) {
+                throw new VmConfigException("--root and --root-disk cannot be combined: the root is either a directory or a disk");
+            }
+            DiskOption option = DiskOption.parse("--root-disk", rootDisk);
+            // The core attaches devices in list order: the root disk first is /dev/vda.
+            b.device(option.disk());
+            b.rootMount(new GuestMount("/dev/vda", "/", option.fstype(), option.disk().readOnly() ? "ro" : ""));
+        } else if (root != null) {
             b.root(root);
         } else if (initrd == null) {
             b.root(defaultPath("krun.rootfs", "--root"));
+        }
+        for (String d : disks) {
+            b.device(DiskOption.parse("--disk", d).disk());
         }
         if (workdir != null) {
             b.workdir(workdir);

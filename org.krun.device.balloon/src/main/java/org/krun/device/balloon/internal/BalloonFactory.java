@@ -4,7 +4,6 @@ import java.util.Optional;
 
 import org.krun.api.BalloonSpec;
 import org.krun.api.DeviceSpec;
-import org.krun.api.VmConfigException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
@@ -23,9 +22,7 @@ public final class BalloonFactory implements VirtioDeviceFactory {
 
     @Override
     public VirtioDevice create(DeviceSpec spec) {
-        if (!(spec instanceof BalloonSpec balloon)) {
-            throw new VmConfigException("the balloon device takes a BalloonSpec, not " + spec.getClass().getSimpleName());
-        }
+        BalloonSpec balloon = VirtioDeviceFactory.expect(spec, BalloonSpec.class);
         return new VirtioBalloon(balloon, PageDiscarder.MADV_DONTNEED);
     }
 

@@ -3,7 +3,6 @@ package org.krun.device.balloon.internal;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.concurrent.TimeUnit;
 import java.util.function.BiConsumer;
 
 import org.krun.api.BalloonSpec;
@@ -13,6 +12,7 @@ import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.InterruptTrigger;
 import org.krun.spi.virtio.InvalidChainException;
+import org.krun.spi.virtio.RateLimitedLog;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
 import org.krun.spi.virtio.Virtqueue;
@@ -72,8 +72,8 @@ final class VirtioBalloon implements VirtioDevice {
 
     private final BalloonSpec spec;
     private final PageDiscarder discarder;
-    private final RateLimitedLog guestErrors = new RateLimitedLog(LOG, 10, TimeUnit.SECONDS);
-    private final RateLimitedLog hostErrors = new RateLimitedLog(LOG, 10, TimeUnit.SECONDS);
+    private final RateLimitedLog guestErrors = new RateLimitedLog(LOG::warn, java.time.Duration.ofSeconds(10));
+    private final RateLimitedLog hostErrors = new RateLimitedLog(LOG::warn, java.time.Duration.ofSeconds(10));
     private volatile State state = INACTIVE;
     /** The driver's count of pages in the balloon (the config field {@code actual}). */
     private volatile int actual;

@@ -2,7 +2,6 @@ package org.krun.device.console.internal;
 
 import org.krun.api.ConsoleSpec;
 import org.krun.api.DeviceSpec;
-import org.krun.api.VmConfigException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
@@ -18,9 +17,7 @@ public final class ConsoleFactory implements VirtioDeviceFactory {
 
     @Override
     public VirtioDevice create(DeviceSpec spec) {
-        if (!(spec instanceof ConsoleSpec console)) {
-            throw new VmConfigException("the console device takes a ConsoleSpec, not " + spec.getClass().getSimpleName());
-        }
+        ConsoleSpec console = VirtioDeviceFactory.expect(spec, ConsoleSpec.class);
         return new VirtioConsole(console);
     }
 }

@@ -23,7 +23,6 @@ import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.HostConsole;
 import org.krun.spi.virtio.InterruptTrigger;
-import org.krun.spi.virtio.InvalidChainException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
 import org.krun.spi.virtio.Virtqueue;
@@ -407,20 +406,9 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         }
     }
 
-    /** Takes the next chain; a malformed one is returned unused, and a broken queue asks for a reset. */
+    /** The next well-formed chain (virtio 1.2 §2.7: malformed ones go back unused; a broken queue asks for a reset). */
     private static DescriptorChain pop(Active a, Virtqueue q) {
-        while (true) {
-            try {
-                return q.pop(a.mem());
-            } catch (InvalidChainException e) {
-                if (e.head() < 0) {
-                    a.context().needsReset(e.getMessage());
-                    return null;
-                }
-                LOG.debug("malformed descriptor chain returned unused: {}", e.getMessage());
-                q.addUsed(a.mem(), e.head(), 0);
-            }
-        }
+        return q.popValid(a.mem(), a.context(), m -> LOG.debug("malformed descriptor chain returned unused: {}", m));
     }
 
     // ---- HostConsole

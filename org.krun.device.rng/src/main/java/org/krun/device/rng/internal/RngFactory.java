@@ -4,7 +4,6 @@ import java.util.Optional;
 
 import org.krun.api.DeviceSpec;
 import org.krun.api.EntropySpec;
-import org.krun.api.VmConfigException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
@@ -20,9 +19,7 @@ public final class RngFactory implements VirtioDeviceFactory {
 
     @Override
     public VirtioDevice create(DeviceSpec spec) {
-        if (!(spec instanceof EntropySpec)) {
-            throw new VmConfigException("the rng device takes an EntropySpec, not " + spec.getClass().getSimpleName());
-        }
+        VirtioDeviceFactory.expect(spec, EntropySpec.class);
         return new VirtioRng(GetRandom.INSTANCE);
     }
 

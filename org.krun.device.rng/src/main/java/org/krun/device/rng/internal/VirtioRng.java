@@ -2,7 +2,6 @@ package org.krun.device.rng.internal;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestMemoryException;
@@ -12,6 +11,7 @@ import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.InterruptTrigger;
 import org.krun.spi.virtio.InvalidChainException;
+import org.krun.spi.virtio.RateLimitedLog;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
 import org.krun.spi.virtio.Virtqueue;
@@ -47,7 +47,7 @@ final class VirtioRng implements VirtioDevice {
     private static final State INACTIVE = new Inactive();
 
     private final EntropySource source;
-    private final RateLimitedLog guestErrors = new RateLimitedLog(LOG, 10, TimeUnit.SECONDS);
+    private final RateLimitedLog guestErrors = new RateLimitedLog(LOG::warn, java.time.Duration.ofSeconds(10));
     private volatile State state = INACTIVE;
     /** Written on the event loop only; volatile for readers elsewhere (tests, close). */
     private volatile long bytesServed;
@@ -164,6 +164,7 @@ final class VirtioRng implements VirtioDevice {
                 return a.requestq().pop(a.mem());
             } catch (InvalidChainException e) {
                 if (e.head() < 0) {
+                    // virtio 1.2 §2.1.2: no more buffers consumed until the driver resets the device.
                     guestErrors.warn("virtio-rng: requestq unusable: " + e.getMessage());
                     a.context().needsReset(e.getMessage());
                     state = INACTIVE;

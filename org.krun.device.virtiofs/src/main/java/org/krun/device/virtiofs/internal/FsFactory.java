@@ -20,9 +20,7 @@ public final class FsFactory implements VirtioDeviceFactory {
 
     @Override
     public VirtioDevice create(DeviceSpec spec) {
-        if (!(spec instanceof FsShareSpec share)) {
-            throw new VmConfigException("a virtio-fs device takes an FsShareSpec, not " + spec.getClass().getSimpleName());
-        }
+        FsShareSpec share = VirtioDeviceFactory.expect(spec, FsShareSpec.class);
         if (!Files.isDirectory(share.directory())) {
             throw new VmConfigException("shared directory " + share.directory() + " does not exist or is not a directory");
         }

@@ -15,7 +15,6 @@ import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.InterruptTrigger;
-import org.krun.spi.virtio.InvalidChainException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
 import org.krun.spi.virtio.Virtqueue;
@@ -195,18 +194,7 @@ final class VirtioFs implements VirtioDevice {
     }
 
     private static DescriptorChain pop(Active a, Virtqueue q) {
-        while (true) {
-            try {
-                return q.pop(a.mem());
-            } catch (InvalidChainException e) {
-                if (e.head() < 0) {
-                    a.context().needsReset(e.getMessage());
-                    return null;
-                }
-                LOG.debug("malformed descriptor chain returned unused: {}", e.getMessage());
-                q.addUsed(a.mem(), e.head(), 0);
-            }
-        }
+        return q.popValid(a.mem(), a.context(), m -> LOG.debug("malformed descriptor chain returned unused: {}", m));
     }
 
     @Override

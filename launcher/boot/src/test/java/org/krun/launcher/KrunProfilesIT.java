@@ -1,0 +1,88 @@
+package org.krun.launcher;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Bundle profiles and assembled distributions: every profile resolved at build time is listed, the variant
+ * profiles start and say plainly what they lack, and a distribution assembled from the minimal profile,
+ * copied to an empty folder, runs a guest command with nothing but java on the PATH.
+ */
+class KrunProfilesIT {
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void profilesListsEveryProfileAndWhatTheVariantsLack() throws Exception {
+        KrunProcess.Result r = KrunProcess.run(null, 60, "profiles");
+        assertEquals(0, r.status(), r.toString());
+        for (String p : List.of("default", "minimal", "sev", "tdx", "efi", "nitro")) {
+            assertTrue(r.out().lines().anyMatch(l -> l.substring(1).startsWith(p + " ")), p + " listed: " + r);
+        }
+        for (String lacks : List.of("org.krun.cc.sev", "org.krun.cc.tdx", "org.krun.boot.efi", "org.krun.hv.nitro")) {
+            assertTrue(r.out().contains("lacks: " + lacks), lacks + ": " + r);
+        }
+    }
+
+    @Test
+    void variantProfilesStartAndSayWhatTheyLack() throws Exception {
+        Map<String, String> lacks = Map.of("sev", "org.krun.cc.sev", "tdx", "org.krun.cc.tdx", "efi", "org.krun.boot.efi",
+                "nitro", "org.krun.hv.nitro");
+        for (var e : lacks.entrySet()) {
+            KrunProcess.Result r = KrunProcess.run(null, 60, "--profile", e.getKey(), "run", "--help");
+            assertEquals(0, r.status(), "profile " + e.getKey() + " starts: " + r);
+            assertTrue(r.err().contains("profile '" + e.getKey() + "' lacks bundle " + e.getValue()), r.toString());
+        }
+        KrunProcess.Result nitro = KrunProcess.run(null, 60, "--profile", "nitro", "run", "--", "/bin/true");
+        assertNotEquals(0, nitro.status(), nitro.toString());
+        assertTrue(nitro.err().contains("no hypervisor backend is available"), nitro.toString());
+        assertFalse(nitro.err().contains("Exception"), nitro.toString());
+    }
+
+    @Test
+    void assembledMinimalDistributionRunsWithOnlyJavaOnThePath() throws Exception {
+        Assumptions.assumeTrue(KrunProcess.kvmAvailable(), "/dev/kvm is missing: the distribution boot is SKIPPED");
+        Path built = tmp.resolve("built");
+        KrunProcess.Result a = KrunProcess.run(null, 120, "--profile", "minimal", "assemble", "--profile", "minimal",
+                "--out", built.toString());
+        assertEquals(0, a.status(), a.toString());
+        assertTrue(Files.isExecutable(built.resolve("krun")));
+
+        // Copy it where nothing else is, and give it a PATH with java alone.
+        Path empty = Files.createDirectories(tmp.resolve("empty"));
+        Process cp = new ProcessBuilder("cp", "-a", built.toString(), empty.resolve("dist").toString()).start();
+        assertEquals(0, cp.waitFor());
+        Path onlyJava = Files.createDirectories(tmp.resolve("bin"));
+        Files.createSymbolicLink(onlyJava.resolve("java"), Path.of(System.getProperty("java.home"), "bin", "java"));
+
+        ProcessBuilder pb = new ProcessBuilder(empty.resolve("dist/krun").toString(), "run", "--",
+                "/bin/sh", "-c", "echo from the assembled distribution; exit 3");
+        pb.environment().clear();
+        pb.environment().put("PATH", onlyJava.toString());
+        pb.environment().put("HOME", tmp.toString());
+        pb.directory(tmp.toFile());
+        Process p = pb.start();
+        if (!p.waitFor(600, TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new AssertionError("the distribution's krun did not finish");
+        }
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertEquals(3, p.exitValue(), out + err);
+        assertEquals("from the assembled distribution\n", out, err);
+    }
+}

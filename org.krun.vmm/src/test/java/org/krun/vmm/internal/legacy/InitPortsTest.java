@@ -1,0 +1,46 @@
+package org.krun.vmm.internal.legacy;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import org.junit.jupiter.api.Test;
+
+class InitPortsTest {
+
+    @Test
+    void eachStatusWriteReportsItsLowByte() {
+        List<Integer> statuses = new ArrayList<>();
+        InitPorts ports = new InitPorts(statuses::add, () -> { });
+        ports.write(0, 1, 0);
+        ports.write(0, 1, 127);
+        ports.write(0, 1, 0x1ff);
+        assertEquals(List.of(0, 127, 255), statuses);
+    }
+
+    @Test
+    void theMarkerPortSaysTheInitRunsAndReportsNoStatus() {
+        List<Integer> statuses = new ArrayList<>();
+        int[] started = {0};
+        InitPorts ports = new InitPorts(statuses::add, () -> started[0]++);
+        ports.write(1, 1, 1);
+        assertEquals(1, started[0]);
+        assertEquals(List.of(), statuses);
+    }
+
+    @Test
+    void readsAnswerAllOnesAndReportNothing() {
+        List<Integer> statuses = new ArrayList<>();
+        InitPorts ports = new InitPorts(statuses::add, () -> { });
+        assertEquals(0xff, ports.read(0, 1));
+        assertEquals(0xffff, ports.read(0, 2));
+        assertEquals(List.of(), statuses);
+    }
+
+    @Test
+    void liveAtPorts0xf4And0xf5LikeQemusIsaDebugExit() {
+        assertEquals(0xf4, InitPorts.EXIT_STATUS_PORT);
+        assertEquals(0xf5, InitPorts.INIT_MARKER_PORT);
+    }
+}
