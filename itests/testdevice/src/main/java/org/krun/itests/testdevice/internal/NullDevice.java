@@ -3,7 +3,6 @@ package org.krun.itests.testdevice.internal;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.InterruptTrigger;
-import org.krun.spi.virtio.InvalidChainException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.Virtqueue;
 
@@ -68,14 +67,11 @@ final class NullDevice implements VirtioDevice {
             return;
         }
         boolean used = false;
-        try {
-            DescriptorChain chain;
-            while ((chain = q.pop(c.memory())) != null) {
-                q.addUsed(c.memory(), chain.head(), 0);
-                used = true;
-            }
-        } catch (InvalidChainException e) {
-            c.needsReset(e.getMessage());
+        DescriptorChain chain;
+        // Malformed chains go back unused (popValid); a broken queue asks the driver for a reset.
+        while ((chain = q.popValid(c.memory(), c, message -> { })) != null) {
+            q.addUsed(c.memory(), chain.head(), 0);
+            used = true;
         }
         if (used && q.needsInterrupt(c.memory())) {
             c.interrupt().trigger(InterruptTrigger.QUEUE);

@@ -26,8 +26,8 @@ public final class NullDeviceFactory implements VirtioDeviceFactory {
 
     @Override
     public VirtioDevice create(DeviceSpec spec) {
-        if (!(spec instanceof GenericDeviceSpec generic) || !generic.options().isEmpty()) {
-            throw new VmConfigException("the test-null device takes a GenericDeviceSpec without options");
+        if (!VirtioDeviceFactory.expect(spec, GenericDeviceSpec.class).options().isEmpty()) {
+            throw new VmConfigException("the test-null device takes no options");
         }
         return new NullDevice();
     }
