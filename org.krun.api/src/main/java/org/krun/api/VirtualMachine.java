@@ -16,6 +16,9 @@ import org.osgi.annotation.versioning.ProviderType;
 @ProviderType
 public interface VirtualMachine extends AutoCloseable {
 
+    /** The most bytes of recent console output {@link #consoleTail()} keeps. */
+    int CONSOLE_TAIL_BYTES = 64 * 1024;
+
     /** A short identifier, unique within this JVM. */
     String id();
 
@@ -49,6 +52,22 @@ public interface VirtualMachine extends AutoCloseable {
      * discarded.
      */
     OutputStream consoleInput();
+
+    /**
+     * The VM's most recent console output, at most {@link #CONSOLE_TAIL_BYTES} bytes: everything written to
+     * the streams of its {@link ConsoleSpec} (the command's standard output and error, the console, and the
+     * kernel log when it is on), interleaved in the order it was written, including the time before
+     * {@link #start()} returned. It stays available after the VM stopped. Meant for management tools (a
+     * shell's {@code console} command, a VM started from configuration whose output nobody reads); the
+     * complete output goes to the configured streams.
+     *
+     * <p>The default implementation keeps nothing and returns an empty array.
+     *
+     * @return a copy of the retained bytes, oldest first
+     */
+    default byte[] consoleTail() {
+        return new byte[0];
+    }
 
     /** Tells the guest terminal its new size (terminal mode). */
     void resizeConsole(int columns, int rows);

@@ -169,6 +169,7 @@ public final class Main {
         props.put(Constants.FRAMEWORK_STORAGE_CLEAN, Constants.FRAMEWORK_STORAGE_CLEAN_ONFIRSTINIT);
         props.put(Constants.FRAMEWORK_SYSTEMPACKAGES_EXTRA, SYSTEM_PACKAGES_EXTRA);
         props.put("felix.log.level", "1");
+        ManagementMode.configure(props, options.rest(), storage);
         FrameworkFactory factory = ServiceLoader.load(FrameworkFactory.class).findFirst()
                 .orElseThrow(() -> new LaunchException("no OSGi framework on the class path", 1));
         Framework framework = factory.newFramework(props);
@@ -185,14 +186,20 @@ public final class Main {
             }
             framework.start();
             for (Bundle b : bundles) {
-                if (b.getHeaders().get(Constants.FRAGMENT_HOST) == null) {
+                if (b.getHeaders().get(Constants.FRAGMENT_HOST) == null && ManagementMode.starts(b, options.rest())) {
                     b.start();
                 }
+            }
+            if (ManagementMode.isShell(options.rest())) {
+                return ManagementMode.runShell(framework, options.profile());
             }
             Function<String[], Integer> cli = commandLine(context, options.profile());
             return cli.apply(options.rest());
         } catch (BundleException e) {
             throw new LaunchException("profile " + options.profile() + " does not start: " + e.getMessage(), 1);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new LaunchException("interrupted", 1);
         } finally {
             try {
                 framework.stop();

@@ -10,6 +10,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.krun.api.ConsoleSpec;
 import org.krun.api.DeviceSpec;
 import org.krun.api.FsShareSpec;
 import org.krun.api.GuestMount;
@@ -79,8 +80,10 @@ public final class KrunService implements Krun {
             }
         });
         config = withRootShare(config);
+        ConsoleTail tail = new ConsoleTail(VirtualMachine.CONSOLE_TAIL_BYTES);
+        ConsoleSpec console = tail.tee(config.console());
         List<DeviceSpec> specs = new ArrayList<>();
-        specs.add(config.console());
+        specs.add(console);
         specs.addAll(config.devices());
         if (config.defaultDevices()) {
             java.util.Set<String> asked = new java.util.HashSet<>();
@@ -103,7 +106,8 @@ public final class KrunService implements Krun {
             devices.forEach(VirtioDevice::close);
             throw e;
         }
-        Machine m = new Machine("vm" + ids.incrementAndGet(), config, hv, devices, initBinary(), machines::remove);
+        Machine m = new Machine("vm" + ids.incrementAndGet(), config, console, tail, hv, devices, initBinary(),
+                machines::remove);
         machines.add(m);
         return m;
     }

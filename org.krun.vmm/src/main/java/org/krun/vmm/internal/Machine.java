@@ -14,6 +14,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 
+import org.krun.api.ConsoleSpec;
 import org.krun.api.KrunException;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
@@ -62,6 +63,9 @@ final class Machine implements VirtualMachine {
 
     private final String id;
     private final VmConfig config;
+    /** The configuration's console with streams that also feed {@link #tail}. */
+    private final ConsoleSpec consoleStreams;
+    private final ConsoleTail tail;
     private final Hypervisor hypervisor;
     private final List<VirtioDevice> devices;
     private final HostConsole console;
@@ -88,10 +92,12 @@ final class Machine implements VirtualMachine {
     private Bus mmio;
     private boolean vcpusStuck;
 
-    Machine(String id, VmConfig config, Hypervisor hypervisor, List<VirtioDevice> devices, byte[] init,
-            Consumer<Machine> onClosed) {
+    Machine(String id, VmConfig config, ConsoleSpec consoleStreams, ConsoleTail tail, Hypervisor hypervisor,
+            List<VirtioDevice> devices, byte[] init, Consumer<Machine> onClosed) {
         this.id = id;
         this.config = config;
+        this.consoleStreams = consoleStreams;
+        this.tail = tail;
         this.hypervisor = hypervisor;
         this.devices = List.copyOf(devices);
         this.console = devices.stream().filter(HostConsole.class::isInstance).map(HostConsole.class::cast)
@@ -197,7 +203,7 @@ final class Machine implements VirtualMachine {
             reportedStatus = s;
             timeline.mark(BootTimeline.Event.STATUS);
         }, () -> timeline.mark(BootTimeline.Event.INIT)));
-        OutputStream serialOut = config.kernelLog() ? config.console().stderr() : OutputStream.nullOutputStream();
+        OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();
         bus.insert(Serial8250.COM1, Serial8250.LENGTH, new Serial8250(serialOut));
         return bus;
     }
@@ -455,6 +461,11 @@ final class Machine implements VirtualMachine {
             return OutputStream.nullOutputStream();
         }
         return console.input();
+    }
+
+    @Override
+    public byte[] consoleTail() {
+        return tail.snapshot();
     }
 
     @Override

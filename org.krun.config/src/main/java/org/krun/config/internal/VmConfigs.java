@@ -1,0 +1,70 @@
+package org.krun.config.internal;
+
+import java.io.OutputStream;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+
+import org.krun.api.ConsoleSpec;
+import org.krun.api.VmConfig;
+import org.krun.api.VmConfigException;
+
+/** Turns a configuration's properties into a {@link VmConfig}. Pure: no host access, no framework. */
+final class VmConfigs {
+
+    private VmConfigs() {
+    }
+
+    /**
+     * @param defaultKernel the kernel when the configuration names none
+     * @param defaultRoot the root when the configuration names none and boots the default kernel
+     * @param output where the command's output and the console go
+     * @throws VmConfigException with a one-line message naming the bad property
+     */
+    static VmConfig from(VmConfiguration c, Optional<Path> defaultKernel, Optional<Path> defaultRoot,
+            OutputStream output) {
+        List<String> command = List.of(c.command());
+        if (command.isEmpty() || command.get(0).isBlank()) {
+            throw new VmConfigException("property command is missing");
+        }
+        boolean kernelGiven = !c.kernel().isBlank();
+        Path kernel = kernelGiven ? Path.of(c.kernel()) : defaultKernel.orElseThrow(() -> new VmConfigException(
+                "property kernel is missing and there is no default (framework property krun.kernel)"));
+        VmConfig.Builder b = VmConfig.builder()
+                .cpus(c.cpus())
+                .memoryMib(c.memoryMib())
+                .kernel(kernel)
+                .command(command)
+                .workdir(c.workdir())
+                .hostname(c.hostname())
+                .defaultDevices(c.defaultDevices())
+                .kernelLog(c.kernelLog())
+                .console(ConsoleSpec.pipes(output, output, false));
+        if (!c.initrd().isBlank()) {
+            b.initrd(Path.of(c.initrd()));
+        }
+        if (!c.root().isBlank()) {
+            b.root(Path.of(c.root()));
+        } else if (!kernelGiven) {
+            defaultRoot.ifPresent(b::root);
+        }
+        for (String e : c.env()) {
+            int eq = e.indexOf('=');
+            if (eq <= 0) {
+                throw new VmConfigException("property env: '" + e + "' is not NAME=VALUE");
+            }
+            b.env(e.substring(0, eq), e.substring(eq + 1));
+        }
+        for (String a : c.kernelArgs()) {
+            b.kernelArg(a);
+        }
+        if (c.timeoutSeconds() < 0) {
+            throw new VmConfigException("property timeoutSeconds must not be negative");
+        }
+        if (c.timeoutSeconds() > 0) {
+            b.timeout(Duration.ofSeconds(c.timeoutSeconds()));
+        }
+        return b.build();
+    }
+}

@@ -1,0 +1,243 @@
+package org.krun.shell.internal;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.Deque;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.TimeoutException;
+
+import org.krun.api.ConsoleSpec;
+import org.krun.api.Krun;
+import org.krun.api.VirtualMachine;
+import org.krun.api.VmConfig;
+import org.krun.api.VmExit;
+import org.krun.api.VmState;
+
+/**
+ * The management commands' behaviour, apart from Gogo and the framework: each returns the text the shell
+ * prints. VMs started here are remembered (the newest {@value #HISTORY}) after they stop, so that their
+ * exit and console tail can still be read; other VMs are those the Krun service lists.
+ */
+final class Commands {
+    static final int HISTORY = 16;
+    static final int COMMAND_COLUMN_WIDTH = 40;
+
+    /** What {@code start} takes besides the command. */
+    record StartOptions(int cpus, int memoryMib, Optional<Path> kernel, Optional<Path> root, String workdir,
+            List<String> kernelArgs, boolean terminal, Duration timeout, boolean defaultDevices) {
+    }
+
+    private final Krun krun;
+    private final Registry registry;
+    private final Clock clock;
+    private final Optional<Path> defaultKernel;
+    private final Optional<Path> defaultRoot;
+    private final Deque<VirtualMachine> started = new ArrayDeque<>();
+
+    /**
+     * @param defaultKernel the kernel {@code start} boots when none is given
+     * @param defaultRoot the root {@code start} gives a VM that boots the default kernel and names no root
+     */
+    Commands(Krun krun, Registry registry, Clock clock, Optional<Path> defaultKernel, Optional<Path> defaultRoot) {
+        this.krun = krun;
+        this.registry = registry;
+        this.clock = clock;
+        this.defaultKernel = defaultKernel;
+        this.defaultRoot = defaultRoot;
+    }
+
+    /** Every VM of the Krun service and those started here: state, uptime, resources, exit, command. */
+    String list() {
+        Table t = new Table("ID", "STATE", "UPTIME", "CPUS", "MEMORY", "EXIT", "COMMAND");
+        for (VirtualMachine vm : known()) {
+            VmState state = vm.state();
+            VmExit exit = vm.exit().getNow(null);
+            String uptime = state == VmState.RUNNING ? vm.startedAt().map(s -> uptime(s)).orElse("-") : "-";
+            t.row(vm.id(), state, uptime, vm.config().cpus(), vm.config().memoryMib() + " MiB",
+                    exit == null ? "-" : describe(exit), abbreviate(String.join(" ", vm.config().command())));
+        }
+        return t.toString();
+    }
+
+    /** Creates and starts a VM whose console output is kept only as its tail; returns its id. */
+    String start(StartOptions o, List<String> command) {
+        if (command.isEmpty()) {
+            throw new IllegalArgumentException("no command given: krun:start [options] COMMAND [ARGS...]");
+        }
+        boolean defaultKernelUsed = o.kernel().isEmpty();
+        Path kernel = o.kernel().or(() -> defaultKernel).orElseThrow(() -> new IllegalArgumentException(
+                "no kernel given (-k FILE) and no default (framework property krun.kernel)"));
+        VmConfig.Builder b = VmConfig.builder()
+                .cpus(o.cpus())
+                .memoryMib(o.memoryMib())
+                .kernel(kernel)
+                .command(command)
+                .workdir(o.workdir())
+                .defaultDevices(o.defaultDevices())
+                .console(o.terminal() ? ConsoleSpec.terminal(OutputStream.nullOutputStream(), 80, 24)
+                        : ConsoleSpec.pipes(OutputStream.nullOutputStream(), OutputStream.nullOutputStream(), true));
+        o.root().or(() -> defaultKernelUsed ? defaultRoot : Optional.empty()).ifPresent(b::root);
+        o.kernelArgs().forEach(b::kernelArg);
+        if (!o.timeout().isZero()) {
+            b.timeout(o.timeout());
+        }
+        VirtualMachine vm = krun.create(b.build());
+        remember(vm);
+        vm.start();
+        return vm.id() + " started\n";
+    }
+
+    /**
+     * Ends the VM's input (end-of-file for its command), gives it {@code grace} to finish, then kills it;
+     * returns once everything is released.
+     */
+    String stop(String id, Duration grace) throws InterruptedException {
+        VirtualMachine vm = find(id);
+        if (vm.state() == VmState.CREATED) {
+            vm.close();
+            return id + ": closed before it started\n";
+        }
+        try {
+            vm.consoleInput().close();
+        } catch (IOException e) {
+            // the VM stopped meanwhile
+        }
+        VmExit exit;
+        try {
+            exit = vm.waitFor(grace);
+        } catch (TimeoutException e) {
+            vm.kill();
+            exit = vm.waitFor();
+        }
+        vm.close();
+        return id + ": " + describe(exit) + "\n";
+    }
+
+    /** Stops the VM at once and waits until everything is released. */
+    String kill(String id) throws InterruptedException {
+        VirtualMachine vm = find(id);
+        vm.kill();
+        vm.close();
+        return id + ": " + describe(vm.waitFor()) + "\n";
+    }
+
+    /** The last {@code lines} lines of the VM's console tail; all of it for 0. */
+    String console(String id, int lines) {
+        String text = new String(find(id).consoleTail(), StandardCharsets.UTF_8);
+        if (lines > 0) {
+            int at = text.length();
+            if (text.endsWith("\n")) {
+                at--;
+            }
+            for (int n = 0; n < lines && at > 0; n++) {
+                at = text.lastIndexOf('\n', at - 1);
+                if (at < 0) {
+                    break;
+                }
+            }
+            if (at > 0) {
+                text = text.substring(at + 1);
+            }
+        }
+        return text;
+    }
+
+    /** Writes {@code text} and a newline to the VM's console input. */
+    String send(String id, String text) throws IOException {
+        VirtualMachine vm = find(id);
+        if (vm.state() != VmState.RUNNING) {
+            throw new IllegalStateException(id + " is not running");
+        }
+        OutputStream in = vm.consoleInput();
+        in.write((text + "\n").getBytes(StandardCharsets.UTF_8));
+        in.flush();
+        return "";
+    }
+
+    /** Device factories present now: what new VMs can have. */
+    String devices() {
+        Table t = new Table("TYPE", "DEFAULT", "BUNDLE");
+        for (Registry.DeviceFactoryInfo d : registry.deviceFactories()) {
+            t.row(d.type(), d.offeredByDefault() ? "yes" : "no", d.bundle() + " " + d.version());
+        }
+        return t.toString();
+    }
+
+    /** Hypervisor backends present now and what they found on this host. */
+    String hypervisors() {
+        Table t = new Table("NAME", "HARDWARE", "MAX-VCPUS", "BUNDLE", "DESCRIPTION");
+        for (Registry.HypervisorInfo h : registry.hypervisors()) {
+            t.row(h.name(), h.capabilities().hardwareVirtualization() ? "yes" : "no", h.capabilities().maxVcpus(),
+                    h.bundle() + " " + h.version(), h.capabilities().description());
+        }
+        return t.toString();
+    }
+
+    private synchronized void remember(VirtualMachine vm) {
+        started.addLast(vm);
+        while (started.size() > HISTORY) {
+            started.removeFirst();
+        }
+    }
+
+    /** The service's VMs and those started here, by id in creation order ({@code vm2} before {@code vm10}). */
+    private List<VirtualMachine> known() {
+        Map<String, VirtualMachine> byId = new LinkedHashMap<>();
+        synchronized (this) {
+            started.forEach(vm -> byId.put(vm.id(), vm));
+        }
+        krun.list().forEach(vm -> byId.put(vm.id(), vm));
+        List<VirtualMachine> out = new ArrayList<>(byId.values());
+        out.sort(Comparator.comparing((VirtualMachine vm) -> vm.id().length()).thenComparing(VirtualMachine::id));
+        return out;
+    }
+
+    private VirtualMachine find(String id) {
+        return known().stream().filter(vm -> vm.id().equals(id)).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("no VM " + id + " (krun:list shows them)"));
+    }
+
+    private String uptime(Instant since) {
+        long s = Math.max(0, Duration.between(since, clock.instant()).toSeconds());
+        if (s < 60) {
+            return s + "s";
+        }
+        if (s < 3600) {
+            return String.format("%dm%02ds", s / 60, s % 60);
+        }
+        return String.format("%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60);
+    }
+
+    static String describe(VmExit exit) {
+        String d = switch (exit.reason()) {
+            case COMMAND_EXITED -> "exited " + exit.status();
+            case KILLED -> "killed";
+            case TIMED_OUT -> "timed out";
+            case GUEST_STOPPED -> "guest stopped";
+            case FAILED -> "failed";
+        };
+        return exit.detail().isEmpty() || exit.reason() == VmExit.Reason.KILLED ? d : d + " (" + exit.detail() + ")";
+    }
+
+    private static String abbreviate(String s) {
+        return s.length() <= COMMAND_COLUMN_WIDTH ? s : s.substring(0, COMMAND_COLUMN_WIDTH - 3) + "...";
+    }
+
+    /** Splits kernel arguments given as one option value on blanks. */
+    static List<String> words(String s) {
+        return s == null || s.isBlank() ? List.of() : Arrays.asList(s.trim().split("\\s+"));
+    }
+
+}

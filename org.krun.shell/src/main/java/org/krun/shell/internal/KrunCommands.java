@@ -1,0 +1,126 @@
+package org.krun.shell.internal;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+
+import org.apache.felix.service.command.Descriptor;
+import org.apache.felix.service.command.Parameter;
+import org.krun.api.Krun;
+import org.osgi.framework.BundleContext;
+import org.osgi.service.component.annotations.Activate;
+import org.osgi.service.component.annotations.Component;
+import org.osgi.service.component.annotations.Reference;
+
+/**
+ * The {@code krun:*} commands of the Gogo shell. Gogo finds them through the service properties and calls
+ * the public methods by name; each returns the text to print. The work is done by {@link Commands}.
+ *
+ * <p>Immediate: Gogo gets and releases the service around each command, and a delayed component would be
+ * discarded in between, forgetting the VMs started here. VMs started here belong to the Krun service, not
+ * to this component: they keep running when the shell bundle stops (krun:stop and krun:kill end them).
+ */
+@Component(service = KrunCommands.class, immediate = true, property = {
+    "osgi.command.scope=krun",
+    "osgi.command.function=list",
+    "osgi.command.function=start",
+    "osgi.command.function=stop",
+    "osgi.command.function=kill",
+    "osgi.command.function=console",
+    "osgi.command.function=send",
+    "osgi.command.function=devices",
+    "osgi.command.function=hypervisors"
+})
+public final class KrunCommands {
+    /** Framework (or system) properties naming the kernel and root {@code krun:start} uses by default. */
+    static final String KERNEL_PROPERTY = "krun.kernel";
+    static final String ROOTFS_PROPERTY = "krun.rootfs";
+
+    private final Commands commands;
+
+    @Activate
+    public KrunCommands(@Reference Krun krun, BundleContext context) {
+        this(new Commands(krun, new OsgiRegistry(context), Clock.systemUTC(), path(context.getProperty(KERNEL_PROPERTY)),
+                path(context.getProperty(ROOTFS_PROPERTY))));
+    }
+
+    KrunCommands(Commands commands) {
+        this.commands = commands;
+    }
+
+    private static Optional<Path> path(String p) {
+        return p == null || p.isBlank() ? Optional.empty() : Optional.of(Path.of(p));
+    }
+
+    @Descriptor("lists the VMs: id, state, uptime, vCPUs, memory, exit, command")
+    public String list() {
+        return commands.list();
+    }
+
+    @Descriptor("creates and starts a VM; its console output is kept as its tail (krun:console), its input comes "
+            + "from krun:send")
+    public String start(
+            @Descriptor("number of vCPUs") @Parameter(names = {"-c", "--cpus"}, absentValue = "1") int cpus,
+            @Descriptor("guest memory in MiB") @Parameter(names = {"-m", "--memory"}, absentValue = "256") int memoryMib,
+            @Descriptor("guest kernel (default: framework property krun.kernel)")
+            @Parameter(names = {"-k", "--kernel"}, absentValue = "") String kernel,
+            @Descriptor("host directory as the guest's root (default with the default kernel: property krun.rootfs)")
+            @Parameter(names = {"-r", "--root"}, absentValue = "") String root,
+            @Descriptor("the command's working directory in the guest")
+            @Parameter(names = {"-w", "--workdir"}, absentValue = "/") String workdir,
+            @Descriptor("extra kernel command-line arguments, blank-separated")
+            @Parameter(names = {"-a", "--kernel-args"}, absentValue = "") String kernelArgs,
+            @Descriptor("one terminal for the command's stdin, stdout and stderr instead of three pipes")
+            @Parameter(names = {"-t", "--terminal"}, presentValue = "true", absentValue = "false") boolean terminal,
+            @Descriptor("kill the VM after this many seconds (0: never)")
+            @Parameter(names = {"--timeout"}, absentValue = "0") long timeoutSeconds,
+            @Descriptor("do not add the devices that device bundles offer every VM")
+            @Parameter(names = {"--no-default-devices"}, presentValue = "true", absentValue = "false")
+            boolean noDefaultDevices,
+            @Descriptor("the command to run in the guest and its arguments") String[] command) {
+        Commands.StartOptions o = new Commands.StartOptions(cpus, memoryMib, path(kernel), path(root), workdir,
+                Commands.words(kernelArgs), terminal, Duration.ofSeconds(timeoutSeconds), !noDefaultDevices);
+        return commands.start(o, List.of(command));
+    }
+
+    @Descriptor("ends the VM's input (end-of-file for its command), waits for it to finish, kills it after the grace "
+            + "period; returns once its resources are released")
+    public String stop(
+            @Descriptor("seconds to wait before killing") @Parameter(names = {"-g", "--grace"}, absentValue = "10")
+            int graceSeconds,
+            @Descriptor("the VM's id (krun:list)") String id) throws InterruptedException {
+        return commands.stop(id, Duration.ofSeconds(graceSeconds));
+    }
+
+    @Descriptor("stops the VM at once, as pulling the plug would; returns once its resources are released")
+    public String kill(@Descriptor("the VM's id (krun:list)") String id) throws InterruptedException {
+        return commands.kill(id);
+    }
+
+    @Descriptor("shows the VM's most recent console output (kept also after it stopped)")
+    public String console(
+            @Descriptor("how many lines, 0 for the whole tail (64 KiB)")
+            @Parameter(names = {"-n", "--lines"}, absentValue = "40") int lines,
+            @Descriptor("the VM's id (krun:list)") String id) {
+        return commands.console(id, lines);
+    }
+
+    @Descriptor("writes a line to the VM's console input (the command's stdin)")
+    public String send(@Descriptor("the VM's id (krun:list)") String id,
+            @Descriptor("the text; a newline follows it") String[] text) throws IOException {
+        return commands.send(id, String.join(" ", text));
+    }
+
+    @Descriptor("lists the device factories present now (what new VMs can have) and their bundles")
+    public String devices() {
+        return commands.devices();
+    }
+
+    @Descriptor("lists the hypervisor backends present now and what they found on this host")
+    public String hypervisors() {
+        return commands.hypervisors();
+    }
+}
