@@ -69,10 +69,41 @@ class KrunProfilesIT {
         Path onlyJava = Files.createDirectories(tmp.resolve("bin"));
         Files.createSymbolicLink(onlyJava.resolve("java"), Path.of(System.getProperty("java.home"), "bin", "java"));
 
-        ProcessBuilder pb = new ProcessBuilder(empty.resolve("dist/krun").toString(), "run", "--",
+        String[] r = runDistribution(empty.resolve("dist"), onlyJava, "run", "--",
                 "/bin/sh", "-c", "echo from the assembled distribution; exit 3");
+        assertEquals("3", r[0], r[1] + r[2]);
+        assertEquals("from the assembled distribution\n", r[1], r[2]);
+    }
+
+    @Test
+    void customDistributionCarriesAThirdPartyDeviceTheGuestSees() throws Exception {
+        Assumptions.assumeTrue(KrunProcess.kvmAvailable(), "/dev/kvm is missing: the distribution boot is SKIPPED");
+        Path device = Path.of(System.getProperty("krun.testdevice.jar"));
+        Path probe = Path.of(System.getProperty("krun.guests"), "probe.elf");
+        Path dist = tmp.resolve("custom");
+        KrunProcess.Result a = KrunProcess.run(null, 120, "assemble", "--profile", "minimal", "--bundle", device.toString(),
+                "--no-guest", "--out", dist.toString());
+        assertEquals(0, a.status(), a.toString());
+        Path onlyJava = Files.createDirectories(tmp.resolve("bin2"));
+        Files.createSymbolicLink(onlyJava.resolve("java"), Path.of(System.getProperty("java.home"), "bin", "java"));
+        // probe.elf, a freestanding guest, lists the virtio device ids it finds and exits with their count.
+        // An empty initrd: no root directory, so no virtio-fs share either (and --no-guest left no rootfs).
+        Path emptyInitrd = Files.createFile(tmp.resolve("empty.cpio"));
+        String[] r = runDistribution(dist, onlyJava, "run", "--kernel", probe.toString(), "--initrd",
+                emptyInitrd.toString(), "--", "probe");
+        assertEquals("2", r[0], "probe.elf exits with the number of devices it found: " + r[1] + r[2]);
+        assertTrue(r[1].contains("devices: 3 63") || r[2].contains("devices: 3 63"),
+                "console and the third-party device (id 63), nothing else: " + r[1] + r[2]);
+    }
+
+    /** Runs the distribution's krun with only {@code path} on the PATH: {exit status, stdout, stderr}. */
+    private String[] runDistribution(Path dist, Path path, String... args) throws Exception {
+        List<String> cmd = new java.util.ArrayList<>();
+        cmd.add(dist.resolve("krun").toString());
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.environment().clear();
-        pb.environment().put("PATH", onlyJava.toString());
+        pb.environment().put("PATH", path.toString());
         pb.environment().put("HOME", tmp.toString());
         pb.directory(tmp.toFile());
         Process p = pb.start();
@@ -82,7 +113,6 @@ class KrunProfilesIT {
         }
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertEquals(3, p.exitValue(), out + err);
-        assertEquals("from the assembled distribution\n", out, err);
+        return new String[] {String.valueOf(p.exitValue()), out, err};
     }
 }
