@@ -2,6 +2,7 @@ package org.krun.launcher;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
@@ -52,19 +53,24 @@ class KrunRunLinuxIT {
         return b.toByteArray();
     }
 
+    private java.nio.file.Path shared;
+
     @BeforeAll
-    void bootAll() {
+    void bootAll() throws java.io.IOException {
         Assumptions.assumeTrue(KrunProcess.kvmAvailable(), "/dev/kvm is missing: Linux guest tests SKIPPED");
+        shared = java.nio.file.Files.createTempDirectory("krun-it-share");
+        java.nio.file.Files.writeString(shared.resolve("from-host"), "shared by the host\n");
         lanes = Executors.newFixedThreadPool(2);
         exit42 = boot(null, "run", "--", "/bin/sh", "-c", "echo hello; exit 42");
         killed = boot(null, "run", "--", "/bin/sh", "-c", "kill -9 $$");
         smp = boot(null, "run", "--cpus", "2", "--mem", "512", "--", "/bin/sh", "-c", "nproc; grep MemTotal /proc/meminfo");
         binaryPipe = boot(BINARY_INPUT, "run", "--", "/bin/cat");
         environment = boot(null, "run", "--workdir", "/tmp", "-e", "GREETING=hi there", "--hostname", "testvm",
-                "--rlimit", "NOFILE=123:456", "--", "/bin/sh", "-c",
+                "--rlimit", "NOFILE=123:456", "-v", shared + ":/mnt/host:ro", "--", "/bin/sh", "-c",
                 "pwd; echo \"$GREETING\"; hostname; ulimit -n; ulimit -Hn; echo to-stderr >&2; "
                         + "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev devtmpfs ' /proc/mounts; "
-                        + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty");
+                        + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty; "
+                        + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept");
         exit0 = boot(null, "run", "--", "/bin/sh", "-c", "exit 0");
         missingCommand = boot(null, "run", "--", "/no/such/command");
     }
@@ -126,11 +132,12 @@ class KrunRunLinuxIT {
     }
 
     @Test
-    void workdirEnvironmentHostnameRlimitsMountsAndSeparateStderr() throws Exception {
+    void workdirEnvironmentHostnameRlimitsMountsReadOnlyVolumeAndSeparateStderr() throws Exception {
         KrunProcess.Result r = environment.get();
         assertEquals(0, r.status(), r.toString());
-        assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty"), r.out().lines().toList(),
-                r.toString());
+        assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty", "shared by the host",
+                "ro-kept"), r.out().lines().toList(), r.toString());
+        assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
     }
 }

@@ -1,11 +1,20 @@
 package org.krun.cli.internal;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.nio.file.Path;
+import java.util.List;
+
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.krun.api.ConsoleSpec;
+import org.krun.api.FsShareSpec;
+import org.krun.api.GuestMount;
 import org.krun.api.VmConfig;
+import org.krun.api.VmConfigException;
 
 import picocli.CommandLine;
 
@@ -22,5 +31,23 @@ class RunCommandTest {
     void defaultDevicesAreOnUnlessTurnedOff() {
         assertTrue(parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
         assertFalse(parse("--no-default-devices", "--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
+    }
+
+    @Test
+    void volumesBecomeSharesAndTheMountsOfThem(@TempDir Path dir) {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "-v", dir + ":/data", "-v", dir + ":/ro:ro", "--", "/bin/true");
+        assertEquals(List.of(new FsShareSpec("krun-share0", dir, false), new FsShareSpec("krun-share1", dir, true)),
+                c.devices());
+        assertEquals(List.of(new GuestMount("krun-share0", "/data", "virtiofs", ""),
+                new GuestMount("krun-share1", "/ro", "virtiofs", "ro")), c.mounts());
+    }
+
+    @Test
+    void malformedVolumesAreOneLineErrors(@TempDir Path dir) {
+        for (String bad : List.of(dir.toString(), dir + ":relative", dir + ":/x:rw", ":/x", "/no/such/dir:/x")) {
+            VmConfigException e = assertThrows(VmConfigException.class,
+                    () -> parse("--kernel", "/k", "--root", "/r", "-v", bad, "--", "/bin/true"), bad);
+            assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        }
     }
 }
