@@ -6,7 +6,8 @@ import java.util.Map;
 /**
  * The inodes the guest knows: FUSE node id to an O_PATH descriptor of the host inode, one node id per
  * host (device, inode) pair, with the FUSE lookup count. Node id 1 is the share's root and is never
- * forgotten.
+ * forgotten. The descriptor pins its inode, so the host cannot hand the same inode number to a new file
+ * while the guest still knows the old one: (device, inode) is a safe identity.
  */
 final class InodeTable {
     static final long ROOT_ID = 1;
