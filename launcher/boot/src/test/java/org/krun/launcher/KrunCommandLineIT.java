@@ -95,6 +95,16 @@ class KrunCommandLineIT {
     }
 
     @Test
+    void timeoutStopsTheVmWithStatus124AndSaysSo() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(KrunProcess.kvmAvailable(), "/dev/kvm is missing: SKIPPED");
+        KrunProcess.Result r = KrunProcess.run(null, 120, "run", "--timeout", "3", "--", "/bin/sh", "-c", "sleep 600");
+        assertEquals(124, r.status(), r.toString());
+        List<String> lines = r.err().lines().filter(l -> !l.isBlank()).toList();
+        assertEquals(1, lines.size(), r.toString());
+        assertTrue(lines.get(0).startsWith("krun: ") && lines.get(0).contains("3"), r.toString());
+    }
+
+    @Test
     void helpDescribesEveryRunFlag() throws Exception {
         KrunProcess.Result r = KrunProcess.run(null, 60, "run", "--help");
         assertEquals(0, r.status(), r.toString());
