@@ -192,7 +192,7 @@ final class Machine implements VirtualMachine {
                 TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started), cmdline);
         startThreads();
         config.timeout().ifPresent(t -> loop.setDeadline(System.nanoTime() + t.toNanos(),
-                () -> stop(VmExit.timedOut("stopped after " + t))));
+                () -> stop(VmExit.timedOut("timed out after " + t.toMillis() / 1000.0 + " s: VM stopped"))));
     }
 
     private Bus legacyDevices() {
