@@ -28,6 +28,7 @@ declare -A need=(
     [libelf-dev]=/usr/include/libelf.h
     [libssl-dev]=/usr/include/openssl/ssl.h
     [xz-utils]=/usr/bin/xz
+    [lz4]=/usr/bin/lz4
     [cpio]=/usr/bin/cpio
     [busybox-static]=/usr/share/doc/busybox-static
     [tmux]=/usr/bin/tmux

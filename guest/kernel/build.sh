@@ -47,8 +47,8 @@ if [[ -f "$out/vmlinux" && -f "$out/bzImage" ]]; then
     exit 0
 fi
 
-for tool in make gcc bc bison flex perl xz; do
-    command -v "$tool" >/dev/null || { echo "krun: kernel build needs '$tool' (apt-get install build-essential bc bison flex libelf-dev libssl-dev xz-utils)" >&2; exit 1; }
+for tool in make gcc bc bison flex perl xz lz4; do
+    command -v "$tool" >/dev/null || { echo "krun: kernel build needs '$tool' (apt-get install build-essential bc bison flex libelf-dev libssl-dev xz-utils lz4)" >&2; exit 1; }
 done
 
 rm -rf "$cache/kernel/build-$key".*   # left by a build that was killed

@@ -40,6 +40,8 @@ class KrunRunLinuxIT {
     private Future<KrunProcess.Result> smp;
     private Future<KrunProcess.Result> binaryPipe;
     private Future<KrunProcess.Result> environment;
+    private Future<KrunProcess.Result> fromBzImage;
+    private java.nio.file.Path bzImage;
 
     private static byte[] binaryInput() {
         ByteArrayOutputStream b = new ByteArrayOutputStream();
@@ -73,6 +75,11 @@ class KrunRunLinuxIT {
                         + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept");
         exit0 = boot(null, "run", "--", "/bin/sh", "-c", "exit 0");
         missingCommand = boot(null, "run", "--", "/no/such/command");
+        // krun's kernel build makes a bzImage beside the vmlinux: the same kernel, entered through its
+        // decompressor (64-bit boot protocol entry) instead of directly.
+        bzImage = java.nio.file.Path.of(KrunProcess.kernel()).resolveSibling("bzImage");
+        fromBzImage = boot(null, "run", "--kernel", bzImage.toString(), "--", "/bin/sh", "-c",
+                "echo booted; uname -sm; exit 3");
     }
 
     private Future<KrunProcess.Result> boot(byte[] stdin, String... args) {
@@ -139,5 +146,13 @@ class KrunRunLinuxIT {
                 "ro-kept"), r.out().lines().toList(), r.toString());
         assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
+    }
+
+    @Test
+    void bzImageOfTheSameKernelBootsAndRunsTheCommand() throws Exception {
+        assertTrue(java.nio.file.Files.isRegularFile(bzImage), "krun's kernel build leaves a bzImage at " + bzImage);
+        KrunProcess.Result r = fromBzImage.get();
+        assertEquals(3, r.status(), r.toString());
+        assertEquals(List.of("booted", "Linux x86_64"), r.out().lines().toList(), r.toString());
     }
 }
