@@ -109,6 +109,7 @@ class VirtioFsLinuxTest {
         String out = r.out();
         assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
 
+        out.lines().filter(l -> l.startsWith("DONE passed=")).forEach(l -> System.out.println("[virtio-fs guest test] fstest " + l));
         List<String> failures = out.lines().filter(l -> l.startsWith("FAIL")).toList();
         assertEquals(List.of(), failures, "fstest checks that failed in the guest");
         assertTrue(out.contains("DONE passed=") && out.contains("failed=0"), out);
