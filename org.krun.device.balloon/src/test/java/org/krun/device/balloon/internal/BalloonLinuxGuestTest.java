@@ -8,17 +8,13 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.regex.Matcher;
 import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.Test;
-import org.krun.api.DeviceSpec;
 import org.krun.api.VmExit;
-import org.krun.spi.virtio.VirtioDevice;
-import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.krun.vmm.testing.LinuxGuest;
+import org.krun.vmm.testing.RecordingFactory;
 
 /**
  * One boot of krun's Linux guest with the balloon offered by default: the guest driver binds and turns on
@@ -31,29 +27,6 @@ import org.krun.vmm.testing.LinuxGuest;
  * where the first touch of each guest page costs about 2 ms (measured here: 8 MiB in 3.7 s).
  */
 class BalloonLinuxGuestTest {
-
-    /** Records the devices it creates, so the test can read their counters. */
-    static final class RecordingFactory implements VirtioDeviceFactory {
-        private final BalloonFactory delegate = new BalloonFactory();
-        final List<VirtioBalloon> created = new CopyOnWriteArrayList<>();
-
-        @Override
-        public String type() {
-            return delegate.type();
-        }
-
-        @Override
-        public VirtioDevice create(DeviceSpec spec) {
-            VirtioBalloon b = (VirtioBalloon) delegate.create(spec);
-            created.add(b);
-            return b;
-        }
-
-        @Override
-        public Optional<DeviceSpec> defaultSpec() {
-            return delegate.defaultSpec();
-        }
-    }
 
     private static void log(String s) {
         System.out.println("[balloon guest test] " + s);
@@ -77,7 +50,7 @@ class BalloonLinuxGuestTest {
                 "echo '--- dmesg'; dmesg; echo '--- end'");
         // Built from src/test/guest into the test classes by the module's build (exec-maven-plugin).
         Path memhog = Path.of(BalloonLinuxGuestTest.class.getResource("/guests/memhog").toURI());
-        RecordingFactory factory = new RecordingFactory();
+        RecordingFactory<VirtioBalloon> factory = new RecordingFactory<>(new BalloonFactory(), VirtioBalloon.class);
         long baseline;
         long peak;
         long after;
@@ -150,8 +123,8 @@ class BalloonLinuxGuestTest {
         }
 
         // What the device did
-        assertEquals(1, factory.created.size());
-        VirtioBalloon balloon = factory.created.get(0);
+        assertEquals(1, factory.created().size());
+        VirtioBalloon balloon = factory.created().get(0);
         log("device: " + balloon.freePageReports() + " free page reports, " + balloon.reportedBytes() / (1 << 20)
                 + " MiB reported, " + balloon.releasedBytes() / (1 << 20) + " MiB released, " + balloon.rejected()
                 + " refused");

@@ -7,15 +7,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
-import java.util.Optional;
-import java.util.concurrent.CopyOnWriteArrayList;
 
 import org.junit.jupiter.api.Test;
-import org.krun.api.DeviceSpec;
 import org.krun.api.VmExit;
-import org.krun.spi.virtio.VirtioDevice;
-import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.krun.vmm.testing.LinuxGuest;
+import org.krun.vmm.testing.RecordingFactory;
 
 /**
  * One boot of krun's Linux guest with the rng factory present and the VM asking for nothing: the entropy
@@ -25,29 +21,6 @@ import org.krun.vmm.testing.LinuxGuest;
  * the only fast source, so a full pool at the start of the command is the device's doing.
  */
 class RngLinuxGuestTest {
-
-    /** Records the devices it creates, so the test can read their counters. */
-    static final class RecordingFactory implements VirtioDeviceFactory {
-        private final RngFactory delegate = new RngFactory();
-        final List<VirtioRng> created = new CopyOnWriteArrayList<>();
-
-        @Override
-        public String type() {
-            return delegate.type();
-        }
-
-        @Override
-        public VirtioDevice create(DeviceSpec spec) {
-            VirtioRng r = (VirtioRng) delegate.create(spec);
-            created.add(r);
-            return r;
-        }
-
-        @Override
-        public Optional<DeviceSpec> defaultSpec() {
-            return delegate.defaultSpec();
-        }
-    }
 
     @Test
     void guestGetsEntropyFromTheHostByDefault() throws Exception {
@@ -63,7 +36,7 @@ class RngLinuxGuestTest {
                 "echo '--- hwrng again'; od -An -v -tx1 -N 32 /dev/hwrng",
                 "echo '--- cmdline'; read l < /proc/cmdline; echo $l",
                 "echo '--- dmesg'; dmesg; echo '--- end'");
-        RecordingFactory factory = new RecordingFactory();
+        RecordingFactory<VirtioRng> factory = new RecordingFactory<>(new RngFactory(), VirtioRng.class);
         LinuxGuest.Result r = LinuxGuest.run(LinuxGuest.krun(factory),
                 LinuxGuest.config("/bin/sh", "-c", script).kernelArg("random.trust_cpu=off"));
         assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
@@ -101,8 +74,8 @@ class RngLinuxGuestTest {
                 .toList();
         assertEquals(List.of(), problems, "kernel log:\n" + dmesg);
 
-        assertEquals(1, factory.created.size());
-        VirtioRng rng = factory.created.get(0);
+        assertEquals(1, factory.created().size());
+        VirtioRng rng = factory.created().get(0);
         System.out.println("[rng guest test] device served " + rng.bytesServed() + " bytes in " + rng.requestsServed()
                 + " requests; " + distinct + " distinct byte values in 1024");
         assertTrue(rng.bytesServed() >= 1024 + 32 + 32, "the guest's reads, plus the kernel's seeding: "
