@@ -64,9 +64,9 @@ public class BlkBench {
         Path repo = Path.of(args[0]);
         double seconds = Double.parseDouble(args[1]);
         int rounds = Integer.parseInt(args[2]);
-        String host = hostKind();
+        String host = HostInfo.hostKind();
         System.out.println("bench/blk: virtio-blk throughput");
-        System.out.println("host: " + host + "; " + cpuModel() + "; " + Runtime.getRuntime().availableProcessors() + " CPUs");
+        System.out.println("host: " + host + "; " + HostInfo.cpuModel() + "; " + Runtime.getRuntime().availableProcessors() + " CPUs");
         System.out.println();
         inProcess(seconds);
         System.out.println();
@@ -255,25 +255,6 @@ public class BlkBench {
         } finally {
             loop.executor.shutdownNow();
         }
-    }
-
-    // ---- host
-
-    static String hostKind() throws IOException {
-        boolean pvm = Files.isDirectory(Path.of("/sys/module/kvm_pvm"));
-        String flags = Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("flags"))
-                .findFirst().orElse("");
-        boolean vmx = flags.contains(" vmx") || flags.contains(" svm");
-        if (pvm) {
-            return "kvm-pvm (no hardware virtualisation: /sys/module/kvm_pvm present, no vmx/svm)";
-        }
-        return vmx ? "hardware virtualisation (" + (flags.contains(" vmx") ? "vmx" : "svm") + ")"
-                : "no hardware virtualisation flag (vmx/svm) seen";
-    }
-
-    static String cpuModel() throws IOException {
-        return Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))
-                .findFirst().map(l -> l.substring(l.indexOf(':') + 1).trim()).orElse("unknown CPU");
     }
 
     // ---- part 2: fio in the guest, krun vs QEMU microvm (hardware virtualisation only)

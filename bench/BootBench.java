@@ -46,11 +46,11 @@ public class BootBench {
     public static void main(String[] args) throws Exception {
         Path repo = Path.of(args[0]);
         int runs = Integer.parseInt(args[1]);
-        String host = hostKind();
+        String host = HostInfo.hostKind();
         boolean hardware = host.startsWith("hardware");
         Path kernel = repo.resolve(Path.of(System.getProperty("user.home"), ".cache/krun/kernel/current/vmlinux").toString());
         System.out.println("bench/boot: krun run -- /bin/true, " + runs + " runs (plus one warm-up), median");
-        System.out.println("host: " + host + "; " + cpuModel() + "; " + Runtime.getRuntime().availableProcessors() + " CPUs");
+        System.out.println("host: " + host + "; " + HostInfo.cpuModel() + "; " + Runtime.getRuntime().availableProcessors() + " CPUs");
         System.out.println("kernel: " + kernel.toRealPath() + " (" + Files.size(kernel) / 1024 + " KiB ELF vmlinux)");
         if (!hardware) {
             System.out.println("note: guest kernel code is emulated on this host: guest-side phases are not comparable "
@@ -148,23 +148,6 @@ public class BootBench {
             System.out.println("no timeline in krun's output:\n" + err);
         }
         return new Run(spawn, end, t, status);
-    }
-
-    static String hostKind() throws IOException {
-        boolean pvm = Files.isDirectory(Path.of("/sys/module/kvm_pvm"));
-        String flags = Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("flags"))
-                .findFirst().orElse("");
-        boolean vmx = flags.contains(" vmx") || flags.contains(" svm");
-        if (pvm) {
-            return "kvm-pvm (no hardware virtualisation: /sys/module/kvm_pvm present, no vmx/svm)";
-        }
-        return vmx ? "hardware virtualisation (" + (flags.contains(" vmx") ? "vmx" : "svm") + ")"
-                : "no hardware virtualisation flag (vmx/svm) seen";
-    }
-
-    static String cpuModel() throws IOException {
-        return Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))
-                .findFirst().map(l -> l.substring(l.indexOf(':') + 1).trim()).orElse("unknown CPU");
     }
 
     /** The same kernel, the default rootfs and krun's init as one initramfs, booted by QEMU's microvm. */
