@@ -2,14 +2,13 @@ package org.krun.spi.hypervisor;
 
 import java.lang.foreign.MemorySegment;
 
-import org.krun.spi.posix.EventFd;
-import org.osgi.annotation.versioning.ProviderType;
+import org.osgi.annotation.versioning.ConsumerType;
 
 /**
  * One VM as the hypervisor sees it. The core creates exactly one per {@code VirtualMachine} and closes
  * it when the VM stops; closing releases every host resource the backend acquired for it.
  */
-@ProviderType
+@ConsumerType
 public interface HypervisorVm extends AutoCloseable {
 
     /**
@@ -25,17 +24,27 @@ public interface HypervisorVm extends AutoCloseable {
     Vcpu createVcpu(int index);
 
     /**
-     * Signals {@code fd} when the guest writes to {@code address} (with {@code datamatch}, only for
+     * Signals {@code notifier} when the guest writes to {@code address} (with {@code datamatch}, only for
      * that value), without a vCPU exit.
+     *
+     * @return false when this backend cannot (the notifier's {@link Notifier.Handle#kind()} is not one its
+     *         hypervisor knows); the write then reaches the core as an ordinary exit
      */
-    void registerIoEvent(IoEventAddress address, EventFd fd);
+    boolean registerIoEvent(IoEventAddress address, Notifier notifier);
 
-    void unregisterIoEvent(IoEventAddress address, EventFd fd);
+    /** Undoes a successful {@link #registerIoEvent}. */
+    void unregisterIoEvent(IoEventAddress address, Notifier notifier);
 
-    /** Raises interrupt line {@code gsi} (edge) each time {@code fd} is signalled. */
-    void registerIrqFd(EventFd fd, int gsi);
+    /**
+     * Raises interrupt line {@code gsi} (edge) each time {@code notifier} is signalled, without going
+     * through the VMM's threads.
+     *
+     * @return false when this backend cannot; the core then raises the line with {@link #setIrqLine}
+     */
+    boolean registerInterrupt(Notifier notifier, int gsi);
 
-    void unregisterIrqFd(EventFd fd, int gsi);
+    /** Undoes a successful {@link #registerInterrupt}. */
+    void unregisterInterrupt(Notifier notifier, int gsi);
 
     /** Sets interrupt line {@code gsi} to {@code level}. */
     void setIrqLine(int gsi, boolean level);

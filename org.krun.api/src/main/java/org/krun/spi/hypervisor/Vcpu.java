@@ -1,11 +1,11 @@
 package org.krun.spi.hypervisor;
 
-import org.osgi.annotation.versioning.ProviderType;
+import org.osgi.annotation.versioning.ConsumerType;
 
 /**
  * One virtual CPU. {@link #run()} is called only from the vCPU's own thread; {@link #kick()} from any.
  */
-@ProviderType
+@ConsumerType
 public interface Vcpu extends AutoCloseable {
 
     int index();

@@ -34,7 +34,7 @@ public final class DescriptorChain {
         int readable = 0;
         boolean sawWritable = false;
 
-        long table = queue.descTable();
+        long table = queue.descTableAddress();
         int tableSize = queue.size();
         int index = head;
         boolean indirect = false;

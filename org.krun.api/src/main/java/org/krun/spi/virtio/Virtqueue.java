@@ -5,9 +5,10 @@ import java.lang.invoke.VarHandle;
 import org.krun.spi.memory.GuestMemory;
 
 /**
- * The device side of a split virtqueue (virtio 1.2 §2.7). Holds only the ring addresses, the size and the
- * device's indices; every call that touches the rings takes the guest memory. Not thread-safe: a queue is
- * used from one thread at a time (the VM's event loop, or a device's own worker).
+ * The device side of a split virtqueue (virtio 1.2 §2.7). Holds only the ring addresses and size the
+ * driver chose (fixed: a device cannot move or resize the queue the transport gave it) and the device's
+ * indices; every call that touches the rings takes the guest memory. Not thread-safe: a queue is used from
+ * one thread at a time (the VM's event loop, or a device's own worker).
  */
 public final class Virtqueue {
 
@@ -23,106 +24,73 @@ public final class Virtqueue {
     /** The most descriptors one chain may hold, indirect tables included, whatever the queue size. */
     static final int MAX_CHAIN_DESCRIPTORS = 4096;
 
-    private final int maxSize;
-    private int size;
-    private boolean ready;
-    private long descTable;
-    private long availRing;
-    private long usedRing;
+    private static final Virtqueue DISABLED = new Virtqueue();
 
-    private boolean eventIdx;
+    private final boolean ready;
+    private final int size;
+    private final long descTable;
+    private final long availRing;
+    private final long usedRing;
+    private final boolean eventIdx;
+
     private short nextAvail;
     private short nextUsed;
     /** The used index when the driver was last interrupted (EVENT_IDX) or last asked. */
     private short signalledUsed;
 
-    public Virtqueue(int maxSize) {
-        if (maxSize <= 0 || maxSize > 32768 || Integer.bitCount(maxSize) != 1) {
-            throw new IllegalArgumentException("queue max size must be a power of 2 up to 32768");
+    /**
+     * The queue at {@code layout}, which the transport has checked ({@link QueueLayout#problem}), with
+     * VIRTIO_F_RING_EVENT_IDX negotiated or not.
+     *
+     * @throws IllegalArgumentException when the size is not a power of 2 up to {@link QueueLayout#MAX_SIZE}
+     */
+    public Virtqueue(QueueLayout layout, boolean eventIdx) {
+        int n = layout.size();
+        if (n <= 0 || n > QueueLayout.MAX_SIZE || Integer.bitCount(n) != 1) {
+            throw new IllegalArgumentException("queue size must be a power of 2 up to 32768, not " + n);
         }
-        this.maxSize = maxSize;
-        reset();
+        this.ready = true;
+        this.size = n;
+        this.descTable = layout.descTable();
+        this.availRing = layout.availRing();
+        this.usedRing = layout.usedRing();
+        this.eventIdx = eventIdx;
     }
 
-    /** Back to the state after device reset (virtio 1.2 §4.2.2.1). */
-    public void reset() {
-        size = maxSize;
-        ready = false;
-        descTable = 0;
-        availRing = 0;
-        usedRing = 0;
-        eventIdx = false;
-        nextAvail = 0;
-        nextUsed = 0;
-        signalledUsed = 0;
+    private Virtqueue() {
+        this.ready = false;
+        this.size = 0;
+        this.descTable = 0;
+        this.availRing = 0;
+        this.usedRing = 0;
+        this.eventIdx = false;
     }
 
-    public int maxSize() {
-        return maxSize;
+    /** A queue the driver did not enable: not {@link #ready()}, nothing to pop. */
+    public static Virtqueue disabled() {
+        return DISABLED;
+    }
+
+    /** Whether the driver enabled this queue. */
+    public boolean ready() {
+        return ready;
     }
 
     public int size() {
         return size;
     }
 
-    public void setSize(int size) {
-        this.size = size;
+    public QueueLayout layout() {
+        return new QueueLayout(size, descTable, availRing, usedRing);
     }
 
-    public boolean ready() {
-        return ready;
-    }
-
-    public void setReady(boolean ready) {
-        this.ready = ready;
-    }
-
-    public long descTable() {
+    long descTableAddress() {
         return descTable;
     }
 
-    public void setDescTable(long address) {
-        this.descTable = address;
-    }
-
-    public long availRing() {
-        return availRing;
-    }
-
-    public void setAvailRing(long address) {
-        this.availRing = address;
-    }
-
-    public long usedRing() {
-        return usedRing;
-    }
-
-    public void setUsedRing(long address) {
-        this.usedRing = address;
-    }
-
-    /** Whether VIRTIO_F_RING_EVENT_IDX was negotiated; set by the transport at activation. */
-    public void setEventIdx(boolean eventIdx) {
-        this.eventIdx = eventIdx;
-    }
-
-    /**
-     * Why this queue's configuration cannot be used, or null when it can: the size must be a power of 2 no
-     * larger than {@link #maxSize()}, and the three areas aligned (§2.7) and inside guest RAM.
-     */
-    public String validate(GuestMemory mem) {
-        if (size <= 0 || size > maxSize || Integer.bitCount(size) != 1) {
-            return "queue size " + size + " is not a power of 2 up to " + maxSize;
-        }
-        if ((descTable & 15) != 0 || (availRing & 1) != 0 || (usedRing & 3) != 0) {
-            return "queue areas misaligned";
-        }
-        if (!mem.contains(descTable, (long) DESC_SIZE * size)
-                || !mem.contains(availRing, 6 + 2L * size)
-                || !mem.contains(usedRing, 6 + 8L * size)) {
-            return "queue areas outside guest RAM";
-        }
-        return null;
+    /** Whether VIRTIO_F_RING_EVENT_IDX was negotiated. */
+    public boolean eventIdx() {
+        return eventIdx;
     }
 
     private int availIdx(GuestMemory mem) {
@@ -133,6 +101,9 @@ public final class Virtqueue {
 
     /** Number of chains the driver has made available that the device has not taken. */
     public int pending(GuestMemory mem) {
+        if (!ready) {
+            return 0;
+        }
         return (availIdx(mem) - nextAvail) & 0xffff;
     }
 
@@ -143,8 +114,8 @@ public final class Virtqueue {
      *         and should be returned with {@link #addUsed} and length 0
      */
     public DescriptorChain pop(GuestMemory mem) {
-        if (size <= 0 || Integer.bitCount(size) != 1) {
-            throw new InvalidChainException(-1, "queue size " + size + " is not usable");
+        if (!ready) {
+            return null;
         }
         int pending = pending(mem);
         if (pending == 0) {
@@ -188,6 +159,9 @@ public final class Virtqueue {
 
     /** Returns chain {@code head} to the driver with {@code length} bytes written into it. */
     public void addUsed(GuestMemory mem, int head, int length) {
+        if (!ready) {
+            throw new IllegalStateException("queue not enabled");
+        }
         long slot = usedRing + 4 + 8L * ((nextUsed & 0xffff) % size);
         mem.setInt(slot, head);
         mem.setInt(slot + 4, length);
@@ -201,6 +175,9 @@ public final class Virtqueue {
      * §2.7.7 Used Buffer Notification Suppression).
      */
     public boolean needsInterrupt(GuestMemory mem) {
+        if (!ready) {
+            return false;
+        }
         VarHandle.fullFence(); // the used idx store must be visible before reading the driver's wishes
         short old = signalledUsed;
         short now = nextUsed;
@@ -223,6 +200,9 @@ public final class Virtqueue {
      * @return whether buffers are available now (check again after enabling, to close the race)
      */
     public boolean enableNotification(GuestMemory mem, boolean enable) {
+        if (!ready) {
+            return false;
+        }
         if (eventIdx) {
             if (enable) {
                 mem.setShort(usedRing + 4 + 8L * size, nextAvail);

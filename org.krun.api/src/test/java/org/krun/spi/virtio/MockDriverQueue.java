@@ -87,13 +87,17 @@ public final class MockDriverQueue {
 
     /** A fresh device-side queue of this size at these addresses, ready, without EVENT_IDX. */
     public Virtqueue configuredQueue() {
-        Virtqueue q = new Virtqueue(size);
-        q.setSize(size);
-        q.setDescTable(descTable);
-        q.setAvailRing(availRing);
-        q.setUsedRing(usedRing);
-        q.setReady(true);
-        return q;
+        return configuredQueue(false);
+    }
+
+    /** A fresh device-side queue of this size at these addresses, ready, with EVENT_IDX as given. */
+    public Virtqueue configuredQueue(boolean eventIdx) {
+        return new Virtqueue(layout(), eventIdx);
+    }
+
+    /** Where this queue lies, as the driver tells the transport. */
+    public QueueLayout layout() {
+        return new QueueLayout(size, descTable, availRing, usedRing);
     }
 
     public GuestMemory memory() {

@@ -40,8 +40,7 @@ class VirtqueueFuzzTest {
             GuestMemory mem = ram.memory();
             int size = 1 << rnd.nextInt(5);
             MockDriverQueue driver = new MockDriverQueue(ram, size);
-            Virtqueue queue = driver.configuredQueue();
-            queue.setEventIdx(rnd.nextBoolean());
+            Virtqueue queue = driver.configuredQueue(rnd.nextBoolean());
 
             // Garbage everywhere, then descriptors biased towards the interesting cases.
             byte[] noise = new byte[RAM];

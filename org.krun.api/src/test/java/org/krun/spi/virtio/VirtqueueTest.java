@@ -164,8 +164,7 @@ class VirtqueueTest {
     @Test
     void needsInterruptWithEventIdxOnlyWhenUsedEventIsCrossed() {
         MockDriverQueue driver = new MockDriverQueue(ram, 8);
-        Virtqueue q = driver.configuredQueue();
-        q.setEventIdx(true);
+        Virtqueue q = driver.configuredQueue(true);
         driver.setUsedEvent(2); // interrupt me once the used entry with index 2 is written
 
         boolean[] interrupted = new boolean[4];
@@ -181,8 +180,7 @@ class VirtqueueTest {
     @Test
     void needsInterruptWithEventIdxCountsABatchThatStepsOverUsedEvent() {
         MockDriverQueue driver = new MockDriverQueue(ram, 8);
-        Virtqueue q = driver.configuredQueue();
-        q.setEventIdx(true);
+        Virtqueue q = driver.configuredQueue(true);
         for (int i = 0; i < 6; i++) {
             driver.addReadable(new byte[1]);
         }
@@ -200,8 +198,7 @@ class VirtqueueTest {
     @Test
     void needsInterruptWithEventIdxIgnoresNoInterruptFlag() {
         MockDriverQueue driver = new MockDriverQueue(ram, 8);
-        Virtqueue q = driver.configuredQueue();
-        q.setEventIdx(true);
+        Virtqueue q = driver.configuredQueue(true);
         driver.setNoInterrupt(true);
         driver.setUsedEvent(0);
 
@@ -213,8 +210,7 @@ class VirtqueueTest {
     @Test
     void needsInterruptWithEventIdxAcrossTheIndexWrap() {
         MockDriverQueue driver = new MockDriverQueue(ram, 4);
-        Virtqueue q = driver.configuredQueue();
-        q.setEventIdx(true);
+        Virtqueue q = driver.configuredQueue(true);
         driver.setUsedEvent(0x8000); // far away: no interrupts while we advance
         for (int i = 0; i < 0xfffe; i++) {
             driver.addReadable(new byte[1]);
@@ -244,8 +240,7 @@ class VirtqueueTest {
     @Test
     void popWritesAvailEventWithEventIdx() {
         MockDriverQueue driver = new MockDriverQueue(ram, 8);
-        Virtqueue q = driver.configuredQueue();
-        q.setEventIdx(true);
+        Virtqueue q = driver.configuredQueue(true);
         driver.addReadable(new byte[1]);
         driver.addReadable(new byte[1]);
 
@@ -279,8 +274,7 @@ class VirtqueueTest {
     @Test
     void enableNotificationWithEventIdxWritesAvailEventAndLeavesFlags() {
         MockDriverQueue driver = new MockDriverQueue(ram, 8);
-        Virtqueue q = driver.configuredQueue();
-        q.setEventIdx(true);
+        Virtqueue q = driver.configuredQueue(true);
         driver.addReadable(new byte[1]);
         q.pop(mem);
         driver.memory().setShort(driver.usedRing() + 4 + 8L * 8, (short) 0x1234);
@@ -346,63 +340,47 @@ class VirtqueueTest {
     @Test
     void validateAcceptsTheMockLayout() {
         MockDriverQueue driver = new MockDriverQueue(ram, 256);
-        assertNull(driver.configuredQueue().validate(mem));
+        assertNull(driver.layout().problem(mem, 256));
     }
 
     @Test
     void validateRejectsSizesThatAreNotPowersOfTwoUpToMax() {
         MockDriverQueue driver = new MockDriverQueue(ram, 16);
-        Virtqueue q = driver.configuredQueue();
+        QueueLayout l = driver.layout();
         for (int size : new int[] {0, -16, 3, 12, 32}) {
-            q.setSize(size);
-            assertProblem("queue size", q.validate(mem));
+            assertProblem("queue size", withSize(l, size).problem(mem, 16));
         }
-        q.setSize(8);
-        assertNull(q.validate(mem));
+        assertNull(withSize(l, 8).problem(mem, 16));
+    }
+
+    private static QueueLayout withSize(QueueLayout l, int size) {
+        return new QueueLayout(size, l.descTable(), l.availRing(), l.usedRing());
     }
 
     @Test
     void validateRejectsMisalignedAreas() {
         MockDriverQueue driver = new MockDriverQueue(ram, 16);
-        Virtqueue q = driver.configuredQueue();
-
-        q.setDescTable(driver.descTable() + 8);
-        assertProblem("misaligned", q.validate(mem));
-        q.setDescTable(driver.descTable());
-
-        q.setAvailRing(driver.availRing() + 1);
-        assertProblem("misaligned", q.validate(mem));
-        q.setAvailRing(driver.availRing());
-
-        q.setUsedRing(driver.usedRing() + 2);
-        assertProblem("misaligned", q.validate(mem));
-        q.setUsedRing(driver.usedRing());
-
-        assertNull(q.validate(mem));
+        QueueLayout l = driver.layout();
+        assertProblem("misaligned", new QueueLayout(16, l.descTable() + 8, l.availRing(), l.usedRing()).problem(mem, 16));
+        assertProblem("misaligned", new QueueLayout(16, l.descTable(), l.availRing() + 1, l.usedRing()).problem(mem, 16));
+        assertProblem("misaligned", new QueueLayout(16, l.descTable(), l.availRing(), l.usedRing() + 2).problem(mem, 16));
+        assertNull(l.problem(mem, 16));
     }
 
     @Test
     void validateRejectsRingsOutsideGuestRam() {
         MockDriverQueue driver = new MockDriverQueue(ram, 16);
+        QueueLayout l = driver.layout();
         long end = mem.size();
-
-        Virtqueue q = driver.configuredQueue();
-        q.setDescTable(end - 16 * 8); // half the table past the end
-        assertProblem("outside", q.validate(mem));
-
-        q = driver.configuredQueue();
-        q.setAvailRing(end - (6 + 2 * 16) + 2); // used_event past the end
-        assertProblem("outside", q.validate(mem));
-
-        q = driver.configuredQueue();
-        q.setUsedRing(end - 128); // avail_event (at +132) past the end
-        assertProblem("outside", q.validate(mem));
-
-        q.setUsedRing(end - 136); // the whole used ring, avail_event included, fits
-        assertNull(q.validate(mem));
-
-        q.setDescTable(-16);
-        assertProblem("outside", q.validate(mem));
+        // half the table past the end
+        assertProblem("outside", new QueueLayout(16, end - 16 * 8, l.availRing(), l.usedRing()).problem(mem, 16));
+        // used_event past the end
+        assertProblem("outside", new QueueLayout(16, l.descTable(), end - (6 + 2 * 16) + 2, l.usedRing()).problem(mem, 16));
+        // avail_event (at +132) past the end
+        assertProblem("outside", new QueueLayout(16, l.descTable(), l.availRing(), end - 128).problem(mem, 16));
+        // the whole used ring, avail_event included, fits
+        assertNull(new QueueLayout(16, l.descTable(), l.availRing(), end - 136).problem(mem, 16));
+        assertProblem("outside", new QueueLayout(16, -16, l.availRing(), l.usedRing()).problem(mem, 16));
     }
 
     private static void assertProblem(String expected, String problem) {
@@ -411,30 +389,28 @@ class VirtqueueTest {
     }
 
     @Test
-    void resetForgetsAddressesIndicesAndReadiness() {
-        MockDriverQueue driver = new MockDriverQueue(ram, 8);
-        Virtqueue q = driver.configuredQueue();
-        q.setEventIdx(true);
-        driver.addReadable(new byte[1]);
-        q.addUsed(mem, q.pop(mem).head(), 0);
-        q.setSize(4);
-
-        q.reset();
-
+    void aDisabledQueueIsNotReadyAndHasNothingToPop() {
+        Virtqueue q = Virtqueue.disabled();
         assertFalse(q.ready());
-        assertEquals(8, q.size());
-        assertEquals(0, q.descTable());
-        assertEquals(0, q.availRing());
-        assertEquals(0, q.usedRing());
-        assertEquals(0, q.nextAvail());
-        assertEquals(0, q.nextUsed());
+        assertNull(q.pop(mem));
+        assertEquals(0, q.pending(mem));
+        assertFalse(q.needsInterrupt(mem));
+        assertThrows(IllegalStateException.class, () -> q.addUsed(mem, 0, 0));
     }
 
     @Test
-    void constructorRejectsMaxSizesThatAreNotPowersOfTwoUpTo32768() {
-        for (int max : new int[] {0, -1, 3, 65536}) {
-            assertThrows(IllegalArgumentException.class, () -> new Virtqueue(max), "max " + max);
+    void constructorRejectsSizesThatAreNotPowersOfTwoUpTo32768() {
+        for (int size : new int[] {0, -1, 3, 65536}) {
+            assertThrows(IllegalArgumentException.class, () -> new Virtqueue(new QueueLayout(size, 0, 0, 0), false),
+                    "size " + size);
         }
-        assertEquals(32768, new Virtqueue(32768).maxSize());
+        assertEquals(32768, new Virtqueue(new QueueLayout(32768, 0, 0, 0), false).size());
+    }
+
+    @Test
+    void aDeviceCannotMoveOrResizeItsQueue() {
+        for (java.lang.reflect.Method m : Virtqueue.class.getMethods()) {
+            assertFalse(m.getName().startsWith("set"), "Virtqueue." + m.getName() + " lets a device reconfigure its queue");
+        }
     }
 }

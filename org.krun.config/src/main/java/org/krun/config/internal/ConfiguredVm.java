@@ -1,5 +1,6 @@
 package org.krun.config.internal;
 
+import java.lang.System.Logger.Level;
 import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -17,8 +18,6 @@ import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.ConfigurationPolicy;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * One VM per factory configuration of {@value #FACTORY_PID} (see {@link VmConfiguration} for its
@@ -34,7 +33,7 @@ public final class ConfiguredVm {
     /** The factory PID of VM configurations. */
     public static final String FACTORY_PID = "org.krun.vm";
 
-    private static final Logger LOG = LoggerFactory.getLogger(ConfiguredVm.class);
+    private static final System.Logger LOG = System.getLogger(ConfiguredVm.class.getName());
 
     private final OutputStream output;
     private final VirtualMachine vm;
@@ -51,11 +50,11 @@ public final class ConfiguredVm {
             vm.start();
         } catch (RuntimeException e) {
             output.close();
-            LOG.error("configuration {}: no VM: {}", pid, e.getMessage());
+            LOG.log(Level.ERROR, "configuration " + pid + ": no VM: " + e.getMessage());
             throw e instanceof VmConfigException ? e : new IllegalStateException(pid + ": " + e.getMessage(), e);
         }
-        LOG.info("configuration {}: started {}", pid, vm.id());
-        vm.exit().thenAccept(exit -> LOG.info("configuration {}: {} stopped: {}", pid, vm.id(), exit));
+        LOG.log(Level.INFO, "configuration " + pid + ": started " + vm.id());
+        vm.exit().thenAccept(exit -> LOG.log(Level.INFO, "configuration " + pid + ": " + vm.id() + " stopped: " + exit));
     }
 
     private static Optional<Path> path(String p) {

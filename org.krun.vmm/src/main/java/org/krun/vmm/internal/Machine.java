@@ -1,5 +1,6 @@
 package org.krun.vmm.internal;
 
+import java.lang.System.Logger.Level;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.time.Clock;
@@ -46,8 +47,6 @@ import org.krun.vmm.internal.legacy.InitPorts;
 import org.krun.vmm.internal.legacy.Serial8250;
 import org.krun.vmm.internal.memory.GuestRam;
 import org.krun.vmm.internal.virtio.MmioTransport;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * One microVM. {@link #start()} builds it step by step (memory, vCPUs, kernel, devices, boot structures)
@@ -56,7 +55,7 @@ import org.slf4j.LoggerFactory;
  * releases everything in reverse order of acquisition.
  */
 final class Machine implements VirtualMachine {
-    private static final Logger LOG = LoggerFactory.getLogger(Machine.class);
+    private static final System.Logger LOG = System.getLogger(Machine.class.getName());
     private static final long MIB = 1024 * 1024;
 
     private enum Phase { CREATED, STARTING, RUNNING, STOPPING, STOPPED }
@@ -188,8 +187,7 @@ final class Machine implements VirtualMachine {
         long cr3 = PageTables.write(mem);
         MpTable.write(mem, config.cpus());
         vcpus.get(0).setBootState(bootState(kernel.entry(), cr3));
-        LOG.debug("vm {}: built in {} ms; kernel command line: {}", id,
-                TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started), cmdline);
+        LOG.log(Level.DEBUG, () -> "vm " + id + ": built in " + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms; kernel command line: " + cmdline);
         startThreads();
         config.timeout().ifPresent(t -> loop.setDeadline(System.nanoTime() + t.toNanos(),
                 () -> stop(VmExit.timedOut("timed out after " + t.toMillis() / 1000.0 + " s: VM stopped"))));
@@ -307,7 +305,7 @@ final class Machine implements VirtualMachine {
                 }
             }
         } catch (RuntimeException e) {
-            LOG.error("vm {}: vCPU {} failed", id, vcpu.index(), e);
+            LOG.log(Level.ERROR, "vm " + id + ": vCPU " + vcpu.index() + " failed", e);
             stop(VmExit.failed("vCPU " + vcpu.index() + ": " + e.getMessage()));
         }
     }
@@ -321,7 +319,7 @@ final class Machine implements VirtualMachine {
         try {
             return a.run();
         } catch (RuntimeException e) {
-            LOG.warn("vm {}: device access failed: {}", id, e.toString());
+            LOG.log(Level.WARNING, "vm " + id + ": device access failed: " + e.toString());
             return size >= 8 || size == 0 ? -1L : (1L << (8 * size)) - 1;
         }
     }
@@ -369,14 +367,14 @@ final class Machine implements VirtualMachine {
             }
             if (t.isAlive()) {
                 vcpusStuck = true;
-                LOG.error("vm {}: vCPU {} does not leave the hypervisor; its memory stays mapped", id, i);
+                LOG.log(Level.ERROR, "vm " + id + ": vCPU " + i + " does not leave the hypervisor; its memory stays mapped");
             }
         }
         for (MmioTransport t : transports) {
             try {
                 t.notifyAllQueues();
             } catch (RuntimeException e) {
-                LOG.debug("vm {}: draining device queues", id, e);
+                LOG.log(Level.DEBUG, () -> "vm " + id + ": draining device queues", e);
             }
         }
         if (console != null) {
@@ -388,7 +386,7 @@ final class Machine implements VirtualMachine {
         try {
             loop.run();
         } catch (RuntimeException e) {
-            LOG.error("vm {}: device loop failed", id, e);
+            LOG.log(Level.ERROR, "vm " + id + ": device loop failed", e);
             synchronized (lock) {
                 if (stopReason == null) {
                     stopReason = VmExit.failed("device loop: " + e.getMessage());
@@ -405,7 +403,7 @@ final class Machine implements VirtualMachine {
     private void finish() {
         if (vcpusStuck) {
             // Unmapping memory under a vCPU still inside KVM_RUN would crash the process: leak instead.
-            LOG.error("vm {}: leaking its resources because a vCPU thread is stuck", id);
+            LOG.log(Level.ERROR, "vm " + id + ": leaking its resources because a vCPU thread is stuck");
         } else {
             closeDevices();
             vcpus.forEach(Vcpu::close);
@@ -417,7 +415,7 @@ final class Machine implements VirtualMachine {
             reason = stopReason != null ? stopReason : VmExit.failed("stopped");
         }
         timeline.mark(BootTimeline.Event.RELEASED);
-        LOG.info("vm {} timeline: {}", id, timeline);
+        LOG.log(Level.DEBUG, () -> "vm " + id + " timeline: " + timeline);
         onClosed.accept(this);
         exit.complete(reason);
     }
@@ -427,7 +425,7 @@ final class Machine implements VirtualMachine {
             try {
                 d.close();
             } catch (RuntimeException e) {
-                LOG.warn("vm {}: closing device {} failed: {}", id, d.deviceType(), e.toString());
+                LOG.log(Level.WARNING, "vm " + id + ": closing device " + d.deviceType() + " failed: " + e.toString());
             }
         }
     }

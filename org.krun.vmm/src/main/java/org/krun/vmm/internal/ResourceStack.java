@@ -1,17 +1,16 @@
 package org.krun.vmm.internal;
 
+import java.lang.System.Logger.Level;
 import java.util.ArrayDeque;
 import java.util.Deque;
 
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * Owns what a VM acquired, in order, and releases it in reverse: a failed start and a stopped VM
  * release through the same path. A release that fails is logged and the rest still run.
  */
 final class ResourceStack {
-    private static final Logger LOG = LoggerFactory.getLogger(ResourceStack.class);
+    private static final System.Logger LOG = System.getLogger(ResourceStack.class.getName());
 
     private record Entry(String what, AutoCloseable release) {
     }
@@ -33,7 +32,7 @@ final class ResourceStack {
             try {
                 e.release.close();
             } catch (Exception ex) {
-                LOG.warn("releasing {} failed: {}", e.what, ex.toString());
+                LOG.log(Level.WARNING, "releasing " + e.what + " failed: " + ex.toString());
             }
         }
     }

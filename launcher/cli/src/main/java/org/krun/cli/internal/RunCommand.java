@@ -22,6 +22,8 @@ import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
 import org.krun.api.VmExit;
+import org.krun.posix.Posix;
+import org.krun.posix.Termios;
 
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -122,17 +124,17 @@ final class RunCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        boolean terminal = Terminal.isTerminal(0) && Terminal.isTerminal(1);
+        boolean terminal = Posix.isatty(0) && Posix.isatty(1);
         OutputStream stdout = new FileOutputStream(FileDescriptor.out);
         OutputStream stderr = new FileOutputStream(FileDescriptor.err);
-        Terminal.Size size = terminal ? Terminal.size(1) : null;
+        Termios.Size size = terminal ? Termios.size(1).orElse(null) : null;
         ConsoleSpec console = terminal
                 ? ConsoleSpec.terminal(stdout, size == null ? 0 : size.columns(), size == null ? 0 : size.rows())
                 : ConsoleSpec.pipes(stdout, stderr, true);
         VmConfig config = config(console, terminal);
         try (VirtualMachine vm = krun.create(config)) {
-            Terminal.RawMode raw = terminal ? Terminal.enterRawMode(0) : null;
-            Thread restore = raw == null ? null : new Thread(raw::close, "krun-terminal-restore");
+            Termios.RawMode raw = terminal ? Termios.enterRawMode(0).orElse(null) : null;
+            Thread restore = raw == null ? null : new Thread(() -> restore(raw), "krun-terminal-restore");
             if (restore != null) {
                 Runtime.getRuntime().addShutdownHook(restore);
             }
@@ -143,9 +145,7 @@ final class RunCommand implements Callable<Integer> {
                     watchWindowSize(vm, size);
                 }
                 VmExit exit = vm.waitFor();
-                if (raw != null) {
-                    raw.close();
-                }
+                restore(raw);
                 if (exit.reason() != VmExit.Reason.COMMAND_EXITED) {
                     PrintStream err = new PrintStream(stderr, true);
                     err.println("krun: " + exit.detail());
@@ -153,7 +153,7 @@ final class RunCommand implements Callable<Integer> {
                 return exit.status();
             } finally {
                 if (raw != null) {
-                    raw.close();
+                    restore(raw);
                     try {
                         Runtime.getRuntime().removeShutdownHook(restore);
                     } catch (IllegalStateException e) {
@@ -280,17 +280,24 @@ final class RunCommand implements Callable<Integer> {
         t.setUncaughtExceptionHandler((th, ex) -> { });
     }
 
+    /** Gives the terminal its mode back; says how to repair it when the terminal refuses. */
+    private static void restore(Termios.RawMode raw) {
+        if (raw != null && !raw.restore()) {
+            System.err.println("krun: could not restore the terminal (run 'stty sane')");
+        }
+    }
+
     /** Polls the host terminal's size and passes changes to the guest (no signal handling needed). */
-    private static void watchWindowSize(VirtualMachine vm, Terminal.Size initial) {
+    private static void watchWindowSize(VirtualMachine vm, Termios.Size initial) {
         Thread.ofPlatform().daemon(true).name("krun-winsize").start(() -> {
-            Terminal.Size last = initial;
+            Termios.Size last = initial;
             while (vm.state() != org.krun.api.VmState.STOPPED) {
                 try {
                     Thread.sleep(200);
                 } catch (InterruptedException e) {
                     return;
                 }
-                Terminal.Size now = Terminal.size(1);
+                Termios.Size now = Termios.size(1).orElse(null);
                 if (now != null && !now.equals(last)) {
                     vm.resizeConsole(now.columns(), now.rows());
                     last = now;

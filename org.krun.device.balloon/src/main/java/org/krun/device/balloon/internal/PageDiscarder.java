@@ -2,7 +2,7 @@ package org.krun.device.balloon.internal;
 
 import java.lang.foreign.MemorySegment;
 
-import org.krun.spi.posix.Posix;
+import org.krun.posix.Posix;
 
 /** Gives guest pages' host memory back to the host; a fake in tests. */
 interface PageDiscarder {
@@ -11,7 +11,7 @@ interface PageDiscarder {
      * Releases the host memory behind {@code pages} (page-aligned, inside the guest RAM mapping); the guest
      * reads zeros there afterwards.
      *
-     * @throws org.krun.spi.posix.PosixException when the host refuses
+     * @throws org.krun.posix.PosixException when the host refuses
      */
     void discard(MemorySegment pages);
 

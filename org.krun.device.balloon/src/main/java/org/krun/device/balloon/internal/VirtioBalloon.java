@@ -1,23 +1,13 @@
 package org.krun.device.balloon.internal;
 
+import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.util.function.BiConsumer;
 
 import org.krun.api.BalloonSpec;
-import org.krun.spi.memory.GuestMemory;
-import org.krun.spi.posix.PosixException;
+import org.krun.posix.PosixException;
+import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.DescriptorChain;
-import org.krun.spi.virtio.DeviceContext;
-import org.krun.spi.virtio.InterruptTrigger;
-import org.krun.spi.virtio.InvalidChainException;
-import org.krun.spi.virtio.RateLimitedLog;
-import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
-import org.krun.spi.virtio.Virtqueue;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * virtio-balloon (virtio 1.2 §5.5) with free page reporting. Pages the driver puts in the balloon
@@ -37,8 +27,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>All queue work runs on the VM's event loop; configuration space is accessed from vCPU threads.
  */
-final class VirtioBalloon implements VirtioDevice {
-    private static final Logger LOG = LoggerFactory.getLogger(VirtioBalloon.class);
+final class VirtioBalloon extends AbstractVirtioDevice<VirtioBalloon.Queues> {
 
     static final long F_MUST_TELL_HOST = 1L;
     static final long F_STATS_VQ = 1L << 1;
@@ -58,25 +47,12 @@ final class VirtioBalloon implements VirtioDevice {
     static final int CONFIG_NUM_PAGES = 0;
     static final int CONFIG_ACTUAL = 4;
 
-    private sealed interface State permits Inactive, Active {
-    }
-
-    private record Inactive() implements State {
-    }
-
     /** @param reportingVq the index of reporting_vq, or -1 when the driver did not accept PAGE_REPORTING */
-    private record Active(DeviceContext context, GuestMemory mem, int reportingVq) implements State {
+    record Queues(int reportingVq) {
     }
-
-    private static final State INACTIVE = new Inactive();
 
     private final BalloonSpec spec;
     private final PageDiscarder discarder;
-    private final RateLimitedLog guestErrors = new RateLimitedLog(LOG::warn, java.time.Duration.ofSeconds(10));
-    private final RateLimitedLog hostErrors = new RateLimitedLog(LOG::warn, java.time.Duration.ofSeconds(10));
-    private volatile State state = INACTIVE;
-    /** The driver's count of pages in the balloon (the config field {@code actual}). */
-    private volatile int actual;
 
     // statistics: written on the event loop, read anywhere
     private volatile long inflatedPages;
@@ -87,136 +63,59 @@ final class VirtioBalloon implements VirtioDevice {
     private volatile long rejected;
 
     VirtioBalloon(BalloonSpec spec, PageDiscarder discarder) {
+        super("virtio-balloon", VirtioIds.BALLOON,
+                F_DEFLATE_ON_OOM | (spec.freePageReporting() ? F_PAGE_REPORTING : 0),
+                spec.freePageReporting() ? 3 : 2, QUEUE_SIZE, CONFIG_SIZE);
         this.spec = spec;
         this.discarder = discarder;
+        // num_pages stays 0 (the device asks for nothing); free_page_hint_cmd_id and poison_val belong to
+        // features not offered. Only actual is the driver's to write (§5.5.4), possibly a byte at a time.
+        config().driverWritable(CONFIG_ACTUAL, 4);
     }
 
     @Override
-    public int deviceType() {
-        return VirtioIds.BALLOON;
+    protected Queues onActivate(Active<Queues> a) {
+        boolean reporting = spec.freePageReporting() && a.hasFeature(F_PAGE_REPORTING);
+        return new Queues(reporting ? REPORTING_VQ : -1);
     }
 
     @Override
-    public long deviceFeatures() {
-        return F_DEFLATE_ON_OOM | (spec.freePageReporting() ? F_PAGE_REPORTING : 0);
+    protected void onDeviceReset() {
+        config().putInt(CONFIG_ACTUAL, 0);
     }
 
     @Override
-    public int queueCount() {
-        return spec.freePageReporting() ? 3 : 2;
-    }
-
-    @Override
-    public int queueMaxSize(int index) {
-        return QUEUE_SIZE;
-    }
-
-    @Override
-    public int configSize() {
-        return CONFIG_SIZE;
-    }
-
-    @Override
-    public void readConfig(int offset, byte[] data) {
-        ByteBuffer b = ByteBuffer.allocate(CONFIG_SIZE).order(ByteOrder.LITTLE_ENDIAN);
-        b.putInt(0); // num_pages: the device asks for nothing
-        b.putInt(actual);
-        b.putInt(0); // free_page_hint_cmd_id: FREE_PAGE_HINT not offered
-        b.putInt(0); // poison_val: PAGE_POISON not offered
-        System.arraycopy(b.array(), offset, data, 0, data.length);
-    }
-
-    @Override
-    public void writeConfig(int offset, byte[] data) {
-        // Only actual is the driver's to write (§5.5.4); bytes of it may arrive in separate writes.
-        synchronized (this) {
-            int value = actual;
-            for (int i = 0; i < data.length; i++) {
-                int at = offset + i - CONFIG_ACTUAL;
-                if (at >= 0 && at < 4) {
-                    value = (value & ~(0xff << (8 * at))) | ((data[i] & 0xff) << (8 * at));
-                }
+    protected void onQueueNotify(Active<Queues> a, int queue) {
+        if (queue == REPORTING_VQ && a.state().reportingVq() < 0) {
+            return; // the driver did not accept PAGE_REPORTING: there is no reporting_vq
+        }
+        DescriptorChain chain;
+        while ((chain = a.pop(queue)) != null) {
+            if (queue == INFLATEQ) {
+                inflate(a, chain);
+            } else if (queue == DEFLATEQ) {
+                deflate();
+            } else if (queue == a.state().reportingVq()) {
+                report(a, chain);
             }
-            actual = value;
-        }
-    }
-
-    @Override
-    public void activate(DeviceContext context) {
-        boolean reporting = spec.freePageReporting() && context.hasFeature(F_PAGE_REPORTING);
-        state = new Active(context, context.memory(), reporting ? REPORTING_VQ : -1);
-    }
-
-    @Override
-    public void reset() {
-        state = INACTIVE;
-        actual = 0;
-    }
-
-    @Override
-    public void queueNotify(int index) {
-        if (!(state instanceof Active a)) {
-            return;
-        }
-        if (index == INFLATEQ) {
-            drain(a, index, this::inflate);
-        } else if (index == DEFLATEQ) {
-            drain(a, index, this::deflate);
-        } else if (index == a.reportingVq()) {
-            drain(a, index, this::report);
-        }
-    }
-
-    /** Handles every available chain of queue {@code index}, returning each as used with length 0. */
-    private void drain(Active a, int index, BiConsumer<Active, DescriptorChain> handler) {
-        Virtqueue q = a.context().queues().get(index);
-        if (!q.ready()) {
-            return;
-        }
-        boolean used = false;
-        while (state == a) {
-            DescriptorChain chain;
-            try {
-                chain = q.pop(a.mem());
-            } catch (InvalidChainException e) {
-                rejected++;
-                if (e.head() < 0) {
-                    guestErrors.warn("virtio-balloon: queue " + index + " unusable: " + e.getMessage());
-                    a.context().needsReset(e.getMessage());
-                    state = INACTIVE;
-                    break;
-                }
-                guestErrors.warn("virtio-balloon: malformed descriptor chain returned unused: " + e.getMessage());
-                q.addUsed(a.mem(), e.head(), 0);
-                used = true;
-                continue;
-            }
-            if (chain == null) {
-                break;
-            }
-            handler.accept(a, chain);
             // Acknowledged only after the pages are released (§5.5.6, §5.5.6.7.2); the device writes nothing.
-            q.addUsed(a.mem(), chain.head(), 0);
-            used = true;
-        }
-        if (used && q.needsInterrupt(a.mem())) {
-            a.context().interrupt().trigger(InterruptTrigger.QUEUE);
+            a.addUsed(queue, chain.head(), 0);
         }
     }
 
-    private void inflate(Active a, DescriptorChain chain) {
-        BalloonRequests.Pages pages = BalloonRequests.pageFrameNumbers(chain, a.mem());
+    private void inflate(Active<Queues> a, DescriptorChain chain) {
+        BalloonRequests.Pages pages = BalloonRequests.pageFrameNumbers(chain, a.memory());
         release(pages, "inflateq");
         inflatedPages += pages.bytes() / BalloonRequests.PAGE_SIZE;
     }
 
-    private void deflate(Active a, DescriptorChain chain) {
+    private void deflate() {
         // Without MUST_TELL_HOST the guest may use the pages before this (§5.5.6): nothing to do on the host.
         deflatedRequests++;
     }
 
-    private void report(Active a, DescriptorChain chain) {
-        BalloonRequests.Pages pages = BalloonRequests.reportedBuffers(chain, a.mem());
+    private void report(Active<Queues> a, DescriptorChain chain) {
+        BalloonRequests.Pages pages = BalloonRequests.reportedBuffers(chain, a.memory());
         release(pages, "reporting_vq");
         freePageReports++;
         reportedBytes += pages.bytes();
@@ -225,7 +124,7 @@ final class VirtioBalloon implements VirtioDevice {
     private void release(BalloonRequests.Pages pages, String queue) {
         if (pages.rejected() > 0) {
             rejected += pages.rejected();
-            guestErrors.warn("virtio-balloon: " + queue + ": " + pages.rejected() + " refused: " + pages.problem());
+            guestError(queue + ": " + pages.rejected() + " refused: " + pages.problem());
         }
         for (MemorySegment range : pages.ranges()) {
             try {
@@ -233,7 +132,7 @@ final class VirtioBalloon implements VirtioDevice {
                 releasedBytes += range.byteSize();
             } catch (PosixException e) {
                 // The pages stay: harmless for the guest. The host failure is logged, not fatal.
-                hostErrors.warn("virtio-balloon: releasing guest memory failed: " + e.getMessage());
+                hostError("releasing guest memory failed: " + e.getMessage());
             }
         }
     }
@@ -261,18 +160,20 @@ final class VirtioBalloon implements VirtioDevice {
         return releasedBytes;
     }
 
-    /** Malformed chains, pages and ranges refused. */
+    /** Pages and ranges refused. */
     long rejected() {
         return rejected;
     }
 
+    /** The driver's count of pages in the balloon (the config field {@code actual}). */
     int actual() {
-        return actual;
+        return config().getInt(CONFIG_ACTUAL);
     }
 
     @Override
-    public void close() {
-        LOG.debug("virtio-balloon: {} free page reports ({} MiB), {} pages inflated, {} MiB released, {} refused",
-                freePageReports, reportedBytes >> 20, inflatedPages, releasedBytes >> 20, rejected);
+    protected void onClose() {
+        log().log(Level.DEBUG, () -> "virtio-balloon: " + freePageReports + " free page reports (" + (reportedBytes >> 20)
+                + " MiB), " + inflatedPages + " pages inflated, " + (releasedBytes >> 20) + " MiB released, "
+                + rejected + " refused");
     }
 }

@@ -5,8 +5,9 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.List;
 
-import org.krun.spi.posix.Errno;
-import org.krun.spi.posix.Posix;
+import org.krun.posix.PosixIo;
+import org.krun.posix.Errno;
+import org.krun.posix.Posix;
 
 /**
  * One open image file: positional vectored I/O straight between the file and the caller's segments (guest
@@ -44,8 +45,8 @@ final class DiskFile implements AutoCloseable {
      * @throws IOException with a one-line message naming the file when it cannot be opened or is in use
      */
     static DiskFile open(Path path, boolean writable, boolean direct, boolean dsync) throws IOException {
-        int flags = (writable ? Posix.O_RDWR : Posix.O_RDONLY) | Posix.O_CLOEXEC | (dsync ? BlkNative.O_DSYNC : 0);
-        int fd = Posix.open(path.toString(), flags | (direct ? BlkNative.O_DIRECT : 0));
+        int flags = (writable ? Posix.O_RDWR : Posix.O_RDONLY) | Posix.O_CLOEXEC | (dsync ? PosixIo.O_DSYNC : 0);
+        int fd = Posix.open(path.toString(), flags | (direct ? PosixIo.O_DIRECT : 0));
         if (fd < 0) {
             if (direct && -fd == Errno.EINVAL) {
                 throw new IOException("disk " + path + ": its file system does not support O_DIRECT (drop 'direct')");
@@ -61,7 +62,7 @@ final class DiskFile implements AutoCloseable {
                     throw new IOException("cannot open disk " + path + ": " + Errno.describe(-buffered));
                 }
             }
-            int r = BlkNative.flock(fd, (writable ? BlkNative.LOCK_EX : BlkNative.LOCK_SH) | BlkNative.LOCK_NB);
+            int r = PosixIo.flock(fd, (writable ? PosixIo.LOCK_EX : PosixIo.LOCK_SH) | PosixIo.LOCK_NB);
             if (r == -Errno.EAGAIN) {
                 throw new IOException("disk " + path + " is in use by another VM or process (it holds a lock on it)");
             }
@@ -93,7 +94,7 @@ final class DiskFile implements AutoCloseable {
 
     /** The file's size in bytes (a block device's size, for a device node). */
     long size() throws IOException {
-        long r = BlkNative.lseek(fd, 0, BlkNative.SEEK_END);
+        long r = PosixIo.lseek(fd, 0, PosixIo.SEEK_END);
         if (r < 0) {
             throw new IOException("lseek " + path + ": " + Errno.name((int) -r));
         }
@@ -121,7 +122,7 @@ final class DiskFile implements AutoCloseable {
         int index = 0;
         long position = offset;
         while (index < rest.size()) {
-            int count = Math.min(rest.size() - index, BlkNative.IOV_MAX);
+            int count = Math.min(rest.size() - index, PosixIo.IOV_MAX);
             long want = 0;
             for (int i = index; i < index + count; i++) {
                 want += rest.get(i).byteSize();
@@ -130,8 +131,8 @@ final class DiskFile implements AutoCloseable {
                 index += count;
                 continue;
             }
-            long r = write ? BlkNative.pwritev(useFd, rest, index, count, position)
-                    : BlkNative.preadv(useFd, rest, index, count, position);
+            long r = write ? PosixIo.pwritev(useFd, rest, index, count, position)
+                    : PosixIo.preadv(useFd, rest, index, count, position);
             if (r == -Errno.EINTR || r == -Errno.EAGAIN) {
                 continue;
             }
@@ -168,7 +169,7 @@ final class DiskFile implements AutoCloseable {
     void sync() throws IOException {
         int r;
         do {
-            r = BlkNative.fdatasync(fd);
+            r = PosixIo.fdatasync(fd);
         } while (r == -Errno.EINTR);
         if (r < 0) {
             throw new IOException("fdatasync " + path + ": " + Errno.name(-r));
@@ -182,7 +183,7 @@ final class DiskFile implements AutoCloseable {
     boolean fallocate(int mode, long offset, long length) throws IOException {
         int r;
         do {
-            r = BlkNative.fallocate(fd, mode, offset, length);
+            r = PosixIo.fallocate(fd, mode, offset, length);
         } while (r == -Errno.EINTR);
         if (r == -Errno.EOPNOTSUPP || r == -Errno.ENOSYS) {
             return false;
@@ -197,7 +198,7 @@ final class DiskFile implements AutoCloseable {
     void truncate(long length) throws IOException {
         int r;
         do {
-            r = BlkNative.ftruncate(fd, length);
+            r = PosixIo.ftruncate(fd, length);
         } while (r == -Errno.EINTR);
         if (r < 0) {
             throw new IOException("ftruncate " + path + " to " + length + ": " + Errno.name(-r));

@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.zip.DataFormatException;
 import java.util.zip.Inflater;
+import org.krun.posix.PosixIo;
 
 /**
  * A qcow2 image (QEMU docs/interop/qcow2.txt), versions 2 and 3, read and written, without backing files.
@@ -526,7 +527,7 @@ final class Qcow2Disk implements DiskBackend {
                     } else {
                         // version 2 has no zero flag: zero the cluster on the host and keep it allocated
                         long host = hostOffset(e);
-                        if (!file.fallocate(BlkNative.FALLOC_FL_ZERO_RANGE | BlkNative.FALLOC_FL_KEEP_SIZE, host, clusterSize)) {
+                        if (!file.fallocate(PosixIo.FALLOC_FL_ZERO_RANGE | PosixIo.FALLOC_FL_KEEP_SIZE, host, clusterSize)) {
                             RawDisk.writeZeroBytes(file, host, clusterSize);
                         }
                         next = e;
@@ -750,7 +751,7 @@ final class Qcow2Disk implements DiskBackend {
         }
         setRefcount(c, r - 1);
         if (r == 1) {
-            file.fallocate(BlkNative.FALLOC_FL_PUNCH_HOLE | BlkNative.FALLOC_FL_KEEP_SIZE, c * clusterSize, clusterSize);
+            file.fallocate(PosixIo.FALLOC_FL_PUNCH_HOLE | PosixIo.FALLOC_FL_KEEP_SIZE, c * clusterSize, clusterSize);
             freeHint = Math.min(freeHint, c);
         }
     }
@@ -761,8 +762,8 @@ final class Qcow2Disk implements DiskBackend {
      */
     private void zeroHost(long offset, long length) throws IOException {
         long inside = Math.max(0, Math.min(offset + length, fileSize) - offset);
-        if (inside > 0 && !file.fallocate(BlkNative.FALLOC_FL_PUNCH_HOLE | BlkNative.FALLOC_FL_KEEP_SIZE, offset, inside)
-                && !file.fallocate(BlkNative.FALLOC_FL_ZERO_RANGE | BlkNative.FALLOC_FL_KEEP_SIZE, offset, inside)) {
+        if (inside > 0 && !file.fallocate(PosixIo.FALLOC_FL_PUNCH_HOLE | PosixIo.FALLOC_FL_KEEP_SIZE, offset, inside)
+                && !file.fallocate(PosixIo.FALLOC_FL_ZERO_RANGE | PosixIo.FALLOC_FL_KEEP_SIZE, offset, inside)) {
             RawDisk.writeZeroBytes(file, offset, inside);
         }
         if (offset + length > fileSize) {

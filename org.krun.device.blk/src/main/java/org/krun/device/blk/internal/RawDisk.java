@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
+import org.krun.posix.PosixIo;
 
 /**
  * A raw image: the file is the disk, byte for byte. Discard punches holes in the file
@@ -65,16 +66,16 @@ final class RawDisk implements DiskBackend {
     @Override
     public void discard(long offset, long length) throws IOException {
         // Discard is a hint (virtio 1.2 §5.2.6.2: the device MAY deallocate): nothing to do where holes cannot be punched.
-        file.fallocate(BlkNative.FALLOC_FL_PUNCH_HOLE | BlkNative.FALLOC_FL_KEEP_SIZE, offset, length);
+        file.fallocate(PosixIo.FALLOC_FL_PUNCH_HOLE | PosixIo.FALLOC_FL_KEEP_SIZE, offset, length);
     }
 
     @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         // virtio 1.2 §5.2.6.2: after write-zeroes the range MUST read as zeroes, unmapped or not.
-        if (mayUnmap && file.fallocate(BlkNative.FALLOC_FL_PUNCH_HOLE | BlkNative.FALLOC_FL_KEEP_SIZE, offset, length)) {
+        if (mayUnmap && file.fallocate(PosixIo.FALLOC_FL_PUNCH_HOLE | PosixIo.FALLOC_FL_KEEP_SIZE, offset, length)) {
             return;
         }
-        if (file.fallocate(BlkNative.FALLOC_FL_ZERO_RANGE | BlkNative.FALLOC_FL_KEEP_SIZE, offset, length)) {
+        if (file.fallocate(PosixIo.FALLOC_FL_ZERO_RANGE | PosixIo.FALLOC_FL_KEEP_SIZE, offset, length)) {
             return;
         }
         writeZeroBytes(file, offset, length);

@@ -15,7 +15,8 @@ import java.util.List;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.krun.spi.posix.Posix;
+import org.krun.posix.PosixIo;
+import org.krun.posix.Posix;
 
 /** The raw backend and its file against real host files. */
 class RawDiskTest {
@@ -119,8 +120,8 @@ class RawDiskTest {
         Path p = image(new byte[SIZE]);
         try (DiskFile f = DiskFile.open(p, true, true, true)) {
             int flags = HostFiles.openFlags(f.fd());
-            assertEquals(BlkNative.O_DIRECT, flags & BlkNative.O_DIRECT);
-            assertEquals(BlkNative.O_DSYNC, flags & BlkNative.O_DSYNC);
+            assertEquals(PosixIo.O_DIRECT, flags & PosixIo.O_DIRECT);
+            assertEquals(PosixIo.O_DSYNC, flags & PosixIo.O_DSYNC);
         }
     }
 

@@ -4,9 +4,8 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
 import java.io.IOException;
 import java.io.OutputStream;
+import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -16,18 +15,12 @@ import java.util.List;
 import org.krun.api.ConsoleSpec;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestMemoryException;
+import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.ChainReader;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
-import org.krun.spi.virtio.DeviceContext;
-import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.HostConsole;
-import org.krun.spi.virtio.InterruptTrigger;
-import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
-import org.krun.spi.virtio.Virtqueue;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * virtio-console with VIRTIO_CONSOLE_F_MULTIPORT (virtio 1.2 §5.3). Port 0 is the guest console; in pipes
@@ -36,8 +29,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>All protocol work runs on the VM's event loop; host input arrives through an {@link InputPipe}.
  */
-final class VirtioConsole implements VirtioDevice, HostConsole {
-    private static final Logger LOG = LoggerFactory.getLogger(VirtioConsole.class);
+final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> implements HostConsole {
 
     static final long F_SIZE = 1L;
     static final long F_MULTIPORT = 1L << 1;
@@ -46,42 +38,41 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
     static final int CONTROL_TRANSMIT_QUEUE = 3;
     /** cols u16, rows u16, max_nr_ports u32, emerg_wr u32 (virtio 1.2 §5.3.4). */
     static final int CONFIG_SIZE = 12;
+    static final int CONFIG_COLS = 0;
+    static final int CONFIG_ROWS = 2;
+    static final int CONFIG_MAX_NR_PORTS = 4;
+    /**
+     * The most control messages waiting for the driver's buffers. The device sends a handful per port; a
+     * driver that never posts control buffers (or repeats DEVICE_READY) must not grow this without bound.
+     */
+    static final int MAX_PENDING_CONTROL = 64;
 
     static final String STDIN = "krun-stdin";
     static final String STDOUT = "krun-stdout";
     static final String STDERR = "krun-stderr";
 
-    private sealed interface State permits Inactive, Active {
+    /** The multiport protocol state of one activation (event loop only). */
+    static final class Ports {
+        final Deque<byte[]> controlOut = new ArrayDeque<>();
+        final boolean[] ready;
+        /** The guest has the port open (PORT_OPEN from the guest). Linux discards data for closed ports. */
+        final boolean[] guestOpen;
+        boolean deviceReady;
+        boolean hostClosedInput;
+
+        Ports(int count) {
+            ready = new boolean[count];
+            guestOpen = new boolean[count];
+        }
     }
 
-    private record Inactive() implements State {
-    }
-
-    private record Active(GuestMemory mem, List<Virtqueue> queues, InterruptTrigger interrupt, EventLoop loop,
-            DeviceContext context) implements State {
-    }
-
-    private static final State INACTIVE = new Inactive();
-
-    private final ConsoleSpec spec;
     private final List<ConsolePort> ports;
     private final ConsolePort inputPort;
     private final InputPipe input;
-    private volatile State state = INACTIVE;
-    private volatile int columns;
-    private volatile int rows;
-
-    // protocol state, event loop only
-    private final Deque<byte[]> controlOut = new ArrayDeque<>();
-    private final boolean[] portReady;
-    /** The guest has the port open (PORT_OPEN from the guest). Linux discards data for closed ports. */
-    private final boolean[] guestOpen;
-    private boolean hostClosedInput;
 
     VirtioConsole(ConsoleSpec spec) {
-        this.spec = spec;
-        this.columns = spec.columns();
-        this.rows = spec.rows();
+        super("virtio-console", VirtioIds.CONSOLE, F_SIZE | F_MULTIPORT, 2 * portCount(spec) + 2, QUEUE_SIZE,
+                CONFIG_SIZE);
         List<ConsolePort> p = new ArrayList<>();
         if (spec.mode() == ConsoleSpec.Mode.TERMINAL) {
             p.add(new ConsolePort(0, "console", true, spec.stdout(), spec.input()));
@@ -93,12 +84,17 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         }
         this.ports = List.copyOf(p);
         this.inputPort = ports.stream().filter(ConsolePort::input).findFirst().orElse(null);
-        this.portReady = new boolean[ports.size()];
-        this.guestOpen = new boolean[ports.size()];
+        // emerg_wr needs VIRTIO_CONSOLE_F_EMERG_WRITE, which is not offered; the whole space is read-only.
+        config().putShort(CONFIG_COLS, spec.columns()).putShort(CONFIG_ROWS, spec.rows())
+                .putInt(CONFIG_MAX_NR_PORTS, ports.size());
         this.input = new InputPipe(this::scheduleInput);
         if (inputPort == null || !spec.input()) {
             input.close(); // nobody will read, or nobody will write: the guest reads end-of-file at once
         }
+    }
+
+    private static int portCount(ConsoleSpec spec) {
+        return spec.mode() == ConsoleSpec.Mode.TERMINAL ? 1 : 4;
     }
 
     List<ConsolePort> ports() {
@@ -106,65 +102,17 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
     }
 
     @Override
-    public int deviceType() {
-        return VirtioIds.CONSOLE;
-    }
-
-    @Override
-    public long deviceFeatures() {
-        return F_SIZE | F_MULTIPORT;
-    }
-
-    @Override
-    public int queueCount() {
-        return 2 * ports.size() + 2;
-    }
-
-    @Override
-    public int queueMaxSize(int index) {
-        return QUEUE_SIZE;
-    }
-
-    @Override
-    public int configSize() {
-        return CONFIG_SIZE;
-    }
-
-    @Override
-    public void readConfig(int offset, byte[] data) {
-        ByteBuffer b = ByteBuffer.allocate(CONFIG_SIZE).order(ByteOrder.LITTLE_ENDIAN);
-        b.putShort((short) columns).putShort((short) rows).putInt(ports.size()).putInt(0);
-        System.arraycopy(b.array(), offset, data, 0, data.length);
-    }
-
-    @Override
-    public void writeConfig(int offset, byte[] data) {
-        // emerg_wr needs VIRTIO_CONSOLE_F_EMERG_WRITE, which is not offered; the rest is read-only.
-    }
-
-    @Override
-    public void activate(DeviceContext context) {
-        state = new Active(context.memory(), context.queues(), context.interrupt(), context.eventLoop(), context);
-        if (!context.hasFeature(F_MULTIPORT)) {
+    protected Ports onActivate(Active<Ports> a) {
+        Ports p = new Ports(ports.size());
+        if (!a.hasFeature(F_MULTIPORT)) {
             // Without MULTIPORT there is no control queue: port 0 exists from the start (virtio 1.2 §5.3.6).
-            portReady[0] = true;
+            p.ready[0] = true;
         }
+        return p;
     }
 
     @Override
-    public void reset() {
-        state = INACTIVE;
-        controlOut.clear();
-        java.util.Arrays.fill(portReady, false);
-        java.util.Arrays.fill(guestOpen, false);
-        hostClosedInput = false;
-    }
-
-    @Override
-    public void queueNotify(int index) {
-        if (!(state instanceof Active a)) {
-            return;
-        }
+    protected void onQueueNotify(Active<Ports> a, int index) {
         if (index == CONTROL_TRANSMIT_QUEUE) {
             handleControl(a);
         } else if (index == CONTROL_RECEIVE_QUEUE) {
@@ -186,82 +134,71 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
     // ---- host to guest
 
     private void scheduleInput() {
-        if (state instanceof Active a) {
-            a.loop().execute(() -> {
-                if (state instanceof Active now) {
-                    pumpInput(now);
-                }
-            });
+        Active<Ports> a = active();
+        if (a != null) {
+            onLoop(a, this::pumpInput);
         }
     }
 
     /** Moves buffered host input into the input port's receive buffers; closes the port at end-of-file. */
-    private void pumpInput(Active a) {
-        if (inputPort == null || !portReady[inputPort.id()]) {
+    private void pumpInput(Active<Ports> a) {
+        Ports p = a.state();
+        if (inputPort == null || !p.ready[inputPort.id()]) {
             return;
         }
         // drivers/char/virtio_console.c in_intr(): data for a generic port nobody in the guest has open
         // is discarded, so it waits until the guest opens the port. The console port takes data at once.
-        if (!inputPort.console() && !guestOpen[inputPort.id()]) {
+        if (!inputPort.console() && !p.guestOpen[inputPort.id()]) {
             return;
         }
-        Virtqueue q = a.queues().get(inputPort.receiveQueue());
-        if (!q.ready()) {
+        int q = inputPort.receiveQueue();
+        if (!a.queue(q).ready()) {
             return;
         }
-        boolean used = false;
         while (input.available() > 0) {
-            DescriptorChain chain = pop(a, q);
+            DescriptorChain chain = a.pop(q);
             if (chain == null) {
                 break;
             }
+            int written = 0;
             try {
-                ChainWriter w = chain.writer(a.mem());
+                ChainWriter w = chain.writer(a.memory());
                 byte[] bytes = input.peek((int) Math.min(w.remaining(), Integer.MAX_VALUE));
                 w.write(bytes);
                 input.consume(bytes.length); // only once the guest has them: a bad buffer loses nothing
-                q.addUsed(a.mem(), chain.head(), (int) w.position());
+                written = (int) w.position();
             } catch (GuestMemoryException e) {
-                q.addUsed(a.mem(), chain.head(), 0);
+                guestError("input buffer outside guest RAM: " + e.getMessage());
             }
-            used = true;
+            a.addUsed(q, chain.head(), written);
         }
-        if (used && q.needsInterrupt(a.mem())) {
-            a.interrupt().trigger(InterruptTrigger.QUEUE);
-        }
-        if (input.atEof() && !inputPort.console() && !hostClosedInput) {
-            hostClosedInput = true;
+        if (input.atEof() && !inputPort.console() && !p.hostClosedInput) {
+            p.hostClosedInput = true;
             sendControl(a, new ControlMessage(inputPort.id(), ControlMessage.PORT_OPEN, 0));
         }
     }
 
     // ---- guest to host
 
-    private void drainOutput(Active a, ConsolePort port) {
-        Virtqueue q = a.queues().get(port.transmitQueue());
-        if (!q.ready()) {
-            return;
-        }
-        boolean used = false;
+    private void drainOutput(Active<Ports> a, ConsolePort port) {
+        int q = port.transmitQueue();
+        boolean any = false;
         DescriptorChain chain;
-        while ((chain = pop(a, q)) != null) {
+        while ((chain = a.pop(q)) != null) {
             try {
                 if (port.sink() != null) {
-                    copyOut(chain, a.mem(), port.sink());
+                    copyOut(chain, a.memory(), port.sink());
                 }
             } catch (GuestMemoryException e) {
-                LOG.debug("console output from outside guest RAM dropped: {}", e.getMessage());
+                guestError("console output from outside guest RAM dropped: " + e.getMessage());
             } catch (IOException e) {
-                LOG.debug("console output sink failed: {}", e.toString());
+                log().log(Level.DEBUG, () -> "console output sink failed: " + e);
             }
-            q.addUsed(a.mem(), chain.head(), 0);
-            used = true;
+            a.addUsed(q, chain.head(), 0);
+            any = true;
         }
-        if (used) {
+        if (any) {
             flushSink(port.sink());
-            if (q.needsInterrupt(a.mem())) {
-                a.interrupt().trigger(InterruptTrigger.QUEUE);
-            }
         }
     }
 
@@ -283,50 +220,44 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
         }
     }
 
-    private static void flushSink(OutputStream sink) {
+    private void flushSink(OutputStream sink) {
         if (sink != null) {
             try {
                 sink.flush();
             } catch (IOException e) {
-                LOG.debug("console output sink failed: {}", e.toString());
+                log().log(Level.DEBUG, () -> "console output sink failed: " + e);
             }
         }
     }
 
     // ---- control queue (virtio 1.2 §5.3.6.2)
 
-    private void handleControl(Active a) {
-        Virtqueue q = a.queues().get(CONTROL_TRANSMIT_QUEUE);
-        if (!q.ready()) {
-            return;
-        }
-        boolean used = false;
+    private void handleControl(Active<Ports> a) {
         DescriptorChain chain;
-        while ((chain = pop(a, q)) != null) {
+        while ((chain = a.pop(CONTROL_TRANSMIT_QUEUE)) != null) {
             ControlMessage m = null;
             try {
-                ChainReader r = chain.reader(a.mem());
+                ChainReader r = chain.reader(a.memory());
                 m = ControlMessage.decode(r.readBytes((int) Math.min(r.remaining(), ControlMessage.HEADER_SIZE)));
             } catch (GuestMemoryException e) {
-                LOG.debug("control message outside guest RAM: {}", e.getMessage());
+                guestError("control message outside guest RAM: " + e.getMessage());
             }
-            q.addUsed(a.mem(), chain.head(), 0);
-            used = true;
+            a.addUsed(CONTROL_TRANSMIT_QUEUE, chain.head(), 0);
             if (m != null) {
                 onControl(a, m);
             }
         }
-        if (used && q.needsInterrupt(a.mem())) {
-            a.interrupt().trigger(InterruptTrigger.QUEUE);
-        }
     }
 
-    private void onControl(Active a, ControlMessage m) {
+    private void onControl(Active<Ports> a, ControlMessage m) {
+        Ports p = a.state();
         switch (m.event()) {
             case ControlMessage.DEVICE_READY -> {
-                if (m.value() == 1) {
-                    for (ConsolePort p : ports) {
-                        sendControl(a, new ControlMessage(p.id(), ControlMessage.DEVICE_ADD, 0));
+                // Ports are announced once per activation, however often the driver says it is ready.
+                if (m.value() == 1 && !p.deviceReady) {
+                    p.deviceReady = true;
+                    for (ConsolePort port : ports) {
+                        sendControl(a, new ControlMessage(port.id(), ControlMessage.DEVICE_ADD, 0));
                     }
                 }
             }
@@ -334,25 +265,27 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
                 if (m.id() < 0 || m.id() >= ports.size() || m.value() != 1) {
                     return;
                 }
-                ConsolePort p = ports.get(m.id());
-                portReady[p.id()] = true;
-                if (p.console()) {
-                    sendControl(a, new ControlMessage(p.id(), ControlMessage.CONSOLE_PORT, 1));
+                ConsolePort port = ports.get(m.id());
+                p.ready[port.id()] = true;
+                if (port.console()) {
+                    sendControl(a, new ControlMessage(port.id(), ControlMessage.CONSOLE_PORT, 1));
+                    int columns = config().getShort(CONFIG_COLS);
+                    int rows = config().getShort(CONFIG_ROWS);
                     if (columns > 0 && rows > 0) {
-                        sendControl(a, ControlMessage.resize(p.id(), columns, rows));
+                        sendControl(a, ControlMessage.resize(port.id(), columns, rows));
                     }
                 } else {
-                    sendControl(a, new ControlMessage(p.id(), ControlMessage.PORT_NAME, 0,
-                            p.name().getBytes(StandardCharsets.US_ASCII)));
+                    sendControl(a, new ControlMessage(port.id(), ControlMessage.PORT_NAME, 0,
+                            port.name().getBytes(StandardCharsets.US_ASCII)));
                 }
                 // An input port with no input left stays closed: the guest reads end-of-file at once.
-                boolean open = p.console() || !p.input() || !input.atEof();
+                boolean open = port.console() || !port.input() || !input.atEof();
                 if (open) {
-                    sendControl(a, new ControlMessage(p.id(), ControlMessage.PORT_OPEN, 1));
-                } else if (p == inputPort) {
-                    hostClosedInput = true;
+                    sendControl(a, new ControlMessage(port.id(), ControlMessage.PORT_OPEN, 1));
+                } else if (port == inputPort) {
+                    p.hostClosedInput = true;
                 }
-                if (p == inputPort) {
+                if (port == inputPort) {
                     pumpInput(a);
                 }
             }
@@ -360,55 +293,51 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
                 if (m.id() < 0 || m.id() >= ports.size()) {
                     return;
                 }
-                guestOpen[m.id()] = m.value() == 1;
-                if (guestOpen[m.id()] && ports.get(m.id()) == inputPort) {
+                p.guestOpen[m.id()] = m.value() == 1;
+                if (p.guestOpen[m.id()] && ports.get(m.id()) == inputPort) {
                     pumpInput(a);
                 }
             }
-            default -> LOG.debug("unexpected console control event {} for port {}", m.event(), m.id());
+            default -> guestError("unexpected control event " + m.event() + " for port " + m.id());
         }
     }
 
-    private void sendControl(Active a, ControlMessage m) {
-        controlOut.add(m.encode());
+    private void sendControl(Active<Ports> a, ControlMessage m) {
+        Ports p = a.state();
+        if (p.controlOut.size() >= MAX_PENDING_CONTROL) {
+            guestError("control messages dropped: the driver posts no control buffers");
+            return;
+        }
+        p.controlOut.add(m.encode());
         flushControl(a);
     }
 
-    private void flushControl(Active a) {
-        Virtqueue q = a.queues().get(CONTROL_RECEIVE_QUEUE);
-        if (!q.ready()) {
+    private void flushControl(Active<Ports> a) {
+        Deque<byte[]> out = a.state().controlOut;
+        if (!a.queue(CONTROL_RECEIVE_QUEUE).ready()) {
             return;
         }
-        boolean used = false;
-        while (!controlOut.isEmpty()) {
-            DescriptorChain chain = pop(a, q);
+        while (!out.isEmpty()) {
+            DescriptorChain chain = a.pop(CONTROL_RECEIVE_QUEUE);
             if (chain == null) {
                 break;
             }
-            byte[] msg = controlOut.poll();
+            byte[] msg = out.poll();
             int written = 0;
             try {
-                ChainWriter w = chain.writer(a.mem());
+                ChainWriter w = chain.writer(a.memory());
                 if (w.remaining() >= msg.length) {
                     w.write(msg);
                     written = msg.length;
                 } else {
-                    LOG.debug("control buffer of {} bytes too small for a {}-byte message", w.remaining(), msg.length);
+                    guestError("control buffer of " + w.remaining() + " bytes too small for a " + msg.length
+                            + "-byte message");
                 }
             } catch (GuestMemoryException e) {
-                LOG.debug("control buffer outside guest RAM: {}", e.getMessage());
+                guestError("control buffer outside guest RAM: " + e.getMessage());
             }
-            q.addUsed(a.mem(), chain.head(), written);
-            used = true;
+            a.addUsed(CONTROL_RECEIVE_QUEUE, chain.head(), written);
         }
-        if (used && q.needsInterrupt(a.mem())) {
-            a.interrupt().trigger(InterruptTrigger.QUEUE);
-        }
-    }
-
-    /** The next well-formed chain (virtio 1.2 §2.7: malformed ones go back unused; a broken queue asks for a reset). */
-    private static DescriptorChain pop(Active a, Virtqueue q) {
-        return q.popValid(a.mem(), a.context(), m -> LOG.debug("malformed descriptor chain returned unused: {}", m));
     }
 
     // ---- HostConsole
@@ -420,16 +349,13 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
 
     @Override
     public void resize(int columns, int rows) {
-        this.columns = columns;
-        this.rows = rows;
-        if (state instanceof Active a) {
-            a.loop().execute(() -> {
-                if (!(state instanceof Active now)) {
-                    return;
-                }
-                if (!now.context().hasFeature(F_MULTIPORT)) {
-                    now.interrupt().trigger(InterruptTrigger.CONFIG); // the size lives in config space (F_SIZE)
-                } else if (portReady[0]) {
+        config().putShort(CONFIG_COLS, columns).putShort(CONFIG_ROWS, rows);
+        Active<Ports> a = active();
+        if (a != null) {
+            onLoop(a, now -> {
+                if (!now.hasFeature(F_MULTIPORT)) {
+                    now.configChanged(); // the size lives in config space (F_SIZE)
+                } else if (now.state().ready[0]) {
                     sendControl(now, ControlMessage.resize(0, columns, rows));
                 }
             });
@@ -444,7 +370,7 @@ final class VirtioConsole implements VirtioDevice, HostConsole {
     }
 
     @Override
-    public void close() {
+    protected void onClose() {
         input.discard();
         flush();
     }

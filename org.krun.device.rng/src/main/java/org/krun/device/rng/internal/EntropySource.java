@@ -8,7 +8,7 @@ interface EntropySource {
     /**
      * Fills all of {@code destination} (native memory: here, guest RAM) with random bytes.
      *
-     * @throws org.krun.spi.posix.PosixException when the host cannot provide them
+     * @throws org.krun.posix.PosixException when the host cannot provide them
      */
     void fill(MemorySegment destination);
 }

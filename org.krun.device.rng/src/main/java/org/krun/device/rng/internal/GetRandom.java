@@ -1,40 +1,18 @@
 package org.krun.device.rng.internal;
 
-import static java.lang.foreign.ValueLayout.ADDRESS;
-import static java.lang.foreign.ValueLayout.JAVA_INT;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-
-import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.StructLayout;
-import java.lang.invoke.MethodHandle;
-import java.lang.invoke.VarHandle;
 
-import org.krun.spi.posix.Errno;
-import org.krun.spi.posix.PosixException;
+import org.krun.posix.Errno;
+import org.krun.posix.PosixException;
+import org.krun.posix.PosixIo;
 
 /**
- * The host's {@code getrandom(2)} through FFM: the same source as {@code /dev/urandom}, without a file
- * descriptor to own. Flags 0: it blocks only until the host kernel's random pool is first initialized,
- * which happens once, early in the host's boot; after that it never blocks. Bytes go straight into the
- * destination (guest RAM), so nothing of the guest's choosing is allocated on the host.
+ * The host's {@code getrandom(2)}: the same source as {@code /dev/urandom}, without a file descriptor to
+ * own. It blocks only until the host kernel's random pool is first initialized, which happens once, early
+ * in the host's boot. Bytes go straight into the destination (guest RAM), so nothing of the guest's
+ * choosing is allocated on the host.
  */
 final class GetRandom implements EntropySource {
-
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
-    private static final VarHandle ERRNO = CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-    /** ssize_t getrandom(void *buf, size_t buflen, unsigned int flags) (sys/random.h). */
-    private static final MethodHandle GETRANDOM = LINKER.downcallHandle(
-            LINKER.defaultLookup().findOrThrow("getrandom"),
-            FunctionDescriptor.of(JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_INT),
-            Linker.Option.captureCallState("errno"));
-    /** Per-thread errno capture: the event loops of several VMs call this concurrently. */
-    private static final ThreadLocal<MemorySegment> ERRNO_SEGMENT =
-            ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CAPTURE_LAYOUT));
 
     static final GetRandom INSTANCE = new GetRandom();
 
@@ -43,11 +21,7 @@ final class GetRandom implements EntropySource {
 
     @Override
     public void fill(MemorySegment destination) {
-        MemorySegment capture = ERRNO_SEGMENT.get();
-        fillFully(destination, (buffer, length) -> {
-            long n = getrandom(capture, buffer, length);
-            return n < 0 ? -(int) ERRNO.get(capture, 0L) : n;
-        });
+        fillFully(destination, PosixIo::getrandom);
     }
 
     /** One getrandom(2) call: the number of bytes written, or -errno. */
@@ -76,16 +50,6 @@ final class GetRandom implements EntropySource {
                 throw new PosixException("getrandom returned " + n + " for " + (size - done) + " bytes", Errno.EIO);
             }
             done += n;
-        }
-    }
-
-    private static long getrandom(MemorySegment capture, MemorySegment buffer, long length) {
-        try {
-            return (long) GETRANDOM.invokeExact(capture, buffer, length, 0);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(t);
         }
     }
 }

@@ -14,8 +14,8 @@ import java.util.Deque;
 import java.util.List;
 
 import org.junit.jupiter.api.Test;
-import org.krun.spi.posix.Errno;
-import org.krun.spi.posix.PosixException;
+import org.krun.posix.Errno;
+import org.krun.posix.PosixException;
 
 /** The host's getrandom(2) through FFM, and the loop around it that copes with EINTR and short reads. */
 class GetRandomTest {

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.krun.posix.Errno;
 
 /**
  * Host file descriptors the guest refers to by number (FUSE node ids, file handles), safe against a
@@ -73,7 +74,7 @@ final class FdTable<T> {
     synchronized Entry add(int fd, T value) {
         if (closed) {
             HostFs.close(fd);
-            throw new FsException(Errnos.EIO);
+            throw new FsException(Errno.EIO);
         }
         Entry e = new Entry(nextId++, fd, value);
         e.count = 1;
@@ -85,7 +86,7 @@ final class FdTable<T> {
     synchronized Ref acquire(long id) {
         Entry e = entries.get(id);
         if (e == null) {
-            throw new FsException(Errnos.EBADF);
+            throw new FsException(Errno.EBADF);
         }
         e.pins++;
         return new Ref(e);

@@ -1,5 +1,6 @@
 package org.krun.device.virtiofs.internal;
 
+import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -10,8 +11,7 @@ import org.krun.spi.memory.GuestMemoryException;
 import org.krun.spi.virtio.ChainReader;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.ShortChainException;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
+import org.krun.posix.Errno;
 
 /**
  * A FUSE server (include/uapi/linux/fuse.h, protocol 7.31 as spoken here) over a {@link PassthroughFs}:
@@ -20,7 +20,7 @@ import org.slf4j.LoggerFactory;
  * ids get error replies (or no reply when not even a header arrived), never an exception.
  */
 final class FuseServer {
-    private static final Logger LOG = LoggerFactory.getLogger(FuseServer.class);
+    private static final System.Logger LOG = System.getLogger(FuseServer.class.getName());
 
     static final int IN_HEADER = 40;
     static final int OUT_HEADER = 16;
@@ -131,23 +131,23 @@ final class FuseServer {
         try {
             long argLen = Integer.toUnsignedLong(h.len()) - IN_HEADER;
             if (argLen < 0 || argLen > in.remaining()) {
-                return error(out, h, Errnos.EINVAL);
+                return error(out, h, Errno.EINVAL);
             }
             if (h.opcode() == WRITE) {
                 return write(h, in, argLen, out);
             }
             if (argLen > MAX_ARGS) {
-                return error(out, h, Errnos.EINVAL);
+                return error(out, h, Errno.EINVAL);
             }
             ByteBuffer args = le(in.readBytes((int) argLen));
             return dispatch(h, args, out, cancelled);
         } catch (FsException e) {
             return error(out, h, e.errno);
         } catch (GuestMemoryException | ShortChainException | java.nio.BufferUnderflowException e) {
-            return error(out, h, Errnos.EINVAL);
+            return error(out, h, Errno.EINVAL);
         } catch (RuntimeException e) {
-            LOG.warn("virtio-fs: opcode {} failed: {}", h.opcode(), e.toString());
-            return error(out, h, Errnos.EIO);
+            LOG.log(Level.WARNING, "virtio-fs: opcode " + h.opcode() + " failed: " + e.toString());
+            return error(out, h, Errno.EIO);
         }
     }
 
@@ -299,7 +299,7 @@ final class FuseServer {
                 int flags = a.getInt();
                 byte[] name = name(a);
                 if (size < 0 || size > a.remaining()) {
-                    throw new FsException(Errnos.EINVAL);
+                    throw new FsException(Errno.EINVAL);
                 }
                 byte[] value = new byte[size];
                 a.get(value);
@@ -322,7 +322,7 @@ final class FuseServer {
                     return xattrSize(out, h, list.length);
                 }
                 if (list.length > size) {
-                    throw new FsException(Errnos.ERANGE);
+                    throw new FsException(Errno.ERANGE);
                 }
                 return reply(out, h, list);
             }
@@ -395,7 +395,7 @@ final class FuseServer {
                 return ok(out, h);
             }
             default -> {
-                return error(out, h, Errnos.ENOSYS); // BMAP, IOCTL, POLL, mappings, TMPFILE, STATX, unknown
+                return error(out, h, Errno.ENOSYS); // BMAP, IOCTL, POLL, mappings, TMPFILE, STATX, unknown
             }
         }
     }
@@ -409,7 +409,7 @@ final class FuseServer {
         int flags = a.remaining() >= 4 ? a.getInt() : 0;
         ByteBuffer b = le(new byte[64]);
         if (major < KERNEL_VERSION) {
-            return error(out, h, Errnos.EPROTO);
+            return error(out, h, Errno.EPROTO);
         }
         b.putInt(KERNEL_VERSION);
         if (major > KERNEL_VERSION) {
@@ -438,7 +438,7 @@ final class FuseServer {
             return 0;
         }
         if (size < 0 || offset < 0) {
-            return error(out, h, Errnos.EINVAL);
+            return error(out, h, Errno.EINVAL);
         }
         List<MemorySegment> header = out.take(OUT_HEADER);
         long room = Math.min(Integer.toUnsignedLong(size), out.remaining());
@@ -456,14 +456,14 @@ final class FuseServer {
 
     private int write(InHeader h, ChainReader in, long argLen, ChainWriter out) {
         if (argLen < 40) {
-            return error(out, h, Errnos.EINVAL);
+            return error(out, h, Errno.EINVAL);
         }
         ByteBuffer w = le(in.readBytes(40));
         long fh = w.getLong();
         long offset = w.getLong();
         long size = Integer.toUnsignedLong(w.getInt());
         if (size != argLen - 40 || size > MAX_WRITE || offset < 0) {
-            return error(out, h, Errnos.EINVAL);
+            return error(out, h, Errno.EINVAL);
         }
         long n = fs.write(fh, offset, in.take(size));
         return reply(out, h, le(new byte[8]).putInt((int) n).putInt(0).array());
@@ -523,7 +523,7 @@ final class FuseServer {
             end++;
         }
         if (end >= a.limit()) {
-            throw new FsException(Errnos.EINVAL); // not terminated
+            throw new FsException(Errno.EINVAL); // not terminated
         }
         byte[] n = new byte[end - start];
         a.get(n);
@@ -537,7 +537,7 @@ final class FuseServer {
         int type = a.getInt();
         int pid = a.getInt();
         if (type < PassthroughFs.F_RDLCK || type > PassthroughFs.F_UNLCK) {
-            throw new FsException(Errnos.EINVAL);
+            throw new FsException(Errno.EINVAL);
         }
         return new PassthroughFs.Lock(start, end, type, pid);
     }
@@ -603,7 +603,7 @@ final class FuseServer {
             return 0;
         }
         if (out.remaining() < OUT_HEADER + body.length) {
-            return error(out, h, Errnos.ERANGE);
+            return error(out, h, Errno.ERANGE);
         }
         out.write(outHeader(OUT_HEADER + body.length, 0, h.unique()));
         out.write(body);

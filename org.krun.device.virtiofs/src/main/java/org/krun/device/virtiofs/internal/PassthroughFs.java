@@ -11,6 +11,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.krun.posix.Errno;
 
 /**
  * A host directory served as a filesystem: the semantics behind every FUSE operation.
@@ -96,24 +97,24 @@ final class PassthroughFs implements AutoCloseable {
 
     private void requireWritable() {
         if (readOnly) {
-            throw new FsException(Errnos.EROFS);
+            throw new FsException(Errno.EROFS);
         }
     }
 
     /** One path component from the guest: not empty, no '/', not "." or "..", at most 255 bytes. */
     static byte[] checkName(byte[] name) {
         if (name.length == 0) {
-            throw new FsException(Errnos.ENOENT);
+            throw new FsException(Errno.ENOENT);
         }
         if (name.length > 255) {
-            throw new FsException(Errnos.ENAMETOOLONG);
+            throw new FsException(Errno.ENAMETOOLONG);
         }
         if ((name.length == 1 && name[0] == '.') || (name.length == 2 && name[0] == '.' && name[1] == '.')) {
-            throw new FsException(Errnos.EINVAL);
+            throw new FsException(Errno.EINVAL);
         }
         for (byte b : name) {
             if (b == '/' || b == 0) {
-                throw new FsException(Errnos.EINVAL);
+                throw new FsException(Errno.EINVAL);
             }
         }
         return name;
@@ -157,7 +158,7 @@ final class PassthroughFs implements AutoCloseable {
             int type = ino.value().type();
             if ((a.valid() & FATTR_MODE) != 0) {
                 if (type == HostFs.S_IFLNK) {
-                    throw new FsException(Errnos.EOPNOTSUPP);
+                    throw new FsException(Errno.EOPNOTSUPP);
                 }
                 HostFs.chmod(ino.fd(), a.mode() & 07777);
             }
@@ -168,7 +169,7 @@ final class PassthroughFs implements AutoCloseable {
             }
             if ((a.valid() & FATTR_SIZE) != 0) {
                 if (type != HostFs.S_IFREG) {
-                    throw new FsException(type == HostFs.S_IFDIR ? Errnos.EISDIR : Errnos.EINVAL);
+                    throw new FsException(type == HostFs.S_IFDIR ? Errno.EISDIR : Errno.EINVAL);
                 }
                 if ((a.valid() & FATTR_FH) != 0) {
                     try (var h = handles.acquire(a.fh())) {
@@ -180,7 +181,7 @@ final class PassthroughFs implements AutoCloseable {
             }
             if ((a.valid() & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) != 0) {
                 if (type == HostFs.S_IFLNK) {
-                    throw new FsException(Errnos.EOPNOTSUPP);
+                    throw new FsException(Errno.EOPNOTSUPP);
                 }
                 long aSec = 0;
                 long aNsec = HostFs.UTIME_OMIT;
@@ -207,7 +208,7 @@ final class PassthroughFs implements AutoCloseable {
     byte[] readlink(long nodeid) {
         try (var ino = inodes.acquire(nodeid)) {
             if (ino.value().type() != HostFs.S_IFLNK) {
-                throw new FsException(Errnos.EINVAL);
+                throw new FsException(Errno.EINVAL);
             }
             return HostFs.readlink(ino.fd());
         }
@@ -259,7 +260,7 @@ final class PassthroughFs implements AutoCloseable {
         requireWritable();
         checkName(name);
         if (target.length == 0 || target.length >= 4096) {
-            throw new FsException(target.length == 0 ? Errnos.ENOENT : Errnos.ENAMETOOLONG);
+            throw new FsException(target.length == 0 ? Errno.ENOENT : Errno.ENAMETOOLONG);
         }
         try (var dir = inodes.acquire(parent)) {
             HostFs.symlinkat(target, dir.fd(), name);
@@ -272,7 +273,7 @@ final class PassthroughFs implements AutoCloseable {
         checkName(newName);
         try (var ino = inodes.acquire(nodeid); var dir = inodes.acquire(newParent)) {
             if (ino.value().type() == HostFs.S_IFDIR) {
-                throw new FsException(Errnos.EPERM);
+                throw new FsException(Errno.EPERM);
             }
             HostFs.link(ino.fd(), dir.fd(), newName);
             int fd = HostFs.openat(dir.fd(), newName, HostFs.O_PATH | HostFs.O_NOFOLLOW | HostFs.O_CLOEXEC, 0);
@@ -318,7 +319,7 @@ final class PassthroughFs implements AutoCloseable {
         try (var ino = inodes.acquire(nodeid)) {
             if (ino.value().type() != HostFs.S_IFREG) {
                 // Only regular files are opened on the host: special files are the guest's own business.
-                throw new FsException(ino.value().type() == HostFs.S_IFDIR ? Errnos.EISDIR : Errnos.EACCES);
+                throw new FsException(ino.value().type() == HostFs.S_IFDIR ? Errno.EISDIR : Errno.EACCES);
             }
             int fd = HostFs.reopen(ino.fd(), hostOpenFlags(flags) & ~01000000 /* no O_NOATIME games */);
             return handles.add(fd, new Handle(nodeid, false, new Object(), flags & HostFs.O_ACCMODE)).id;
@@ -425,7 +426,7 @@ final class PassthroughFs implements AutoCloseable {
     long opendir(long nodeid) {
         try (var ino = inodes.acquire(nodeid)) {
             if (ino.value().type() != HostFs.S_IFDIR) {
-                throw new FsException(Errnos.ENOTDIR);
+                throw new FsException(Errno.ENOTDIR);
             }
             int fd = HostFs.reopen(ino.fd(), HostFs.O_RDONLY | HostFs.O_DIRECTORY);
             return handles.add(fd, new Handle(nodeid, true, new Object(), HostFs.O_RDONLY)).id;
@@ -449,7 +450,7 @@ final class PassthroughFs implements AutoCloseable {
     void readdir(long fh, long offset, DirSink sink) {
         try (var h = handles.acquire(fh); Arena a = Arena.ofConfined()) {
             if (!h.value().directory()) {
-                throw new FsException(Errnos.ENOTDIR);
+                throw new FsException(Errno.ENOTDIR);
             }
             synchronized (h.value().lock()) {
                 HostFs.lseek(h.fd(), offset, 0 /* SEEK_SET */);
@@ -528,7 +529,7 @@ final class PassthroughFs implements AutoCloseable {
     void access(long nodeid, int mask) {
         try (var ino = inodes.acquire(nodeid)) {
             if ((mask & 2) != 0 && readOnly) {
-                throw new FsException(Errnos.EROFS);
+                throw new FsException(Errno.EROFS);
             }
             // The guest kernel checks permissions itself (virtio-fs mounts with default_permissions);
             // existence is what is left to confirm.
@@ -542,7 +543,7 @@ final class PassthroughFs implements AutoCloseable {
     static byte[] hostXattrName(byte[] name) {
         String n = new String(name, StandardCharsets.UTF_8);
         if (n.isEmpty() || name.length > 255) {
-            throw new FsException(n.isEmpty() ? Errnos.EINVAL : Errnos.ERANGE);
+            throw new FsException(n.isEmpty() ? Errno.EINVAL : Errno.ERANGE);
         }
         if (n.startsWith("user.") && !n.startsWith(XATTR_PREFIX)) {
             return name;
@@ -555,7 +556,7 @@ final class PassthroughFs implements AutoCloseable {
         int type = ino.value().type();
         if (type != HostFs.S_IFREG && type != HostFs.S_IFDIR) {
             ino.close();
-            throw new FsException(Errnos.EOPNOTSUPP); // Linux allows user.* xattrs only on files and directories
+            throw new FsException(Errno.EOPNOTSUPP); // Linux allows user.* xattrs only on files and directories
         }
         return ino;
     }
@@ -597,7 +598,7 @@ final class PassthroughFs implements AutoCloseable {
                     raw = HostFs.listxattr(ino.fd(), size);
                     break;
                 } catch (FsException e) {
-                    if (e.errno != Errnos.ERANGE) {
+                    if (e.errno != Errno.ERANGE) {
                         throw e; // ERANGE: the list grew in between; ask again
                     }
                 }
@@ -653,7 +654,7 @@ final class PassthroughFs implements AutoCloseable {
                     HostFs.fcntlLock(fd, HostFs.F_OFD_SETLK, fl);
                     return;
                 } catch (FsException e) {
-                    if (!sleep || (e.errno != Errnos.EAGAIN && e.errno != Errnos.EACCES) || cancelled.getAsBoolean()) {
+                    if (!sleep || (e.errno != Errno.EAGAIN && e.errno != Errno.EACCES) || cancelled.getAsBoolean()) {
                         throw e;
                     }
                 }
@@ -661,7 +662,7 @@ final class PassthroughFs implements AutoCloseable {
                     Thread.sleep(10);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
-                    throw new FsException(Errnos.EINTR);
+                    throw new FsException(Errno.EINTR);
                 }
             }
         }
@@ -675,7 +676,7 @@ final class PassthroughFs implements AutoCloseable {
                     HostFs.flock(h.fd(), nonblocking);
                     return;
                 } catch (FsException e) {
-                    if (!sleep || e.errno != Errnos.EAGAIN || cancelled.getAsBoolean()) {
+                    if (!sleep || e.errno != Errno.EAGAIN || cancelled.getAsBoolean()) {
                         throw e;
                     }
                 }
@@ -683,7 +684,7 @@ final class PassthroughFs implements AutoCloseable {
                     Thread.sleep(10);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
-                    throw new FsException(Errnos.EINTR);
+                    throw new FsException(Errno.EINTR);
                 }
             }
         }

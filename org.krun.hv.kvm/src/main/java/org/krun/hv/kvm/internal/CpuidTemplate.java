@@ -7,9 +7,9 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 
-import org.krun.spi.posix.Errno;
-import org.krun.spi.posix.Posix;
-import org.krun.spi.posix.PosixException;
+import org.krun.posix.Errno;
+import org.krun.posix.Posix;
+import org.krun.posix.PosixException;
 
 /**
  * The CPUID KVM supports on this host (KVM_GET_SUPPORTED_CPUID), and the per-vCPU table krun derives

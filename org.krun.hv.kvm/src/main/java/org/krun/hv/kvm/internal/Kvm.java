@@ -4,9 +4,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 import org.krun.api.KrunException;
-import org.krun.spi.posix.Errno;
-import org.krun.spi.posix.Posix;
-import org.krun.spi.posix.PosixException;
+import org.krun.posix.Errno;
+import org.krun.posix.Posix;
+import org.krun.posix.PosixException;
 
 /** The open /dev/kvm: host capabilities and the supported CPUID, shared by all VMs of the backend. */
 final class Kvm implements AutoCloseable {

@@ -1,5 +1,6 @@
 package org.krun.hv.kvm.internal;
 
+import java.lang.System.Logger.Level;
 import java.util.Dictionary;
 import java.util.Hashtable;
 
@@ -9,8 +10,6 @@ import org.osgi.framework.ServiceRegistration;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * Probes /dev/kvm when the bundle starts and registers the KVM {@link Hypervisor} only if it can be
@@ -18,7 +17,7 @@ import org.slf4j.LoggerFactory;
  */
 @Component(immediate = true)
 public final class KvmComponent {
-    private static final Logger LOG = LoggerFactory.getLogger(KvmComponent.class);
+    private static final System.Logger LOG = System.getLogger(KvmComponent.class.getName());
 
     private KvmHypervisor hypervisor;
     private ServiceRegistration<Hypervisor> registration;
@@ -28,13 +27,13 @@ public final class KvmComponent {
         try {
             hypervisor = KvmHypervisor.open();
         } catch (RuntimeException e) {
-            LOG.warn("KVM backend not available: {}", e.getMessage());
+            LOG.log(Level.WARNING, "KVM backend not available: " + e.getMessage());
             return;
         }
         Dictionary<String, Object> props = new Hashtable<>();
         props.put(Hypervisor.NAME_PROPERTY, hypervisor.name());
         registration = context.registerService(Hypervisor.class, hypervisor, props);
-        LOG.debug("KVM backend registered: {}", hypervisor.capabilities().description());
+        LOG.log(Level.DEBUG, () -> "KVM backend registered: " + hypervisor.capabilities().description());
     }
 
     @Deactivate

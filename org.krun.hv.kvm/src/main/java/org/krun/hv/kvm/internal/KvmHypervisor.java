@@ -6,7 +6,7 @@ import org.krun.api.VmConfigException;
 import org.krun.spi.hypervisor.HostCapabilities;
 import org.krun.spi.hypervisor.Hypervisor;
 import org.krun.spi.hypervisor.HypervisorVm;
-import org.krun.spi.posix.Posix;
+import org.krun.posix.Posix;
 
 /** The KVM backend over one open /dev/kvm. */
 public final class KvmHypervisor implements Hypervisor, AutoCloseable {

@@ -1,5 +1,6 @@
 package org.krun.hv.kvm.internal;
 
+import java.lang.System.Logger.Level;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
@@ -11,11 +12,9 @@ import java.lang.foreign.MemorySegment;
 import org.krun.spi.hypervisor.Vcpu;
 import org.krun.spi.hypervisor.VcpuExit;
 import org.krun.spi.hypervisor.X86BootState;
-import org.krun.spi.posix.Errno;
-import org.krun.spi.posix.Posix;
-import org.krun.spi.posix.PosixException;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
+import org.krun.posix.Errno;
+import org.krun.posix.Posix;
+import org.krun.posix.PosixException;
 
 /**
  * One KVM vCPU: its fd, its mapped struct kvm_run, and the state krun gives it at creation (CPUID, MSRs,
@@ -27,7 +26,7 @@ import org.slf4j.LoggerFactory;
  * handler.
  */
 final class KvmVcpu implements Vcpu {
-    private static final Logger LOG = LoggerFactory.getLogger(KvmVcpu.class);
+    private static final System.Logger LOG = System.getLogger(KvmVcpu.class.getName());
 
     /** A real-time signal, unused by the JVM and glibc. */
     static final int KICK_SIGNAL = 40;
@@ -124,8 +123,7 @@ final class KvmVcpu implements Vcpu {
             int set = Posix.check("KVM_SET_MSRS", Posix.ioctl(fd, KvmIoctls.KVM_SET_MSRS, s));
             if (set != msrs.length) {
                 // KVM stops at the first MSR it refuses; the rest are optional for booting Linux.
-                LOG.debug("vcpu {}: KVM accepted {} of {} MSRs (refused 0x{})", index, set, msrs.length,
-                        Long.toHexString(msrs[set][0]));
+                LOG.log(Level.DEBUG, () -> "vcpu " + index + ": KVM accepted " + set + " of " + msrs.length + " MSRs (refused 0x" + Long.toHexString(msrs[set][0]) + ")");
             }
         }
     }

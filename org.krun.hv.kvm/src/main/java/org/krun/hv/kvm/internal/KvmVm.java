@@ -10,9 +10,9 @@ import java.util.List;
 
 import org.krun.spi.hypervisor.HypervisorVm;
 import org.krun.spi.hypervisor.IoEventAddress;
+import org.krun.spi.hypervisor.Notifier;
 import org.krun.spi.hypervisor.Vcpu;
-import org.krun.spi.posix.EventFd;
-import org.krun.spi.posix.Posix;
+import org.krun.posix.Posix;
 
 /** One KVM VM fd and the vCPUs created from it. */
 final class KvmVm implements HypervisorVm {
@@ -77,17 +77,32 @@ final class KvmVm implements HypervisorVm {
         return vcpu;
     }
 
-    @Override
-    public void registerIoEvent(IoEventAddress address, EventFd eventFd) {
-        ioeventfd(address, eventFd, 0);
+    /** The eventfd behind {@code notifier}, or -1 when it is not one (KVM knows no other primitive). */
+    private static int eventFd(Notifier notifier) {
+        Notifier.Handle h = notifier.handle();
+        return Notifier.Handle.EVENTFD.equals(h.kind()) ? (int) h.value() : -1;
     }
 
     @Override
-    public void unregisterIoEvent(IoEventAddress address, EventFd eventFd) {
-        ioeventfd(address, eventFd, KvmIoctls.KVM_IOEVENTFD_FLAG_DEASSIGN);
+    public boolean registerIoEvent(IoEventAddress address, Notifier notifier) {
+        int efd = eventFd(notifier);
+        if (efd < 0) {
+            return false;
+        }
+        ioeventfd(address, efd, 0);
+        return true;
     }
 
-    private void ioeventfd(IoEventAddress address, EventFd eventFd, int extraFlags) {
+    @Override
+    public void unregisterIoEvent(IoEventAddress address, Notifier notifier) {
+        int efd = eventFd(notifier);
+        if (efd >= 0) {
+            ioeventfd(address, efd, KvmIoctls.KVM_IOEVENTFD_FLAG_DEASSIGN);
+        }
+    }
+
+    /** KVM API: KVM_IOEVENTFD. */
+    private void ioeventfd(IoEventAddress address, int eventFd, int extraFlags) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = a.allocate(KvmStructs.IOEVENTFD);
             int flags = extraFlags;
@@ -100,26 +115,35 @@ final class KvmVm implements HypervisorVm {
             }
             s.set(JAVA_LONG, 8, address.address());
             s.set(JAVA_INT, 16, address.length());
-            s.set(JAVA_INT, 20, eventFd.fd());
+            s.set(JAVA_INT, 20, eventFd);
             s.set(JAVA_INT, 24, flags);
             Posix.check("KVM_IOEVENTFD", Posix.ioctl(fd, KvmIoctls.KVM_IOEVENTFD, s));
         }
     }
 
     @Override
-    public void registerIrqFd(EventFd eventFd, int gsi) {
-        irqfd(eventFd, gsi, 0);
+    public boolean registerInterrupt(Notifier notifier, int gsi) {
+        int efd = eventFd(notifier);
+        if (efd < 0) {
+            return false;
+        }
+        irqfd(efd, gsi, 0);
+        return true;
     }
 
     @Override
-    public void unregisterIrqFd(EventFd eventFd, int gsi) {
-        irqfd(eventFd, gsi, KvmIoctls.KVM_IRQFD_FLAG_DEASSIGN);
+    public void unregisterInterrupt(Notifier notifier, int gsi) {
+        int efd = eventFd(notifier);
+        if (efd >= 0) {
+            irqfd(efd, gsi, KvmIoctls.KVM_IRQFD_FLAG_DEASSIGN);
+        }
     }
 
-    private void irqfd(EventFd eventFd, int gsi, int flags) {
+    /** KVM API: KVM_IRQFD. */
+    private void irqfd(int eventFd, int gsi, int flags) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = a.allocate(KvmStructs.IRQFD);
-            s.set(JAVA_INT, 0, eventFd.fd());
+            s.set(JAVA_INT, 0, eventFd);
             s.set(JAVA_INT, 4, gsi);
             s.set(JAVA_INT, 8, flags);
             Posix.check("KVM_IRQFD", Posix.ioctl(fd, KvmIoctls.KVM_IRQFD, s));

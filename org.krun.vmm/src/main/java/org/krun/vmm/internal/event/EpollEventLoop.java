@@ -1,5 +1,6 @@
 package org.krun.vmm.internal.event;
 
+import java.lang.System.Logger.Level;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -18,13 +19,11 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.IntConsumer;
 
-import org.krun.spi.posix.Errno;
-import org.krun.spi.posix.EventFd;
-import org.krun.spi.posix.Posix;
-import org.krun.spi.posix.PosixException;
+import org.krun.posix.Errno;
+import org.krun.posix.EventFd;
+import org.krun.posix.Posix;
+import org.krun.posix.PosixException;
 import org.krun.spi.virtio.EventLoop;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * One VM's device thread: an epoll loop over registered file descriptors (queue ioeventfds, host I/O)
@@ -32,7 +31,7 @@ import org.slf4j.LoggerFactory;
  * {@link #stop()}; {@link #close()} then releases the epoll and wake descriptors.
  */
 public final class EpollEventLoop implements EventLoop, AutoCloseable {
-    private static final Logger LOG = LoggerFactory.getLogger(EpollEventLoop.class);
+    private static final System.Logger LOG = System.getLogger(EpollEventLoop.class.getName());
     private static final long WAKE_ID = 0;
     private static final int MAX_EVENTS = 64;
     private static final long EVENT_SIZE = Posix.EPOLL_EVENT.byteSize();
@@ -127,7 +126,7 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
         try {
             handler.accept(events);
         } catch (RuntimeException e) {
-            LOG.error("device event handler failed", e);
+            LOG.log(Level.ERROR, "device event handler failed", e);
         }
     }
 
@@ -137,7 +136,7 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
             try {
                 t.run();
             } catch (RuntimeException e) {
-                LOG.error("device task failed", e);
+                LOG.log(Level.ERROR, "device task failed", e);
             }
         }
     }

@@ -1,5 +1,6 @@
 package org.krun.vmm.internal.initramfs;
 
+import java.lang.System.Logger.Level;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -18,8 +19,6 @@ import java.util.Map;
 import java.util.Optional;
 
 import org.krun.api.VmConfigException;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The guest's initramfs: the user's own initrd (if any), then a newc archive of the root directory (if
@@ -27,7 +26,7 @@ import org.slf4j.LoggerFactory;
  * the archive is planned from a directory listing, sized, and written straight into guest memory.
  */
 public final class Initramfs {
-    private static final Logger LOG = LoggerFactory.getLogger(Initramfs.class);
+    private static final System.Logger LOG = System.getLogger(Initramfs.class.getName());
 
     /** Where krun's files live in the guest. */
     public static final String INIT_PATH = "/krun/init";
@@ -123,7 +122,7 @@ public final class Initramfs {
                 out.add(CpioEntry.node(name, mode, mtime, major, minor));
             }
             case CpioEntry.S_IFIFO -> out.add(CpioEntry.node(name, mode, mtime, 0, 0));
-            default -> LOG.debug("initramfs: skipping {} (sockets do not survive archiving)", p);
+            default -> LOG.log(Level.DEBUG, () -> "initramfs: skipping " + p + " (sockets do not survive archiving)");
         }
     }
 

@@ -7,7 +7,7 @@ import java.util.List;
 import org.krun.spi.hypervisor.HypervisorVm;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestRegion;
-import org.krun.spi.posix.Posix;
+import org.krun.posix.Posix;
 
 /**
  * The guest's RAM: one anonymous private mapping, split into a region below the MMIO window and, for

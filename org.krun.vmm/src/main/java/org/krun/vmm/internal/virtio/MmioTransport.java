@@ -1,38 +1,45 @@
 package org.krun.vmm.internal.virtio;
 
+import java.lang.System.Logger.Level;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.OptionalLong;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.krun.posix.Posix;
 import org.krun.spi.hypervisor.HypervisorVm;
 import org.krun.spi.hypervisor.IoEventAddress;
 import org.krun.spi.memory.GuestMemory;
-import org.krun.spi.posix.EventFd;
-import org.krun.spi.posix.Posix;
 import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.InterruptTrigger;
+import org.krun.spi.virtio.RateLimitedLog;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioFeatures;
 import org.krun.spi.virtio.Virtqueue;
 import org.krun.vmm.internal.bus.BusDevice;
 import org.krun.vmm.internal.event.EpollEventLoop;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
+import org.krun.vmm.internal.event.EventNotifier;
 
 /**
  * The virtio-mmio transport, version 2 (virtio 1.2 §4.2.2), for one device. Owns the registers, feature
  * negotiation, queue configuration and the status state machine; activates the device on DRIVER_OK and
  * resets it on a zero status write. Queue notifications arrive through one ioeventfd per queue and
- * interrupts leave through one irqfd, so neither costs a vCPU exit in the VMM.
+ * interrupts leave through one irqfd, so neither costs a vCPU exit in the VMM (a backend without them
+ * gets the QueueNotify write as an exit, and the interrupt as a line pulse).
+ *
+ * <p>The queue registers stay here ({@link QueueRegisters}); at DRIVER_OK the device receives
+ * {@link Virtqueue}s made from them, which it cannot move or resize.
  *
  * <p>Threads: registers are accessed from vCPU threads (under this object's lock); device activation,
  * reset and notifications run on the VM's event loop.
  */
 public final class MmioTransport implements BusDevice {
-    private static final Logger LOG = LoggerFactory.getLogger(MmioTransport.class);
+    private static final System.Logger LOG = System.getLogger(MmioTransport.class.getName());
+    /** What the driver gets wrong, reported at most once per interval per device. */
+    private final RateLimitedLog guestErrors = new RateLimitedLog(m -> LOG.log(Level.WARNING, m), Duration.ofSeconds(10));
 
     static final int MAGIC_VALUE = 0x000;
     static final int VERSION = 0x004;
@@ -76,7 +83,9 @@ public final class MmioTransport implements BusDevice {
     private final GuestMemory memory;
     private final long base;
     private final int gsi;
-    private final Virtqueue[] queues;
+    private final QueueRegisters[] queueRegisters;
+    /** The queues of the current activation, one per index; set at DRIVER_OK, cleared by reset. */
+    private volatile Virtqueue[] queues;
     private final long offeredFeatures;
     private final AtomicInteger interruptStatus = new AtomicInteger();
 
@@ -98,8 +107,10 @@ public final class MmioTransport implements BusDevice {
 
     private EpollEventLoop loop;
     private HypervisorVm vm;
-    private EventFd irq;
-    private final List<EventFd> notifiers = new ArrayList<>();
+    private EventNotifier irq;
+    /** Whether the hypervisor raises the line from {@link #irq} itself (irqfd); otherwise it is pulsed. */
+    private boolean irqByHypervisor;
+    private final List<EventNotifier> notifiers = new ArrayList<>();
     private final List<AutoCloseable> registrations = new ArrayList<>();
 
     public MmioTransport(VirtioDevice device, GuestMemory memory, long base, int gsi) {
@@ -107,9 +118,9 @@ public final class MmioTransport implements BusDevice {
         this.memory = memory;
         this.base = base;
         this.gsi = gsi;
-        this.queues = new Virtqueue[device.queueCount()];
-        for (int i = 0; i < queues.length; i++) {
-            queues[i] = new Virtqueue(device.queueMaxSize(i));
+        this.queueRegisters = new QueueRegisters[device.queueCount()];
+        for (int i = 0; i < queueRegisters.length; i++) {
+            queueRegisters[i] = new QueueRegisters(device.queueMaxSize(i));
         }
         this.offeredFeatures = device.deviceFeatures() | TRANSPORT_FEATURES;
     }
@@ -128,20 +139,24 @@ public final class MmioTransport implements BusDevice {
 
     /**
      * Wires the transport to the hypervisor and the loop: an ioeventfd per queue on QueueNotify (datamatch
-     * = queue index, KVM API: KVM_IOEVENTFD) and an irqfd for the device's interrupt line.
+     * = queue index, KVM API: KVM_IOEVENTFD) and an irqfd for the device's interrupt line, where the
+     * backend offers them.
      */
     public void attach(HypervisorVm vm, EpollEventLoop loop) {
         this.vm = vm;
         this.loop = loop;
-        irq = EventFd.create();
-        vm.registerIrqFd(irq, gsi);
-        for (int i = 0; i < queues.length; i++) {
+        irq = new EventNotifier();
+        irqByHypervisor = vm.registerInterrupt(irq, gsi);
+        for (int i = 0; i < queueRegisters.length; i++) {
             int index = i;
-            EventFd fd = EventFd.create();
-            notifiers.add(fd);
-            vm.registerIoEvent(notifyAddress(i), fd);
-            registrations.add(loop.register(fd.fd(), Posix.EPOLLIN, ev -> {
-                fd.drain();
+            EventNotifier n = new EventNotifier();
+            if (!vm.registerIoEvent(notifyAddress(i), n)) {
+                n.close(); // the QueueNotify write comes as an exit instead
+                continue;
+            }
+            notifiers.add(n);
+            registrations.add(loop.register(n.fd(), Posix.EPOLLIN, ev -> {
+                n.drain();
                 notifyQueue(index);
             }));
         }
@@ -157,24 +172,26 @@ public final class MmioTransport implements BusDevice {
             try {
                 r.close();
             } catch (Exception e) {
-                LOG.debug("unregistering queue notifier", e);
+                LOG.log(Level.DEBUG, "unregistering queue notifier", e);
             }
         }
         registrations.clear();
-        for (int i = 0; i < notifiers.size(); i++) {
+        for (EventNotifier n : notifiers) {
             try {
-                vm.unregisterIoEvent(notifyAddress(i), notifiers.get(i));
+                vm.unregisterIoEvent(notifyAddress(notifiers.indexOf(n)), n);
             } catch (RuntimeException e) {
-                LOG.debug("unregistering ioeventfd", e);
+                LOG.log(Level.DEBUG, "unregistering ioeventfd", e);
             }
-            notifiers.get(i).close();
+            n.close();
         }
         notifiers.clear();
         if (irq != null) {
-            try {
-                vm.unregisterIrqFd(irq, gsi);
-            } catch (RuntimeException e) {
-                LOG.debug("unregistering irqfd", e);
+            if (irqByHypervisor) {
+                try {
+                    vm.unregisterInterrupt(irq, gsi);
+                } catch (RuntimeException e) {
+                    LOG.log(Level.DEBUG, "unregistering irqfd", e);
+                }
             }
             irq.close();
             irq = null;
@@ -183,7 +200,8 @@ public final class MmioTransport implements BusDevice {
 
     /** Runs on the loop: a queue kick, delivered only while the device is active. */
     private void notifyQueue(int index) {
-        if (deviceActive && queues[index].ready()) {
+        Virtqueue[] q = queues;
+        if (deviceActive && q != null && index >= 0 && index < q.length && q[index].ready()) {
             device.queueNotify(index);
         }
     }
@@ -193,7 +211,7 @@ public final class MmioTransport implements BusDevice {
      * the loop.
      */
     public void notifyAllQueues() {
-        for (int i = 0; i < queues.length; i++) {
+        for (int i = 0; i < queueRegisters.length; i++) {
             notifyQueue(i);
         }
     }
@@ -213,8 +231,8 @@ public final class MmioTransport implements BusDevice {
             case VENDOR_ID -> VENDOR;
             case DEVICE_FEATURES -> deviceFeaturesSel == 0 ? offeredFeatures & 0xffffffffL
                     : deviceFeaturesSel == 1 ? offeredFeatures >>> 32 : 0;
-            case QUEUE_NUM_MAX -> selectedQueue() == null ? 0 : selectedQueue().maxSize();
-            case QUEUE_READY -> selectedQueue() != null && selectedQueue().ready() ? 1 : 0;
+            case QUEUE_NUM_MAX -> selectedQueue() == null ? 0 : selectedQueue().maxSize;
+            case QUEUE_READY -> selectedQueue() != null && selectedQueue().ready ? 1 : 0;
             case INTERRUPT_STATUS -> interruptStatus.get();
             case STATUS -> status | (needsReset ? DeviceStatus.DEVICE_NEEDS_RESET : 0);
             case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> 0xffffffffL; // no shared memory regions
@@ -248,23 +266,23 @@ public final class MmioTransport implements BusDevice {
             case QUEUE_SEL -> queueSel = v;
             case QUEUE_NUM -> {
                 if (canConfigureQueues() && selectedQueue() != null) {
-                    selectedQueue().setSize(v);
+                    selectedQueue().size = v;
                 }
             }
             case QUEUE_READY -> {
                 if (canConfigureQueues() && selectedQueue() != null) {
-                    selectedQueue().setReady(v == 1);
+                    selectedQueue().ready = v == 1;
                 }
             }
-            case QUEUE_DESC_LOW -> setQueueAddress(v, false, Virtqueue::descTable, Virtqueue::setDescTable);
-            case QUEUE_DESC_HIGH -> setQueueAddress(v, true, Virtqueue::descTable, Virtqueue::setDescTable);
-            case QUEUE_DRIVER_LOW -> setQueueAddress(v, false, Virtqueue::availRing, Virtqueue::setAvailRing);
-            case QUEUE_DRIVER_HIGH -> setQueueAddress(v, true, Virtqueue::availRing, Virtqueue::setAvailRing);
-            case QUEUE_DEVICE_LOW -> setQueueAddress(v, false, Virtqueue::usedRing, Virtqueue::setUsedRing);
-            case QUEUE_DEVICE_HIGH -> setQueueAddress(v, true, Virtqueue::usedRing, Virtqueue::setUsedRing);
+            case QUEUE_DESC_LOW -> setQueueAddress(v, false, q -> q.descTable, (q, a) -> q.descTable = a);
+            case QUEUE_DESC_HIGH -> setQueueAddress(v, true, q -> q.descTable, (q, a) -> q.descTable = a);
+            case QUEUE_DRIVER_LOW -> setQueueAddress(v, false, q -> q.availRing, (q, a) -> q.availRing = a);
+            case QUEUE_DRIVER_HIGH -> setQueueAddress(v, true, q -> q.availRing, (q, a) -> q.availRing = a);
+            case QUEUE_DEVICE_LOW -> setQueueAddress(v, false, q -> q.usedRing, (q, a) -> q.usedRing = a);
+            case QUEUE_DEVICE_HIGH -> setQueueAddress(v, true, q -> q.usedRing, (q, a) -> q.usedRing = a);
             case QUEUE_NOTIFY -> {
                 // Normally answered by the ioeventfd; this path serves hypervisors without one.
-                if (v >= 0 && v < queues.length && loop != null) {
+                if (v >= 0 && v < queueRegisters.length && loop != null) {
                     loop.execute(() -> notifyQueue(v));
                 }
             }
@@ -272,20 +290,20 @@ public final class MmioTransport implements BusDevice {
             case STATUS -> writeStatus(v & 0xff);
             case SHM_SEL -> {
             }
-            default -> LOG.debug("virtio-mmio write to read-only or unknown register 0x{}", Long.toHexString(offset));
+            default -> LOG.log(Level.DEBUG, () -> "virtio-mmio write to read-only or unknown register 0x" + Long.toHexString(offset));
         }
     }
 
     private interface AddressGetter {
-        long get(Virtqueue q);
+        long get(QueueRegisters q);
     }
 
     private interface AddressSetter {
-        void set(Virtqueue q, long address);
+        void set(QueueRegisters q, long address);
     }
 
     private void setQueueAddress(int v, boolean high, AddressGetter get, AddressSetter set) {
-        Virtqueue q = selectedQueue();
+        QueueRegisters q = selectedQueue();
         if (q == null || !canConfigureQueues()) {
             return;
         }
@@ -294,8 +312,8 @@ public final class MmioTransport implements BusDevice {
         set.set(q, next);
     }
 
-    private Virtqueue selectedQueue() {
-        return queueSel >= 0 && queueSel < queues.length ? queues[queueSel] : null;
+    private QueueRegisters selectedQueue() {
+        return queueSel >= 0 && queueSel < queueRegisters.length ? queueRegisters[queueSel] : null;
     }
 
     private boolean canNegotiate() {
@@ -318,39 +336,47 @@ public final class MmioTransport implements BusDevice {
                 if (acceptable) {
                     status = requested;
                 } else {
-                    LOG.warn("virtio device {}: driver features 0x{} refused", device.deviceType(),
-                            Long.toHexString(driverFeatures));
+                    guestErrors.warn("virtio device " + device.deviceType() + ": driver features 0x"
+                            + Long.toHexString(driverFeatures) + " refused");
                 }
             }
             case DRIVER_OK -> activate(requested);
-            case INVALID -> LOG.debug("virtio device {}: invalid status transition 0x{} -> 0x{}", device.deviceType(),
-                    Integer.toHexString(status), Integer.toHexString(requested));
+            case INVALID -> {
+                int from = status;
+                int to = requested;
+                LOG.log(Level.DEBUG, () -> "virtio device " + device.deviceType() + ": invalid status transition 0x"
+                        + Integer.toHexString(from) + " -> 0x" + Integer.toHexString(to));
+            }
         }
     }
 
     private void activate(int requested) {
-        for (int i = 0; i < queues.length; i++) {
-            Virtqueue q = queues[i];
-            if (!q.ready()) {
+        boolean eventIdx = (driverFeatures & VirtioFeatures.RING_EVENT_IDX) != 0;
+        Virtqueue[] activated = new Virtqueue[queueRegisters.length];
+        for (int i = 0; i < queueRegisters.length; i++) {
+            QueueRegisters r = queueRegisters[i];
+            if (!r.ready) {
+                activated[i] = Virtqueue.disabled();
                 continue;
             }
-            String problem = q.validate(memory);
+            String problem = r.layout().problem(memory, r.maxSize);
             if (problem != null) {
-                LOG.warn("virtio device {}: queue {}: {}", device.deviceType(), i, problem);
+                guestErrors.warn("virtio device " + device.deviceType() + ": queue " + i + ": " + problem);
                 needsReset = true;
                 interrupt(InterruptTrigger.CONFIG);
                 return;
             }
-            q.setEventIdx((driverFeatures & VirtioFeatures.RING_EVENT_IDX) != 0);
+            activated[i] = new Virtqueue(r.layout(), eventIdx);
         }
+        queues = activated;
         status = requested;
         active = true;
-        DeviceContext context = new Context(List.of(queues), driverFeatures);
+        DeviceContext context = new Context(List.of(activated), driverFeatures);
         loop.execute(() -> {
             try {
                 device.activate(context);
             } catch (RuntimeException e) {
-                LOG.warn("virtio device {} failed to activate: {}", device.deviceType(), e.toString());
+                guestErrors.warn("virtio device " + device.deviceType() + " failed to activate: " + e);
                 active = false;
                 needsReset = true;
                 interrupt(InterruptTrigger.CONFIG);
@@ -375,7 +401,8 @@ public final class MmioTransport implements BusDevice {
                 return; // the VM is stopping: nothing left to reset for
             }
         }
-        for (Virtqueue q : queues) {
+        queues = null;
+        for (QueueRegisters q : queueRegisters) {
             q.reset();
         }
         status = 0;
@@ -416,9 +443,15 @@ public final class MmioTransport implements BusDevice {
             configGeneration.incrementAndGet();
         }
         interruptStatus.getAndUpdate(s -> s | reasons);
-        EventFd fd = irq;
-        if (fd != null) {
-            fd.signal();
+        EventNotifier n = irq;
+        if (n == null) {
+            return;
+        }
+        if (irqByHypervisor) {
+            n.signal();
+        } else {
+            vm.setIrqLine(gsi, true); // an edge, as the irqfd would make it
+            vm.setIrqLine(gsi, false);
         }
     }
 
@@ -459,7 +492,7 @@ public final class MmioTransport implements BusDevice {
 
         @Override
         public void needsReset(String reason) {
-            LOG.warn("virtio device {} needs reset: {}", device.deviceType(), reason);
+            guestErrors.warn("virtio device " + device.deviceType() + " needs reset: " + reason);
             needsReset = true;
             MmioTransport.this.interrupt(InterruptTrigger.CONFIG);
         }

@@ -22,9 +22,9 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.krun.spi.posix.EventFd;
-import org.krun.spi.posix.Posix;
-import org.krun.spi.posix.PosixException;
+import org.krun.posix.EventFd;
+import org.krun.posix.Posix;
+import org.krun.posix.PosixException;
 
 class EpollEventLoopTest {
     private EpollEventLoop loop;

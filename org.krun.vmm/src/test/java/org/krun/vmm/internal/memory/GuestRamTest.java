@@ -10,11 +10,11 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.krun.spi.hypervisor.HypervisorVm;
 import org.krun.spi.hypervisor.IoEventAddress;
+import org.krun.spi.hypervisor.Notifier;
 import org.krun.spi.hypervisor.Vcpu;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestMemoryException;
 import org.krun.spi.memory.GuestRegion;
-import org.krun.spi.posix.EventFd;
 
 class GuestRamTest {
     private static final long MIB = 1 << 20;
@@ -41,22 +41,22 @@ class GuestRamTest {
         }
 
         @Override
-        public void registerIoEvent(IoEventAddress address, EventFd fd) {
+        public boolean registerIoEvent(IoEventAddress address, Notifier notifier) {
             throw new UnsupportedOperationException();
         }
 
         @Override
-        public void unregisterIoEvent(IoEventAddress address, EventFd fd) {
+        public void unregisterIoEvent(IoEventAddress address, Notifier notifier) {
             throw new UnsupportedOperationException();
         }
 
         @Override
-        public void registerIrqFd(EventFd fd, int gsi) {
+        public boolean registerInterrupt(Notifier notifier, int gsi) {
             throw new UnsupportedOperationException();
         }
 
         @Override
-        public void unregisterIrqFd(EventFd fd, int gsi) {
+        public void unregisterInterrupt(Notifier notifier, int gsi) {
             throw new UnsupportedOperationException();
         }
 

@@ -6,53 +6,74 @@ import java.util.List;
 
 import org.krun.spi.hypervisor.HypervisorVm;
 import org.krun.spi.hypervisor.IoEventAddress;
+import org.krun.spi.hypervisor.Notifier;
 import org.krun.spi.hypervisor.Vcpu;
-import org.krun.spi.posix.EventFd;
+import org.krun.vmm.internal.event.EventNotifier;
 
-/** Records the ioeventfd and irqfd wiring a transport asks for; everything else is out of scope. */
+/**
+ * Records the ioeventfd and irqfd wiring a transport asks for, and the interrupt line pulses of a backend
+ * without them ({@code acceptsNotifiers} false); everything else is out of scope.
+ */
 final class FakeHypervisorVm implements HypervisorVm {
 
-    record IoEvent(IoEventAddress address, EventFd fd) {
+    record IoEvent(IoEventAddress address, Notifier notifier) {
     }
 
-    record IrqFd(EventFd fd, int gsi) {
+    record IrqFd(Notifier notifier, int gsi) {
     }
 
+    private final boolean acceptsNotifiers;
     final List<IoEvent> registeredIoEvents = new ArrayList<>();
     final List<IoEvent> unregisteredIoEvents = new ArrayList<>();
     final List<IrqFd> registeredIrqFds = new ArrayList<>();
     final List<IrqFd> unregisteredIrqFds = new ArrayList<>();
+    final List<String> irqLine = new ArrayList<>();
 
-    /** The eventfd the transport gave for queue {@code index}'s notifications (what KVM would signal). */
-    synchronized EventFd queueNotifier(int index) {
-        return registeredIoEvents.stream()
+    FakeHypervisorVm() {
+        this(true);
+    }
+
+    /** A backend that takes the core's notifiers (as KVM), or one that has nothing like them. */
+    FakeHypervisorVm(boolean acceptsNotifiers) {
+        this.acceptsNotifiers = acceptsNotifiers;
+    }
+
+    /** The notifier the transport gave for queue {@code index}'s notifications (what KVM would signal). */
+    synchronized EventNotifier queueNotifier(int index) {
+        return (EventNotifier) registeredIoEvents.stream()
                 .filter(e -> e.address().datamatch().orElse(-1) == index)
-                .findFirst().orElseThrow().fd();
+                .findFirst().orElseThrow().notifier();
     }
 
-    /** The eventfd the transport signals to raise its interrupt. */
-    synchronized EventFd irqFd() {
-        return registeredIrqFds.getFirst().fd();
-    }
-
-    @Override
-    public synchronized void registerIoEvent(IoEventAddress address, EventFd fd) {
-        registeredIoEvents.add(new IoEvent(address, fd));
+    /** The notifier the transport signals to raise its interrupt. */
+    synchronized EventNotifier irqFd() {
+        return (EventNotifier) registeredIrqFds.getFirst().notifier();
     }
 
     @Override
-    public synchronized void unregisterIoEvent(IoEventAddress address, EventFd fd) {
-        unregisteredIoEvents.add(new IoEvent(address, fd));
+    public synchronized boolean registerIoEvent(IoEventAddress address, Notifier notifier) {
+        if (acceptsNotifiers) {
+            registeredIoEvents.add(new IoEvent(address, notifier));
+        }
+        return acceptsNotifiers;
     }
 
     @Override
-    public synchronized void registerIrqFd(EventFd fd, int gsi) {
-        registeredIrqFds.add(new IrqFd(fd, gsi));
+    public synchronized void unregisterIoEvent(IoEventAddress address, Notifier notifier) {
+        unregisteredIoEvents.add(new IoEvent(address, notifier));
     }
 
     @Override
-    public synchronized void unregisterIrqFd(EventFd fd, int gsi) {
-        unregisteredIrqFds.add(new IrqFd(fd, gsi));
+    public synchronized boolean registerInterrupt(Notifier notifier, int gsi) {
+        if (acceptsNotifiers) {
+            registeredIrqFds.add(new IrqFd(notifier, gsi));
+        }
+        return acceptsNotifiers;
+    }
+
+    @Override
+    public synchronized void unregisterInterrupt(Notifier notifier, int gsi) {
+        unregisteredIrqFds.add(new IrqFd(notifier, gsi));
     }
 
     @Override
@@ -71,8 +92,11 @@ final class FakeHypervisorVm implements HypervisorVm {
     }
 
     @Override
-    public void setIrqLine(int gsi, boolean level) {
-        throw new UnsupportedOperationException();
+    public synchronized void setIrqLine(int gsi, boolean level) {
+        if (acceptsNotifiers) {
+            throw new UnsupportedOperationException("the transport raises interrupts through its irqfd");
+        }
+        irqLine.add(gsi + (level ? " high" : " low"));
     }
 
     @Override

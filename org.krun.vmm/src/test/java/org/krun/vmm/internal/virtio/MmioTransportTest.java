@@ -53,8 +53,10 @@ import org.junit.jupiter.params.provider.ValueSource;
 import org.krun.spi.hypervisor.IoEventAddress;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestRegion;
-import org.krun.spi.posix.EventFd;
-import org.krun.spi.posix.Posix;
+import org.krun.posix.EventFd;
+import org.krun.vmm.internal.event.EventNotifier;
+import org.krun.spi.virtio.QueueLayout;
+import org.krun.posix.Posix;
 import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.InterruptTrigger;
 import org.krun.spi.virtio.VirtioFeatures;
@@ -324,10 +326,7 @@ class MmioTransportTest {
         write(STATUS, RUNNING);
         Virtqueue q1 = device.awaitActivation().queues().get(1);
         assertFalse(q1.ready());
-        assertEquals(QUEUE1_MAX, q1.size());
-        assertEquals(0, q1.descTable());
-        assertEquals(0, q1.availRing());
-        assertEquals(0, q1.usedRing());
+        assertEquals(0, q1.size());
     }
 
     @Test
@@ -343,10 +342,9 @@ class MmioTransportTest {
         assertTrue(q0.ready());
         assertEquals(1, read(QUEUE_READY));
         assertEquals(QUEUE0_MAX, q0.size());
-        assertEquals(DESC0, q0.descTable());
+        assertEquals(DESC0, q0.layout().descTable());
         Virtqueue q1 = context.queues().get(1);
         assertFalse(q1.ready());
-        assertEquals(0, q1.descTable());
     }
 
     @Test
@@ -367,10 +365,8 @@ class MmioTransportTest {
         assertFalse(q0.ready());
         Virtqueue q1 = context.queues().get(1);
         assertTrue(q1.ready());
-        assertEquals(4, q1.size());
-        assertEquals(DESC1, q1.descTable());
-        assertEquals(AVAIL1, q1.availRing());
-        assertEquals(USED1, q1.usedRing());
+        assertEquals(new QueueLayout(4, DESC1, AVAIL1, USED1), q1.layout());
+        assertTrue(q1.eventIdx());
 
         assertEquals("activate", device.awaitCall());
         assertEquals("notify 1", device.awaitCall(), "activation notifies only the ready queue");
@@ -449,7 +445,7 @@ class MmioTransportTest {
 
     @Test
     void queueKickOnTheIoEventFdReachesTheDeviceOnlyWhileActive() throws Exception {
-        EventFd kick = vm.queueNotifier(0);
+        EventNotifier kick = vm.queueNotifier(0);
         negotiate(ACCEPTED);
         configureQueue(0, QUEUE0_MAX, DESC0, AVAIL0, USED0);
         kick.signal();
@@ -543,14 +539,11 @@ class MmioTransportTest {
 
     @Test
     void resetReturnsQueuesToTheirInitialConfiguration() throws InterruptedException {
-        DeviceContext first = activate(ACCEPTED);
-        Virtqueue q0 = first.queues().get(0);
+        activate(ACCEPTED);
         write(STATUS, 0);
-        assertFalse(q0.ready());
-        assertEquals(QUEUE0_MAX, q0.size());
-        assertEquals(0, q0.descTable());
-        assertEquals(0, q0.availRing());
-        assertEquals(0, q0.usedRing());
+        write(QUEUE_SEL, 0);
+        assertEquals(0, read(QUEUE_READY));
+        assertEquals(QUEUE0_MAX, read(QUEUE_NUM_MAX));
 
         negotiate(ACCEPTED);
         configureQueue(1, 4, DESC1, AVAIL1, USED1);
@@ -573,7 +566,7 @@ class MmioTransportTest {
     @Test
     void interruptStatusBitsAreSetByTheDeviceAndClearedByInterruptAck() throws InterruptedException {
         DeviceContext context = activate(ACCEPTED);
-        EventFd irq = vm.irqFd();
+        EventNotifier irq = vm.irqFd();
         irq.drain();
 
         context.interrupt().trigger(InterruptTrigger.QUEUE);
@@ -643,7 +636,7 @@ class MmioTransportTest {
             FakeHypervisorVm.IoEvent e = vm.registeredIoEvents.get(i);
             assertEquals(new IoEventAddress.Mmio(BASE + QUEUE_NOTIFY, 4, OptionalLong.of(i)), e.address());
         }
-        assertNotEquals(vm.registeredIoEvents.get(0).fd().fd(), vm.registeredIoEvents.get(1).fd().fd());
+        assertNotEquals(vm.registeredIoEvents.get(0).notifier().handle(), vm.registeredIoEvents.get(1).notifier().handle());
         assertEquals(1, vm.registeredIrqFds.size());
         assertEquals(GSI, vm.registeredIrqFds.getFirst().gsi());
         assertTrue(vm.unregisteredIoEvents.isEmpty());
@@ -656,5 +649,43 @@ class MmioTransportTest {
         transport.detach();
         assertEquals(vm.registeredIoEvents, vm.unregisteredIoEvents);
         assertEquals(vm.registeredIrqFds, vm.unregisteredIrqFds);
+    }
+
+    @Test
+    void aBackendWithoutNotifiersGetsKicksAsExitsAndInterruptsAsLinePulses() throws Exception {
+        FakeHypervisorVm plain = new FakeHypervisorVm(false);
+        FakeVirtioDevice other = new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX);
+        MmioTransport t = new MmioTransport(other, memory, BASE, GSI);
+        t.attach(plain, loop);
+        try {
+            t.write(STATUS, 4, ACKNOWLEDGE);
+            t.write(STATUS, 4, ACKNOWLEDGE | DRIVER);
+            t.write(DRIVER_FEATURES_SEL, 4, 0);
+            t.write(DRIVER_FEATURES, 4, (int) ACCEPTED);
+            t.write(DRIVER_FEATURES_SEL, 4, 1);
+            t.write(DRIVER_FEATURES, 4, (int) (ACCEPTED >>> 32));
+            t.write(STATUS, 4, NEGOTIATED);
+            t.write(QUEUE_SEL, 4, 0);
+            t.write(QUEUE_NUM, 4, QUEUE0_MAX);
+            t.write(QUEUE_DESC_LOW, 4, DESC0);
+            t.write(QUEUE_DRIVER_LOW, 4, AVAIL0);
+            t.write(QUEUE_DEVICE_LOW, 4, USED0);
+            t.write(QUEUE_READY, 4, 1);
+            t.write(STATUS, 4, RUNNING);
+            DeviceContext context = other.awaitActivation();
+            assertEquals("activate", other.awaitCall());
+            assertEquals("notify 0", other.awaitCall());
+
+            t.write(QUEUE_NOTIFY, 4, 0); // the vCPU exit path
+            assertEquals("notify 0", other.awaitCall());
+
+            context.interrupt().trigger(InterruptTrigger.QUEUE);
+            assertEquals(List.of(GSI + " high", GSI + " low"), plain.irqLine);
+            assertEquals(InterruptTrigger.QUEUE, t.read(INTERRUPT_STATUS, 4));
+        } finally {
+            t.detach();
+        }
+        assertTrue(plain.registeredIoEvents.isEmpty());
+        assertTrue(plain.unregisteredIoEvents.isEmpty(), "nothing to unregister");
     }
 }

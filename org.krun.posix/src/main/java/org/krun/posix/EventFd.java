@@ -1,4 +1,4 @@
-package org.krun.spi.posix;
+package org.krun.posix;
 
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 

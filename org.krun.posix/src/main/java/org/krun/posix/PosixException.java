@@ -1,4 +1,4 @@
-package org.krun.spi.posix;
+package org.krun.posix;
 
 import java.io.UncheckedIOException;
 

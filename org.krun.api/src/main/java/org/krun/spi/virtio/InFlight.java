@@ -1,0 +1,72 @@
+package org.krun.spi.virtio;
+
+import java.time.Duration;
+
+/**
+ * The requests of one device activation that run off the event loop, between submission and the end of
+ * their work. Once closed (reset, close), requests not yet started never start, and
+ * {@link #closeAndAwait} waits for the running ones, so nothing touches guest memory after the device let
+ * go of it. Thread-safe.
+ */
+final class InFlight {
+    private int queued;
+    private int running;
+    private boolean closed;
+
+    synchronized void submitted() {
+        queued++;
+    }
+
+    synchronized void rejected() {
+        queued--;
+    }
+
+    /** A worker picks a request up; false when the activation has ended (skip it). */
+    synchronized boolean start() {
+        queued--;
+        if (closed) {
+            return false;
+        }
+        running++;
+        return true;
+    }
+
+    synchronized void finish() {
+        if (--running == 0) {
+            notifyAll();
+        }
+    }
+
+    synchronized int count() {
+        return queued + running;
+    }
+
+    synchronized int running() {
+        return running;
+    }
+
+    /** Closes, then waits up to {@code timeout} for the running requests; whether they all finished. */
+    synchronized boolean closeAndAwait(Duration timeout) {
+        closed = true;
+        long deadline = System.nanoTime() + timeout.toNanos();
+        boolean interrupted = false;
+        try {
+            while (running > 0) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return false;
+                }
+                try {
+                    wait(Math.max(1, left / 1_000_000));
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            return true;
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}
