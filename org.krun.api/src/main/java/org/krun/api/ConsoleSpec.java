@@ -13,17 +13,12 @@ import java.util.Objects;
  * {@code stderr}.
  *
  * <p>Input reaches the guest through {@link VirtualMachine#consoleInput()}; closing that stream is
- * end-of-file for the command. With {@code input == false} the command sees end-of-file at once.
+ * end-of-file for the command. With {@link #input()} false the command sees end-of-file at once.
  *
- * @param mode terminal or pipes
- * @param stdout where the command's standard output goes (and the console in terminal mode)
- * @param stderr where the command's standard error goes (and the console in pipes mode)
- * @param input whether the embedder will write the command's input to {@link VirtualMachine#consoleInput()}
- * @param columns initial terminal width, 0 if unknown
- * @param rows initial terminal height, 0 if unknown
+ * <p>Made by {@link #discard()}, {@link #pipes} or {@link #terminal} and refined with the {@code with...}
+ * methods, so options can be added without breaking callers. Immutable.
  */
-public record ConsoleSpec(Mode mode, OutputStream stdout, OutputStream stderr, boolean input, int columns, int rows)
-        implements DeviceSpec {
+public final class ConsoleSpec implements DeviceSpec {
 
     /** The device type of the console. */
     public static final String TYPE = "console";
@@ -36,13 +31,23 @@ public record ConsoleSpec(Mode mode, OutputStream stdout, OutputStream stderr, b
         PIPES
     }
 
-    public ConsoleSpec {
-        Objects.requireNonNull(mode, "mode");
-        stdout = stdout == null ? OutputStream.nullOutputStream() : stdout;
-        stderr = stderr == null ? OutputStream.nullOutputStream() : stderr;
+    private final Mode mode;
+    private final OutputStream stdout;
+    private final OutputStream stderr;
+    private final boolean input;
+    private final int columns;
+    private final int rows;
+
+    private ConsoleSpec(Mode mode, OutputStream stdout, OutputStream stderr, boolean input, int columns, int rows) {
+        this.mode = Objects.requireNonNull(mode, "mode");
+        this.stdout = stdout == null ? OutputStream.nullOutputStream() : stdout;
+        this.stderr = stderr == null ? OutputStream.nullOutputStream() : stderr;
+        this.input = input;
         if (columns < 0 || rows < 0 || columns > 0xffff || rows > 0xffff) {
             throw new IllegalArgumentException("terminal size out of range: " + columns + "x" + rows);
         }
+        this.columns = columns;
+        this.rows = rows;
     }
 
     /** Pipes mode, output discarded, no input. */
@@ -55,13 +60,66 @@ public record ConsoleSpec(Mode mode, OutputStream stdout, OutputStream stderr, b
         return new ConsoleSpec(Mode.PIPES, stdout, stderr, input, 0, 0);
     }
 
-    /** Terminal mode to the given stream with an initial size. */
+    /** Terminal mode to the given stream with an initial size, with input. */
     public static ConsoleSpec terminal(OutputStream out, int columns, int rows) {
         return new ConsoleSpec(Mode.TERMINAL, out, out, true, columns, rows);
+    }
+
+    /** Terminal or pipes. */
+    public Mode mode() {
+        return mode;
+    }
+
+    /** Where the command's standard output goes (and the console in terminal mode). */
+    public OutputStream stdout() {
+        return stdout;
+    }
+
+    /**
+     * Where the command's standard error goes (and the console in pipes mode, and the kernel's early
+     * messages with {@link VmConfig#kernelLog()}).
+     */
+    public OutputStream stderr() {
+        return stderr;
+    }
+
+    /** Whether the embedder will write the command's input to {@link VirtualMachine#consoleInput()}. */
+    public boolean input() {
+        return input;
+    }
+
+    /** Initial terminal width, 0 if unknown. */
+    public int columns() {
+        return columns;
+    }
+
+    /** Initial terminal height, 0 if unknown. */
+    public int rows() {
+        return rows;
+    }
+
+    /** This console with its output going to {@code stdout} and {@code stderr}. */
+    public ConsoleSpec withStreams(OutputStream stdout, OutputStream stderr) {
+        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows);
+    }
+
+    /** This console with or without input from the embedder. */
+    public ConsoleSpec withInput(boolean input) {
+        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows);
+    }
+
+    /** This console with an initial terminal size. */
+    public ConsoleSpec withSize(int columns, int rows) {
+        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows);
     }
 
     @Override
     public String type() {
         return TYPE;
+    }
+
+    @Override
+    public String toString() {
+        return "ConsoleSpec[" + mode + (input ? ", input" : "") + (columns > 0 ? ", " + columns + "x" + rows : "") + "]";
     }
 }

@@ -9,19 +9,10 @@ import java.util.Objects;
  * A virtio-blk disk backed by a host file (or block device). The guest sees the disks of a VM as
  * {@code /dev/vda}, {@code /dev/vdb}, ... in the order they appear in {@link VmConfig#devices()}.
  *
- * @param file the host image file; it must exist (krun never creates or resizes it)
- * @param readOnly whether the guest may only read: the device offers VIRTIO_BLK_F_RO, the file is opened
- *        read-only, and writes, discards and write-zeroes fail with an I/O error
- * @param id the disk's serial as the guest reads it (VIRTIO_BLK_T_GET_ID, {@code /sys/block/vdX/serial}):
- *        printable ASCII, at most {@value #MAX_ID_BYTES} bytes; empty for none
- * @param format how the file is laid out; the user names it, krun never guesses it from the contents (a raw
- *        image holding a qcow2 header from a guest must stay raw)
- * @param sync what a guest flush, and a write, promise about the host's storage
- * @param direct open the file with {@code O_DIRECT}: guest I/O bypasses the host page cache (requests whose
- *        buffers or offsets do not suit it go through the page cache instead)
+ * <p>Made by {@link #raw(Path)} and refined with the {@code with...} methods, so options can be added
+ * without breaking callers. Immutable; equal when all its properties are.
  */
-public record DiskSpec(Path file, boolean readOnly, String id, Format format, Sync sync, boolean direct)
-        implements DeviceSpec {
+public final class DiskSpec implements DeviceSpec {
 
     /** The device type of virtio-blk. */
     public static final String TYPE = "blk";
@@ -84,18 +75,27 @@ public record DiskSpec(Path file, boolean readOnly, String id, Format format, Sy
         }
     }
 
-    public DiskSpec {
-        Objects.requireNonNull(file, "file");
-        id = id == null ? "" : id;
-        format = format == null ? Format.RAW : format;
-        sync = sync == null ? Sync.RELAXED : sync;
-        if (id.getBytes(StandardCharsets.US_ASCII).length > MAX_ID_BYTES || id.length() > MAX_ID_BYTES) {
-            throw new VmConfigException("disk id '" + id + "' is longer than " + MAX_ID_BYTES + " bytes");
+    private final Path file;
+    private final boolean readOnly;
+    private final String id;
+    private final Format format;
+    private final Sync sync;
+    private final boolean direct;
+
+    private DiskSpec(Path file, boolean readOnly, String id, Format format, Sync sync, boolean direct) {
+        this.file = Objects.requireNonNull(file, "file");
+        this.readOnly = readOnly;
+        this.id = id == null ? "" : id;
+        this.format = format == null ? Format.RAW : format;
+        this.sync = sync == null ? Sync.RELAXED : sync;
+        this.direct = direct;
+        if (this.id.getBytes(StandardCharsets.US_ASCII).length > MAX_ID_BYTES || this.id.length() > MAX_ID_BYTES) {
+            throw new VmConfigException("disk id '" + this.id + "' is longer than " + MAX_ID_BYTES + " bytes");
         }
-        for (int i = 0; i < id.length(); i++) {
-            char c = id.charAt(i);
+        for (int i = 0; i < this.id.length(); i++) {
+            char c = this.id.charAt(i);
             if (c < 0x20 || c > 0x7e) {
-                throw new VmConfigException("disk id must be printable ASCII: '" + id + "'");
+                throw new VmConfigException("disk id must be printable ASCII: '" + this.id + "'");
             }
         }
     }
@@ -103,6 +103,48 @@ public record DiskSpec(Path file, boolean readOnly, String id, Format format, Sy
     /** A writable raw disk with no id, relaxed sync, through the page cache. */
     public static DiskSpec raw(Path file) {
         return new DiskSpec(file, false, "", Format.RAW, Sync.RELAXED, false);
+    }
+
+    /** The host image file; it must exist (krun never creates or resizes it). */
+    public Path file() {
+        return file;
+    }
+
+    /**
+     * Whether the guest may only read: the device offers VIRTIO_BLK_F_RO, the file is opened read-only,
+     * and writes, discards and write-zeroes fail with an I/O error.
+     */
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    /**
+     * The disk's serial as the guest reads it (VIRTIO_BLK_T_GET_ID, {@code /sys/block/vdX/serial}):
+     * printable ASCII, at most {@value #MAX_ID_BYTES} bytes; empty for none.
+     */
+    public String id() {
+        return id;
+    }
+
+    /**
+     * How the file is laid out; the user names it, krun never guesses it from the contents (a raw image
+     * holding a qcow2 header from a guest must stay raw).
+     */
+    public Format format() {
+        return format;
+    }
+
+    /** What a guest flush, and a write, promise about the host's storage. */
+    public Sync sync() {
+        return sync;
+    }
+
+    /**
+     * Whether the file is opened with {@code O_DIRECT}: guest I/O bypasses the host page cache (requests
+     * whose buffers or offsets do not suit it go through the page cache instead).
+     */
+    public boolean direct() {
+        return direct;
     }
 
     /** This disk, read-only or not. */
@@ -133,5 +175,22 @@ public record DiskSpec(Path file, boolean readOnly, String id, Format format, Sy
     @Override
     public String type() {
         return TYPE;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof DiskSpec d && file.equals(d.file) && readOnly == d.readOnly && id.equals(d.id)
+                && format == d.format && sync == d.sync && direct == d.direct;
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(file, readOnly, id, format, sync, direct);
+    }
+
+    @Override
+    public String toString() {
+        return "DiskSpec[file=" + file + ", readOnly=" + readOnly + ", id=" + id + ", format=" + format + ", sync="
+                + sync + ", direct=" + direct + "]";
     }
 }

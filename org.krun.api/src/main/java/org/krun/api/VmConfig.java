@@ -3,6 +3,7 @@ package org.krun.api;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -13,102 +14,90 @@ import java.util.Optional;
  * Everything that describes one microVM: its vCPUs and memory, the guest kernel, the root, the
  * command to run and its environment, the console, and any further devices.
  *
- * <p>Build one with {@link #builder()}. The record validates what it can without touching the host
- * (ranges, empty command); {@link Krun#create(VmConfig)} checks the rest.
- *
- * @param cpus number of vCPUs, 1 to {@link #MAX_CPUS}
- * @param memoryMib guest RAM in MiB, {@link #MIN_MEMORY_MIB} to {@link #MAX_MEMORY_MIB}
- * @param kernel the guest kernel: an ELF {@code vmlinux} or a {@code bzImage}
- * @param initrd an initramfs (cpio, optionally compressed if the kernel can unpack it) to put under the root
- * @param root a host directory that becomes the guest's root; empty for a root made only of the initrd
- * @param rootMount what the guest init mounts as its root instead of the initramfs (a disk, a share);
- *        empty to let {@code root} decide
- * @param mounts further filesystems the guest init mounts, in order
- * @param command the command and its arguments, run in the guest as process 1's child
- * @param env environment variables for the command
- * @param workdir the command's working directory in the guest
- * @param hostname the guest's host name
- * @param rlimits resource limits set before the command runs
- * @param console the console and the command's standard streams
- * @param devices further devices, in the order they are attached
- * @param defaultDevices whether the VM also gets the devices that device bundles offer by default
- *        (entropy, balloon) when it does not ask for them itself
- * @param kernelArgs extra kernel command-line arguments
- * @param kernelLog whether the kernel's messages go to the host (early serial console, not quiet)
- * @param timeout stop the VM after this long; empty for no limit
+ * <p>Made only by {@link #builder()} (or {@link #toBuilder()}), so new properties can be added without
+ * breaking callers. The builder validates what it can without touching the host (ranges, empty command);
+ * {@link Krun#create(VmConfig)} checks the rest. Immutable.
  */
-public record VmConfig(
-        int cpus,
-        int memoryMib,
-        Path kernel,
-        Optional<Path> initrd,
-        Optional<Path> root,
-        Optional<GuestMount> rootMount,
-        List<GuestMount> mounts,
-        List<String> command,
-        Map<String, String> env,
-        String workdir,
-        String hostname,
-        List<Rlimit> rlimits,
-        ConsoleSpec console,
-        List<DeviceSpec> devices,
-        boolean defaultDevices,
-        List<String> kernelArgs,
-        boolean kernelLog,
-        Optional<Duration> timeout) {
+public final class VmConfig {
 
     public static final int MAX_CPUS = 64;
     public static final int MIN_MEMORY_MIB = 64;
     /** 1 TiB: far beyond what any host here has, but a bound against typos. */
     public static final int MAX_MEMORY_MIB = 1 << 20;
 
-    public VmConfig {
-        if (cpus < 1 || cpus > MAX_CPUS) {
-            throw new VmConfigException("cpus must be between 1 and " + MAX_CPUS + ", not " + cpus);
+    private final int cpus;
+    private final int memoryMib;
+    private final Path kernel;
+    private final Optional<Path> initrd;
+    private final Optional<Path> root;
+    private final Optional<GuestMount> rootMount;
+    private final List<GuestMount> mounts;
+    private final List<String> command;
+    private final Map<String, String> env;
+    private final String workdir;
+    private final String hostname;
+    private final List<Rlimit> rlimits;
+    private final ConsoleSpec console;
+    private final List<DeviceSpec> devices;
+    private final boolean defaultDevices;
+    private final List<String> kernelArgs;
+    private final boolean kernelLog;
+    private final Optional<Duration> timeout;
+
+    private VmConfig(Builder b) {
+        if (b.cpus < 1 || b.cpus > MAX_CPUS) {
+            throw new VmConfigException("cpus must be between 1 and " + MAX_CPUS + ", not " + b.cpus);
         }
-        if (memoryMib < MIN_MEMORY_MIB || memoryMib > MAX_MEMORY_MIB) {
+        if (b.memoryMib < MIN_MEMORY_MIB || b.memoryMib > MAX_MEMORY_MIB) {
             throw new VmConfigException("memory must be between " + MIN_MEMORY_MIB + " and " + MAX_MEMORY_MIB
-                    + " MiB, not " + memoryMib);
+                    + " MiB, not " + b.memoryMib);
         }
-        Objects.requireNonNull(kernel, "kernel");
-        initrd = Objects.requireNonNull(initrd, "initrd");
-        root = Objects.requireNonNull(root, "root");
-        rootMount = Objects.requireNonNull(rootMount, "rootMount");
+        this.cpus = b.cpus;
+        this.memoryMib = b.memoryMib;
+        this.kernel = Objects.requireNonNull(b.kernel, "kernel");
+        this.initrd = Optional.ofNullable(b.initrd);
+        this.root = Optional.ofNullable(b.root);
+        this.rootMount = Optional.ofNullable(b.rootMount);
         rootMount.ifPresent(m -> {
             if (!m.target().equals("/")) {
                 throw new VmConfigException("the root mount's target must be /, not " + m.target());
             }
         });
-        mounts = List.copyOf(mounts);        command = List.copyOf(command);
+        this.mounts = List.copyOf(b.mounts);
+        this.command = List.copyOf(b.command);
         if (command.isEmpty() || command.get(0).isEmpty()) {
             throw new VmConfigException("no command to run");
         }
         for (String arg : command) {
             requireNoNul(arg, "command argument");
         }
-        env = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(env));
+        this.env = Collections.unmodifiableMap(new LinkedHashMap<>(b.env));
         for (Map.Entry<String, String> e : env.entrySet()) {
             String name = e.getKey();
-            if (name.isEmpty() || name.indexOf('=') >= 0 || name.indexOf('\0') >= 0) {
+            if (name == null || name.isEmpty() || name.indexOf('=') >= 0 || name.indexOf('\0') >= 0) {
                 throw new VmConfigException("invalid environment variable name '" + name + "'");
             }
             requireNoNul(e.getValue(), "value of environment variable " + name);
         }
-        workdir = workdir == null || workdir.isEmpty() ? "/" : workdir;
-        if (!workdir.startsWith("/")) {
-            throw new VmConfigException("workdir must be an absolute guest path, not '" + workdir + "'");
+        String w = b.workdir == null || b.workdir.isEmpty() ? "/" : b.workdir;
+        if (!w.startsWith("/")) {
+            throw new VmConfigException("workdir must be an absolute guest path, not '" + w + "'");
         }
-        requireNoNul(workdir, "workdir");
-        hostname = hostname == null || hostname.isEmpty() ? "krun" : hostname;
-        requireNoNul(hostname, "hostname");
-        if (hostname.length() > 64) {
+        requireNoNul(w, "workdir");
+        this.workdir = w;
+        String h = b.hostname == null || b.hostname.isEmpty() ? "krun" : b.hostname;
+        requireNoNul(h, "hostname");
+        if (h.length() > 64) {
             throw new VmConfigException("hostname is longer than 64 characters");
         }
-        rlimits = List.copyOf(rlimits);
-        Objects.requireNonNull(console, "console");
-        devices = List.copyOf(devices);
-        kernelArgs = List.copyOf(kernelArgs);
-        timeout = Objects.requireNonNull(timeout, "timeout");
+        this.hostname = h;
+        this.rlimits = List.copyOf(b.rlimits);
+        this.console = Objects.requireNonNull(b.console, "console");
+        this.devices = List.copyOf(b.devices);
+        this.defaultDevices = b.defaultDevices;
+        this.kernelArgs = List.copyOf(b.kernelArgs);
+        this.kernelLog = b.kernelLog;
+        this.timeout = Optional.ofNullable(b.timeout);
         timeout.ifPresent(t -> {
             if (t.isNegative() || t.isZero()) {
                 throw new VmConfigException("timeout must be positive");
@@ -124,6 +113,102 @@ public record VmConfig(
         if (s.indexOf('\0') >= 0) {
             throw new VmConfigException(what + " contains a NUL character");
         }
+    }
+
+    /** Number of vCPUs, 1 to {@link #MAX_CPUS}. */
+    public int cpus() {
+        return cpus;
+    }
+
+    /** Guest RAM in MiB, {@link #MIN_MEMORY_MIB} to {@link #MAX_MEMORY_MIB}. */
+    public int memoryMib() {
+        return memoryMib;
+    }
+
+    /** The guest kernel: an ELF {@code vmlinux} or a {@code bzImage}. */
+    public Path kernel() {
+        return kernel;
+    }
+
+    /** An initramfs (cpio, optionally compressed if the kernel can unpack it) to put under the root. */
+    public Optional<Path> initrd() {
+        return initrd;
+    }
+
+    /** A host directory that becomes the guest's root; empty for a root made only of the initrd. */
+    public Optional<Path> root() {
+        return root;
+    }
+
+    /**
+     * What the guest init mounts as its root instead of the initramfs (a disk, a share); empty to let
+     * {@link #root()} decide.
+     */
+    public Optional<GuestMount> rootMount() {
+        return rootMount;
+    }
+
+    /** Further filesystems the guest init mounts, in order. */
+    public List<GuestMount> mounts() {
+        return mounts;
+    }
+
+    /** The command and its arguments, run in the guest as process 1's child. */
+    public List<String> command() {
+        return command;
+    }
+
+    /** Environment variables for the command. */
+    public Map<String, String> env() {
+        return env;
+    }
+
+    /** The command's working directory in the guest. */
+    public String workdir() {
+        return workdir;
+    }
+
+    /** The guest's host name. */
+    public String hostname() {
+        return hostname;
+    }
+
+    /** Resource limits set before the command runs. */
+    public List<Rlimit> rlimits() {
+        return rlimits;
+    }
+
+    /** The console and the command's standard streams. */
+    public ConsoleSpec console() {
+        return console;
+    }
+
+    /** Further devices, in the order they are attached. */
+    public List<DeviceSpec> devices() {
+        return devices;
+    }
+
+    /**
+     * Whether the VM also gets the devices that device bundles offer by default (entropy, balloon) when it
+     * does not ask for them itself.
+     */
+    public boolean defaultDevices() {
+        return defaultDevices;
+    }
+
+    /** Extra kernel command-line arguments. */
+    public List<String> kernelArgs() {
+        return kernelArgs;
+    }
+
+    /** Whether the kernel's messages go to the host (early serial console, not quiet). */
+    public boolean kernelLog() {
+        return kernelLog;
+    }
+
+    /** Stop the VM after this long; empty for no limit. */
+    public Optional<Duration> timeout() {
+        return timeout;
     }
 
     public static Builder builder() {
@@ -152,6 +237,29 @@ public record VmConfig(
         b.kernelLog = kernelLog;
         b.timeout = timeout.orElse(null);
         return b;
+    }
+
+    /** Equal when every property is (the console by identity of its streams, as {@link ConsoleSpec} is). */
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof VmConfig c && cpus == c.cpus && memoryMib == c.memoryMib && kernel.equals(c.kernel)
+                && initrd.equals(c.initrd) && root.equals(c.root) && rootMount.equals(c.rootMount)
+                && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
+                && workdir.equals(c.workdir) && hostname.equals(c.hostname) && rlimits.equals(c.rlimits)
+                && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
+                && kernelArgs.equals(c.kernelArgs) && kernelLog == c.kernelLog && timeout.equals(c.timeout);
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(cpus, memoryMib, kernel, initrd, root, rootMount, mounts, command, env, workdir, hostname,
+                rlimits, console, devices, defaultDevices, kernelArgs, kernelLog, timeout);
+    }
+
+    @Override
+    public String toString() {
+        return "VmConfig[cpus=" + cpus + ", memoryMib=" + memoryMib + ", kernel=" + kernel
+                + root.map(r -> ", root=" + r).orElse("") + ", command=" + command + ", devices=" + devices + "]";
     }
 
     /** Builds a {@link VmConfig}; defaults: 1 vCPU, 512 MiB, discarded console, workdir {@code /}. */
@@ -277,13 +385,22 @@ public record VmConfig(
             return this;
         }
 
+        /** Devices replace the ones added so far (for a core that rewrites a configuration). */
+        public Builder devices(List<DeviceSpec> devices) {
+            this.devices = new ArrayList<>(devices);
+            return this;
+        }
+
+        /**
+         * The configuration, validated as far as possible without touching the host.
+         *
+         * @throws VmConfigException with a one-line message naming what is wrong
+         */
         public VmConfig build() {
             if (kernel == null) {
                 throw new VmConfigException("no kernel given");
             }
-            return new VmConfig(cpus, memoryMib, kernel, Optional.ofNullable(initrd), Optional.ofNullable(root),
-                    Optional.ofNullable(rootMount), mounts, command, env, workdir, hostname, rlimits, console, devices, defaultDevices, kernelArgs, kernelLog,
-                    Optional.ofNullable(timeout));
+            return new VmConfig(this);
         }
     }
 }

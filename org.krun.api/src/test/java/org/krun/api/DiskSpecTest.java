@@ -2,6 +2,7 @@ package org.krun.api;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -20,8 +21,9 @@ class DiskSpecTest {
         assertEquals(DiskSpec.Format.RAW, d.format());
         assertEquals(DiskSpec.Sync.RELAXED, d.sync());
         assertFalse(d.direct());
-        DiskSpec nulls = new DiskSpec(Path.of("/x"), false, null, null, null, false);
-        assertEquals(d.withId("").format(), nulls.format());
+        DiskSpec nulls = DiskSpec.raw(Path.of("/x")).withId(null).withFormat(null).withSync(null);
+        assertEquals("", nulls.id());
+        assertEquals(DiskSpec.Format.RAW, nulls.format());
         assertEquals(DiskSpec.Sync.RELAXED, nulls.sync());
     }
 
@@ -29,7 +31,16 @@ class DiskSpecTest {
     void withersChangeOneThing() {
         DiskSpec d = DiskSpec.raw(Path.of("/x")).withReadOnly(true).withId("abc").withFormat(DiskSpec.Format.QCOW2)
                 .withSync(DiskSpec.Sync.FULL).withDirect(true);
-        assertEquals(new DiskSpec(Path.of("/x"), true, "abc", DiskSpec.Format.QCOW2, DiskSpec.Sync.FULL, true), d);
+        assertTrue(d.readOnly());
+        assertEquals("abc", d.id());
+        assertEquals(DiskSpec.Format.QCOW2, d.format());
+        assertEquals(DiskSpec.Sync.FULL, d.sync());
+        assertTrue(d.direct());
+        assertEquals(DiskSpec.raw(Path.of("/x")).withReadOnly(true).withId("abc").withFormat(DiskSpec.Format.QCOW2)
+                .withSync(DiskSpec.Sync.FULL).withDirect(true), d, "equal when all properties are");
+        assertEquals(d.hashCode(), DiskSpec.raw(Path.of("/x")).withReadOnly(true).withId("abc")
+                .withFormat(DiskSpec.Format.QCOW2).withSync(DiskSpec.Sync.FULL).withDirect(true).hashCode());
+        assertNotEquals(d, d.withDirect(false));
     }
 
     @Test
@@ -40,7 +51,7 @@ class DiskSpecTest {
         assertTrue(tooLong.getMessage().contains("longer than 20 bytes"), tooLong.getMessage());
         assertThrows(VmConfigException.class, () -> DiskSpec.raw(Path.of("/x")).withId("caf\u00e9"));
         assertThrows(VmConfigException.class, () -> DiskSpec.raw(Path.of("/x")).withId("a\nb"));
-        assertThrows(NullPointerException.class, () -> new DiskSpec(null, false, "", null, null, false));
+        assertThrows(NullPointerException.class, () -> DiskSpec.raw(null));
     }
 
     @Test

@@ -81,4 +81,11 @@ class VmConfigTest {
         assertThrows(UnsupportedOperationException.class, () -> c.env().put("B", "2"));
         assertEquals(c, c.toBuilder().build());
     }
+
+    @Test
+    void aConfigIsMadeOnlyThroughItsBuilder() {
+        assertEquals(0, VmConfig.class.getConstructors().length, "no public constructor: new properties must not break callers");
+        assertEquals(0, DiskSpec.class.getConstructors().length);
+        assertEquals(0, ConsoleSpec.class.getConstructors().length);
+    }
 }

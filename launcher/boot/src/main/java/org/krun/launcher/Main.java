@@ -42,6 +42,8 @@ public final class Main {
     static final String SYSTEM_PACKAGES_EXTRA =
             "org.slf4j;version=2.0.17,org.slf4j.event;version=2.0.17,org.slf4j.spi;version=2.0.17";
     static final long CLI_WAIT_MILLIS = 15_000;
+    /** Set when the profile's VMs would lack the protection it promises: why (see {@link Profile#unprotected()}). */
+    static final String UNPROTECTED_PROPERTY = "krun.profile.unprotected";
 
     private Main() {
     }
@@ -112,6 +114,10 @@ public final class Main {
         }
         System.setProperty("krun.home", home().toString());
         System.setProperty("krun.profile", profile.name());
+        if (profile.unprotected() != null) {
+            // Read by the command line, which refuses to start unprotected VMs unless told it may.
+            System.setProperty(UNPROTECTED_PROPERTY, profile.unprotected());
+        }
         Path storage;
         try {
             storage = Files.createTempDirectory("krun-felix-");

@@ -11,11 +11,25 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * What a profile's bndrun file says about itself: {@code krun.description}, and {@code krun.missing}, the
- * bundles a variant needs that this build does not have yet ({@code bsn;reason="..."}, comma separated).
- * bndrun files are java.util.Properties syntax, so they are read as such.
+ * What a profile's bndrun file says about itself: {@code krun.description}; {@code krun.missing}, the
+ * bundles a variant needs that this build does not have yet ({@code bsn;reason="..."}, comma separated);
+ * and {@code krun.protection}, what the variant promises its VMs (memory encryption, an enclave), which
+ * it cannot give while a bundle is missing. bndrun files are java.util.Properties syntax, so they are read
+ * as such.
  */
-record Profile(String name, String description, List<Missing> missing) {
+record Profile(String name, String description, List<Missing> missing, String protection) {
+
+    /**
+     * Why this profile's VMs would run without the protection it promises, or null when they would not
+     * (it promises none, or has every bundle it needs).
+     */
+    String unprotected() {
+        if (protection.isEmpty() || missing.isEmpty()) {
+            return null;
+        }
+        return "profile '" + name + "' cannot give its VMs " + protection + " (bundle " + missing.getFirst().bundle()
+                + " is missing)";
+    }
 
     /** A bundle the profile lacks and what that means for the user. */
     record Missing(String bundle, String reason) {
@@ -33,7 +47,8 @@ record Profile(String name, String description, List<Missing> missing) {
                 // a profile without its description still runs
             }
         }
-        return new Profile(name, p.getProperty("krun.description", ""), parseMissing(p.getProperty("krun.missing", "")));
+        return new Profile(name, p.getProperty("krun.description", ""), parseMissing(p.getProperty("krun.missing", "")),
+                p.getProperty("krun.protection", "").trim());
     }
 
     static List<Missing> parseMissing(String value) {

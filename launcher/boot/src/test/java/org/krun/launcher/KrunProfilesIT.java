@@ -47,10 +47,30 @@ class KrunProfilesIT {
             assertEquals(0, r.status(), "profile " + e.getKey() + " starts: " + r);
             assertTrue(r.err().contains("profile '" + e.getKey() + "' lacks bundle " + e.getValue()), r.toString());
         }
-        KrunProcess.Result nitro = KrunProcess.run(null, 60, "--profile", "nitro", "run", "--", "/bin/true");
+        KrunProcess.Result nitro = KrunProcess.run(null, 60, "--profile", "nitro", "run", "--allow-unprotected", "--",
+                "/bin/true");
         assertNotEquals(0, nitro.status(), nitro.toString());
         assertTrue(nitro.err().contains("no hypervisor backend is available"), nitro.toString());
         assertFalse(nitro.err().contains("Exception"), nitro.toString());
+    }
+
+    @Test
+    void protectingProfilesRefuseToRunUnprotectedVmsUnlessToldTo() throws Exception {
+        Map<String, String> promise = Map.of("sev", "AMD SEV-SNP", "tdx", "Intel TDX", "nitro", "AWS Nitro Enclaves");
+        for (var e : promise.entrySet()) {
+            KrunProcess.Result r = KrunProcess.run(null, 60, "--profile", e.getKey(), "run", "--", "/bin/true");
+            assertEquals(1, r.status(), r.toString());
+            List<String> lines = r.err().lines().filter(l -> !l.contains("lacks bundle")).toList();
+            assertEquals(1, lines.size(), "one line: " + r);
+            assertTrue(lines.getFirst().startsWith("krun: profile '" + e.getKey() + "' cannot give its VMs " + e.getValue()),
+                    r.toString());
+            assertTrue(lines.getFirst().endsWith("(pass --allow-unprotected to run the VM without it)"), r.toString());
+        }
+        // efi promises no protection: it runs (here without a kernel, to stay quick) and only says what it lacks.
+        KrunProcess.Result efi = KrunProcess.run(null, 60, "--profile", "efi", "run", "--kernel", "/no/such/kernel", "--",
+                "/bin/true");
+        assertFalse(efi.err().contains("allow-unprotected"), efi.toString());
+        assertTrue(efi.err().contains("kernel /no/such/kernel does not exist"), efi.toString());
     }
 
     @Test

@@ -73,7 +73,8 @@ class KrunRunLinuxIT {
                         + "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev devtmpfs ' /proc/mounts; "
                         + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty; "
                         + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept");
-        exit0 = boot(null, "run", "--", "/bin/sh", "-c", "exit 0");
+        exit0 = boot(null, "run", "--no-default-devices", "--device", "rng", "--", "/bin/sh", "-c",
+                "cat /sys/bus/virtio/devices/*/device | sort; exit 0");
         missingCommand = boot(null, "run", "--", "/no/such/command");
         // krun's kernel build makes a bzImage beside the vmlinux: the same kernel, entered through its
         // decompressor (64-bit boot protocol entry) instead of directly.
@@ -101,9 +102,11 @@ class KrunRunLinuxIT {
     }
 
     @Test
-    void successfulCommandExitsZero() throws Exception {
+    void successfulCommandExitsZeroAndTheGuestHasExactlyTheDevicesAskedFor() throws Exception {
         KrunProcess.Result r = exit0.get();
         assertEquals(0, r.status(), r.toString());
+        // console, the entropy source asked for with --device rng, the virtio-fs root; no default balloon
+        assertEquals(List.of("0x0003", "0x0004", "0x001a"), r.out().lines().toList(), r.toString());
     }
 
     @Test

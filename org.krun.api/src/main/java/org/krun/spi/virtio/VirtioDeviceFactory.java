@@ -1,13 +1,22 @@
 package org.krun.spi.virtio;
 
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
 
 import org.krun.api.DeviceSpec;
+import org.krun.api.GenericDeviceSpec;
+import org.krun.api.GuestMount;
+import org.krun.api.VmConfigException;
 import org.osgi.annotation.versioning.ConsumerType;
 
 /**
  * Registered by a device bundle: creates a fresh device for each VM that asks for {@link #type()}.
- * Service property {@value #TYPE_PROPERTY} carries the type.
+ * Service property {@value #TYPE_PROPERTY} carries the type (the core indexes factories by it); where
+ * several factories serve one type, {@code service.ranking} decides which one does.
  */
 @ConsumerType
 public interface VirtioDeviceFactory {
@@ -33,6 +42,29 @@ public interface VirtioDeviceFactory {
     }
 
     /**
+     * The device that serves host directory {@code directory} as the guest's root filesystem
+     * ({@link org.krun.api.VmConfig#root()}), and how the guest mounts it, for device types that can (a
+     * filesystem share, as libkrun's krun_set_root uses virtio-fs). Empty (the default) for the others;
+     * without any, the core packs the directory into the initramfs.
+     */
+    default Optional<RootFilesystem> rootFilesystem(Path directory) {
+        return Optional.empty();
+    }
+
+    /**
+     * A root filesystem a factory offers.
+     *
+     * @param device the device to add to the VM
+     * @param mount how the guest init mounts it (target {@code /})
+     */
+    record RootFilesystem(DeviceSpec device, GuestMount mount) {
+        public RootFilesystem {
+            Objects.requireNonNull(device, "device");
+            Objects.requireNonNull(mount, "mount");
+        }
+    }
+
+    /**
      * {@code spec} as the record a factory takes, or a {@link org.krun.api.VmConfigException} naming what
      * came instead: the first line of most {@link #create} methods.
      */
@@ -42,5 +74,32 @@ public interface VirtioDeviceFactory {
                     + ", not " + spec.getClass().getSimpleName());
         }
         return type.cast(spec);
+    }
+
+    /**
+     * The options of a {@link GenericDeviceSpec} (as {@code krun run --device TYPE,KEY=VALUE} makes them),
+     * checked against the ones a factory knows: a one-line {@link VmConfigException} names an unknown one.
+     */
+    static Map<String, String> options(GenericDeviceSpec spec, Set<String> known) {
+        for (String key : spec.options().keySet()) {
+            if (!known.contains(key)) {
+                throw new VmConfigException("a '" + spec.type() + "' device has no option '" + key + "'"
+                        + (known.isEmpty() ? " (it takes none)" : " (it takes: " + String.join(", ", new TreeSet<>(known)) + ")"));
+            }
+        }
+        return spec.options();
+    }
+
+    /** {@code value} of option {@code key} as on/off (also true/false, yes/no, 1/0), or {@code otherwise} when absent. */
+    static boolean flag(GenericDeviceSpec spec, String key, boolean otherwise) {
+        String v = spec.options().get(key);
+        if (v == null) {
+            return otherwise;
+        }
+        return switch (v.toLowerCase(java.util.Locale.ROOT)) {
+            case "on", "true", "yes", "1" -> true;
+            case "off", "false", "no", "0" -> false;
+            default -> throw new VmConfigException("option " + key + " of a '" + spec.type() + "' device is on or off, not '" + v + "'");
+        };
     }
 }

@@ -2,11 +2,18 @@
  * The virtio device SPI: a device bundle registers a {@link org.krun.spi.virtio.VirtioDeviceFactory};
  * the core's virtio-mmio transport owns registers, features and the status state machine, and hands an
  * activated device its {@link org.krun.spi.virtio.Virtqueue}s, guest memory and interrupt through a
- * {@link org.krun.spi.virtio.DeviceContext}. The split-virtqueue implementation lives here so every
- * device (and its tests) uses the same one.
+ * {@link org.krun.spi.virtio.DeviceContext}. Devices extend {@link org.krun.spi.virtio.AbstractVirtioDevice},
+ * which keeps the activation state, configuration space, guest-error logging and requests in flight. The
+ * split-virtqueue implementation lives here so every device (and its tests) uses the same one.
+ *
+ * <p>Roles: {@code @ConsumerType} types ({@link org.krun.spi.virtio.VirtioDevice},
+ * {@link org.krun.spi.virtio.VirtioDeviceFactory}, {@link org.krun.spi.virtio.HostConsole},
+ * {@link org.krun.spi.virtio.AbstractVirtioDevice}) are implemented or extended by device bundles;
+ * {@code @ProviderType} types ({@link org.krun.spi.virtio.DeviceContext},
+ * {@link org.krun.spi.virtio.EventLoop}, {@link org.krun.spi.virtio.InterruptTrigger}) by the core only.
  */
 @Export
-@Version("0.1.0")
+@Version("0.2.0")
 package org.krun.spi.virtio;
 
 import org.osgi.annotation.bundle.Export;

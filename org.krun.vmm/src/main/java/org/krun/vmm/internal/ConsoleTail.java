@@ -27,7 +27,7 @@ final class ConsoleTail {
         OutputStream stdout = new Tee(spec.stdout());
         // Terminal mode hands one stream for both: keep them one stream, so ordering stays the writer's.
         OutputStream stderr = spec.stderr() == spec.stdout() ? stdout : new Tee(spec.stderr());
-        return new ConsoleSpec(spec.mode(), stdout, stderr, spec.input(), spec.columns(), spec.rows());
+        return spec.withStreams(stdout, stderr);
     }
 
     synchronized void append(byte[] b, int off, int len) {

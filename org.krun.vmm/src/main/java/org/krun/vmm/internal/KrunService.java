@@ -3,17 +3,20 @@ package org.krun.vmm.internal;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.krun.api.ConsoleSpec;
 import org.krun.api.DeviceSpec;
-import org.krun.api.FsShareSpec;
-import org.krun.api.GuestMount;
 import org.krun.api.Krun;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
@@ -31,7 +34,9 @@ import org.osgi.service.component.annotations.ReferencePolicyOption;
 /**
  * The {@link Krun} service. Each VM is built from the hypervisor and device factories present when it is
  * created: a device bundle that stops vanishes from VMs created afterwards, while running VMs keep the
- * devices they have.
+ * devices they have. Where several services offer the same thing (two factories of one device type, two
+ * hypervisor backends), the best ranked one serves (highest {@code service.ranking}, then the earliest
+ * registered), and when it goes away the next one takes over.
  */
 @Component(service = Krun.class)
 public final class KrunService implements Krun {
@@ -39,36 +44,61 @@ public final class KrunService implements Krun {
 
     private final AtomicLong ids = new AtomicLong();
     private final List<Machine> machines = new CopyOnWriteArrayList<>();
-    private final Map<String, VirtioDeviceFactory> factories = new ConcurrentHashMap<>();
-    private final List<Hypervisor> hypervisors = new CopyOnWriteArrayList<>();
+    /** Factories by the device type of their {@value VirtioDeviceFactory#TYPE_PROPERTY} service property. */
+    private final Map<String, Ranked<VirtioDeviceFactory>> factories = new ConcurrentHashMap<>();
+    private final Ranked<Hypervisor> hypervisors = new Ranked<>();
     private volatile byte[] init;
 
     @Reference(cardinality = ReferenceCardinality.MULTIPLE, policy = ReferencePolicy.DYNAMIC,
             policyOption = ReferencePolicyOption.GREEDY)
-    public void addHypervisor(Hypervisor h) {
-        hypervisors.add(h);
+    void bindHypervisor(Hypervisor h, Map<String, Object> properties) {
+        hypervisors.add(h, properties);
     }
 
-    public void removeHypervisor(Hypervisor h) {
+    void unbindHypervisor(Hypervisor h) {
         hypervisors.remove(h);
     }
 
     @Reference(cardinality = ReferenceCardinality.MULTIPLE, policy = ReferencePolicy.DYNAMIC,
             policyOption = ReferencePolicyOption.GREEDY)
-    public void addDeviceFactory(VirtioDeviceFactory f) {
-        factories.put(f.type(), f);
+    void bindDeviceFactory(VirtioDeviceFactory f, Map<String, Object> properties) {
+        factories.computeIfAbsent(typeOf(f, properties), t -> new Ranked<>()).add(f, properties);
     }
 
-    public void removeDeviceFactory(VirtioDeviceFactory f) {
-        factories.remove(f.type(), f);
+    void unbindDeviceFactory(VirtioDeviceFactory f, Map<String, Object> properties) {
+        Ranked<VirtioDeviceFactory> r = factories.get(typeOf(f, properties));
+        if (r != null) {
+            r.remove(f);
+        }
+    }
+
+    /** Adds a backend outside a framework (tests, plain Java): ranked 0, after any added before. */
+    public void addHypervisor(Hypervisor h) {
+        bindHypervisor(h, Map.of());
+    }
+
+    /** Adds a device factory outside a framework (tests, plain Java). */
+    public void addDeviceFactory(VirtioDeviceFactory f) {
+        bindDeviceFactory(f, Map.of());
+    }
+
+    /**
+     * The type a factory serves is its service property: the core can pick factories without calling
+     * into their bundles. A factory registered without it (a plain registerService) is taken at its word.
+     */
+    private static String typeOf(VirtioDeviceFactory f, Map<String, Object> properties) {
+        return properties.get(VirtioDeviceFactory.TYPE_PROPERTY) instanceof String t && !t.isBlank() ? t : f.type();
+    }
+
+    private Optional<VirtioDeviceFactory> factory(String type) {
+        Ranked<VirtioDeviceFactory> r = factories.get(type);
+        return r == null ? Optional.empty() : r.best();
     }
 
     @Override
     public VirtualMachine create(VmConfig config) {
-        Hypervisor hv = hypervisors.isEmpty() ? null : hypervisors.get(0);
-        if (hv == null) {
-            throw new VmConfigException("no hypervisor backend is available: no active backend bundle can use this host (KVM needs a usable /dev/kvm)");
-        }
+        Hypervisor hv = hypervisors.best().orElseThrow(() -> new VmConfigException(
+                "no hypervisor backend is available: no active backend bundle can use this host (KVM needs a usable /dev/kvm)"));
         if (config.cpus() > hv.capabilities().maxVcpus()) {
             throw new VmConfigException("this host allows at most " + hv.capabilities().maxVcpus() + " vCPUs per VM");
         }
@@ -79,27 +109,28 @@ public final class KrunService implements Krun {
                 throw new VmConfigException("root directory " + p + " does not exist or is not a directory");
             }
         });
-        config = withRootShare(config);
+        config = withRootFilesystem(config);
         ConsoleTail tail = new ConsoleTail(VirtualMachine.CONSOLE_TAIL_BYTES);
         ConsoleSpec console = tail.tee(config.console());
+        // The console is the one device the core asks for itself: VirtualMachine's console streams
+        // (consoleInput, resizeConsole, consoleTail) and the init's stdio are part of the API's contract, so
+        // every VM has one, first, and hvc0 is the first virtio device the guest finds. Whichever device
+        // serves the "console" type provides it; the core talks to it only through HostConsole.
         List<DeviceSpec> specs = new ArrayList<>();
         specs.add(console);
         specs.addAll(config.devices());
         if (config.defaultDevices()) {
-            java.util.Set<String> asked = new java.util.HashSet<>();
+            Set<String> asked = new HashSet<>();
             specs.forEach(s -> asked.add(s.type()));
-            factories.values().stream()
-                    .sorted(java.util.Comparator.comparing(VirtioDeviceFactory::type))
+            factories.keySet().stream().sorted().map(this::factory).flatMap(Optional::stream)
                     .forEach(f -> f.defaultSpec().filter(s -> !asked.contains(s.type())).ifPresent(specs::add));
         }
         List<VirtioDevice> devices = new ArrayList<>();
         try {
             for (DeviceSpec spec : specs) {
-                VirtioDeviceFactory f = factories.get(spec.type());
-                if (f == null) {
-                    throw new VmConfigException("no '" + spec.type() + "' device is available: install and start bundle "
-                            + "org.krun.device." + spec.type());
-                }
+                VirtioDeviceFactory f = factory(spec.type()).orElseThrow(() -> new VmConfigException("no '" + spec.type()
+                        + "' device is available: install and start bundle org.krun.device." + spec.type()
+                        + " (or another bundle that offers this device type)"));
                 devices.add(f.create(spec));
             }
         } catch (RuntimeException e) {
@@ -113,24 +144,28 @@ public final class KrunService implements Krun {
     }
 
     /**
-     * A root directory becomes a virtio-fs share (tag {@value FsShareSpec#ROOT_TAG}) that the guest init
-     * switches to, as libkrun's krun_set_root does, when the virtio-fs bundle is present. Without it the
-     * directory is packed into the initramfs instead (fine for small trees).
+     * A root directory becomes the root filesystem that a device bundle offers for it (virtio-fs: a share
+     * with tag /dev/root, as libkrun's krun_set_root), which the guest init switches to. Without such a
+     * bundle the directory is packed into the initramfs instead (fine for small trees).
      */
-    private VmConfig withRootShare(VmConfig config) {
-        if (config.root().isEmpty() || config.rootMount().isPresent() || !factories.containsKey(FsShareSpec.TYPE)) {
+    private VmConfig withRootFilesystem(VmConfig config) {
+        if (config.root().isEmpty() || config.rootMount().isPresent()) {
+            return config;
+        }
+        Path dir = config.root().get();
+        Optional<VirtioDeviceFactory.RootFilesystem> rootFs = factories.keySet().stream().sorted(Comparator.naturalOrder())
+                .map(this::factory).flatMap(Optional::stream)
+                .map(f -> f.rootFilesystem(dir)).flatMap(Optional::stream).findFirst();
+        if (rootFs.isEmpty()) {
             return config;
         }
         List<DeviceSpec> devices = new ArrayList<>();
-        devices.add(new FsShareSpec(FsShareSpec.ROOT_TAG, config.root().get(), false));
+        devices.add(rootFs.get().device());
         devices.addAll(config.devices());
-        return new VmConfig(config.cpus(), config.memoryMib(), config.kernel(), config.initrd(), config.root(),
-                java.util.Optional.of(new GuestMount(FsShareSpec.ROOT_TAG, "/", "virtiofs", "")), config.mounts(),
-                config.command(), config.env(), config.workdir(), config.hostname(), config.rlimits(), config.console(),
-                devices, config.defaultDevices(), config.kernelArgs(), config.kernelLog(), config.timeout());
+        return config.toBuilder().rootMount(rootFs.get().mount()).devices(devices).build();
     }
 
-    private static void checkReadableFile(java.nio.file.Path p, String what) {
+    private static void checkReadableFile(Path p, String what) {
         if (!Files.isRegularFile(p)) {
             throw new VmConfigException(what + " " + p + " does not exist or is not a file");
         }

@@ -78,7 +78,7 @@ final class FastGuests {
                 .kernel(elf(name))
                 .command("fast-guest") // the core's init is packed but never runs: there is no Linux
                 .memoryMib(memoryMib)
-                .console(new ConsoleSpec(ConsoleSpec.Mode.TERMINAL, out, serial, true, 80, 24))
+                .console(ConsoleSpec.terminal(out, 80, 24).withStreams(out, serial))
                 .kernelLog(true)
                 .build();
     }

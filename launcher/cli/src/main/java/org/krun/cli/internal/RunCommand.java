@@ -108,6 +108,18 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--kernel-arg", paramLabel = "ARG", description = "Extra kernel command-line argument. Repeatable.")
     List<String> kernelArgs = new ArrayList<>();
 
+    @Option(names = "--device", paramLabel = "TYPE[,KEY=VALUE...]",
+            description = {"Add a device of TYPE, as a device bundle offers it",
+                "(krun --profile full shell: krun:devices lists them),",
+                "with options for its factory. Repeatable.",
+                "rng: an entropy source; balloon[,free-page-reporting=on|off]"})
+    List<String> devices = new ArrayList<>();
+
+    @Option(names = "--allow-unprotected",
+            description = {"Run even where the profile cannot give the protection it",
+                "promises (sev, tdx, nitro while their bundle is missing)."})
+    boolean allowUnprotected;
+
     @Option(names = "--no-default-devices",
             description = "Do not give the VM the devices it gets by default (entropy source, memory balloon).")
     boolean noDefaultDevices;
@@ -122,8 +134,18 @@ final class RunCommand implements Callable<Integer> {
         this.krun = krun;
     }
 
+    /** Set by the launcher when the profile's VMs would lack the protection it promises: why. */
+    static final String UNPROTECTED_PROPERTY = "krun.profile.unprotected";
+
     @Override
     public Integer call() throws Exception {
+        String unprotected = System.getProperty(UNPROTECTED_PROPERTY);
+        if (unprotected != null) {
+            if (!allowUnprotected) {
+                throw new VmConfigException(unprotected + " (pass --allow-unprotected to run the VM without it)");
+            }
+            System.err.println("krun: warning: " + unprotected + "; running unprotected as asked");
+        }
         boolean terminal = Posix.isatty(0) && Posix.isatty(1);
         OutputStream stdout = new FileOutputStream(FileDescriptor.out);
         OutputStream stderr = new FileOutputStream(FileDescriptor.err);
@@ -191,6 +213,9 @@ final class RunCommand implements Callable<Integer> {
         }
         for (String d : disks) {
             b.device(DiskOption.parse("--disk", d).disk());
+        }
+        for (String d : devices) {
+            b.device(DeviceOption.parse(d));
         }
         if (workdir != null) {
             b.workdir(workdir);

@@ -38,7 +38,8 @@ class DiskOptionTest {
     @Test
     void everyOptionIsParsed() {
         DiskSpec d = DiskOption.parse("--disk", "/x.qcow2,ro,id=data-1,format=qcow2,sync=full,direct").disk();
-        assertEquals(new DiskSpec(Path.of("/x.qcow2"), true, "data-1", DiskSpec.Format.QCOW2, DiskSpec.Sync.FULL, true), d);
+        assertEquals(DiskSpec.raw(Path.of("/x.qcow2")).withReadOnly(true).withId("data-1")
+                .withFormat(DiskSpec.Format.QCOW2).withSync(DiskSpec.Sync.FULL).withDirect(true), d);
         assertEquals(DiskSpec.Sync.NONE, DiskOption.parse("--disk", "/x,sync=none").disk().sync());
     }
 

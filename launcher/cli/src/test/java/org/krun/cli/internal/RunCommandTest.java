@@ -7,11 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.krun.api.ConsoleSpec;
 import org.krun.api.FsShareSpec;
+import org.krun.api.GenericDeviceSpec;
 import org.krun.api.GuestMount;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
@@ -48,6 +50,25 @@ class RunCommandTest {
             VmConfigException e = assertThrows(VmConfigException.class,
                     () -> parse("--kernel", "/k", "--root", "/r", "-v", bad, "--", "/bin/true"), bad);
             assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        }
+    }
+
+    @Test
+    void devicesOfAnyTypeBecomeGenericSpecsWithTheirOptions() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--device", "test-null", "--device",
+                "balloon,free-page-reporting=off", "--device", "x.y_z-1,a=1,b=,c=d=e", "--", "/bin/true");
+        assertEquals(List.of(new GenericDeviceSpec("test-null", Map.of()),
+                new GenericDeviceSpec("balloon", Map.of("free-page-reporting", "off")),
+                new GenericDeviceSpec("x.y_z-1", Map.of("a", "1", "b", "", "c", "d=e"))), c.devices());
+    }
+
+    @Test
+    void malformedDevicesAreOneLineErrorsThatNameTheOption() {
+        for (String bad : List.of("", ",a=1", "bad type", "x,novalue", "x,=v", "x,a=1,a=2", "blk,file=/x", "fs", "console")) {
+            VmConfigException e = assertThrows(VmConfigException.class,
+                    () -> parse("--kernel", "/k", "--root", "/r", "--device", bad, "--", "/bin/true"), bad);
+            assertFalse(e.getMessage().contains("\n"), e.getMessage());
+            assertTrue(e.getMessage().startsWith("--device " + bad), e.getMessage());
         }
     }
 }

@@ -4,10 +4,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.Map;
+
 import org.junit.jupiter.api.Test;
 import org.krun.api.BalloonSpec;
 import org.krun.api.DeviceSpec;
 import org.krun.api.EntropySpec;
+import org.krun.api.GenericDeviceSpec;
 import org.krun.api.VmConfigException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
@@ -37,5 +40,21 @@ class BalloonFactoryTest {
     void refusesOtherSpecs() {
         VmConfigException e = assertThrows(VmConfigException.class, () -> new BalloonFactory().create(new EntropySpec()));
         assertTrue(e.getMessage().contains("BalloonSpec"), e.getMessage());
+    }
+
+    @Test
+    void theCommandLinesGenericSpecSetsReportingAndRefusesUnknownOptions() {
+        BalloonFactory f = new BalloonFactory();
+        try (VirtioDevice plain = f.create(new GenericDeviceSpec("balloon", Map.of()));
+                VirtioDevice off = f.create(new GenericDeviceSpec("balloon", Map.of("free-page-reporting", "off")))) {
+            assertTrue((plain.deviceFeatures() & VirtioBalloon.F_PAGE_REPORTING) != 0);
+            assertEquals(0, off.deviceFeatures() & VirtioBalloon.F_PAGE_REPORTING);
+        }
+        VmConfigException unknown = assertThrows(VmConfigException.class,
+                () -> f.create(new GenericDeviceSpec("balloon", Map.of("size", "1G"))));
+        assertEquals("a 'balloon' device has no option 'size' (it takes: free-page-reporting)", unknown.getMessage());
+        VmConfigException notAFlag = assertThrows(VmConfigException.class,
+                () -> f.create(new GenericDeviceSpec("balloon", Map.of("free-page-reporting", "maybe"))));
+        assertTrue(notAFlag.getMessage().contains("on or off"), notAFlag.getMessage());
     }
 }

@@ -1,9 +1,11 @@
 package org.krun.device.rng.internal;
 
 import java.util.Optional;
+import java.util.Set;
 
 import org.krun.api.DeviceSpec;
 import org.krun.api.EntropySpec;
+import org.krun.api.GenericDeviceSpec;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
@@ -19,7 +21,11 @@ public final class RngFactory implements VirtioDeviceFactory {
 
     @Override
     public VirtioDevice create(DeviceSpec spec) {
-        VirtioDeviceFactory.expect(spec, EntropySpec.class);
+        if (spec instanceof GenericDeviceSpec g) {
+            VirtioDeviceFactory.options(g, Set.of()); // krun run --device rng
+        } else {
+            VirtioDeviceFactory.expect(spec, EntropySpec.class);
+        }
         return new VirtioRng(GetRandom.INSTANCE);
     }
 

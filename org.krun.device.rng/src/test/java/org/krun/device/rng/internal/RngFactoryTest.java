@@ -40,6 +40,16 @@ class RngFactoryTest {
         RngFactory f = new RngFactory();
         VmConfigException e = assertThrows(VmConfigException.class, () -> f.create(ConsoleSpec.discard()));
         assertTrue(e.getMessage().contains("EntropySpec"), e.getMessage());
-        assertThrows(VmConfigException.class, () -> f.create(new GenericDeviceSpec("rng", Map.of())));
+    }
+
+    @Test
+    void theCommandLinesGenericSpecWorksAndTakesNoOptions() {
+        RngFactory f = new RngFactory();
+        try (VirtioDevice d = f.create(new GenericDeviceSpec("rng", Map.of()))) {
+            assertEquals(VirtioIds.ENTROPY, d.deviceType());
+        }
+        VmConfigException e = assertThrows(VmConfigException.class,
+                () -> f.create(new GenericDeviceSpec("rng", Map.of("rate", "1"))));
+        assertEquals("a 'rng' device has no option 'rate' (it takes none)", e.getMessage());
     }
 }

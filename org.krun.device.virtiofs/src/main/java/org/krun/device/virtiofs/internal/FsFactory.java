@@ -1,9 +1,12 @@
 package org.krun.device.virtiofs.internal;
 
 import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Optional;
 
 import org.krun.api.DeviceSpec;
 import org.krun.api.FsShareSpec;
+import org.krun.api.GuestMount;
 import org.krun.api.VmConfigException;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
@@ -28,5 +31,12 @@ public final class FsFactory implements VirtioDeviceFactory {
             throw new VmConfigException("shared directory " + share.directory() + " is not accessible");
         }
         return new VirtioFs(share);
+    }
+
+    /** A root directory is shared as tag {@value FsShareSpec#ROOT_TAG}, which the guest init mounts as /. */
+    @Override
+    public Optional<RootFilesystem> rootFilesystem(Path directory) {
+        return Optional.of(new RootFilesystem(new FsShareSpec(FsShareSpec.ROOT_TAG, directory, false),
+                new GuestMount(FsShareSpec.ROOT_TAG, "/", "virtiofs", "")));
     }
 }

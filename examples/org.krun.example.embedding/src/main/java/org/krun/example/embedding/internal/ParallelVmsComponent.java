@@ -80,7 +80,7 @@ public final class ParallelVmsComponent implements ParallelVms {
         ByteArrayOutputStream stdout = new ByteArrayOutputStream();
         ByteArrayOutputStream stderr = new ByteArrayOutputStream();
         ConsoleSpec console = job.mode() == ConsoleSpec.Mode.TERMINAL
-                ? new ConsoleSpec(ConsoleSpec.Mode.TERMINAL, stdout, stdout, true, 80, 24)
+                ? ConsoleSpec.terminal(stdout, 80, 24)
                 : ConsoleSpec.pipes(stdout, stderr, true);
         VirtualMachine vm;
         try {
