@@ -6,6 +6,7 @@ import java.util.Set;
 import org.krun.api.BalloonSpec;
 import org.krun.api.DeviceSpec;
 import org.krun.api.GenericDeviceSpec;
+import org.krun.spi.virtio.AbstractDeviceFactory;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
@@ -15,25 +16,24 @@ import org.osgi.service.component.annotations.Component;
  * devices off, as in libkrun.
  */
 @Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + BalloonSpec.TYPE)
-public final class BalloonFactory implements VirtioDeviceFactory {
+public final class BalloonFactory extends AbstractDeviceFactory<BalloonSpec> {
     /** The option of {@code --device balloon}: whether the guest reports free pages (default on). */
     static final String FREE_PAGE_REPORTING = "free-page-reporting";
 
-    @Override
-    public String type() {
-        return BalloonSpec.TYPE;
+    public BalloonFactory() {
+        super(BalloonSpec.TYPE, BalloonSpec.class);
     }
 
     @Override
-    public VirtioDevice create(DeviceSpec spec) {
-        BalloonSpec balloon;
-        if (spec instanceof GenericDeviceSpec g) { // krun run --device balloon[,free-page-reporting=on|off]
-            VirtioDeviceFactory.options(g, Set.of(FREE_PAGE_REPORTING));
-            balloon = new BalloonSpec(VirtioDeviceFactory.flag(g, FREE_PAGE_REPORTING, true));
-        } else {
-            balloon = VirtioDeviceFactory.expect(spec, BalloonSpec.class);
-        }
-        return new VirtioBalloon(balloon, PageDiscarder.MADV_DONTNEED);
+    protected VirtioDevice newDevice(BalloonSpec spec) {
+        return new VirtioBalloon(spec, PageDiscarder.MADV_DONTNEED);
+    }
+
+    /** {@code krun run --device balloon[,free-page-reporting=on|off]}. */
+    @Override
+    protected BalloonSpec fromOptions(GenericDeviceSpec options) {
+        VirtioDeviceFactory.options(options, Set.of(FREE_PAGE_REPORTING));
+        return new BalloonSpec(VirtioDeviceFactory.flag(options, FREE_PAGE_REPORTING, true));
     }
 
     @Override

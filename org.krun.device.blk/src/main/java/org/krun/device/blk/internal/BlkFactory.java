@@ -4,9 +4,9 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-import org.krun.api.DeviceSpec;
 import org.krun.api.DiskSpec;
 import org.krun.api.VmConfigException;
+import org.krun.spi.virtio.AbstractDeviceFactory;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
@@ -16,19 +16,17 @@ import org.osgi.service.component.annotations.Component;
  * here, so a disk that cannot work fails {@code Krun.create} with a one-line message.
  */
 @Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + DiskSpec.TYPE)
-public final class BlkFactory implements VirtioDeviceFactory {
+public final class BlkFactory extends AbstractDeviceFactory<DiskSpec> {
 
     /** I/O threads per disk: requests in flight at once. */
     static final int IO_THREADS = 4;
 
-    @Override
-    public String type() {
-        return DiskSpec.TYPE;
+    public BlkFactory() {
+        super(DiskSpec.TYPE, DiskSpec.class);
     }
 
     @Override
-    public VirtioDevice create(DeviceSpec spec) {
-        DiskSpec disk = VirtioDeviceFactory.expect(spec, DiskSpec.class);
+    protected VirtioDevice newDevice(DiskSpec disk) {
         DiskBackend backend = open(disk);
         String name = disk.file().getFileName() == null ? "disk" : disk.file().getFileName().toString();
         return new VirtioBlk(backend, disk, IoExecutor.threads("krun-blk-" + name, IO_THREADS));

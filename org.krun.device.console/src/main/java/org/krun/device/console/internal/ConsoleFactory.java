@@ -1,23 +1,21 @@
 package org.krun.device.console.internal;
 
 import org.krun.api.ConsoleSpec;
-import org.krun.api.DeviceSpec;
+import org.krun.spi.virtio.AbstractDeviceFactory;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
 
 /** Creates a virtio-console for each VM. */
 @Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + ConsoleSpec.TYPE)
-public final class ConsoleFactory implements VirtioDeviceFactory {
+public final class ConsoleFactory extends AbstractDeviceFactory<ConsoleSpec> {
 
-    @Override
-    public String type() {
-        return ConsoleSpec.TYPE;
+    public ConsoleFactory() {
+        super(ConsoleSpec.TYPE, ConsoleSpec.class);
     }
 
     @Override
-    public VirtioDevice create(DeviceSpec spec) {
-        ConsoleSpec console = VirtioDeviceFactory.expect(spec, ConsoleSpec.class);
-        return new VirtioConsole(console);
+    protected VirtioDevice newDevice(ConsoleSpec spec) {
+        return new VirtioConsole(spec);
     }
 }

@@ -6,27 +6,29 @@ import java.util.Set;
 import org.krun.api.DeviceSpec;
 import org.krun.api.EntropySpec;
 import org.krun.api.GenericDeviceSpec;
+import org.krun.spi.virtio.AbstractDeviceFactory;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
 
 /** Creates a virtio-rng for each VM; every VM gets one unless it turns default devices off. */
 @Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + EntropySpec.TYPE)
-public final class RngFactory implements VirtioDeviceFactory {
+public final class RngFactory extends AbstractDeviceFactory<EntropySpec> {
 
-    @Override
-    public String type() {
-        return EntropySpec.TYPE;
+    public RngFactory() {
+        super(EntropySpec.TYPE, EntropySpec.class);
     }
 
     @Override
-    public VirtioDevice create(DeviceSpec spec) {
-        if (spec instanceof GenericDeviceSpec g) {
-            VirtioDeviceFactory.options(g, Set.of()); // krun run --device rng
-        } else {
-            VirtioDeviceFactory.expect(spec, EntropySpec.class);
-        }
+    protected VirtioDevice newDevice(EntropySpec spec) {
         return new VirtioRng(GetRandom.INSTANCE);
+    }
+
+    /** {@code krun run --device rng}: no options. */
+    @Override
+    protected EntropySpec fromOptions(GenericDeviceSpec options) {
+        VirtioDeviceFactory.options(options, Set.of());
+        return new EntropySpec();
     }
 
     @Override

@@ -4,26 +4,24 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Optional;
 
-import org.krun.api.DeviceSpec;
 import org.krun.api.FsShareSpec;
 import org.krun.api.GuestMount;
 import org.krun.api.VmConfigException;
+import org.krun.spi.virtio.AbstractDeviceFactory;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
 
 /** Creates a virtio-fs device for each share of each VM. */
 @Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + FsShareSpec.TYPE)
-public final class FsFactory implements VirtioDeviceFactory {
+public final class FsFactory extends AbstractDeviceFactory<FsShareSpec> {
 
-    @Override
-    public String type() {
-        return FsShareSpec.TYPE;
+    public FsFactory() {
+        super(FsShareSpec.TYPE, FsShareSpec.class);
     }
 
     @Override
-    public VirtioDevice create(DeviceSpec spec) {
-        FsShareSpec share = VirtioDeviceFactory.expect(spec, FsShareSpec.class);
+    protected VirtioDevice newDevice(FsShareSpec share) {
         if (!Files.isDirectory(share.directory())) {
             throw new VmConfigException("shared directory " + share.directory() + " does not exist or is not a directory");
         }

@@ -6,6 +6,7 @@ import java.util.Optional;
 import org.krun.api.DeviceSpec;
 import org.krun.api.GenericDeviceSpec;
 import org.krun.api.VmConfigException;
+import org.krun.spi.virtio.AbstractDeviceFactory;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
@@ -15,18 +16,17 @@ import org.osgi.service.component.annotations.Component;
  * request as {@code new GenericDeviceSpec("test-null", Map.of())}.
  */
 @Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + NullDeviceFactory.TYPE)
-public final class NullDeviceFactory implements VirtioDeviceFactory {
+public final class NullDeviceFactory extends AbstractDeviceFactory<GenericDeviceSpec> {
     /** The device type name, as VMs ask for it. */
     public static final String TYPE = "test-null";
 
-    @Override
-    public String type() {
-        return TYPE;
+    public NullDeviceFactory() {
+        super(TYPE, GenericDeviceSpec.class);
     }
 
     @Override
-    public VirtioDevice create(DeviceSpec spec) {
-        if (!VirtioDeviceFactory.expect(spec, GenericDeviceSpec.class).options().isEmpty()) {
+    protected VirtioDevice newDevice(GenericDeviceSpec spec) {
+        if (!spec.options().isEmpty()) {
             throw new VmConfigException("the test-null device takes no options");
         }
         return new NullDevice();
