@@ -9,11 +9,9 @@ set -euo pipefail
 quiet="${1:-}"
 say() { [[ "$quiet" == "--quiet" ]] || printf '[setup] %s\n' "$*" >&2; }
 
-java_home="${KRUN_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
-if [[ ! -x "$java_home/bin/java" ]]; then
-    echo "krun: needs a Java 25 JDK at $java_home (set KRUN_JAVA_HOME to another one)" >&2
-    exit 1
-fi
+# Java 25 or newer: KRUN_JAVA_HOME, JAVA_HOME, java on the PATH or a usual install folder.
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/find-java.sh"
+krun_find_java || exit 1
 
 # Debian package -> a file that proves it is installed.
 declare -A need=(

@@ -64,7 +64,13 @@ final class KrunProcess {
 
     static Result run(byte[] stdin, long timeoutSeconds, String... args) throws IOException, InterruptedException {
         List<String> argList = List.of(args);
-        Process p = new ProcessBuilder(command(argList)).start();
+        return run(new ProcessBuilder(command(argList)), argList, stdin, timeoutSeconds);
+    }
+
+    /** Runs {@code pb} (krun started some other way: a script, say), reporting it as {@code krun args}. */
+    static Result run(ProcessBuilder pb, List<String> argList, byte[] stdin, long timeoutSeconds)
+            throws IOException, InterruptedException {
+        Process p = pb.start();
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         Thread o = copy(p.getInputStream(), out);

@@ -1,7 +1,9 @@
 package org.krun.cli.internal;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
@@ -24,7 +26,7 @@ import picocli.CommandLine.Model.CommandSpec;
 /**
  * {@code krun assemble}: writes a self-contained distribution folder: the launcher and its class path,
  * exactly one profile's bundles (plus any extra bundles the user adds), the guest kernel and default
- * rootfs, and a {@code krun} script that needs nothing but {@code java} (25) on the PATH.
+ * rootfs, and a {@code krun} script that finds a Java 25 as {@code ./krun} does and needs no other command.
  */
 @Command(name = "assemble", mixinStandardHelpOptions = true,
         description = {"Writes a self-contained krun distribution to a folder: launcher, one profile's bundles",
@@ -145,20 +147,38 @@ final class AssembleCommand implements Callable<Integer> {
         }
     }
 
-    /** A POSIX sh script that finds itself without any command but java (no dirname, no readlink). */
+    /**
+     * A POSIX sh script that finds its folder (through symlinks too) and a Java 25 or newer with no command
+     * but java (and readlink for a symlink): {@code find-java.sh}, the repository's {@code scripts/find-java.sh}
+     * that {@code ./krun} uses as well, copied in whole.
+     */
     private void writeScript(Path script) throws IOException {
-        String body = """
+        String findJava;
+        try (InputStream in = AssembleCommand.class.getResourceAsStream("find-java.sh")) {
+            if (in == null) {
+                throw new IllegalStateException("find-java.sh is missing from the org.krun.cli bundle");
+            }
+            findJava = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        }
+        String head = """
                 #!/bin/sh
-                # krun, assembled distribution (profile %s). Needs java 25 on the PATH, or JAVA_HOME.
-                case "$0" in */*) here="${0%%/*}" ;; *) here=. ;; esac
-                here="$(cd "$here" && pwd)"
-                java="java"
-                if [ -n "$JAVA_HOME" ]; then java="$JAVA_HOME/bin/java"; fi
-                exec "$java" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \\
+                # krun, assembled distribution (profile %s). Runs on Java 25 or newer: $KRUN_JAVA_HOME, $JAVA_HOME,
+                # java on the PATH or a usual install folder, the first there is.
+
+                """.formatted(profile);
+        String tail = """
+
+                # The folder of this script, also when it is called through symlinks (one on the PATH, say).
+                krun_follow_links "$0" || exit 1
+                case $krun_path in */*) here=${krun_path%%/*}/ ;; *) here=./ ;; esac
+                here=$(CDPATH='' cd -P "$here" && pwd -P) || exit 1
+
+                krun_find_java || exit 1
+                exec "$krun_java" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \\
                     -Dkrun.defaultProfile=%s -Dkrun.kernel="$here/guest/vmlinux" -Dkrun.rootfs="$here/guest/rootfs" \\
                     -jar "$here/krun-launcher.jar" "$@"
-                """.formatted(profile, profile);
-        Files.writeString(script, body);
+                """.formatted(profile);
+        Files.writeString(script, head + findJava + tail);
         Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
     }
 
