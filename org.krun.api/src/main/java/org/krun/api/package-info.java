@@ -3,7 +3,7 @@
  * {@link org.krun.api.Krun} service, and drive it through its {@link org.krun.api.VirtualMachine} handle.
  */
 @Export
-@Version("0.2.0")
+@Version("1.0.0")
 package org.krun.api;
 
 import org.osgi.annotation.bundle.Export;

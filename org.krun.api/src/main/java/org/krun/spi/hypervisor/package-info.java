@@ -4,7 +4,7 @@
  * core dispatches them to its buses, so backends never see devices.
  */
 @Export
-@Version("0.1.0")
+@Version("1.0.0")
 package org.krun.spi.hypervisor;
 
 import org.osgi.annotation.bundle.Export;

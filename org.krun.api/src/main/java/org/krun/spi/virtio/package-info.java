@@ -6,7 +6,7 @@
  * device (and its tests) uses the same one.
  */
 @Export
-@Version("0.1.0")
+@Version("1.0.0")
 package org.krun.spi.virtio;
 
 import org.osgi.annotation.bundle.Export;
