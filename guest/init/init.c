@@ -53,6 +53,9 @@ struct config {
     int exit_port;
     /* The root to switch to; none means the initramfs is the root. */
     char *root_source, *root_fstype, *root_options;
+    /* 1: the root is mounted read-only under a writable tmpfs layer (overlayfs): the guest's writes stay in
+     * its own memory and the shared tree stays as it was. */
+    int root_overlay;
     /* Extra mounts after the switch, as (source, target, fstype, options) quadruples. */
     char *mounts[4 * 64];
     int nmounts;
@@ -315,10 +318,11 @@ static int parse_int(struct json *j, int *out)
  * Schema: {"cmd": [string...], "env": ["K=V"...], "workdir": string, "hostname": string,
  *          "rlimits": ["NAME=SOFT:HARD"...], "console": "terminal"|"pipes",
  *          "columns": int, "rows": int, "exit_port": int,
- *          "root_source": string, "root_fstype": string, "root_options": string,
+ *          "root_source": string, "root_fstype": string, "root_options": string, "root_overlay": 0|1,
  *          "mounts": [source, target, fstype, options, ...]}
  * The root keys say what to switch to (a virtio-fs tag or a block device); without them the initramfs
- * stays the root. "mounts" holds quadruples mounted after the switch; options "ro" makes a read-only mount.
+ * stays the root. "root_overlay": 1 puts a writable tmpfs layer over a read-only root. "mounts" holds
+ * quadruples mounted after the switch; options "ro" makes a read-only mount.
  */
 static int parse_config(const char *text, size_t len)
 {
@@ -357,6 +361,8 @@ static int parse_config(const char *text, size_t len)
             rc = (cfg.root_fstype = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "root_options"))
             rc = (cfg.root_options = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "root_overlay"))
+            rc = parse_int(&j, &cfg.root_overlay);
         else if (!strcmp(key, "mounts"))
             rc = parse_string_array(&j, cfg.mounts, 4 * 64, &cfg.nmounts) || cfg.nmounts % 4 ? -1 : 0;
         else
@@ -459,14 +465,26 @@ static void mount_with_options(const char *source, const char *target, const cha
 
 /*
  * Makes the configured filesystem the root: mounted at /krun/newroot, moved over /, chrooted into. The
- * initramfs (holding only this init and its configuration) stays underneath, unreachable.
+ * initramfs (holding only this init and its configuration) stays underneath, unreachable. With
+ * root_overlay the configured filesystem is only the read-only lower layer of an overlayfs whose upper
+ * layer is a tmpfs: whatever the guest writes (files, and the mount points of shares) lives in guest
+ * memory and goes with the VM.
  */
 static void switch_root(void)
 {
     const char *newroot = "/krun/newroot";
     if (!cfg.root_fstype)
         return;
-    mount_with_options(cfg.root_source, newroot, cfg.root_fstype, cfg.root_options);
+    if (cfg.root_overlay) {
+        mount_with_options(cfg.root_source, "/krun/lower", cfg.root_fstype, "ro");
+        mount_fs("tmpfs", "/krun/rw", "tmpfs", MS_NOSUID, "mode=0755", 0755);
+        mkdirs("/krun/rw/upper", 0755);
+        mkdirs("/krun/rw/work", 0755);
+        mount_with_options("overlay", newroot, "overlay",
+                           "lowerdir=/krun/lower,upperdir=/krun/rw/upper,workdir=/krun/rw/work");
+    } else {
+        mount_with_options(cfg.root_source, newroot, cfg.root_fstype, cfg.root_options);
+    }
     umount2("/dev", MNT_DETACH); /* devtmpfs is mounted again inside the new root */
     dev_mounted = 0;
     if (chdir(newroot) || mount(".", "/", NULL, MS_MOVE, NULL) || chroot(".") || chdir("/"))

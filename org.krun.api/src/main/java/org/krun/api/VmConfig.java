@@ -30,6 +30,7 @@ public final class VmConfig {
     private final Path kernel;
     private final Optional<Path> initrd;
     private final Optional<Path> root;
+    private final boolean ephemeralRoot;
     private final Optional<GuestMount> rootMount;
     private final List<GuestMount> mounts;
     private final List<String> command;
@@ -57,6 +58,7 @@ public final class VmConfig {
         this.kernel = Objects.requireNonNull(b.kernel, "kernel");
         this.initrd = Optional.ofNullable(b.initrd);
         this.root = Optional.ofNullable(b.root);
+        this.ephemeralRoot = b.ephemeralRoot;
         this.rootMount = Optional.ofNullable(b.rootMount);
         rootMount.ifPresent(m -> {
             if (!m.target().equals("/")) {
@@ -138,6 +140,16 @@ public final class VmConfig {
     /** A host directory that becomes the guest's root; empty for a root made only of the initrd. */
     public Optional<Path> root() {
         return root;
+    }
+
+    /**
+     * Whether the guest sees {@link #root()} read-only, with its writes kept in a layer of its own memory
+     * (an overlay on tmpfs) that goes with the VM, so the directory stays exactly as it was for every run
+     * (krun's default root is shared this way). False: the directory is shared live and the guest's writes
+     * land in it, as libkrun's {@code krun_set_root} does.
+     */
+    public boolean ephemeralRoot() {
+        return ephemeralRoot;
     }
 
     /**
@@ -223,6 +235,7 @@ public final class VmConfig {
         b.kernel = kernel;
         b.initrd = initrd.orElse(null);
         b.root = root.orElse(null);
+        b.ephemeralRoot = ephemeralRoot;
         b.rootMount = rootMount.orElse(null);
         b.mounts = new ArrayList<>(mounts);
         b.command = new ArrayList<>(command);
@@ -243,7 +256,8 @@ public final class VmConfig {
     @Override
     public boolean equals(Object o) {
         return o instanceof VmConfig c && cpus == c.cpus && memoryMib == c.memoryMib && kernel.equals(c.kernel)
-                && initrd.equals(c.initrd) && root.equals(c.root) && rootMount.equals(c.rootMount)
+                && initrd.equals(c.initrd) && root.equals(c.root) && ephemeralRoot == c.ephemeralRoot
+                && rootMount.equals(c.rootMount)
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
                 && workdir.equals(c.workdir) && hostname.equals(c.hostname) && rlimits.equals(c.rlimits)
                 && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
@@ -252,7 +266,7 @@ public final class VmConfig {
 
     @Override
     public int hashCode() {
-        return Objects.hash(cpus, memoryMib, kernel, initrd, root, rootMount, mounts, command, env, workdir, hostname,
+        return Objects.hash(cpus, memoryMib, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
                 rlimits, console, devices, defaultDevices, kernelArgs, kernelLog, timeout);
     }
 
@@ -269,6 +283,7 @@ public final class VmConfig {
         private Path kernel;
         private Path initrd;
         private Path root;
+        private boolean ephemeralRoot;
         private GuestMount rootMount;
         private List<GuestMount> mounts = new ArrayList<>();
         private List<String> command = new ArrayList<>();
@@ -308,6 +323,12 @@ public final class VmConfig {
 
         public Builder root(Path root) {
             this.root = root;
+            return this;
+        }
+
+        /** See {@link VmConfig#ephemeralRoot()}; default false (the root directory is shared live). */
+        public Builder ephemeralRoot(boolean ephemeralRoot) {
+            this.ephemeralRoot = ephemeralRoot;
             return this;
         }
 

@@ -72,7 +72,8 @@ class KrunRunLinuxIT {
                 "pwd; echo \"$GREETING\"; hostname; ulimit -n; ulimit -Hn; echo to-stderr >&2; "
                         + "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev devtmpfs ' /proc/mounts; "
                         + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty; "
-                        + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept");
+                        + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept; "
+                        + "echo written > /probe-of-this-run && cat /probe-of-this-run");
         exit0 = boot(null, "run", "--no-default-devices", "--device", "rng", "--", "/bin/sh", "-c",
                 "cat /sys/bus/virtio/devices/*/device | sort; exit 0");
         missingCommand = boot(null, "run", "--", "/no/such/command");
@@ -146,9 +147,20 @@ class KrunRunLinuxIT {
         KrunProcess.Result r = environment.get();
         assertEquals(0, r.status(), r.toString());
         assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty", "shared by the host",
-                "ro-kept"), r.out().lines().toList(), r.toString());
+                "ro-kept", "written"), r.out().lines().toList(), r.toString());
         assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
+    }
+
+    @Test
+    void theDefaultRootIsTheSamePristineTreeForEveryRun() throws Exception {
+        KrunProcess.Result r = environment.get(); // wrote /probe-of-this-run and mounted a share at /mnt/host
+        assertEquals(0, r.status(), r.toString());
+        java.nio.file.Path rootfs = java.nio.file.Path.of(KrunProcess.rootfs());
+        assertFalse(java.nio.file.Files.exists(rootfs.resolve("probe-of-this-run")),
+                "the guest's write stayed in its own layer, not in the shared default root " + rootfs);
+        assertFalse(java.nio.file.Files.exists(rootfs.resolve("mnt/host")),
+                "no mount point was made for the share in the shared default root " + rootfs);
     }
 
     @Test

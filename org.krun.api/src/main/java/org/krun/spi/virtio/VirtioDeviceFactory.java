@@ -44,10 +44,11 @@ public interface VirtioDeviceFactory {
     /**
      * The device that serves host directory {@code directory} as the guest's root filesystem
      * ({@link org.krun.api.VmConfig#root()}), and how the guest mounts it, for device types that can (a
-     * filesystem share, as libkrun's krun_set_root uses virtio-fs). Empty (the default) for the others;
-     * without any, the core packs the directory into the initramfs.
+     * filesystem share, as libkrun's krun_set_root uses virtio-fs); read-only when {@code readOnly} (the
+     * guest then writes into a layer of its own). Empty (the default) for the others; without any, the core
+     * packs the directory into the initramfs.
      */
-    default Optional<RootFilesystem> rootFilesystem(Path directory) {
+    default Optional<RootFilesystem> rootFilesystem(Path directory, boolean readOnly) {
         return Optional.empty();
     }
 

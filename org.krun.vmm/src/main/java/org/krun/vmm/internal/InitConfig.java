@@ -50,6 +50,9 @@ final class InitConfig {
             string(sb, m.fstype());
             sb.append(",\"root_options\":");
             string(sb, m.options());
+            if (c.ephemeralRoot() && c.root().isPresent()) {
+                sb.append(",\"root_overlay\":1");
+            }
         });
         if (!c.mounts().isEmpty()) {
             List<String> quads = new ArrayList<>();

@@ -145,8 +145,9 @@ public final class KrunService implements Krun {
 
     /**
      * A root directory becomes the root filesystem that a device bundle offers for it (virtio-fs: a share
-     * with tag /dev/root, as libkrun's krun_set_root), which the guest init switches to. Without such a
-     * bundle the directory is packed into the initramfs instead (fine for small trees).
+     * with tag /dev/root, as libkrun's krun_set_root), which the guest init switches to; an ephemeral root
+     * is offered read-only and the init lays a tmpfs over it. Without such a bundle the directory is packed
+     * into the initramfs instead (fine for small trees, and ephemeral by nature).
      */
     private VmConfig withRootFilesystem(VmConfig config) {
         if (config.root().isEmpty() || config.rootMount().isPresent()) {
@@ -155,7 +156,7 @@ public final class KrunService implements Krun {
         Path dir = config.root().get();
         Optional<VirtioDeviceFactory.RootFilesystem> rootFs = factories.keySet().stream().sorted(Comparator.naturalOrder())
                 .map(this::factory).flatMap(Optional::stream)
-                .map(f -> f.rootFilesystem(dir)).flatMap(Optional::stream).findFirst();
+                .map(f -> f.rootFilesystem(dir, config.ephemeralRoot())).flatMap(Optional::stream).findFirst();
         if (rootFs.isEmpty()) {
             return config;
         }

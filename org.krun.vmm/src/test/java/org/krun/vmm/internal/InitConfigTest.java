@@ -46,6 +46,17 @@ class InitConfigTest {
     }
 
     @Test
+    void anEphemeralRootAsksTheInitForAWritableLayerOverTheReadOnlyShare() {
+        VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true").root(Path.of("/srv/root"))
+                .rootMount(new org.krun.api.GuestMount("/dev/root", "/", "virtiofs", "ro"));
+        String live = json(b.build());
+        String ephemeral = json(b.ephemeralRoot(true).build());
+        assertEquals(false, live.contains("root_overlay"), live);
+        assertEquals(true, ephemeral.contains("\"root_source\":\"/dev/root\",\"root_fstype\":\"virtiofs\","
+                + "\"root_options\":\"ro\",\"root_overlay\":1"), ephemeral);
+    }
+
+    @Test
     void terminalConsoleCarriesItsSize() {
         VmConfig c = VmConfig.builder().kernel(Path.of("/k")).command("sh")
                 .console(ConsoleSpec.terminal(OutputStream.nullOutputStream(), 132, 43)).build();

@@ -35,6 +35,7 @@ class KrunServiceTest {
     Path dir;
     private Path kernel;
     private final List<String> created = new ArrayList<>();
+    private final List<String> asked = new ArrayList<>();
     private KrunService krun;
 
     @BeforeEach
@@ -183,7 +184,8 @@ class KrunServiceTest {
             }
 
             @Override
-            public Optional<RootFilesystem> rootFilesystem(Path directory) {
+            public Optional<RootFilesystem> rootFilesystem(Path directory, boolean readOnly) {
+                asked.add(directory + (readOnly ? " ro" : " rw"));
                 return Optional.of(new RootFilesystem(share, mount));
             }
         });
@@ -193,6 +195,8 @@ class KrunServiceTest {
             assertEquals(List.of(share), vm.config().devices());
         }
         assertEquals(List.of("console", "share " + share), created);
+        krun.create(config().root(root).ephemeralRoot(true).build()).close();
+        assertEquals(List.of(root + " rw", root + " ro"), asked, "an ephemeral root is asked for read-only");
     }
 
     @Test

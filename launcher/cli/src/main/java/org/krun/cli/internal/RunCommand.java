@@ -209,7 +209,9 @@ final class RunCommand implements Callable<Integer> {
         } else if (root != null) {
             b.root(root);
         } else if (initrd == null) {
-            b.root(defaultPath("krun.rootfs", "--root"));
+            // krun's own busybox tree is shared by every run: the guest gets it read-only with its own
+            // writable layer, so one run never sees what another wrote.
+            b.root(defaultPath("krun.rootfs", "--root")).ephemeralRoot(true);
         }
         for (String d : disks) {
             b.device(DiskOption.parse("--disk", d).disk());
