@@ -186,7 +186,7 @@ public final class Main {
             }
             framework.start();
             for (Bundle b : bundles) {
-                if (b.getHeaders().get(Constants.FRAGMENT_HOST) == null && ManagementMode.starts(b, options.rest())) {
+                if (b.getHeaders().get(Constants.FRAGMENT_HOST) == null && ManagementMode.starts(b)) {
                     b.start();
                 }
             }
