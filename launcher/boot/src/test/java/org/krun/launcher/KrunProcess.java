@@ -9,6 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -63,8 +64,16 @@ final class KrunProcess {
     }
 
     static Result run(byte[] stdin, long timeoutSeconds, String... args) throws IOException, InterruptedException {
+        return run(Map.of(), stdin, timeoutSeconds, args);
+    }
+
+    /** The same, with {@code env} added to krun's environment. */
+    static Result run(Map<String, String> env, byte[] stdin, long timeoutSeconds, String... args)
+            throws IOException, InterruptedException {
         List<String> argList = List.of(args);
-        Process p = new ProcessBuilder(command(argList)).start();
+        ProcessBuilder pb = new ProcessBuilder(command(argList));
+        pb.environment().putAll(env);
+        Process p = pb.start();
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         Thread o = copy(p.getInputStream(), out);
