@@ -22,6 +22,8 @@ import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
 import org.krun.api.VmExit;
+import org.krun.api.VsockPort;
+import org.krun.api.VsockSpec;
 import org.krun.posix.Posix;
 import org.krun.posix.Termios;
 
@@ -114,6 +116,13 @@ final class RunCommand implements Callable<Integer> {
                 "with options for its factory. Repeatable.",
                 "rng: an entropy source; balloon[,free-page-reporting=on|off]"})
     List<String> devices = new ArrayList<>();
+
+    @Option(names = "--vsock", paramLabel = "PORT:PATH[,listen]",
+            description = {"Tie guest vsock PORT to the host unix socket PATH: a guest",
+                "connecting to PORT (host CID 2) reaches PATH; with ,listen krun",
+                "listens on PATH and each connection reaches the guest's PORT.",
+                "Repeatable."})
+    List<String> vsockPorts = new ArrayList<>();
 
     @Option(names = "--allow-unprotected",
             description = {"Run even where the profile cannot give the protection it",
@@ -218,6 +227,17 @@ final class RunCommand implements Callable<Integer> {
         }
         for (String d : devices) {
             b.device(DeviceOption.parse(d));
+        }
+        if (!vsockPorts.isEmpty()) {
+            VsockSpec vsock = VsockSpec.create();
+            for (String v : vsockPorts) {
+                try {
+                    vsock = vsock.withPort(VsockPort.parse(v));
+                } catch (VmConfigException e) {
+                    throw new VmConfigException("--vsock " + v + ": " + e.getMessage());
+                }
+            }
+            b.device(vsock);
         }
         if (workdir != null) {
             b.workdir(workdir);

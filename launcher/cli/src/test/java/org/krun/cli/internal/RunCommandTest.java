@@ -71,4 +71,18 @@ class RunCommandTest {
             assertTrue(e.getMessage().startsWith("--device " + bad), e.getMessage());
         }
     }
+
+    @Test
+    void vsockPortMapsBecomeOneVsockDevice(@TempDir Path dir) {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--vsock", "5000:" + dir.resolve("a.sock"), "--vsock",
+                "6000:" + dir.resolve("b.sock") + ",listen", "--", "/bin/true");
+        assertEquals(List.of(org.krun.api.VsockSpec.create()
+                .withPort(new org.krun.api.VsockPort(5000, dir.resolve("a.sock"), false))
+                .withPort(new org.krun.api.VsockPort(6000, dir.resolve("b.sock"), true))), c.devices());
+        for (String bad : List.of("5000", ":x", "x:/p", "0:/p", "262144:/p", "5000:/p,listen,x")) {
+            VmConfigException e = assertThrows(VmConfigException.class,
+                    () -> parse("--kernel", "/k", "--root", "/r", "--vsock", bad, "--", "/bin/true"), bad);
+            assertTrue(e.getMessage().startsWith("--vsock " + bad), e.getMessage());
+        }
+    }
 }

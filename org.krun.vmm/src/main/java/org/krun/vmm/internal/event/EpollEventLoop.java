@@ -216,6 +216,45 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
         };
     }
 
+    @Override
+    public Watch watch(int fd, int events, IntConsumer handler) {
+        long id = nextId.getAndIncrement();
+        handlers.put(id, handler);
+        int r = Posix.epollCtl(epfd, Posix.EPOLL_CTL_ADD, fd, events, id);
+        if (r < 0) {
+            handlers.remove(id);
+            throw new PosixException("epoll_ctl ADD", -r);
+        }
+        return new Watch() {
+            private int current = events;
+            private boolean closed;
+
+            @Override
+            public void events(int next) {
+                if (closed || next == current) {
+                    return;
+                }
+                Posix.check("epoll_ctl MOD", Posix.epollCtl(epfd, Posix.EPOLL_CTL_MOD, fd, next, id));
+                current = next;
+            }
+
+            @Override
+            public int events() {
+                return current;
+            }
+
+            @Override
+            public void close() {
+                if (!closed) {
+                    closed = true;
+                    if (handlers.remove(id) != null) {
+                        Posix.epollCtl(epfd, Posix.EPOLL_CTL_DEL, fd, 0, 0);
+                    }
+                }
+            }
+        };
+    }
+
     /** Makes {@link #run()} return after the tasks already queued. Safe from any thread. */
     public void stop() {
         stopping = true;
