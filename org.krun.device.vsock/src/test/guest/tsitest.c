@@ -3,7 +3,7 @@
  * shell script costs seconds per command on kvm-pvm hosts). Run it in a guest booted with krun_tsi=inet.
  *
  *   tsitest [-n] [-t HOST_TCP_ECHO_PORT] [-u HOST_UDP_ECHO_PORT] [-c CLOSED_HOST_PORT]
- *           [-p GUEST_PORT:HOST_PORT] [-b BYTES] [-k CONNECTIONS] [-s STATS_VSOCK_PORT]
+ *           [-p GUEST_PORT:HOST_PORT] [-e GUEST_PORT] [-b BYTES] [-k CONNECTIONS] [-s STATS_VSOCK_PORT]
  *
  * Always: the guest-local checks (loopback TCP and UDP stay in the guest, bind(0)+listen gives a real port,
  * non-blocking connect and poll, shutdown half-close, getsockname/getpeername, options, ioctl, epoll
@@ -16,6 +16,8 @@
  *   -c  a host port nobody listens on: ECONNREFUSED, blocking and non-blocking.
  *   -p  GUEST_PORT is published as HOST_PORT: a listener on GUEST_PORT reached from the host (the check
  *       connects to 192.0.2.1:HOST_PORT itself, which the VMM turns into the host's loopback).
+ *   -e  GUEST_PORT is published as a host port that is taken (TCP and UDP): listen() and bind() fail
+ *       with EADDRINUSE.
  *   -s  the test TSI server (tsi_peer.py --stats-socket) answers on vsock PORT with its request counts:
  *       the guest-local checks must not have reached it.
  *
@@ -687,6 +689,16 @@ static int check_tcp_host(void)
     CHECK(read(fd, buf, 1) == 0, "no end after the server's close: %s", E);
     snprintf(why, sizeof(why), "%s -> %s", name_of(fd, 0), name_of(fd, 1));
     close(fd);
+    /* an AF_INET6 socket to a v4-mapped address */
+    fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a6 = sin6("::ffff:" HOST_ADDR, opt_host_tcp);
+    CHECK(connect(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0, "connect [::ffff:%s]: %s", HOST_ADDR, E);
+    CHECK(write_all(fd, "six", 3) == 0 && read_all(fd, buf, 3) == 0 && !memcmp(buf, "six", 3), "echo over v6: %s", E);
+    snprintf(peer, sizeof(peer), "[::ffff:%s]:%d", HOST_ADDR, opt_host_tcp);
+    CHECK(!strcmp(name_of(fd, 1), peer), "getpeername %s", name_of(fd, 1));
+    strncat(why, ", v4-mapped ", sizeof(why) - strlen(why) - 1);
+    strncat(why, name_of(fd, 0), sizeof(why) - strlen(why) - 1);
+    close(fd);
     return 0;
 }
 
@@ -712,7 +724,12 @@ static int check_tcp_host_nonblocking(void)
     CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == EISCONN, "connect when connected: %s", E);
     CHECK(read(fd, &b, 1) < 0 && errno == EAGAIN, "non-blocking read: %s", E);
     CHECK(write(fd, "nb", 2) == 2, "write: %s", E);
-    CHECK(epoll_wait(ep, &got, 1, 10000) == 1 && (got.events & EPOLLIN), "epoll: no EPOLLIN for the echo");
+    /* edge-triggered: credit updates may report EPOLLOUT first */
+    double until = now() + 10;
+    do
+        got.events = 0;
+    while (epoll_wait(ep, &got, 1, 1000) >= 0 && !(got.events & EPOLLIN) && now() < until);
+    CHECK(got.events & EPOLLIN, "epoll: no EPOLLIN for the echo");
     char buf[2];
     CHECK(read(fd, buf, 2) == 2 && !memcmp(buf, "nb", 2), "echo: %s", E);
     close(ep);
@@ -908,12 +925,63 @@ static int check_published(void)
     return 0;
 }
 
+static int check_published_udp(void)
+{
+    if (!opt_guest_port) {
+        snprintf(why, sizeof(why), "no -p");
+        return 2;
+    }
+    int srv = socket(AF_INET, SOCK_DGRAM, 0), cli = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in any = sin4("0.0.0.0", opt_guest_port), pub = sin4(HOST_ADDR, opt_host_port), from;
+    socklen_t fl = sizeof(from);
+    struct timeval tv = { .tv_sec = 10 };
+    setsockopt(srv, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(cli, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(bind(srv, (struct sockaddr *)&any, sizeof(any)) == 0, "bind 0.0.0.0:%d: %s", opt_guest_port, E);
+    CHECK(port_of(srv) == opt_guest_port, "bound to %s", name_of(srv, 0));
+    /* from the host: through the VMM to the published host port, which the VMM hands to srv */
+    CHECK(sendto(cli, "req", 3, 0, (struct sockaddr *)&pub, sizeof(pub)) == 3, "sendto: %s", E);
+    char buf[16];
+    CHECK(recvfrom(srv, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl) == 3 && !memcmp(buf, "req", 3), "server recvfrom: %s", E);
+    CHECK(sendto(srv, "resp", 4, 0, (struct sockaddr *)&from, fl) == 4, "reply: %s", E);
+    CHECK(recv(cli, buf, sizeof(buf), 0) == 4 && !memcmp(buf, "resp", 4), "client recv: %s", E);
+    snprintf(why, sizeof(why), "datagram from %s:%d", inet_ntoa(from.sin_addr), ntohs(from.sin_port));
+    close(srv);
+    close(cli);
+    return 0;
+}
+
+static int opt_taken;
+
+static int check_published_taken(void)
+{
+    if (!opt_taken) {
+        snprintf(why, sizeof(why), "no -e");
+        return 2;
+    }
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in any = sin4("0.0.0.0", opt_taken);
+    CHECK(bind(l, (struct sockaddr *)&any, sizeof(any)) == 0, "bind: %s", E);
+    CHECK(listen(l, 1) < 0 && errno == EADDRINUSE, "listen on a port published as a taken host port: %s", E);
+    close(l);
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(bind(u, (struct sockaddr *)&any, sizeof(any)) < 0 && errno == EADDRINUSE, "udp bind: %s", E);
+    close(u);
+    /* the same port on loopback is the guest's own */
+    l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in lo = sin4("127.0.0.1", opt_taken);
+    CHECK(bind(l, (struct sockaddr *)&lo, sizeof(lo)) == 0 && listen(l, 1) == 0, "listen on 127.0.0.1: %s", E);
+    close(l);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:")) != -1) {
+    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:")) != -1) {
         switch (opt) {
         case 's': opt_stats_port = atoi(optarg); break;
+        case 'e': opt_taken = atoi(optarg); break;
         case 'n': opt_no_vmm = 1; break;
         case 't': opt_host_tcp = atoi(optarg); break;
         case 'u': opt_host_udp = atoi(optarg); break;
@@ -927,7 +995,7 @@ int main(int argc, char **argv)
         case 'b': opt_bytes = atol(optarg); break;
         case 'k': opt_conns = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-b BYTES] [-k N] [-s VSOCKPORT]\n");
+            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-e GUEST] [-b BYTES] [-k N] [-s VSOCKPORT]\n");
             return 125;
         }
     }
@@ -957,6 +1025,8 @@ int main(int argc, char **argv)
     run("tcp_host_concurrent", check_tcp_concurrent);
     run("udp_host", check_udp_host);
     run("published_listener", check_published);
+    run("published_udp", check_published_udp);
+    run("published_port_taken", check_published_taken);
     printf("%s: %d failed\n", failures ? "FAILED" : "PASSED", failures);
     return failures;
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """TCP and UDP echo servers on the host's 127.0.0.1 for TSI tests (a test fixture, not part of krun).
 
-    echo_servers.py TCP_PORT UDP_PORT
+    echo_servers.py TCP_PORT UDP_PORT [HELD_PORT]
 
 A TCP connection gets back what it sends; when the client ends its side, the server ends its own after
-the last echo. Each UDP datagram goes back to its sender.
+the last echo. Each UDP datagram goes back to its sender. HELD_PORT is only held (TCP listening, UDP bound), so that
+nobody else can take it.
 """
 import socket
 import sys
@@ -43,5 +44,10 @@ def udp(port):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        held = [socket.socket(socket.AF_INET, socket.SOCK_STREAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+        for h in held:
+            h.bind(("127.0.0.1", int(sys.argv[3])))
+        held[0].listen(1)
     threading.Thread(target=udp, args=(int(sys.argv[2]),), daemon=True).start()
     tcp(int(sys.argv[1]))
