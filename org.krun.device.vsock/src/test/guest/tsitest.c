@@ -3,7 +3,7 @@
  * shell script costs seconds per command on kvm-pvm hosts). Run it in a guest booted with krun_tsi=inet.
  *
  *   tsitest [-n] [-t HOST_TCP_ECHO_PORT] [-u HOST_UDP_ECHO_PORT] [-c CLOSED_HOST_PORT]
- *           [-p GUEST_PORT:HOST_PORT] [-e GUEST_PORT] [-b BYTES] [-k CONNECTIONS] [-s STATS_VSOCK_PORT]
+ *           [-p GUEST_PORT:HOST_PORT] [-e GUEST_PORT] [-w SLOW_PORT] [-b BYTES] [-k CONNECTIONS] [-s STATS_VSOCK_PORT]
  *
  * Always: the guest-local checks (loopback TCP and UDP stay in the guest, bind(0)+listen gives a real port,
  * non-blocking connect and poll, shutdown half-close, getsockname/getpeername, options, ioctl, epoll
@@ -18,6 +18,8 @@
  *       connects to 192.0.2.1:HOST_PORT itself, which the VMM turns into the host's loopback).
  *   -e  GUEST_PORT is published as a host port that is taken (TCP and UDP): listen() and bind() fail
  *       with EADDRINUSE.
+ *   -w  connects to this host port take 20 s, then are refused (tsi_peer.py --slow-port): connect timeouts
+ *       (SO_SNDTIMEO), a signal during a connect, and closing a socket while it connects.
  *   -s  the test TSI server (tsi_peer.py --stats-socket) answers on vsock PORT with its request counts:
  *       the guest-local checks must not have reached it.
  *
@@ -815,6 +817,35 @@ static int check_tcp_transfer(void)
     return 0;
 }
 
+/* A client that writes and closes at once: all of it reaches the host (the echo server counts it). */
+static int check_tcp_write_close(void)
+{
+    if (!opt_host_tcp) {
+        snprintf(why, sizeof(why), "no -t");
+        return 2;
+    }
+    static char data[200000];
+    memset(data, 'w', sizeof(data));
+    data[0] = 'W';
+    int fd = host_connect(opt_host_tcp, 0);
+    CHECK(fd >= 0, "connect: %s", E);
+    CHECK(write_all(fd, data, sizeof(data)) == 0, "write: %s", E);
+    close(fd);
+    long count = -1;
+    for (int i = 0; i < 40 && count != (long)sizeof(data) - 1; i++) {
+        usleep(250000);
+        fd = host_connect(opt_host_tcp, 0);
+        CHECK(fd >= 0, "connect: %s", E);
+        char buf[32] = "";
+        CHECK(write(fd, "Q", 1) == 1 && read(fd, buf, sizeof(buf) - 1) > 0, "query: %s", E);
+        count = atol(buf);
+        close(fd);
+    }
+    CHECK(count == (long)sizeof(data) - 1, "the host got %ld of %zu bytes", count, sizeof(data) - 1);
+    snprintf(why, sizeof(why), "%ld bytes", count);
+    return 0;
+}
+
 static int check_tcp_concurrent(void)
 {
     if (!opt_host_tcp) {
@@ -975,13 +1006,100 @@ static int check_published_taken(void)
     return 0;
 }
 
+static int opt_slow;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+static int check_slow_connect(void)
+{
+    if (!opt_slow) {
+        snprintf(why, sizeof(why), "no -w");
+        return 2;
+    }
+    struct sockaddr_in a = sin4(HOST_ADDR, opt_slow);
+    /* closed while connecting: close returns at once */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == EINPROGRESS, "connect: %s", E);
+    double t0 = now();
+    close(fd);
+    CHECK(now() - t0 < 2, "close while connecting took %.1f s", now() - t0);
+    /* SO_SNDTIMEO bounds a blocking connect, which then goes on in the background */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = { .tv_sec = 1 };
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    t0 = now();
+    int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    double dt = now() - t0;
+    CHECK(r < 0 && errno == EINPROGRESS && dt > 0.8 && dt < 5, "connect with a 1 s SO_SNDTIMEO: %d %s after %.1f s", r, E, dt);
+    int ev = wait_fd(fd, POLLOUT, 40000);
+    CHECK(ev & POLLERR, "poll %#x", ev);
+    CHECK(so_error(fd) == ECONNREFUSED, "SO_ERROR %s", strerror(so_error(fd)));
+    close(fd);
+    /* a signal interrupts a blocking connect */
+    struct sigaction sa = { .sa_handler = on_alarm }, old;
+    sigaction(SIGALRM, &sa, &old);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    t0 = now();
+    alarm(1);
+    r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    int e = errno;
+    alarm(60);
+    sigaction(SIGALRM, &old, NULL);
+    dt = now() - t0;
+    CHECK(r < 0 && e == EINTR && dt < 5, "connect interrupted by a signal: %d %s after %.1f s", r, strerror(e), dt);
+    /* as TCP: connect again waits for the attempt under way, which the server refuses */
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == ECONNREFUSED, "connect again: %s", E);
+    close(fd);
+    snprintf(why, sizeof(why), "timeout after %.1f s, EINTR after %.1f s", 1.0, dt);
+    return 0;
+}
+
+static long sockets_used(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    char line[256];
+    long n = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "sockets: used %ld", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Sockets made and closed leave nothing behind. */
+static int check_no_leak(void)
+{
+    long before = sockets_used();
+    CHECK(before >= 0, "/proc/net/sockstat: %s", E);
+    int fds[200];
+    for (int i = 0; i < 200; i += 2) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        fds[i + 1] = socket(AF_INET6, SOCK_DGRAM, 0);
+        struct sockaddr_in6 lo = sin6("::1", 0);
+        CHECK(fds[i] >= 0 && fds[i + 1] >= 0 && bind(fds[i + 1], (struct sockaddr *)&lo, sizeof(lo)) == 0, "socket/bind: %s", E);
+    }
+    long during = sockets_used();
+    for (int i = 0; i < 200; i++)
+        close(fds[i]);
+    long after = sockets_used();
+    CHECK(during >= before + 200, "sockets in use: %ld before, %ld with 200 open", before, during);
+    CHECK(after == before, "sockets in use %ld before, %ld after", before, after);
+    snprintf(why, sizeof(why), "200 sockets made and closed: %ld in use before, %ld with them, %ld after", before, during, after);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:")) != -1) {
+    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:w:")) != -1) {
         switch (opt) {
         case 's': opt_stats_port = atoi(optarg); break;
         case 'e': opt_taken = atoi(optarg); break;
+        case 'w': opt_slow = atoi(optarg); break;
         case 'n': opt_no_vmm = 1; break;
         case 't': opt_host_tcp = atoi(optarg); break;
         case 'u': opt_host_udp = atoi(optarg); break;
@@ -1016,6 +1134,7 @@ int main(int argc, char **argv)
     run("icmp_ping_fails_clearly", check_ping);
     run("local_traffic_stayed_local", check_stayed_local);
     run("listen_port0_reached_locally", check_listen_any_port0);
+    run("no_socket_leak", check_no_leak);
     if (opt_no_vmm)
         run("no_vmm_fails_at_once", check_no_vmm);
     run("tcp_host", check_tcp_host);
@@ -1023,10 +1142,12 @@ int main(int argc, char **argv)
     run("tcp_host_refused", check_tcp_refused);
     run("tcp_host_transfer", check_tcp_transfer);
     run("tcp_host_concurrent", check_tcp_concurrent);
+    run("tcp_host_write_then_close", check_tcp_write_close);
     run("udp_host", check_udp_host);
     run("published_listener", check_published);
     run("published_udp", check_published_udp);
     run("published_port_taken", check_published_taken);
+    run("slow_connect_timeout_signal_close", check_slow_connect);
     printf("%s: %d failed\n", failures ? "FAILED" : "PASSED", failures);
     return failures;
 }

@@ -4,7 +4,9 @@
     echo_servers.py TCP_PORT UDP_PORT [HELD_PORT]
 
 A TCP connection gets back what it sends; when the client ends its side, the server ends its own after
-the last echo. Each UDP datagram goes back to its sender. HELD_PORT is only held (TCP listening, UDP bound), so that
+the last echo. Except a connection whose first byte is W: the server counts what follows until the end
+(a client that writes and closes at once: did it all arrive?), and one whose first byte is Q gets that
+count back as text. Each UDP datagram goes back to its sender. HELD_PORT is only held (TCP listening, UDP bound), so that
 nobody else can take it.
 """
 import socket
@@ -12,9 +14,29 @@ import sys
 import threading
 
 
+last_count = [-1]
+
+
 def tcp_client(c):
     try:
-        while True:
+        first = c.recv(1)
+        if first == b"W":
+            n = 0
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                n += len(data)
+            last_count[0] = n
+            c.close()
+            return
+        if first == b"Q":
+            c.sendall(str(last_count[0]).encode())
+            c.close()
+            return
+        if first:
+            c.sendall(first)
+        while first:
             data = c.recv(65536)
             if not data:
                 break

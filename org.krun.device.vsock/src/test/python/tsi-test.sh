@@ -29,11 +29,12 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 make -s -C "$here/../guest" tsitest TSITEST="$work/bin/tsitest" >&2
-# Free ports on the host's loopback: TCP echo, UDP echo, one nobody listens on, one to publish, and one the
-# echo servers hold (published too, so the guest's listen and bind there fail).
-read -r tcp udp closed pub held < <(python3 -c '
+# Free ports on the host's loopback: TCP echo, UDP echo, one nobody listens on, one to publish, one the echo
+# servers hold (published too, so the guest's listen and bind there fail), and one whose connects the TSI
+# server answers slowly.
+read -r tcp udp closed pub held slow < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(5)]
+ss = [socket.socket() for _ in range(6)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 tsi_port=70000 stats_port=70001 guest_port=8080 taken_port=8081
@@ -41,12 +42,13 @@ tsi_port=70000 stats_port=70001 guest_port=8080 taken_port=8081
 python3 "$here/echo_servers.py" "$tcp" "$udp" "$held" & pids+=($!)
 python3 "$here/tsi_peer.py" "$work/tsi.sock" -p "$pub:$guest_port" -p "$pub:$guest_port/udp" \
     -p "$held:$taken_port" -p "$held:$taken_port/udp" \
+    --slow-port "$slow" \
     --stats "$work/stats.json" --stats-socket "$work/stats.sock" ${TSI_PEER_VERBOSE:+-v} & pids+=($!)
 for _ in $(seq 50); do [[ -S "$work/tsi.sock" && -S "$work/stats.sock" ]] && break; sleep 0.1; done
 
 args=("$@")
 if [[ ${#args[@]} == 0 ]]; then
-    args=(-t "$tcp" -u "$udp" -c "$closed" -p "$guest_port:$pub" -e "$taken_port" -s "$stats_port")
+    args=(-t "$tcp" -u "$udp" -c "$closed" -p "$guest_port:$pub" -e "$taken_port" -w "$slow" -s "$stats_port")
 fi
 status=0
 "$krun" run --timeout 900 ${TSI_KERNEL_LOG:+--kernel-log} "${kernel[@]}" -v "$work/bin:/tsi" \

@@ -166,6 +166,10 @@ def pipe(conn, host):
 
 
 def op_connect(conn, family, port, raw):
+    if port in args.slow_port:  # a destination that takes its time, then refuses
+        time.sleep(20)
+        respond(conn, errno.ECONNREFUSED)
+        return
     hfam, addr = to_host(family, raw, port)
     host = socket.socket(hfam, socket.SOCK_STREAM)
     host.settimeout(30)
@@ -388,6 +392,8 @@ def main():
     ap.add_argument("-p", "--publish", action="append", default=[], metavar="HOST:GUEST[/udp]")
     ap.add_argument("--stats", help="a JSON file with the request counts")
     ap.add_argument("--stats-socket", help="a unix socket answering each connection with the counts")
+    ap.add_argument("--slow-port", type=int, action="append", default=[],
+                    help="CONNECT to this port is answered ECONNREFUSED after 20 s")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     try:
