@@ -444,6 +444,14 @@ static int check_listen_any_port0(void)
     return 0;
 }
 
+static volatile sig_atomic_t sigio_count;
+
+static void on_sigio(int sig)
+{
+    (void)sig;
+    sigio_count++;
+}
+
 static int check_udp_loopback(void)
 {
     int a = socket(AF_INET, SOCK_DGRAM, 0), b = socket(AF_INET, SOCK_DGRAM, 0);
@@ -473,7 +481,17 @@ static int check_udp_loopback(void)
     CHECK(recv(a, buf, sizeof(buf), 0) < 0 && errno == EAGAIN, "recv with timeout: %s", E);
     double dt = now() - t0;
     CHECK(dt > 0.15 && dt < 5, "SO_RCVTIMEO of 0.2 s took %.2f s", dt);
-    snprintf(why, sizeof(why), "%s <-> %s, timeout %.2f s", name_of(a, 0), name_of(b, 0), dt);
+    /* O_ASYNC: a datagram for the socket raises SIGIO */
+    struct sigaction sa = { .sa_handler = on_sigio }, old;
+    sigaction(SIGIO, &sa, &old);
+    sigio_count = 0;
+    CHECK(fcntl(a, F_SETOWN, getpid()) == 0 && fcntl(a, F_SETFL, fcntl(a, F_GETFL) | O_ASYNC) == 0, "O_ASYNC: %s", E);
+    CHECK(send(b, "sig", 3, 0) == 3, "send: %s", E);
+    for (int i = 0; i < 100 && !sigio_count; i++)
+        usleep(10000);
+    sigaction(SIGIO, &old, NULL);
+    CHECK(sigio_count > 0, "no SIGIO");
+    snprintf(why, sizeof(why), "%s <-> %s, timeout %.2f s, SIGIO", name_of(a, 0), name_of(b, 0), dt);
     close(a);
     close(b);
     return 0;
