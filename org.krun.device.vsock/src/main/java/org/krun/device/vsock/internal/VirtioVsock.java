@@ -52,6 +52,9 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
     @Override
     protected VsockSession onActivate(Active<VsockSession> a) {
         VsockSession s = new VsockSession(this, a, spec.guestCid());
+        if (spec.tsi() != VsockSpec.Tsi.OFF) {
+            s.tsi = new Tsi(spec, s);
+        }
         for (PortMapListener l : listeners) {
             listenerWatches.add(a.loop().watch(l.fd(), Posix.EPOLLIN, events -> accepted(a, l)));
         }
@@ -89,6 +92,12 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
      * side (connected, or connecting), false to refuse (RST).
      */
     boolean accept(Connection c) {
+        VsockSession session = active().state();
+        if (c.hostPort == Tsi.PORT && session.tsi != null) {
+            c.protocol = session.tsi.handshake();
+            c.established();
+            return true;
+        }
         VsockPort map = connectMaps.get(c.hostPort);
         if (map == null) {
             return false;
