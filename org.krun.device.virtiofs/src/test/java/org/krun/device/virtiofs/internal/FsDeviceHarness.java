@@ -35,9 +35,9 @@ final class FsDeviceHarness implements AutoCloseable {
     record Sent(int queue, int head, long unique) {
     }
 
-    final TestGuestMemory ram = TestGuestMemory.create(64 << 20);
-    final MockDriverQueue hiprio = new MockDriverQueue(ram, 64);
-    final MockDriverQueue requests = new MockDriverQueue(ram, 256);
+    final TestGuestMemory ram;
+    final MockDriverQueue hiprio;
+    final MockDriverQueue requests;
     final VirtioFs device;
     final List<String> resetReasons = new CopyOnWriteArrayList<>();
     private final ExecutorService loopExecutor;
@@ -48,6 +48,14 @@ final class FsDeviceHarness implements AutoCloseable {
     private long unique = 100;
 
     FsDeviceHarness(Path share, FsLimits limits) {
+        this(share, limits, 64 << 20);
+    }
+
+    /** @param ramBytes guest RAM for the rings and every buffer the driver ever makes available (never reused) */
+    FsDeviceHarness(Path share, FsLimits limits, long ramBytes) {
+        ram = TestGuestMemory.create(ramBytes);
+        hiprio = new MockDriverQueue(ram, 64);
+        requests = new MockDriverQueue(ram, 256);
         loopExecutor = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "test-event-loop");
             t.setDaemon(true); // a device that wedges its loop must not keep the test JVM alive
@@ -139,7 +147,11 @@ final class FsDeviceHarness implements AutoCloseable {
     }
 
     Sent send(int queue, long uniqueId, int opcode, long nodeid, byte[] args, int replyRoom) {
-        byte[] request = FuseClient.request(opcode, nodeid, uniqueId, args);
+        return sendBytes(queue, uniqueId, FuseClient.request(opcode, nodeid, uniqueId, args), replyRoom);
+    }
+
+    /** Makes {@code request} (header and arguments as they are, however wrong) available on {@code queue}. */
+    Sent sendBytes(int queue, long uniqueId, byte[] request, int replyRoom) {
         int head = onLoop(() -> {
             int h = driver(queue).addChain(List.of(request), replyRoom > 0 ? List.of(replyRoom) : List.of());
             device.queueNotify(queue);
@@ -165,7 +177,7 @@ final class FsDeviceHarness implements AutoCloseable {
                 return u;
             }
             try {
-                Thread.sleep(5);
+                Thread.sleep(1);
             } catch (InterruptedException e) {
                 throw new AssertionError(e);
             }
