@@ -156,6 +156,16 @@ class FuseServerTest {
     }
 
     @Test
+    void linkingAPlantedSymlinkLinksTheSymlinkNotItsTarget() throws Exception {
+        Files.createSymbolicLink(share.resolve("abs"), tmp.resolve("outside-secret"));
+        long node = FuseClient.entry(c.lookup(1, "abs")).nodeid();
+        FuseClient.Reply r = c.send(Fuse.LINK, 1, FuseClient.cat(FuseClient.le(8).putLong(node).array(), FuseClient.cstr("hard")));
+        assertEquals(0, r.error());
+        assertTrue(Files.isSymbolicLink(share.resolve("hard")), "the new name is the symlink itself");
+        assertEquals(1, Files.getAttribute(tmp.resolve("outside-secret"), "unix:nlink"), "the file outside gained no link");
+    }
+
+    @Test
     void guestCreatedSymlinksStayTextOnTheHost() throws Exception {
         byte[] args = FuseClient.cat(FuseClient.cstr("evil"), FuseClient.cstr("/etc/shadow"));
         assertEquals(0, c.send(Fuse.SYMLINK, 1, args).error());
