@@ -41,6 +41,7 @@ public final class VmConfig {
     private final ConsoleSpec console;
     private final List<DeviceSpec> devices;
     private final boolean defaultDevices;
+    private final java.util.Set<String> withoutDefaults;
     private final List<String> kernelArgs;
     private final boolean kernelLog;
     private final Optional<Duration> timeout;
@@ -97,6 +98,7 @@ public final class VmConfig {
         this.console = Objects.requireNonNull(b.console, "console");
         this.devices = List.copyOf(b.devices);
         this.defaultDevices = b.defaultDevices;
+        this.withoutDefaults = java.util.Collections.unmodifiableSet(new java.util.TreeSet<>(b.withoutDefaults));
         this.kernelArgs = List.copyOf(b.kernelArgs);
         this.kernelLog = b.kernelLog;
         this.timeout = Optional.ofNullable(b.timeout);
@@ -208,6 +210,16 @@ public final class VmConfig {
         return defaultDevices;
     }
 
+    /**
+     * Device types whose default device this VM goes without while it keeps the others (a VM without
+     * networking has no default vsock device, say).
+     *
+     * @since 1.1
+     */
+    public java.util.Set<String> withoutDefaults() {
+        return withoutDefaults;
+    }
+
     /** Extra kernel command-line arguments. */
     public List<String> kernelArgs() {
         return kernelArgs;
@@ -246,6 +258,7 @@ public final class VmConfig {
         b.console = console;
         b.devices = new ArrayList<>(devices);
         b.defaultDevices = defaultDevices;
+        b.withoutDefaults = new java.util.TreeSet<>(withoutDefaults);
         b.kernelArgs = new ArrayList<>(kernelArgs);
         b.kernelLog = kernelLog;
         b.timeout = timeout.orElse(null);
@@ -261,13 +274,14 @@ public final class VmConfig {
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
                 && workdir.equals(c.workdir) && hostname.equals(c.hostname) && rlimits.equals(c.rlimits)
                 && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
+                && withoutDefaults.equals(c.withoutDefaults)
                 && kernelArgs.equals(c.kernelArgs) && kernelLog == c.kernelLog && timeout.equals(c.timeout);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(cpus, memoryMib, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
-                rlimits, console, devices, defaultDevices, kernelArgs, kernelLog, timeout);
+                rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout);
     }
 
     @Override
@@ -294,6 +308,7 @@ public final class VmConfig {
         private ConsoleSpec console = ConsoleSpec.discard();
         private List<DeviceSpec> devices = new ArrayList<>();
         private boolean defaultDevices = true;
+        private java.util.Set<String> withoutDefaults = new java.util.TreeSet<>();
         private List<String> kernelArgs = new ArrayList<>();
         private boolean kernelLog;
         private Duration timeout;
@@ -388,6 +403,16 @@ public final class VmConfig {
 
         public Builder defaultDevices(boolean defaultDevices) {
             this.defaultDevices = defaultDevices;
+            return this;
+        }
+
+        /**
+         * Leaves out the default device of {@code type} (see {@link VmConfig#withoutDefaults()}).
+         *
+         * @since 1.1
+         */
+        public Builder withoutDefault(String type) {
+            withoutDefaults.add(Objects.requireNonNull(type, "type"));
             return this;
         }
 

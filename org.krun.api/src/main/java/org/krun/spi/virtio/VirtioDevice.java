@@ -32,6 +32,14 @@ public interface VirtioDevice extends AutoCloseable {
     /** Writes configuration space; devices ignore writes to read-only fields. */
     void writeConfig(int offset, byte[] data);
 
+    /**
+     * What this device needs of the guest besides its driver (kernel arguments, files the init provides);
+     * asked once, when the VM is built. {@link GuestSetup#NONE} by default.
+     */
+    default GuestSetup guestSetup() {
+        return GuestSetup.NONE;
+    }
+
     /** The driver set DRIVER_OK: start serving the queues. */
     void activate(DeviceContext context);
 

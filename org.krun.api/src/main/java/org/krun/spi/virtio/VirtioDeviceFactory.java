@@ -42,6 +42,17 @@ public interface VirtioDeviceFactory {
     }
 
     /**
+     * The default device for one VM, for factories whose default depends on the rest of its configuration
+     * (socket impersonation only for a VM without a network card, say); {@link #defaultSpec()} unless
+     * overridden.
+     *
+     * @since 1.1
+     */
+    default Optional<DeviceSpec> defaultSpec(org.krun.api.VmConfig config) {
+        return defaultSpec();
+    }
+
+    /**
      * The device that serves host directory {@code directory} as the guest's root filesystem
      * ({@link org.krun.api.VmConfig#root()}), and how the guest mounts it, for device types that can (a
      * filesystem share, as libkrun's krun_set_root uses virtio-fs); read-only when {@code readOnly} (the

@@ -120,10 +120,11 @@ public final class KrunService implements Krun {
         specs.add(console);
         specs.addAll(config.devices());
         if (config.defaultDevices()) {
-            Set<String> asked = new HashSet<>();
+            Set<String> asked = new HashSet<>(config.withoutDefaults());
             specs.forEach(s -> asked.add(s.type()));
-            factories.keySet().stream().sorted().map(this::factory).flatMap(Optional::stream)
-                    .forEach(f -> f.defaultSpec().filter(s -> !asked.contains(s.type())).ifPresent(specs::add));
+            VmConfig withRoot = config;
+            factories.keySet().stream().sorted().filter(t -> !asked.contains(t)).map(this::factory).flatMap(Optional::stream)
+                    .forEach(f -> f.defaultSpec(withRoot).filter(s -> !asked.contains(s.type())).ifPresent(specs::add));
         }
         List<VirtioDevice> devices = new ArrayList<>();
         try {

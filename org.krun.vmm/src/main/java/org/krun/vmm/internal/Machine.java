@@ -184,8 +184,14 @@ final class Machine implements VirtualMachine {
         mmio = new Bus("mmio");
         KernelCommandLine cmdline = baseCommandLine();
         attachDevices(vm, mem, cmdline);
+        GuestFiles files = new GuestFiles();
+        for (VirtioDevice d : devices) {
+            org.krun.spi.virtio.GuestSetup setup = d.guestSetup();
+            cmdline.addAll(setup.kernelArgs());
+            files.add(setup);
+        }
         cmdline.addAll(hypervisor.guestKernelArgs()).addAll(config.kernelArgs());
-        long[] initrd = loadInitramfs(mem, ram.lowEnd(), kernel.end());
+        long[] initrd = loadInitramfs(mem, ram.lowEnd(), kernel.end(), files);
         int cmdlineSize = cmdline.write(mem);
         ZeroPage.write(mem, kernel.isBzImage() ? kernel.setupHeader() : null, X86Layout.CMDLINE_ADDRESS, cmdlineSize,
                 initrd[0], initrd[1], E820.of(mem));
@@ -240,10 +246,10 @@ final class Machine implements VirtualMachine {
     }
 
     /** Places the initramfs at the top of low RAM; returns {address, size}. */
-    private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd) {
+    private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd, GuestFiles files) {
         // With a root mount (a virtio-fs share or a disk) the initramfs carries only the init and its config.
         Optional<java.nio.file.Path> packedRoot = config.rootMount().isPresent() ? Optional.empty() : config.root();
-        Initramfs initramfs = Initramfs.plan(packedRoot, config.initrd(), init, InitConfig.json(config));
+        Initramfs initramfs = Initramfs.plan(packedRoot, config.initrd(), init, InitConfig.json(config, files.replace(), files.append()));
         long size = initramfs.size();
         long top = Math.min(lowEnd, 0x8000_0000L);
         long address = (top - size) & ~0xfffL;

@@ -47,6 +47,10 @@ final class Connection {
         default void guestShutSend(Connection c) {
         }
 
+        /** What the device had for the guest has been delivered: the protocol may produce more. */
+        default void drained(Connection c) {
+        }
+
         /** The connection is gone: release what the protocol holds. */
         default void close() {
         }
@@ -80,6 +84,8 @@ final class Connection {
     boolean guestShutRecv;
     boolean hostEof;
     boolean shutdownSent;
+    /** Once what the device has for the guest is delivered, the connection ends (a refused request). */
+    boolean endAfterPending;
     /** The guest asked for our credit (CREDIT_REQUEST): answer even if it did not change. */
     boolean creditAsked;
     /** The device asked the guest for credit (CREDIT_REQUEST) and has not heard since. */
@@ -190,6 +196,25 @@ final class Connection {
         return true;
     }
 
+    /** Guest bytes a protocol held back (already counted as received and forwarded) for the host socket. */
+    void sendEarlyToHost(MemorySegment bytes) {
+        long off = 0;
+        while (off < bytes.byteSize()) {
+            long n = PosixNet.send(fd, bytes.asSlice(off), PosixNet.MSG_DONTWAIT);
+            if (n == -Errno.EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                break;
+            }
+            off += n;
+        }
+        if (off < bytes.byteSize()) {
+            keepForHost(bytes.asSlice(off));
+            fwdCnt -= bytes.byteSize() - off; // forwarded only once written
+        }
+    }
+
     private void keepForHost(MemorySegment rest) {
         if (toHost == null) {
             toHost = ByteBuffer.allocate((int) VsockSession.BUF_ALLOC);
@@ -287,6 +312,9 @@ final class Connection {
             }
             return done;
         }
+        if (endAfterPending) {
+            return -1;
+        }
         if (protocol != null || fd < 0 || hostEof || guestShutRecv) {
             return 0;
         }
@@ -323,12 +351,19 @@ final class Connection {
         if (toGuest != null && toGuest.hasRemaining()) {
             return true;
         }
+        if (endAfterPending) {
+            return !shutdownSent;
+        }
         return protocol == null && fd >= 0 && !hostEof && !guestShutRecv;
     }
 
     /** Called when the rx pump found nothing more to read: watch the host socket again. */
     void drained() {
         wantsRx = false;
+        if (protocol != null) {
+            protocol.drained(this);
+            return;
+        }
         if (protocol == null && fd >= 0 && !hostEof && !guestShutRecv && state == State.ESTABLISHED) {
             watchFor(watchedEvents() | Posix.EPOLLIN);
         }

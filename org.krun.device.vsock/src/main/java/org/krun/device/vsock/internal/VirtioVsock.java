@@ -1,6 +1,7 @@
 package org.krun.device.vsock.internal;
 
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Collectors;
@@ -13,6 +14,7 @@ import org.krun.posix.PosixNet;
 import org.krun.posix.SockAddr;
 import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.EventLoop;
+import org.krun.spi.virtio.GuestSetup;
 import org.krun.spi.virtio.VirtioIds;
 
 /**
@@ -29,6 +31,8 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
     static final int QUEUE_SIZE = 256;
     /** struct virtio_vsock_config: le64 guest_cid. */
     static final int CONFIG_SIZE = 8;
+    /** The guest's name for the host's loopback (TSI.md). */
+    static final String HOST_ALIAS = "host.krun.internal";
 
     private final VsockSpec spec;
     /** Port maps the guest connects to, by vsock port. */
@@ -49,9 +53,31 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
         return spec;
     }
 
+    /**
+     * With transparent socket impersonation: the switch on the guest kernel's command line (TSI.md), the
+     * host's resolvers as the guest's resolv.conf, and the host alias in its /etc/hosts.
+     */
+    @Override
+    public GuestSetup guestSetup() {
+        if (spec.tsi() == VsockSpec.Tsi.OFF) {
+            return GuestSetup.NONE;
+        }
+        String tsi = spec.tsi() == VsockSpec.Tsi.INET_AND_UNIX ? "inet,unix" : "inet";
+        Map<String, String> files = new LinkedHashMap<>();
+        String resolv = HostResolvers.resolvConf(HostResolvers.HOST_RESOLV_CONF);
+        if (resolv != null) {
+            files.put("/etc/resolv.conf", resolv);
+        }
+        return new GuestSetup(List.of("krun_tsi=" + tsi), files,
+                Map.of("/etc/hosts", "192.0.2.1 " + HOST_ALIAS + "\n2001:db8::1 " + HOST_ALIAS + "\n"));
+    }
+
     @Override
     protected VsockSession onActivate(Active<VsockSession> a) {
         VsockSession s = new VsockSession(this, a, spec.guestCid());
+        if (spec.tsi() != VsockSpec.Tsi.OFF) {
+            s.tsi = new Tsi(spec, s);
+        }
         for (PortMapListener l : listeners) {
             listenerWatches.add(a.loop().watch(l.fd(), Posix.EPOLLIN, events -> accepted(a, l)));
         }
@@ -89,6 +115,12 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
      * side (connected, or connecting), false to refuse (RST).
      */
     boolean accept(Connection c) {
+        VsockSession session = active().state();
+        if (c.hostPort == Tsi.PORT && session.tsi != null) {
+            c.protocol = session.tsi.handshake();
+            c.established();
+            return true;
+        }
         VsockPort map = connectMaps.get(c.hostPort);
         if (map == null) {
             return false;

@@ -60,6 +60,8 @@ final class VsockSession {
     private final Set<Connection> wantRx = new LinkedHashSet<>();
     private final Set<Connection> creditUpdates = new LinkedHashSet<>();
     private long nextEphemeral = FIRST_EPHEMERAL_PORT;
+    /** Transparent socket impersonation, when the device offers it. */
+    Tsi tsi;
 
     VsockSession(VirtioVsock device, Active<VsockSession> active, long guestCid) {
         this.device = device;
@@ -501,6 +503,9 @@ final class VsockSession {
     void closeAll() {
         for (Connection c : List.copyOf(connections.values())) {
             c.close();
+        }
+        if (tsi != null) {
+            tsi.closeAll();
         }
         connections.clear();
         wantRx.clear();

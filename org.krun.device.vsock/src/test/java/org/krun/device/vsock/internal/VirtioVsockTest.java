@@ -86,6 +86,22 @@ class VirtioVsockTest {
     }
 
     @Test
+    void withoutSocketImpersonationTheDeviceAsksNothingOfTheGuest() {
+        assertEquals(org.krun.spi.virtio.GuestSetup.NONE, new VirtioVsock(VsockSpec.create(), java.util.List.of()).guestSetup());
+    }
+
+    @Test
+    void socketImpersonationTurnsOnInTheGuestKernelAndNamesTheHostAlias() {
+        org.krun.spi.virtio.GuestSetup inet = new VirtioVsock(VsockSpec.create().withTsi(VsockSpec.Tsi.INET),
+                java.util.List.of()).guestSetup();
+        assertEquals(java.util.List.of("krun_tsi=inet"), inet.kernelArgs());
+        assertEquals("192.0.2.1 host.krun.internal\n2001:db8::1 host.krun.internal\n", inet.appends().get("/etc/hosts"));
+        org.krun.spi.virtio.GuestSetup unix = new VirtioVsock(VsockSpec.create().withTsi(VsockSpec.Tsi.INET_AND_UNIX),
+                java.util.List.of()).guestSetup();
+        assertEquals(java.util.List.of("krun_tsi=inet,unix"), unix.kernelArgs());
+    }
+
+    @Test
     void aRequestToAPortNothingServesIsReset() throws Exception {
         guest = new VsockDriver(VsockSpec.create());
         guest.postRx(4, VsockDriver.RX_BUFFER);
