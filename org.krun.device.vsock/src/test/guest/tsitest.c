@@ -4,6 +4,7 @@
  *
  *   tsitest [-n] [-t HOST_TCP_ECHO_PORT] [-u HOST_UDP_ECHO_PORT] [-c CLOSED_HOST_PORT]
  *           [-p GUEST_PORT:HOST_PORT] [-e GUEST_PORT] [-w SLOW_PORT] [-b BYTES] [-k CONNECTIONS] [-s STATS_VSOCK_PORT]
+ *           [-N] [-R] [-d HOST_DNS_PORT] [-6 HOST_TCP6_ECHO_PORT] [-l GUEST_PORT]
  *
  * Always: the guest-local checks (loopback TCP and UDP stay in the guest, bind(0)+listen gives a real port,
  * non-blocking connect and poll, shutdown half-close, getsockname/getpeername, options, ioctl, epoll
@@ -22,6 +23,14 @@
  *       (SO_SNDTIMEO), a signal during a connect, and closing a socket while it connects.
  *   -s  the test TSI server (tsi_peer.py --stats-socket) answers on vsock PORT with its request counts:
  *       the guest-local checks must not have reached it.
+ *   -N  the guest's /etc/hosts names host.krun.internal (192.0.2.1, 2001:db8::1); with -t, the echo server
+ *       is reached by that name.
+ *   -R  /etc/resolv.conf names at least one resolver (the detail lists them, for the host to compare).
+ *   -d  a DNS server on the host's 127.0.0.1:PORT that answers any A query with 198.51.100.7: a query over
+ *       a connected UDP socket to host.krun.internal.
+ *   -6  a TCP echo server on the host's [::1]:PORT, reached as [2001:db8::1]:PORT.
+ *   -l  GUEST_PORT is published and the host connects to it (retrying until the guest listens): accept it,
+ *       read "from-host\n", answer "from-guest\n".
  *
  * Prints one line per check: "ok NAME [detail]", "FAIL NAME: why" or "skip NAME: why"; a check that hangs
  * for 60 s is reported and ends the program. Exits with the number of failures.
@@ -31,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1110,15 +1120,168 @@ static int check_no_leak(void)
     return 0;
 }
 
+/* ---- names, resolvers, IPv6, a listener the host reaches ---- */
+
+static int opt_names, opt_resolv, opt_dns, opt_v6, opt_listen;
+
+static int lookup(int family, const char *name, char *out, size_t len)
+{
+    struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM }, *res;
+    int r = getaddrinfo(name, NULL, &hints, &res);
+    if (r != 0) {
+        snprintf(out, len, "(%s)", gai_strerror(r));
+        return -1;
+    }
+    if (res->ai_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, out, len);
+    else
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, out, len);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int check_host_name(void)
+{
+    if (!opt_names) {
+        snprintf(why, sizeof(why), "no -N");
+        return 2;
+    }
+    char v4[64], v6[64];
+    CHECK(lookup(AF_INET, "host.krun.internal", v4, sizeof(v4)) == 0 && !strcmp(v4, HOST_ADDR), "host.krun.internal: %s", v4);
+    CHECK(lookup(AF_INET6, "host.krun.internal", v6, sizeof(v6)) == 0 && !strcmp(v6, "2001:db8::1"), "host.krun.internal (IPv6): %s", v6);
+    snprintf(why, sizeof(why), "host.krun.internal is %s and %s", v4, v6);
+    if (!opt_host_tcp)
+        return 0;
+    /* a client as programs write it: a name and a port, through getaddrinfo */
+    char port[16];
+    snprintf(port, sizeof(port), "%d", opt_host_tcp);
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res;
+    CHECK(getaddrinfo("host.krun.internal", port, &hints, &res) == 0, "getaddrinfo with a port");
+    int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+    int r = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    CHECK(r == 0, "connect host.krun.internal:%s: %s", port, E);
+    char buf[8];
+    CHECK(write_all(fd, "byname", 6) == 0 && read_all(fd, buf, 6) == 0 && !memcmp(buf, "byname", 6), "echo: %s", E);
+    close(fd);
+    strncat(why, "; echo by name", sizeof(why) - strlen(why) - 1);
+    return 0;
+}
+
+static int check_resolv_conf(void)
+{
+    if (!opt_resolv) {
+        snprintf(why, sizeof(why), "no -R");
+        return 2;
+    }
+    FILE *f = fopen("/etc/resolv.conf", "r");
+    CHECK(f, "/etc/resolv.conf: %s", E);
+    char line[256], list[200] = "";
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char ns[128];
+        if (sscanf(line, " nameserver %127s", ns) == 1) {
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", n++ ? "," : "", ns);
+        }
+    }
+    fclose(f);
+    CHECK(n > 0, "no nameserver in /etc/resolv.conf");
+    snprintf(why, sizeof(why), "nameservers=%s", list);
+    return 0;
+}
+
+/* A DNS query for probe.krun.test (type A) over a connected UDP socket; the answer's address. */
+static int check_dns(void)
+{
+    if (!opt_dns) {
+        snprintf(why, sizeof(why), "no -d");
+        return 2;
+    }
+    static const unsigned char query[] = {
+        0x4b, 0x52, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
+        5, 'p', 'r', 'o', 'b', 'e', 4, 'k', 'r', 'u', 'n', 4, 't', 'e', 's', 't', 0,
+        0, 1, 0, 1,
+    };
+    char host[64];
+    CHECK(lookup(AF_INET, "host.krun.internal", host, sizeof(host)) == 0, "host.krun.internal: %s", host);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = sin4(host, opt_dns);
+    struct timeval tv = { .tv_sec = 10 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s", E);
+    CHECK(send(fd, query, sizeof(query), 0) == (ssize_t)sizeof(query), "send: %s", E);
+    unsigned char ans[512];
+    ssize_t n = recv(fd, ans, sizeof(ans), 0);
+    close(fd);
+    CHECK(n >= (ssize_t)sizeof(query) + 16, "recv: %zd %s", n, E);
+    CHECK(ans[0] == 0x4b && ans[1] == 0x52, "answer id %02x%02x", ans[0], ans[1]);
+    CHECK((ans[2] & 0x80) && (ans[3] & 0x0f) == 0, "flags %02x%02x", ans[2], ans[3]);
+    CHECK(ans[6] == 0 && ans[7] == 1, "%d answers", ans[6] << 8 | ans[7]);
+    const unsigned char *rr = ans + sizeof(query);
+    CHECK(rr[2] == 0 && rr[3] == 1 && rr[10] == 0 && rr[11] == 4, "answer is not an A record");
+    char addr[32];
+    snprintf(addr, sizeof(addr), "%d.%d.%d.%d", rr[12], rr[13], rr[14], rr[15]);
+    CHECK(!strcmp(addr, "198.51.100.7"), "probe.krun.test is %s", addr);
+    snprintf(why, sizeof(why), "probe.krun.test A %s from %s:%d", addr, host, opt_dns);
+    return 0;
+}
+
+static int check_tcp_host6(void)
+{
+    if (!opt_v6) {
+        snprintf(why, sizeof(why), "no -6");
+        return 2;
+    }
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = sin6("2001:db8::1", opt_v6);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect [2001:db8::1]:%d: %s", opt_v6, E);
+    char buf[8], peer[80];
+    CHECK(write_all(fd, "ipv6", 4) == 0 && read_all(fd, buf, 4) == 0 && !memcmp(buf, "ipv6", 4), "echo: %s", E);
+    snprintf(peer, sizeof(peer), "[2001:db8::1]:%d", opt_v6);
+    CHECK(!strcmp(name_of(fd, 1), peer), "getpeername %s", name_of(fd, 1));
+    CHECK(port_of(fd) > 0, "getsockname %s", name_of(fd, 0));
+    snprintf(why, sizeof(why), "%s -> %s", name_of(fd, 0), name_of(fd, 1));
+    close(fd);
+    return 0;
+}
+
+static int check_listen_for_host(void)
+{
+    if (!opt_listen) {
+        snprintf(why, sizeof(why), "no -l");
+        return 2;
+    }
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in any = sin4("0.0.0.0", opt_listen), from;
+    socklen_t fl = sizeof(from);
+    CHECK(bind(l, (struct sockaddr *)&any, sizeof(any)) == 0 && listen(l, 4) == 0, "listen on %d: %s", opt_listen, E);
+    alarm(120); /* the host retries until this listener is up */
+    int s = accept(l, (struct sockaddr *)&from, &fl);
+    CHECK(s >= 0, "accept: %s", E);
+    char buf[16];
+    CHECK(read_all(s, buf, 10) == 0 && !memcmp(buf, "from-host\n", 10), "read: %s", E);
+    CHECK(write_all(s, "from-guest\n", 11) == 0, "write: %s", E);
+    snprintf(why, sizeof(why), "accepted %s -> %s, the host's peer %s:%d", name_of(s, 0), name_of(s, 1),
+             inet_ntoa(from.sin_addr), ntohs(from.sin_port));
+    close(s);
+    close(l);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:w:")) != -1) {
+    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:w:NRd:6:l:")) != -1) {
         switch (opt) {
         case 's': opt_stats_port = atoi(optarg); break;
         case 'e': opt_taken = atoi(optarg); break;
         case 'w': opt_slow = atoi(optarg); break;
         case 'n': opt_no_vmm = 1; break;
+        case 'N': opt_names = 1; break;
+        case 'R': opt_resolv = 1; break;
+        case 'd': opt_dns = atoi(optarg); break;
+        case '6': opt_v6 = atoi(optarg); break;
+        case 'l': opt_listen = atoi(optarg); break;
         case 't': opt_host_tcp = atoi(optarg); break;
         case 'u': opt_host_udp = atoi(optarg); break;
         case 'c': opt_closed = atoi(optarg); break;
@@ -1131,7 +1294,7 @@ int main(int argc, char **argv)
         case 'b': opt_bytes = atol(optarg); break;
         case 'k': opt_conns = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-e GUEST] [-b BYTES] [-k N] [-s VSOCKPORT]\n");
+            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-e GUEST] [-b BYTES] [-k N] [-s VSOCKPORT] [-N] [-R] [-d PORT] [-6 PORT] [-l GUEST]\n");
             return 125;
         }
     }
@@ -1164,6 +1327,11 @@ int main(int argc, char **argv)
     run("udp_host", check_udp_host);
     run("published_listener", check_published);
     run("published_udp", check_published_udp);
+    run("host_name", check_host_name);
+    run("resolv_conf", check_resolv_conf);
+    run("dns_query_to_host", check_dns);
+    run("tcp_host_ipv6", check_tcp_host6);
+    run("published_listener_from_host", check_listen_for_host);
     run("published_port_taken", check_published_taken);
     run("slow_connect_timeout_signal_close", check_slow_connect);
     printf("%s: %d failed\n", failures ? "FAILED" : "PASSED", failures);
