@@ -490,7 +490,7 @@ static int check_udp_loopback(void)
     double t0 = now();
     CHECK(recv(a, buf, sizeof(buf), 0) < 0 && errno == EAGAIN, "recv with timeout: %s", E);
     double dt = now() - t0;
-    CHECK(dt > 0.15 && dt < 5, "SO_RCVTIMEO of 0.2 s took %.2f s", dt);
+    CHECK(dt > 0.15 && dt < 30, "SO_RCVTIMEO of 0.2 s took %.2f s", dt); /* 30: a hang, not a loaded host */
     /* O_ASYNC: a datagram for the socket raises SIGIO */
     struct sigaction sa = { .sa_handler = on_sigio }, old;
     sigaction(SIGIO, &sa, &old);
@@ -639,7 +639,7 @@ static int check_ping(void)
         close(fd);
         strncat(why, ", raw ICMP: ENETUNREACH", sizeof(why) - strlen(why) - 1);
     }
-    CHECK(now() - t0 < 5, "took %.1f s", now() - t0);
+    CHECK(now() - t0 < 30, "took %.1f s", now() - t0); /* a hang, not a loaded host */
     return 0;
 }
 
