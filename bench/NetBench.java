@@ -17,14 +17,16 @@ import java.util.function.Consumer;
  * bench/net: TCP through transparent socket impersonation (no network card: the guest kernel hands its
  * sockets to krun's VMM over vsock), measured from inside a guest booted by {@code krun run}.
  *
- * <p>The host side: three servers on 127.0.0.1 (a sink that reads to the end, a source that sends a sized
+ * <p>Part 1 (any host) runs TsiBench (org.krun.device.vsock's test sources): the device in-process, no guest.
+ *
+ * <p>Part 2, the host side: three servers on 127.0.0.1 (a sink that reads to the end, a source that sends a sized
  * stream, and one that answers each connection with a byte and closes). The guest side: tsibench (built
  * here with musl-gcc, shared into the guest with {@code -v}) uploads, downloads and connects in a loop,
  * reaching the servers as host.krun.internal. Prints MiB/s each way and connections/s, the median over
  * the rounds (one boot each), and the kind of host: on kvm-pvm hosts the guest kernel's network stack and
  * virtio driver are interpreted, so the figures there say how slow the emulator is, not how fast TSI is.
  *
- * Usage: java bench/NetBench.java REPO TSIBENCH MIB|auto CONNECTIONS|auto ROUNDS
+ * Usage: java bench/NetBench.java REPO TSIBENCH MIB|auto CONNECTIONS|auto ROUNDS PART1_CLASSPATH
  */
 public class NetBench {
 
@@ -43,9 +45,20 @@ public class NetBench {
             System.out.println("NOTE: guest kernel code is interpreted on this host: these rates measure the emulator running the");
             System.out.println("guest's TCP stack and vsock driver, not krun's TSI. Compare only with runs on the same kind of host.");
         }
-        System.out.println("guest -> host and host -> guest: " + (bytes >> 20) + " MiB each; " + connections
-                + " connections one after the other; " + rounds + " round(s), one boot each");
         System.out.println();
+        System.out.println("part 1, any host: the vsock device's TSI in-process (driver-side mock queues playing the guest");
+        System.out.println("kernel, the device's event loop, servers on 127.0.0.1); no guest, so comparable across hosts");
+        Process part1 = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", args[5], "org.krun.device.vsock.internal.TsiBench", "256", "2000")
+                .redirectErrorStream(true).start();
+        System.out.print(new String(part1.getInputStream().readAllBytes(), StandardCharsets.UTF_8));
+        if (part1.waitFor() != 0) {
+            System.out.println("part 1 failed");
+            System.exit(1);
+        }
+        System.out.println();
+        System.out.println("part 2: from inside a guest booted by krun run (tsibench.c): " + (bytes >> 20) + " MiB each way, "
+                + connections + " connections one after the other; " + rounds + " round(s), one boot each");
 
         AtomicLong sunk = new AtomicLong();
         try (ServerSocket sink = new ServerSocket(0, 64, InetAddress.getLoopbackAddress());
