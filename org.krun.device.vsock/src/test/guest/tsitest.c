@@ -4,7 +4,7 @@
  *
  *   tsitest [-n] [-t HOST_TCP_ECHO_PORT] [-u HOST_UDP_ECHO_PORT] [-c CLOSED_HOST_PORT]
  *           [-p GUEST_PORT:HOST_PORT] [-e GUEST_PORT] [-w SLOW_PORT] [-b BYTES] [-k CONNECTIONS] [-s STATS_VSOCK_PORT]
- *           [-N] [-R] [-d HOST_DNS_PORT] [-6 HOST_TCP6_ECHO_PORT] [-l GUEST_PORT]
+ *           [-N] [-R] [-d HOST_DNS_PORT] [-6 HOST_TCP6_ECHO_PORT] [-l GUEST_PORT] [-W SECONDS] [-T]
  *
  * Always: the guest-local checks (loopback TCP and UDP stay in the guest, bind(0)+listen gives a real port,
  * non-blocking connect and poll, shutdown half-close, getsockname/getpeername, options, ioctl, epoll
@@ -32,8 +32,9 @@
  *   -l  GUEST_PORT is published and the host connects to it (retrying until the guest listens): accept it,
  *       read "from-host\n", answer "from-guest\n".
  *
- * Prints one line per check: "ok NAME [detail]", "FAIL NAME: why" or "skip NAME: why"; a check that hangs
- * for 60 s is reported and ends the program. Exits with the number of failures.
+ * Prints one line per check: "ok NAME [detail]", "FAIL NAME: why" or "skip NAME: why" (-T: and "time NAME
+ * SECONDS"); a check that hangs for 60 s (-W SECONDS) is reported and ends the program. Exits with the
+ * number of failures.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -63,6 +64,7 @@
 #define HOST_ADDR "192.0.2.1" /* host.krun.internal */
 
 static int failures;
+static int opt_watchdog = 60; /* -W: seconds a check may take before it counts as hung */
 static const char *current = "start";
 static char why[256];
 
@@ -70,11 +72,14 @@ static void watchdog(int sig)
 {
     (void)sig;
     char line[128];
-    int n = snprintf(line, sizeof(line), "FAIL %s: hung for 60 s\n", current);
+    int n = snprintf(line, sizeof(line), "FAIL %s: hung for %d s\n", current, opt_watchdog);
     if (write(1, line, n) < 0)
         _exit(125);
     _exit(100 + failures);
 }
+
+static double now(void);
+static int opt_timing; /* -T: a "time NAME SECONDS" line after each check */
 
 /* Each check returns 0 (ok, detail in why), 1 (fail, reason in why) or 2 (skip, reason in why). */
 typedef int (*check_fn)(void);
@@ -83,9 +88,11 @@ static void run(const char *name, check_fn fn)
 {
     current = name;
     why[0] = 0;
-    alarm(60);
+    alarm(opt_watchdog);
+    double t0 = now();
     int r = fn();
     alarm(0);
+    double dt = now() - t0;
     if (r == 0)
         printf("ok %s%s%s\n", name, why[0] ? " " : "", why);
     else if (r == 2)
@@ -94,6 +101,8 @@ static void run(const char *name, check_fn fn)
         printf("FAIL %s: %s\n", name, why);
         failures++;
     }
+    if (opt_timing)
+        printf("time %s %.1f s\n", name, dt);
     fflush(stdout);
 }
 
@@ -1074,7 +1083,7 @@ static int check_slow_connect(void)
     alarm(1);
     r = connect(fd, (struct sockaddr *)&a, sizeof(a));
     int e = errno;
-    alarm(60);
+    alarm(opt_watchdog);
     sigaction(SIGALRM, &old, NULL);
     dt = now() - t0;
     CHECK(r < 0 && e == EINTR && dt < 5, "connect interrupted by a signal: %d %s after %.1f s", r, strerror(e), dt);
@@ -1255,7 +1264,7 @@ static int check_listen_for_host(void)
     struct sockaddr_in any = sin4("0.0.0.0", opt_listen), from;
     socklen_t fl = sizeof(from);
     CHECK(bind(l, (struct sockaddr *)&any, sizeof(any)) == 0 && listen(l, 4) == 0, "listen on %d: %s", opt_listen, E);
-    alarm(120); /* the host retries until this listener is up */
+    alarm(opt_watchdog > 120 ? opt_watchdog : 120); /* the host retries until this listener is up */
     int s = accept(l, (struct sockaddr *)&from, &fl);
     CHECK(s >= 0, "accept: %s", E);
     char buf[16];
@@ -1271,13 +1280,15 @@ static int check_listen_for_host(void)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:w:NRd:6:l:")) != -1) {
+    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:w:NRd:6:l:W:T")) != -1) {
         switch (opt) {
         case 's': opt_stats_port = atoi(optarg); break;
         case 'e': opt_taken = atoi(optarg); break;
         case 'w': opt_slow = atoi(optarg); break;
         case 'n': opt_no_vmm = 1; break;
         case 'N': opt_names = 1; break;
+        case 'W': opt_watchdog = atoi(optarg); break;
+        case 'T': opt_timing = 1; break;
         case 'R': opt_resolv = 1; break;
         case 'd': opt_dns = atoi(optarg); break;
         case '6': opt_v6 = atoi(optarg); break;
@@ -1294,7 +1305,7 @@ int main(int argc, char **argv)
         case 'b': opt_bytes = atol(optarg); break;
         case 'k': opt_conns = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-e GUEST] [-b BYTES] [-k N] [-s VSOCKPORT] [-N] [-R] [-d PORT] [-6 PORT] [-l GUEST]\n");
+            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-e GUEST] [-b BYTES] [-k N] [-s VSOCKPORT] [-N] [-R] [-d PORT] [-6 PORT] [-l GUEST] [-W SECONDS] [-T]\n");
             return 125;
         }
     }

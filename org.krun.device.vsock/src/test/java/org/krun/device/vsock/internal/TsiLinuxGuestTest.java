@@ -94,7 +94,8 @@ class TsiLinuxGuestTest {
                 .withPublished(new PortForward(publishedForHost, GUEST_PORT_FOR_HOST, PortForward.Protocol.TCP))
                 .withPublished(new PortForward(taken, GUEST_PORT_TAKEN, PortForward.Protocol.TCP))
                 .withPublished(new PortForward(taken, GUEST_PORT_TAKEN, PortForward.Protocol.UDP));
-        List<String> args = new ArrayList<>(List.of("/usr/local/bin/tsitest", "-N", "-R",
+        // -W 300: a check counts as hung after 5 minutes, not 1 (a loaded kvm-pvm host); -T: times per check
+        List<String> args = new ArrayList<>(List.of("/usr/local/bin/tsitest", "-W", "300", "-T", "-N", "-R",
                 "-t", "" + tcpEcho.getLocalPort(), "-u", "" + udpEcho.getLocalPort(), "-c", "" + closed,
                 "-b", "" + bytes, "-k", "100", "-p", GUEST_PORT + ":" + published, "-e", "" + GUEST_PORT_TAKEN,
                 "-d", "" + dns.getLocalPort(), "-l", "" + GUEST_PORT_FOR_HOST));
