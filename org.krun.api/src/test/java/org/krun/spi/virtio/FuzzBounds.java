@@ -24,8 +24,10 @@ import java.util.stream.Stream;
  *
  * <p>Use one instance per fuzz target (a static field: Jazzer may run each input on a fresh test instance)
  * and pass every input through {@link #run}. The first call first runs the warm-up inputs unmeasured, so
- * class loading and the first JIT compilations are not charged to an input. Not thread-safe: Jazzer calls a
- * target from one thread.
+ * class loading and the first JIT compilations are not charged to an input; an input that exceeds a cost
+ * bound (its own, or a target's finer {@link LimitExceeded} check) runs again, up to three times, and only
+ * a bound exceeded every time is a finding, since one-time work does not repeat and a guest-sized cost
+ * does. Not thread-safe: Jazzer calls a target from one thread.
  */
 public final class FuzzBounds {
 
@@ -129,15 +131,20 @@ public final class FuzzBounds {
     /** Runs one input and checks every limit. */
     public void run(byte[] input) throws Exception {
         if (!warm) {
-            warm = true;
+            // A warm-up input that fails is a finding too: it fails again with the next input, never half-measured.
             for (int round = 0; round < 3; round++) {
                 for (byte[] w : warmUp) {
-                    target.accept(w);
+                    try {
+                        target.accept(w);
+                    } catch (LimitExceeded firstTime) {
+                        // a target's own cost bound, exceeded by class loading and first compilations
+                    }
                 }
             }
             baseThreads = THREADS.getThreadCount();
             baseFds = openFds();
             measureRetained(true);
+            warm = true;
         }
         inputs++;
         // A limit exceeded once may be the JVM's one-time work (loading and instrumenting a class on a path

@@ -46,12 +46,12 @@ public final class FuzzInput {
         return (i32() & 0xffffffffL) | (long) i32() << 32;
     }
 
-    /** A value in {@code [0, bound)} ({@code bound} at most 65536), from one or two bytes. */
+    /** A value in {@code [0, bound)}, from one, two or four bytes. */
     public int below(int bound) {
-        if (bound <= 0 || bound > 65536) {
+        if (bound <= 0) {
             throw new IllegalArgumentException("bound " + bound);
         }
-        return (bound <= 256 ? u8() : u16()) % bound;
+        return bound <= 256 ? u8() % bound : bound <= 65536 ? u16() % bound : Integer.remainderUnsigned(i32(), bound);
     }
 
     /** One of {@code values}. */
