@@ -132,6 +132,11 @@ public class BlkBench {
         public AutoCloseable register(int fd, int events, IntConsumer handler) {
             throw new UnsupportedOperationException();
         }
+
+        @Override
+        public Watch watch(int fd, int events, IntConsumer handler) {
+            throw new UnsupportedOperationException();
+        }
     }
 
     /** Returns {requests/s, MiB/s}. */

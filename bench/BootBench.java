@@ -191,7 +191,7 @@ public class BootBench {
 
         List<String> command() {
             String append = Files.isDirectory(Path.of("/sys/module/kvm_pvm"))
-                    ? APPEND + " noxsave clearcpuid=popcnt,smap,erms,fsrm" // what krun adds on kvm-pvm hosts
+                    ? APPEND + " noxsave nofsgsbase clearcpuid=popcnt,smap,erms,fsrm" // what krun adds on kvm-pvm hosts
                     : APPEND;
             // acpi=off: krun's kernel has no ACPI, so QEMU must announce the virtio-mmio devices on the command line.
             return List.of("qemu-system-x86_64", "-M", "microvm,x-option-roms=off,isa-serial=off,rtc=on,acpi=off", "-enable-kvm",

@@ -53,9 +53,18 @@ struct config {
     int exit_port;
     /* The root to switch to; none means the initramfs is the root. */
     char *root_source, *root_fstype, *root_options;
+    /* 1: the root is mounted read-only under a writable tmpfs layer (overlayfs): the guest's writes stay in
+     * its own memory and the shared tree stays as it was. */
+    int root_overlay;
     /* Extra mounts after the switch, as (source, target, fstype, options) quadruples. */
     char *mounts[4 * 64];
     int nmounts;
+    /* Files devices need in the guest, as (path, contents) pairs: contents that replace the file
+     * (/etc/resolv.conf), and lines added to it (/etc/hosts). */
+    char *files[2 * 32];
+    int nfiles;
+    char *appends[2 * 32];
+    int nappends;
 };
 
 static struct config cfg;
@@ -315,10 +324,13 @@ static int parse_int(struct json *j, int *out)
  * Schema: {"cmd": [string...], "env": ["K=V"...], "workdir": string, "hostname": string,
  *          "rlimits": ["NAME=SOFT:HARD"...], "console": "terminal"|"pipes",
  *          "columns": int, "rows": int, "exit_port": int,
- *          "root_source": string, "root_fstype": string, "root_options": string,
- *          "mounts": [source, target, fstype, options, ...]}
+ *          "root_source": string, "root_fstype": string, "root_options": string, "root_overlay": 0|1,
+ *          "mounts": [source, target, fstype, options, ...], "files": [path, contents, ...],
+ *          "appends": [path, lines, ...]}
  * The root keys say what to switch to (a virtio-fs tag or a block device); without them the initramfs
- * stays the root. "mounts" holds quadruples mounted after the switch; options "ro" makes a read-only mount.
+ * stays the root. "root_overlay": 1 puts a writable tmpfs layer over a read-only root. "mounts" holds
+ * quadruples mounted after the switch; options "ro" makes a read-only mount. "files" are provided before the
+ * command runs (see provide_files).
  */
 static int parse_config(const char *text, size_t len)
 {
@@ -357,6 +369,12 @@ static int parse_config(const char *text, size_t len)
             rc = (cfg.root_fstype = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "root_options"))
             rc = (cfg.root_options = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "root_overlay"))
+            rc = parse_int(&j, &cfg.root_overlay);
+        else if (!strcmp(key, "files"))
+            rc = parse_string_array(&j, cfg.files, 2 * 32, &cfg.nfiles) || cfg.nfiles % 2 ? -1 : 0;
+        else if (!strcmp(key, "appends"))
+            rc = parse_string_array(&j, cfg.appends, 2 * 32, &cfg.nappends) || cfg.nappends % 2 ? -1 : 0;
         else if (!strcmp(key, "mounts"))
             rc = parse_string_array(&j, cfg.mounts, 4 * 64, &cfg.nmounts) || cfg.nmounts % 4 ? -1 : 0;
         else
@@ -459,18 +477,115 @@ static void mount_with_options(const char *source, const char *target, const cha
 
 /*
  * Makes the configured filesystem the root: mounted at /krun/newroot, moved over /, chrooted into. The
- * initramfs (holding only this init and its configuration) stays underneath, unreachable.
+ * initramfs (holding only this init and its configuration) stays underneath, unreachable. With
+ * root_overlay the configured filesystem is only the read-only lower layer of an overlayfs whose upper
+ * layer is a tmpfs: whatever the guest writes (files, and the mount points of shares) lives in guest
+ * memory and goes with the VM.
  */
 static void switch_root(void)
 {
     const char *newroot = "/krun/newroot";
     if (!cfg.root_fstype)
         return;
-    mount_with_options(cfg.root_source, newroot, cfg.root_fstype, cfg.root_options);
+    if (cfg.root_overlay) {
+        mount_with_options(cfg.root_source, "/krun/lower", cfg.root_fstype, "ro");
+        mount_fs("tmpfs", "/krun/rw", "tmpfs", MS_NOSUID, "mode=0755", 0755);
+        mkdirs("/krun/rw/upper", 0755);
+        mkdirs("/krun/rw/work", 0755);
+        mount_with_options("overlay", newroot, "overlay",
+                           "lowerdir=/krun/lower,upperdir=/krun/rw/upper,workdir=/krun/rw/work");
+    } else {
+        mount_with_options(cfg.root_source, newroot, cfg.root_fstype, cfg.root_options);
+    }
     umount2("/dev", MNT_DETACH); /* devtmpfs is mounted again inside the new root */
     dev_mounted = 0;
     if (chdir(newroot) || mount(".", "/", NULL, MS_MOVE, NULL) || chroot(".") || chdir("/"))
         fail_setup("switch to root %s: %s", cfg.root_source, strerror(errno));
+}
+
+/* Writes all of text to fd; 0 or -1. */
+static int write_all(int fd, const char *text, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n <= 0)
+            return -1;
+        done += n;
+    }
+    return 0;
+}
+
+/* Writes a file: text alone, or what from holds (read in full) followed by text; 0 or -1. */
+static int write_file(const char *path, const char *from, const char *text)
+{
+    char old[16384];
+    ssize_t oldlen = 0;
+    if (from) {
+        int in = open(from, O_RDONLY | O_CLOEXEC);
+        if (in >= 0) {
+            ssize_t n;
+            while (oldlen < (ssize_t)sizeof old && (n = read(in, old + oldlen, sizeof old - oldlen)) > 0)
+                oldlen += n;
+            close(in);
+        }
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = write_all(fd, old, oldlen);
+    if (!rc && oldlen > 0 && old[oldlen - 1] != '\n')
+        rc = write_all(fd, "\n", 1);
+    if (!rc)
+        rc = write_all(fd, text, strlen(text));
+    return close(fd) || rc ? -1 : 0;
+}
+
+/*
+ * One file a device needs (/etc/resolv.conf replaced, /etc/hosts added to). A root of the guest's own (the
+ * initramfs, or an overlay whose writes stay in guest memory) gets it written. A host directory shared live
+ * must not be written to: there the file is laid over the existing one, a copy in /dev (devtmpfs, guest
+ * memory) bind-mounted on it; a path the shared root does not have is left out (the kernel log says so).
+ */
+static void provide_file(const char *path, const char *text, int append, int n)
+{
+    int own_root = !cfg.root_fstype || cfg.root_overlay;
+    if (own_root) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = 0;
+            mkdirs(dir, 0755);
+        }
+        char tmp[300];
+        snprintf(tmp, sizeof tmp, "%s.krun-new", path);
+        if (write_file(tmp, append ? path : NULL, text) || rename(tmp, path))
+            say("cannot write %s: %s", path, strerror(errno));
+        return;
+    }
+    struct stat st;
+    if (stat(path, &st) || !S_ISREG(st.st_mode)) {
+        /* Common (a root of one static binary has no /etc): only the kernel log tells. */
+        int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+        if (kmsg >= 0) {
+            dprintf(kmsg, "krun-init: %s is not provided: the shared root has no such file to lay it over\n", path);
+            close(kmsg);
+        }
+        return;
+    }
+    char copy[64];
+    snprintf(copy, sizeof copy, "/dev/.krun-file-%d", n);
+    if (write_file(copy, append ? path : NULL, text) || mount(copy, path, NULL, MS_BIND, NULL))
+        say("cannot provide %s: %s", path, strerror(errno));
+}
+
+static void provide_files(void)
+{
+    for (int i = 0; i + 1 < cfg.nfiles; i += 2)
+        provide_file(cfg.files[i], cfg.files[i + 1], 0, i / 2);
+    for (int i = 0; i + 1 < cfg.nappends; i += 2)
+        provide_file(cfg.appends[i], cfg.appends[i + 1], 1, 32 + i / 2);
 }
 
 static void extra_mounts(void)
@@ -692,6 +807,7 @@ int main(int argc, char **argv)
     switch_root();
     setup_filesystems();
     extra_mounts();
+    provide_files();
     if (cfg.ncmd == 0)
         fail_setup("no command to run");
     cfg.cmd[cfg.ncmd] = NULL;

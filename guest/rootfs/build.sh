@@ -18,7 +18,13 @@ version="$(dpkg-query -W -f='${Version}' busybox-static | tr ':~' '__')"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 key="busybox-$version-$(sha256sum "$here/build.sh" | cut -c1-8)"
 out="$cache/rootfs/$key"
-if [[ -x "$out/bin/busybox" ]]; then
+# krun shares this tree read-only under a writable layer of the guest's own; what an older krun (or a
+# hand) changed in it would show in every later run. The manifest beside it says what it must hold.
+pristine() {
+    [[ -x "$out/bin/busybox" && -f "$out.manifest" ]] \
+        && [[ "$(cd "$out" && find . -printf '%p %y %m %s\n' | LC_ALL=C sort)" == "$(cat "$out.manifest")" ]]
+}
+if pristine; then
     ln -sfn "$key" "$cache/rootfs/default"
     echo "$out"
     exit 0
@@ -27,10 +33,13 @@ fi
 mkdir -p "$cache/rootfs"
 exec 9>"$cache/rootfs/.build.lock"
 flock 9
-if [[ -x "$out/bin/busybox" ]]; then
+if pristine; then
     ln -sfn "$key" "$cache/rootfs/default"
     echo "$out"
     exit 0
+fi
+if [[ -d "$out" ]]; then
+    echo "[rootfs] $out was changed since it was built: building it again" >&2
 fi
 echo "[rootfs] building the default root filesystem from busybox-static $version" >&2
 tmp="$out.tmp.$$"
@@ -57,8 +66,10 @@ GROUP
 echo "krun" > "$tmp/etc/hostname"
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$tmp/etc/hosts"
 printf 'PS1='"'"'\\h:\\w\\$ '"'"'\nexport PS1\n' > "$tmp/etc/profile"
+(cd "$tmp" && find . -printf '%p %y %m %s\n' | LC_ALL=C sort) > "$out.manifest.tmp"
 rm -rf "$out"
 mv "$tmp" "$out"
+mv -f "$out.manifest.tmp" "$out.manifest"
 ln -sfn "$key" "$cache/rootfs/default"
 echo "[rootfs] $(find "$out" | wc -l) entries in $out" >&2
 echo "$out"

@@ -138,6 +138,42 @@ public class ShellCommandsIT {
     }
 
     @Test
+    public void startGivesTheCommandTheOptionsAfterItAndThoseAfterDoubleDash() throws Exception {
+        Assume.assumeTrue("/dev/kvm is missing", ItSupport.kvmUsable());
+        String kernel = ItSupport.guest("probe.elf").toString();
+        String options = "-m 64 --timeout 60 -k " + kernel + " -a probe.wait";
+        String first = run("krun:start " + options + " fast-guest -c 'echo hi' -m 9");
+        String second = run("krun:start -c 2 " + options + " -- -c 3");
+
+        String list = run("krun:list");
+        assertTrue(list, Pattern.compile(
+                "\n" + id(first) + " +RUNNING +\\d+s +1 +64 MiB +- +fast-guest -c echo hi -m 9\n")
+                .matcher(list).find());
+        assertTrue(list, Pattern.compile("\n" + id(second) + " +RUNNING +\\d+s +2 +64 MiB +- +-c 3\n")
+                .matcher(list).find());
+    }
+
+    private static String id(String started) {
+        Matcher m = STARTED.matcher(started);
+        assertTrue(started, m.matches());
+        return m.group(1);
+    }
+
+    @Test
+    public void aFailedCommandReadsAsItsMessageAlone() throws Exception {
+        try {
+            run("krun:start -k /nowhere/vmlinux /bin/true");
+        } catch (Exception e) {
+            // The console prints a failed command's exception with toString().
+            assertTrue(e.toString(), e.toString().endsWith("/nowhere/vmlinux does not exist or is not a file")
+                    || e.toString().startsWith("no hypervisor backend is available"));
+            assertFalse(e.toString(), e.toString().contains("Exception"));
+            return;
+        }
+        throw new AssertionError("krun:start of a missing kernel succeeded");
+    }
+
+    @Test
     public void killFromTheShellStopsTheVmAndReleasesIt() throws Exception {
         Assume.assumeTrue("/dev/kvm is missing", ItSupport.kvmUsable());
         String id = startProbe("probe.wait");

@@ -30,6 +30,7 @@ public final class VmConfig {
     private final Path kernel;
     private final Optional<Path> initrd;
     private final Optional<Path> root;
+    private final boolean ephemeralRoot;
     private final Optional<GuestMount> rootMount;
     private final List<GuestMount> mounts;
     private final List<String> command;
@@ -40,6 +41,7 @@ public final class VmConfig {
     private final ConsoleSpec console;
     private final List<DeviceSpec> devices;
     private final boolean defaultDevices;
+    private final java.util.Set<String> withoutDefaults;
     private final List<String> kernelArgs;
     private final boolean kernelLog;
     private final Optional<Duration> timeout;
@@ -57,6 +59,7 @@ public final class VmConfig {
         this.kernel = Objects.requireNonNull(b.kernel, "kernel");
         this.initrd = Optional.ofNullable(b.initrd);
         this.root = Optional.ofNullable(b.root);
+        this.ephemeralRoot = b.ephemeralRoot;
         this.rootMount = Optional.ofNullable(b.rootMount);
         rootMount.ifPresent(m -> {
             if (!m.target().equals("/")) {
@@ -95,6 +98,7 @@ public final class VmConfig {
         this.console = Objects.requireNonNull(b.console, "console");
         this.devices = List.copyOf(b.devices);
         this.defaultDevices = b.defaultDevices;
+        this.withoutDefaults = java.util.Collections.unmodifiableSet(new java.util.TreeSet<>(b.withoutDefaults));
         this.kernelArgs = List.copyOf(b.kernelArgs);
         this.kernelLog = b.kernelLog;
         this.timeout = Optional.ofNullable(b.timeout);
@@ -138,6 +142,16 @@ public final class VmConfig {
     /** A host directory that becomes the guest's root; empty for a root made only of the initrd. */
     public Optional<Path> root() {
         return root;
+    }
+
+    /**
+     * Whether the guest sees {@link #root()} read-only, with its writes kept in a layer of its own memory
+     * (an overlay on tmpfs) that goes with the VM, so the directory stays exactly as it was for every run
+     * (krun's default root is shared this way). False: the directory is shared live and the guest's writes
+     * land in it, as libkrun's {@code krun_set_root} does.
+     */
+    public boolean ephemeralRoot() {
+        return ephemeralRoot;
     }
 
     /**
@@ -196,6 +210,16 @@ public final class VmConfig {
         return defaultDevices;
     }
 
+    /**
+     * Device types whose default device this VM goes without while it keeps the others (a VM without
+     * networking has no default vsock device, say).
+     *
+     * @since 1.1
+     */
+    public java.util.Set<String> withoutDefaults() {
+        return withoutDefaults;
+    }
+
     /** Extra kernel command-line arguments. */
     public List<String> kernelArgs() {
         return kernelArgs;
@@ -223,6 +247,7 @@ public final class VmConfig {
         b.kernel = kernel;
         b.initrd = initrd.orElse(null);
         b.root = root.orElse(null);
+        b.ephemeralRoot = ephemeralRoot;
         b.rootMount = rootMount.orElse(null);
         b.mounts = new ArrayList<>(mounts);
         b.command = new ArrayList<>(command);
@@ -233,6 +258,7 @@ public final class VmConfig {
         b.console = console;
         b.devices = new ArrayList<>(devices);
         b.defaultDevices = defaultDevices;
+        b.withoutDefaults = new java.util.TreeSet<>(withoutDefaults);
         b.kernelArgs = new ArrayList<>(kernelArgs);
         b.kernelLog = kernelLog;
         b.timeout = timeout.orElse(null);
@@ -243,17 +269,19 @@ public final class VmConfig {
     @Override
     public boolean equals(Object o) {
         return o instanceof VmConfig c && cpus == c.cpus && memoryMib == c.memoryMib && kernel.equals(c.kernel)
-                && initrd.equals(c.initrd) && root.equals(c.root) && rootMount.equals(c.rootMount)
+                && initrd.equals(c.initrd) && root.equals(c.root) && ephemeralRoot == c.ephemeralRoot
+                && rootMount.equals(c.rootMount)
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
                 && workdir.equals(c.workdir) && hostname.equals(c.hostname) && rlimits.equals(c.rlimits)
                 && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
+                && withoutDefaults.equals(c.withoutDefaults)
                 && kernelArgs.equals(c.kernelArgs) && kernelLog == c.kernelLog && timeout.equals(c.timeout);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(cpus, memoryMib, kernel, initrd, root, rootMount, mounts, command, env, workdir, hostname,
-                rlimits, console, devices, defaultDevices, kernelArgs, kernelLog, timeout);
+        return Objects.hash(cpus, memoryMib, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
+                rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout);
     }
 
     @Override
@@ -269,6 +297,7 @@ public final class VmConfig {
         private Path kernel;
         private Path initrd;
         private Path root;
+        private boolean ephemeralRoot;
         private GuestMount rootMount;
         private List<GuestMount> mounts = new ArrayList<>();
         private List<String> command = new ArrayList<>();
@@ -279,6 +308,7 @@ public final class VmConfig {
         private ConsoleSpec console = ConsoleSpec.discard();
         private List<DeviceSpec> devices = new ArrayList<>();
         private boolean defaultDevices = true;
+        private java.util.Set<String> withoutDefaults = new java.util.TreeSet<>();
         private List<String> kernelArgs = new ArrayList<>();
         private boolean kernelLog;
         private Duration timeout;
@@ -308,6 +338,12 @@ public final class VmConfig {
 
         public Builder root(Path root) {
             this.root = root;
+            return this;
+        }
+
+        /** See {@link VmConfig#ephemeralRoot()}; default false (the root directory is shared live). */
+        public Builder ephemeralRoot(boolean ephemeralRoot) {
+            this.ephemeralRoot = ephemeralRoot;
             return this;
         }
 
@@ -367,6 +403,16 @@ public final class VmConfig {
 
         public Builder defaultDevices(boolean defaultDevices) {
             this.defaultDevices = defaultDevices;
+            return this;
+        }
+
+        /**
+         * Leaves out the default device of {@code type} (see {@link VmConfig#withoutDefaults()}).
+         *
+         * @since 1.1
+         */
+        public Builder withoutDefault(String type) {
+            withoutDefaults.add(Objects.requireNonNull(type, "type"));
             return this;
         }
 

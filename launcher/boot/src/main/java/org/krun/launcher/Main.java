@@ -5,12 +5,12 @@ import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.ServiceLoader;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Function;
 import java.util.stream.Stream;
 
@@ -35,7 +35,7 @@ import ch.qos.logback.classic.Level;
  *
  * <p>A profile is a directory of bundles, {@code export/NAME} beside this jar, produced at build time
  * by bnd from {@code cnf/profiles/NAME.bndrun}. Bundles are installed by reference (not copied) into a
- * framework storage directory that exists only for this process.
+ * framework storage directory that exists only for this process ({@link FrameworkStorage}).
  */
 public final class Main {
     /** Packages the launcher's class path exports to bundles; matches -runsystempackages of the profiles. */
@@ -118,16 +118,24 @@ public final class Main {
             // Read by the command line, which refuses to start unprotected VMs unless told it may.
             System.setProperty(UNPROTECTED_PROPERTY, profile.unprotected());
         }
-        Path storage;
+        FrameworkStorage storage;
         try {
-            storage = Files.createTempDirectory("krun-felix-");
+            storage = FrameworkStorage.create(FrameworkStorage.base(System.getenv()));
         } catch (IOException e) {
             throw new LaunchException("cannot create the framework's storage directory: " + e.getMessage(), 1);
         }
+        // SIGINT and SIGTERM end the JVM through its shutdown hooks: stop the framework (VMs end with it), then
+        // delete the storage. On a normal end the finally below has done both already.
+        AtomicReference<Framework> running = new AtomicReference<>();
+        Thread cleanup = new Thread(() -> {
+            stop(running.get());
+            storage.close();
+        }, "krun-storage-cleanup");
+        Runtime.getRuntime().addShutdownHook(cleanup);
         try {
-            return runFramework(profileDir, storage, options);
+            return runFramework(profileDir, storage.frameworkDir(), options, running);
         } finally {
-            deleteTree(storage);
+            storage.close();
         }
     }
 
@@ -169,7 +177,8 @@ public final class Main {
         return dir;
     }
 
-    private static int runFramework(Path profileDir, Path storage, Options options) throws LaunchException {
+    private static int runFramework(Path profileDir, Path storage, Options options, AtomicReference<Framework> running)
+            throws LaunchException {
         Map<String, String> props = new HashMap<>();
         props.put(Constants.FRAMEWORK_STORAGE, storage.toString());
         props.put(Constants.FRAMEWORK_STORAGE_CLEAN, Constants.FRAMEWORK_STORAGE_CLEAN_ONFIRSTINIT);
@@ -179,6 +188,7 @@ public final class Main {
         FrameworkFactory factory = ServiceLoader.load(FrameworkFactory.class).findFirst()
                 .orElseThrow(() -> new LaunchException("no OSGi framework on the class path", 1));
         Framework framework = factory.newFramework(props);
+        running.set(framework);
         try {
             framework.init();
             BundleContext context = framework.getBundleContext();
@@ -192,7 +202,7 @@ public final class Main {
             }
             framework.start();
             for (Bundle b : bundles) {
-                if (b.getHeaders().get(Constants.FRAGMENT_HOST) == null && ManagementMode.starts(b, options.rest())) {
+                if (b.getHeaders().get(Constants.FRAGMENT_HOST) == null && ManagementMode.starts(b)) {
                     b.start();
                 }
             }
@@ -207,12 +217,20 @@ public final class Main {
             Thread.currentThread().interrupt();
             throw new LaunchException("interrupted", 1);
         } finally {
-            try {
-                framework.stop();
-                framework.waitForStop(10_000);
-            } catch (BundleException | InterruptedException e) {
-                // exiting anyway
-            }
+            stop(framework);
+        }
+    }
+
+    /** Stops the framework, if there is one, and waits (with a bound) until it has. */
+    private static void stop(Framework framework) {
+        if (framework == null) {
+            return;
+        }
+        try {
+            framework.stop();
+            framework.waitForStop(10_000);
+        } catch (BundleException | InterruptedException | IllegalStateException e) {
+            // exiting anyway
         }
     }
 
@@ -236,20 +254,6 @@ public final class Main {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new LaunchException("interrupted", 1);
-        }
-    }
-
-    private static void deleteTree(Path dir) {
-        try (Stream<Path> s = Files.walk(dir)) {
-            s.sorted(Comparator.reverseOrder()).forEach(p -> {
-                try {
-                    Files.deleteIfExists(p);
-                } catch (IOException e) {
-                    // best effort
-                }
-            });
-        } catch (IOException e) {
-            // best effort
         }
     }
 }

@@ -9,9 +9,11 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The krun command's handling of bad input: one clear line on stderr, a non-zero status, no stack
@@ -29,9 +31,10 @@ class KrunCommandLineIT {
         assertFalse(r.err().contains("Exception"), "no stack trace: " + r);
     }
 
-    private static List<Path> felixStorageDirs() throws IOException {
-        try (Stream<Path> s = Files.list(Path.of(System.getProperty("java.io.tmpdir")))) {
-            return s.filter(p -> p.getFileName().toString().startsWith("krun-felix-")).toList();
+    /** What is left in the framework storage of krun runs whose XDG_RUNTIME_DIR was {@code runtime}. */
+    private static List<Path> felixStorageDirs(Path runtime) throws IOException {
+        try (Stream<Path> s = Files.list(runtime.resolve("krun"))) {
+            return s.toList();
         }
     }
 
@@ -87,11 +90,11 @@ class KrunCommandLineIT {
     }
 
     @Test
-    void failedRunsLeaveNoFrameworkStorageBehind() throws Exception {
-        List<Path> before = felixStorageDirs();
-        KrunProcess.run(null, 60, "run", "--mem", "0", "--", "/bin/true");
-        KrunProcess.run(null, 60, "run", "--frobnicate");
-        assertEquals(before, felixStorageDirs());
+    void failedRunsLeaveNoFrameworkStorageBehind(@TempDir Path runtime) throws Exception {
+        Map<String, String> env = Map.of("XDG_RUNTIME_DIR", runtime.toString());
+        assertNotEquals(0, KrunProcess.run(env, null, 60, "run", "--mem", "0", "--", "/bin/true").status());
+        assertNotEquals(0, KrunProcess.run(env, null, 60, "run", "--frobnicate").status());
+        assertEquals(List.of(), felixStorageDirs(runtime));
     }
 
     @Test

@@ -43,6 +43,26 @@ class KrunFullProfileIT {
         return new ProcessBuilder(cmd).start();
     }
 
+    /** The same, with {@code runtime} as XDG_RUNTIME_DIR: krun keeps its framework storage in runtime/krun. */
+    private static Process start(Path watched, Path runtime, String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(KrunProcess.command(List.of(args)));
+        cmd.add(1, "-Dfelix.fileinstall.dir=" + watched);
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        pb.environment().put("XDG_RUNTIME_DIR", runtime.toString());
+        return pb.start();
+    }
+
+    /** The framework storage folders left under XDG_RUNTIME_DIR {@code runtime}. */
+    private static List<String> storageFolders(Path runtime) throws IOException {
+        Path base = runtime.resolve("krun");
+        if (!Files.isDirectory(base)) {
+            return List.of();
+        }
+        try (var s = Files.list(base)) {
+            return s.map(p -> p.getFileName().toString()).toList();
+        }
+    }
+
     /** Collects a stream as it arrives. */
     private static final class Collector {
         private final ByteArrayOutputStream bytes = new ByteArrayOutputStream();
@@ -115,6 +135,57 @@ class KrunFullProfileIT {
         assertTrue(p.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "krun shell exits after 'exit'; output:\n" + out.text());
         assertEquals(0, p.exitValue(), () -> out.text() + err.text());
         assertTrue(out.text().contains("Welcome to Apache Felix Gogo"), out.text());
+    }
+
+    @Test
+    void exitEndsTheShellAndKrunWithItsStatusLeavingNoStorage(@TempDir Path watched, @TempDir Path runtime)
+            throws Exception {
+        assertEquals(3, exitStatusAfter("exit 3", watched, runtime));
+        assertEquals(List.of(), storageFolders(runtime));
+        assertEquals(0, exitStatusAfter("exit", watched, runtime));
+        assertEquals(List.of(), storageFolders(runtime));
+    }
+
+    /**
+     * Types {@code exit} into a shell whose input stays open (so that only exit can end it), followed by a
+     * command that must not run; returns krun's exit status.
+     */
+    private static int exitStatusAfter(String exit, Path watched, Path runtime) throws Exception {
+        Process p = start(watched, runtime, "--profile", "full", "shell");
+        Collector out = new Collector(p.getInputStream());
+        Collector err = new Collector(p.getErrorStream());
+        try (OutputStream stdin = p.getOutputStream()) {
+            typeUntil(stdin, out, "krun:devices", Pattern.compile("rng +yes +org\\.krun\\.device\\.rng"));
+            stdin.write((exit + "\nkrun:hypervisors\n").getBytes(StandardCharsets.UTF_8));
+            stdin.flush();
+            assertTrue(p.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "krun shell exits after '" + exit + "'; output:\n"
+                    + out.text() + err.text());
+        } finally {
+            p.destroyForcibly();
+        }
+        assertFalse(out.text().contains("MAX-VCPUS"), "no command runs after exit: " + out.text());
+        assertFalse(out.text().contains("Cannot coerce"), out.text());
+        assertFalse(err.text().contains("dumb terminal"), "no warning about the console on pipes: " + err.text());
+        return p.exitValue();
+    }
+
+    @Test
+    void aFailedKrunCommandPrintsItsMessageAloneWithoutTheExceptionClass(@TempDir Path watched) throws Exception {
+        Process p = start(watched, "--profile", "full", "shell");
+        Collector out = new Collector(p.getInputStream());
+        Collector err = new Collector(p.getErrorStream());
+        try {
+            try (OutputStream stdin = p.getOutputStream()) {
+                typeUntil(stdin, out, "krun:start -k /nowhere/vmlinux /bin/sh -c 'echo hi'",
+                        Pattern.compile("kernel /nowhere/vmlinux does not exist or is not a file\n"));
+            }
+            assertTrue(p.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "krun shell exits at end of input; output:\n"
+                    + out.text());
+        } finally {
+            p.destroyForcibly();
+        }
+        assertFalse(out.text().contains("Exception"), out.text());
+        assertFalse(err.text().contains("Exception"), err.text());
     }
 
     @Test

@@ -9,6 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -63,8 +64,16 @@ final class KrunProcess {
     }
 
     static Result run(byte[] stdin, long timeoutSeconds, String... args) throws IOException, InterruptedException {
+        return run(Map.of(), stdin, timeoutSeconds, args);
+    }
+
+    /** The same, with {@code env} added to krun's environment. */
+    static Result run(Map<String, String> env, byte[] stdin, long timeoutSeconds, String... args)
+            throws IOException, InterruptedException {
         List<String> argList = List.of(args);
-        return run(new ProcessBuilder(command(argList)), argList, stdin, timeoutSeconds);
+        ProcessBuilder pb = new ProcessBuilder(command(argList));
+        pb.environment().putAll(env);
+        return run(pb, argList, stdin, timeoutSeconds);
     }
 
     /** Runs {@code pb} (krun started some other way: a script, say), reporting it as {@code krun args}. */

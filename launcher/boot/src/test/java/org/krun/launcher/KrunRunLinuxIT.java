@@ -72,7 +72,9 @@ class KrunRunLinuxIT {
                 "pwd; echo \"$GREETING\"; hostname; ulimit -n; ulimit -Hn; echo to-stderr >&2; "
                         + "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev devtmpfs ' /proc/mounts; "
                         + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty; "
-                        + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept");
+                        + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept; "
+                        + "echo written > /probe-of-this-run && cat /probe-of-this-run; "
+                        + "grep -c ' host.krun.internal$' /etc/hosts; grep -c '^nameserver ' /etc/resolv.conf");
         exit0 = boot(null, "run", "--no-default-devices", "--device", "rng", "--", "/bin/sh", "-c",
                 "cat /sys/bus/virtio/devices/*/device | sort; exit 0");
         missingCommand = boot(null, "run", "--", "/no/such/command");
@@ -146,9 +148,29 @@ class KrunRunLinuxIT {
         KrunProcess.Result r = environment.get();
         assertEquals(0, r.status(), r.toString());
         assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty", "shared by the host",
-                "ro-kept"), r.out().lines().toList(), r.toString());
+                "ro-kept", "written", "2", resolvers()), r.out().lines().toList(), r.toString());
         assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
+    }
+
+    /** How many resolvers the guest gets: the host's, at most three (HostResolvers). */
+    private static String resolvers() throws java.io.IOException {
+        long n = java.nio.file.Files.readAllLines(java.nio.file.Path.of("/etc/resolv.conf")).stream()
+                .filter(l -> l.matches("\\s*nameserver\\s+[0-9a-fA-F:.]+\\s*")).count();
+        return Long.toString(Math.min(n, 3));
+    }
+
+    @Test
+    void theDefaultRootIsTheSamePristineTreeForEveryRun() throws Exception {
+        KrunProcess.Result r = environment.get(); // wrote /probe-of-this-run and mounted a share at /mnt/host
+        assertEquals(0, r.status(), r.toString());
+        java.nio.file.Path rootfs = java.nio.file.Path.of(KrunProcess.rootfs());
+        assertFalse(java.nio.file.Files.exists(rootfs.resolve("probe-of-this-run")),
+                "the guest's write stayed in its own layer, not in the shared default root " + rootfs);
+        assertFalse(java.nio.file.Files.exists(rootfs.resolve("mnt/host")),
+                "no mount point was made for the share in the shared default root " + rootfs);
+        assertFalse(java.nio.file.Files.readString(rootfs.resolve("etc/hosts")).contains("krun.internal"),
+                "the host alias went into the guest's layer, not the shared default root's /etc/hosts");
     }
 
     @Test

@@ -1,6 +1,7 @@
 package org.krun.launcher;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -9,6 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
@@ -20,7 +22,8 @@ import org.junit.jupiter.api.Test;
 /**
  * An interactive {@code krun run -- /bin/sh} in a real terminal (a tmux pane): the guest shell gets the
  * terminal's size, runs what is typed, follows a window resize, and {@code exit} returns to the host with
- * the terminal settings exactly as before.
+ * the terminal settings exactly as before. The management console ({@code krun --profile full shell}) in a
+ * real terminal is a JLine terminal with line editing and history.
  */
 class KrunTerminalIT {
     private static final long BOOT_SECONDS = 600;
@@ -33,7 +36,7 @@ class KrunTerminalIT {
         Assumptions.assumeTrue(KrunProcess.kvmAvailable(), "/dev/kvm is missing: terminal test SKIPPED");
         Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/bin/tmux")), "tmux is not installed");
         dir = Files.createTempDirectory("krun-tty");
-        socket = "krun-it-" + ProcessHandle.current().pid();
+        socket = "krun-it-" + dir.getFileName(); // one tmux server per test: a killed one may linger
     }
 
     @AfterEach
@@ -74,16 +77,62 @@ class KrunTerminalIT {
         tmux("send-keys", "-t", "t", "Enter");
     }
 
-    @Test
-    void interactiveShellFollowsTheTerminalAndRestoresItOnExit() throws Exception {
+    /**
+     * Runs the krun {@code command} in the pane through a script that saves the terminal settings before and
+     * after, and krun's status.
+     */
+    private void startInPane(List<String> command, int columns, int rows) throws Exception {
         StringBuilder krun = new StringBuilder();
-        for (String part : KrunProcess.command(List.of("run", "--", "/bin/sh"))) {
+        for (String part : command) {
             krun.append('\'').append(part.replace("'", "'\\''")).append("' ");
         }
         Path script = dir.resolve("session.sh");
         Files.writeString(script, "stty -g > before\n" + krun + "\necho \"KRUN_STATUS=$?\" > status\nstty -g > after\n"
                 + "echo SESSION-DONE\nsleep 600\n");
-        tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "-c", dir.toString(), "bash " + script);
+        tmux("new-session", "-d", "-s", "t", "-x", Integer.toString(columns), "-y", Integer.toString(rows),
+                "-c", dir.toString(), "bash " + script);
+    }
+
+    private static long count(String screen, String text) {
+        return screen.lines().filter(l -> l.contains(text)).count();
+    }
+
+    @Test
+    void managementConsoleEditsLinesAndRecallsHistoryInARealTerminal() throws Exception {
+        List<String> cmd = new ArrayList<>(KrunProcess.command(List.of("--profile", "full", "shell")));
+        cmd.add(1, "-Dfelix.fileinstall.dir=" + dir.resolve("vms"));
+        cmd.add(1, "-Duser.home=" + dir); // Gogo keeps its history in ~/.gogo.history
+        startInPane(cmd, 120, 60);
+        String header = "TYPE     DEFAULT  BUNDLE";
+
+        String start = waitFor(s -> s.lines().anyMatch(l -> l.startsWith("g!")), 120, "the console prompt");
+        type("krun:devices");
+        waitFor(s -> count(s, header) == 1, 60, "the device table");
+        // Up recalls the last line only where JLine owns the terminal; a dumb console would get "^[[A". The
+        // newest prompt line shows it (tmux trims the blank after an empty "g!").
+        tmux("send-keys", "-t", "t", "Up");
+        waitFor(s -> s.lines().filter(l -> l.startsWith("g!")).reduce((a, b) -> b).orElse("").contains("krun:devices"),
+                30, "Up to recall krun:devices");
+        tmux("send-keys", "-t", "t", "Enter");
+        waitFor(s -> count(s, header) == 2, 60, "the recalled command's device table");
+        // Ctrl-A moves to the start of the line: "devices", Ctrl-A, "krun:" runs krun:devices.
+        tmux("send-keys", "-t", "t", "-l", "devices");
+        tmux("send-keys", "-t", "t", "C-a");
+        type("krun:");
+        waitFor(s -> count(s, header) == 3, 60, "the device table of the line edited with Ctrl-A");
+
+        type("exit 5");
+        String end = waitFor(s -> s.contains("SESSION-DONE"), 60, "krun to return to the host shell");
+        assertEquals("KRUN_STATUS=5", Files.readString(dir.resolve("status")).strip());
+        assertEquals(Files.readString(dir.resolve("before")), Files.readString(dir.resolve("after")),
+                "terminal settings restored");
+        assertFalse(start.toLowerCase(Locale.ROOT).contains("dumb"), start);
+        assertFalse(end.toLowerCase(Locale.ROOT).contains("dumb"), end);
+    }
+
+    @Test
+    void interactiveShellFollowsTheTerminalAndRestoresItOnExit() throws Exception {
+        startInPane(KrunProcess.command(List.of("run", "--", "/bin/sh")), 100, 30);
 
         // tmux trims trailing blanks from captured lines: the prompt "/ # " reads "/ #".
         waitFor(s -> s.lines().anyMatch(l -> l.stripTrailing().endsWith("/ #")), BOOT_SECONDS, "the guest shell prompt");

@@ -10,7 +10,7 @@
  * {@code @ProviderType} types ({@link org.krun.spi.hypervisor.Notifier}) are implemented by the core only.
  */
 @Export
-@Version("0.2.0")
+@Version("1.0.0")
 package org.krun.spi.hypervisor;
 
 import org.osgi.annotation.bundle.Export;

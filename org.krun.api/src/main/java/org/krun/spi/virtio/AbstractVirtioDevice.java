@@ -49,6 +49,8 @@ public abstract class AbstractVirtioDevice<S> implements VirtioDevice {
     private final RateLimitedLog hostErrors;
     private volatile Active<S> active;
     private boolean closed;
+    /** Requests of an ended activation that were still running past the drain timeout. */
+    private volatile InFlight lingering;
 
     /**
      * @param name how logs name this device ({@code virtio-blk /srv/disk.img})
@@ -168,12 +170,19 @@ public abstract class AbstractVirtioDevice<S> implements VirtioDevice {
             onDeactivate(a);
         } finally {
             if (!a.inFlight.closeAndAwait(drainTimeout())) {
+                lingering = a.inFlight;
                 log.log(Level.ERROR, name + ": " + a.inFlight.running() + " requests still running "
                         + drainTimeout().toSeconds() + " s after the device stopped");
             }
             a.completions.clear();
             onReset(a);
         }
+    }
+
+    @Override
+    public boolean touchesGuestMemoryAfterClose() {
+        InFlight l = lingering;
+        return l != null && l.running() > 0;
     }
 
     // ---- what a device writes

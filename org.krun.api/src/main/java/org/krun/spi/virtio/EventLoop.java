@@ -22,4 +22,24 @@ public interface EventLoop {
      * ({@code EPOLLIN}, {@code EPOLLOUT}). The registration ends with the returned handle or the VM.
      */
     AutoCloseable register(int fd, int events, IntConsumer handler);
+
+    /**
+     * As {@link #register}, with the events watched changeable while it lasts: a device that relays a host
+     * socket watches for input only while it has room for it, so a full guest never makes the loop spin.
+     */
+    Watch watch(int fd, int events, IntConsumer handler);
+
+    /** A descriptor the loop watches. Use it on the loop thread; close ends the watch (idempotent). */
+    @ProviderType
+    interface Watch extends AutoCloseable {
+
+        /** Watches for {@code events} from now on (0: none, but the registration stays). */
+        void events(int events);
+
+        /** The events watched now. */
+        int events();
+
+        @Override
+        void close();
+    }
 }

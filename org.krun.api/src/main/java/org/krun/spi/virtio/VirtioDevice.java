@@ -32,6 +32,14 @@ public interface VirtioDevice extends AutoCloseable {
     /** Writes configuration space; devices ignore writes to read-only fields. */
     void writeConfig(int offset, byte[] data);
 
+    /**
+     * What this device needs of the guest besides its driver (kernel arguments, files the init provides);
+     * asked once, when the VM is built. {@link GuestSetup#NONE} by default.
+     */
+    default GuestSetup guestSetup() {
+        return GuestSetup.NONE;
+    }
+
     /** The driver set DRIVER_OK: start serving the queues. */
     void activate(DeviceContext context);
 
@@ -41,8 +49,20 @@ public interface VirtioDevice extends AutoCloseable {
     /** The driver reset the device: drop everything {@link #activate} gave. */
     void reset();
 
-    /** The VM is gone: release host resources. */
+    /**
+     * The VM is gone: release host resources, after waiting (bounded) for work that still touches guest
+     * memory. Guest RAM is unmapped after every device's close returned.
+     */
     @Override
     default void close() {
+    }
+
+    /**
+     * After {@link #close()}: whether work of this device may still touch guest memory (a request stuck in
+     * the host kernel beyond the device's bound). The core then leaves guest RAM mapped (leaked) rather
+     * than unmap memory that work in progress writes to.
+     */
+    default boolean touchesGuestMemoryAfterClose() {
+        return false;
     }
 }

@@ -42,12 +42,24 @@ public interface VirtioDeviceFactory {
     }
 
     /**
+     * The default device for one VM, for factories whose default depends on the rest of its configuration
+     * (socket impersonation only for a VM without a network card, say); {@link #defaultSpec()} unless
+     * overridden.
+     *
+     * @since 1.1
+     */
+    default Optional<DeviceSpec> defaultSpec(org.krun.api.VmConfig config) {
+        return defaultSpec();
+    }
+
+    /**
      * The device that serves host directory {@code directory} as the guest's root filesystem
      * ({@link org.krun.api.VmConfig#root()}), and how the guest mounts it, for device types that can (a
-     * filesystem share, as libkrun's krun_set_root uses virtio-fs). Empty (the default) for the others;
-     * without any, the core packs the directory into the initramfs.
+     * filesystem share, as libkrun's krun_set_root uses virtio-fs); read-only when {@code readOnly} (the
+     * guest then writes into a layer of its own). Empty (the default) for the others; without any, the core
+     * packs the directory into the initramfs.
      */
-    default Optional<RootFilesystem> rootFilesystem(Path directory) {
+    default Optional<RootFilesystem> rootFilesystem(Path directory, boolean readOnly) {
         return Optional.empty();
     }
 

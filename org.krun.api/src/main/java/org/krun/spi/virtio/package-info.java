@@ -13,7 +13,7 @@
  * {@link org.krun.spi.virtio.EventLoop}, {@link org.krun.spi.virtio.InterruptTrigger}) by the core only.
  */
 @Export
-@Version("0.2.0")
+@Version("1.1.0")
 package org.krun.spi.virtio;
 
 import org.osgi.annotation.bundle.Export;

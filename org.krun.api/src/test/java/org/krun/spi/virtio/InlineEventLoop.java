@@ -11,6 +11,7 @@ import java.util.function.IntConsumer;
 public final class InlineEventLoop implements EventLoop {
 
     private final Map<Integer, IntConsumer> handlers = new LinkedHashMap<>();
+    private final Map<Integer, Integer> watched = new LinkedHashMap<>();
     private int executed;
 
     @Override
@@ -28,6 +29,34 @@ public final class InlineEventLoop implements EventLoop {
     public AutoCloseable register(int fd, int events, IntConsumer handler) {
         handlers.put(fd, handler);
         return () -> handlers.remove(fd, handler);
+    }
+
+    @Override
+    public Watch watch(int fd, int events, IntConsumer handler) {
+        handlers.put(fd, handler);
+        watched.put(fd, events);
+        return new Watch() {
+            @Override
+            public void events(int next) {
+                watched.put(fd, next);
+            }
+
+            @Override
+            public int events() {
+                return watched.getOrDefault(fd, 0);
+            }
+
+            @Override
+            public void close() {
+                handlers.remove(fd, handler);
+                watched.remove(fd);
+            }
+        };
+    }
+
+    /** The events {@code fd} is watched for now (0 when it is not). */
+    public int watchedEvents(int fd) {
+        return watched.getOrDefault(fd, 0);
     }
 
     /** Calls the handler registered for {@code fd}, as if it became ready for {@code events}. */

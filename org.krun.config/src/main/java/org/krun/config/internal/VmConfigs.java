@@ -46,8 +46,9 @@ final class VmConfigs {
         }
         if (!c.root().isBlank()) {
             b.root(Path.of(c.root()));
-        } else if (!kernelGiven) {
-            defaultRoot.ifPresent(b::root);
+        } else if (!kernelGiven && defaultRoot.isPresent()) {
+            // krun's own tree, shared by every VM: read-only to each, with a writable layer of its own
+            b.root(defaultRoot.get()).ephemeralRoot(true);
         }
         for (String e : c.env()) {
             int eq = e.indexOf('=');

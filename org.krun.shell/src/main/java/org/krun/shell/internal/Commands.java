@@ -88,7 +88,12 @@ final class Commands {
                 .defaultDevices(o.defaultDevices())
                 .console(o.terminal() ? ConsoleSpec.terminal(OutputStream.nullOutputStream(), 80, 24)
                         : ConsoleSpec.pipes(OutputStream.nullOutputStream(), OutputStream.nullOutputStream(), true));
-        o.root().or(() -> defaultKernelUsed ? defaultRoot : Optional.empty()).ifPresent(b::root);
+        if (o.root().isPresent()) {
+            b.root(o.root().get());
+        } else if (defaultKernelUsed && defaultRoot.isPresent()) {
+            // krun's own tree, shared by every VM: read-only to each, with a writable layer of its own
+            b.root(defaultRoot.get()).ephemeralRoot(true);
+        }
         o.kernelArgs().forEach(b::kernelArg);
         if (!o.timeout().isZero()) {
             b.timeout(o.timeout());

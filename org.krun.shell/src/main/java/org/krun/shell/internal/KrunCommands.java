@@ -1,11 +1,11 @@
 package org.krun.shell.internal;
 
-import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
-import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.Callable;
+import java.util.stream.Stream;
 
 import org.apache.felix.service.command.Descriptor;
 import org.apache.felix.service.command.Parameter;
@@ -57,33 +57,27 @@ public final class KrunCommands {
 
     @Descriptor("lists the VMs: id, state, uptime, vCPUs, memory, exit, command")
     public String list() {
-        return commands.list();
+        return failingAsMessage(commands::list);
     }
 
     @Descriptor("creates and starts a VM; its console output is kept as its tail (krun:console), its input comes "
             + "from krun:send")
-    public String start(
-            @Descriptor("number of vCPUs") @Parameter(names = {"-c", "--cpus"}, absentValue = "1") int cpus,
-            @Descriptor("guest memory in MiB") @Parameter(names = {"-m", "--memory"}, absentValue = "256") int memoryMib,
-            @Descriptor("guest kernel (default: framework property krun.kernel)")
-            @Parameter(names = {"-k", "--kernel"}, absentValue = "") String kernel,
-            @Descriptor("host directory as the guest's root (default with the default kernel: property krun.rootfs)")
-            @Parameter(names = {"-r", "--root"}, absentValue = "") String root,
-            @Descriptor("the command's working directory in the guest")
-            @Parameter(names = {"-w", "--workdir"}, absentValue = "/") String workdir,
-            @Descriptor("extra kernel command-line arguments, blank-separated")
-            @Parameter(names = {"-a", "--kernel-args"}, absentValue = "") String kernelArgs,
-            @Descriptor("one terminal for the command's stdin, stdout and stderr instead of three pipes")
-            @Parameter(names = {"-t", "--terminal"}, presentValue = "true", absentValue = "false") boolean terminal,
-            @Descriptor("kill the VM after this many seconds (0: never)")
-            @Parameter(names = {"--timeout"}, absentValue = "0") long timeoutSeconds,
-            @Descriptor("do not add the devices that device bundles offer every VM")
-            @Parameter(names = {"--no-default-devices"}, presentValue = "true", absentValue = "false")
-            boolean noDefaultDevices,
-            @Descriptor("the command to run in the guest and its arguments") String[] command) {
-        Commands.StartOptions o = new Commands.StartOptions(cpus, memoryMib, path(kernel), path(root), workdir,
-                Commands.words(kernelArgs), terminal, Duration.ofSeconds(timeoutSeconds), !noDefaultDevices);
-        return commands.start(o, List.of(command));
+    public String start(@Descriptor("""
+            [OPTIONS] [--] CMD ARGS...: options come before the command (anything after the command is the command's, \
+            dashes included; -- also ends the options):
+              -c, --cpus N              number of vCPUs (1)
+              -m, --memory MIB          guest memory in MiB (256)
+              -k, --kernel FILE         guest kernel (framework property krun.kernel)
+              -r, --root DIR            host directory as the guest's root (with the default kernel: krun.rootfs)
+              -w, --workdir DIR         the command's working directory in the guest (/)
+              -a, --kernel-args 'ARGS'  extra kernel command-line arguments, blank-separated
+              -t, --terminal            one terminal for the command's stdin, stdout and stderr instead of three pipes
+              --timeout S               kill the VM after S seconds (0: never)
+              --no-default-devices      do not add the devices that device bundles offer every VM""") String[] args) {
+        return failingAsMessage(() -> {
+            StartCommandLine line = StartCommandLine.parse(Stream.of(args).map(String::valueOf).toList());
+            return commands.start(line.options(), line.command());
+        });
     }
 
     @Descriptor("ends the VM's input (end-of-file for its command), waits for it to finish, kills it after the grace "
@@ -91,13 +85,13 @@ public final class KrunCommands {
     public String stop(
             @Descriptor("seconds to wait before killing") @Parameter(names = {"-g", "--grace"}, absentValue = "10")
             int graceSeconds,
-            @Descriptor("the VM's id (krun:list)") String id) throws InterruptedException {
-        return commands.stop(id, Duration.ofSeconds(graceSeconds));
+            @Descriptor("the VM's id (krun:list)") String id) {
+        return failingAsMessage(() -> commands.stop(id, Duration.ofSeconds(graceSeconds)));
     }
 
     @Descriptor("stops the VM at once, as pulling the plug would; returns once its resources are released")
-    public String kill(@Descriptor("the VM's id (krun:list)") String id) throws InterruptedException {
-        return commands.kill(id);
+    public String kill(@Descriptor("the VM's id (krun:list)") String id) {
+        return failingAsMessage(() -> commands.kill(id));
     }
 
     @Descriptor("shows the VM's most recent console output (kept also after it stopped)")
@@ -105,22 +99,34 @@ public final class KrunCommands {
             @Descriptor("how many lines, 0 for the whole tail (64 KiB)")
             @Parameter(names = {"-n", "--lines"}, absentValue = "40") int lines,
             @Descriptor("the VM's id (krun:list)") String id) {
-        return commands.console(id, lines);
+        return failingAsMessage(() -> commands.console(id, lines));
     }
 
     @Descriptor("writes a line to the VM's console input (the command's stdin)")
     public String send(@Descriptor("the VM's id (krun:list)") String id,
-            @Descriptor("the text; a newline follows it") String[] text) throws IOException {
-        return commands.send(id, String.join(" ", text));
+            @Descriptor("the text; a newline follows it") String[] text) {
+        return failingAsMessage(() -> commands.send(id, String.join(" ", text)));
     }
 
     @Descriptor("lists the device factories present now (what new VMs can have) and their bundles")
     public String devices() {
-        return commands.devices();
+        return failingAsMessage(commands::devices);
     }
 
     @Descriptor("lists the hypervisor backends present now and what they found on this host")
     public String hypervisors() {
-        return commands.hypervisors();
+        return failingAsMessage(commands::hypervisors);
+    }
+
+    /** Runs a command; its failure reaches the console as its message alone ({@link CommandFailure}). */
+    private static String failingAsMessage(Callable<String> command) {
+        try {
+            return command.call();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new CommandFailure(e);
+        } catch (Exception e) {
+            throw new CommandFailure(e);
+        }
     }
 }

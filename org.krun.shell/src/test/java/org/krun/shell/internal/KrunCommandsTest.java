@@ -100,6 +100,46 @@ class KrunCommandsTest {
     }
 
     @Test
+    void startLeavesOptionsAfterTheCommandToTheCommand() throws Exception {
+        run("krun:start /bin/sh -c 'echo hi' -m 64");
+
+        VmConfig c = krun.created.get(0).config;
+        assertEquals(List.of("/bin/sh", "-c", "echo hi", "-m", "64"), c.command());
+        assertEquals(1, c.cpus());
+        assertEquals(256, c.memoryMib());
+    }
+
+    @Test
+    void startOptionsEndAtDoubleDash() throws Exception {
+        run("krun:start -c 2 -- -c 'echo hi'");
+
+        VmConfig c = krun.created.get(0).config;
+        assertEquals(2, c.cpus());
+        assertEquals(List.of("-c", "echo hi"), c.command());
+    }
+
+    @Test
+    void startTakesLongOptionsWithValuesAfterAnEqualsSign() throws Exception {
+        run("krun:start --cpus=3 --memory 96 --timeout=5 /bin/true");
+
+        VmConfig c = krun.created.get(0).config;
+        assertEquals(3, c.cpus());
+        assertEquals(96, c.memoryMib());
+        assertEquals(Optional.of(java.time.Duration.ofSeconds(5)), c.timeout());
+    }
+
+    @Test
+    void startWithAnUnknownOptionOrNoCommandIsAOneLineError() {
+        Exception unknown = assertThrows(Exception.class, () -> run("krun:start -x /bin/true"));
+        assertTrue(unknown.toString().startsWith("unknown option -x (krun:start [-c CPUS]"), unknown.toString());
+        Exception noCommand = assertThrows(Exception.class, () -> run("krun:start -c 2"));
+        assertTrue(noCommand.toString().startsWith("no command given: krun:start"), noCommand.toString());
+        Exception badNumber = assertThrows(Exception.class, () -> run("krun:start -c two /bin/true"));
+        assertEquals("option -c needs a whole number, not 'two'", badNumber.toString());
+        assertTrue(krun.created.isEmpty());
+    }
+
+    @Test
     void startWithoutKernelBootsTheDefaultKernelAndRootfs() throws Exception {
         run("krun:start /bin/true");
 
@@ -200,8 +240,19 @@ class KrunCommandsTest {
 
     @Test
     void unknownVmIsAClearError() {
-        Exception e = assertThrows(IllegalArgumentException.class, () -> run("krun:kill vm9"));
+        Exception e = assertThrows(Exception.class, () -> run("krun:kill vm9"));
         assertEquals("no VM vm9 (krun:list shows them)", e.getMessage());
+    }
+
+    @Test
+    void aFailedCommandReadsAsItsMessageAloneWhereTheConsolePrintsIt() {
+        // Gogo's console prints a failed command's exception with toString().
+        krun.failure = new org.krun.api.VmConfigException("kernel /nowhere does not exist or is not a file");
+
+        Exception e = assertThrows(Exception.class, () -> run("krun:start -k /nowhere /bin/true"));
+
+        assertEquals("kernel /nowhere does not exist or is not a file", e.toString());
+        assertTrue(e.getCause() instanceof org.krun.api.VmConfigException, "the original stays the cause");
     }
 
     @Test

@@ -18,6 +18,14 @@ final class InitConfig {
     }
 
     static byte[] json(VmConfig c) {
+        return json(c, Map.of(), Map.of());
+    }
+
+    /**
+     * The configuration, with {@code files} (guest path to contents that replace it) and {@code appends}
+     * (guest path to lines added to it) for the init to provide.
+     */
+    static byte[] json(VmConfig c, Map<String, String> files, Map<String, String> appends) {
         List<String> env = new ArrayList<>();
         for (Map.Entry<String, String> e : c.env().entrySet()) {
             env.add(e.getKey() + "=" + e.getValue());
@@ -50,7 +58,12 @@ final class InitConfig {
             string(sb, m.fstype());
             sb.append(",\"root_options\":");
             string(sb, m.options());
+            if (c.ephemeralRoot() && c.root().isPresent()) {
+                sb.append(",\"root_overlay\":1");
+            }
         });
+        pairs(sb, "files", files);
+        pairs(sb, "appends", appends);
         if (!c.mounts().isEmpty()) {
             List<String> quads = new ArrayList<>();
             for (GuestMount m : c.mounts()) {
@@ -61,6 +74,19 @@ final class InitConfig {
         }
         sb.append("}\n");
         return sb.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static void pairs(StringBuilder sb, String key, Map<String, String> map) {
+        if (map.isEmpty()) {
+            return;
+        }
+        List<String> flat = new ArrayList<>();
+        map.forEach((path, content) -> {
+            flat.add(path);
+            flat.add(content);
+        });
+        sb.append(",\"").append(key).append("\":");
+        array(sb, flat);
     }
 
     private static void array(StringBuilder sb, List<String> items) {

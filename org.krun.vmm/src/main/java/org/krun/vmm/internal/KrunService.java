@@ -120,10 +120,11 @@ public final class KrunService implements Krun {
         specs.add(console);
         specs.addAll(config.devices());
         if (config.defaultDevices()) {
-            Set<String> asked = new HashSet<>();
+            Set<String> asked = new HashSet<>(config.withoutDefaults());
             specs.forEach(s -> asked.add(s.type()));
-            factories.keySet().stream().sorted().map(this::factory).flatMap(Optional::stream)
-                    .forEach(f -> f.defaultSpec().filter(s -> !asked.contains(s.type())).ifPresent(specs::add));
+            VmConfig withRoot = config;
+            factories.keySet().stream().sorted().filter(t -> !asked.contains(t)).map(this::factory).flatMap(Optional::stream)
+                    .forEach(f -> f.defaultSpec(withRoot).filter(s -> !asked.contains(s.type())).ifPresent(specs::add));
         }
         List<VirtioDevice> devices = new ArrayList<>();
         try {
@@ -145,8 +146,9 @@ public final class KrunService implements Krun {
 
     /**
      * A root directory becomes the root filesystem that a device bundle offers for it (virtio-fs: a share
-     * with tag /dev/root, as libkrun's krun_set_root), which the guest init switches to. Without such a
-     * bundle the directory is packed into the initramfs instead (fine for small trees).
+     * with tag /dev/root, as libkrun's krun_set_root), which the guest init switches to; an ephemeral root
+     * is offered read-only and the init lays a tmpfs over it. Without such a bundle the directory is packed
+     * into the initramfs instead (fine for small trees, and ephemeral by nature).
      */
     private VmConfig withRootFilesystem(VmConfig config) {
         if (config.root().isEmpty() || config.rootMount().isPresent()) {
@@ -155,7 +157,7 @@ public final class KrunService implements Krun {
         Path dir = config.root().get();
         Optional<VirtioDeviceFactory.RootFilesystem> rootFs = factories.keySet().stream().sorted(Comparator.naturalOrder())
                 .map(this::factory).flatMap(Optional::stream)
-                .map(f -> f.rootFilesystem(dir)).flatMap(Optional::stream).findFirst();
+                .map(f -> f.rootFilesystem(dir, config.ephemeralRoot())).flatMap(Optional::stream).findFirst();
         if (rootFs.isEmpty()) {
             return config;
         }

@@ -13,6 +13,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.Consumer;
 
 import org.krun.api.ConsoleSpec;
@@ -29,6 +30,7 @@ import org.krun.spi.hypervisor.VcpuExit;
 import org.krun.spi.hypervisor.X86BootState;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.virtio.HostConsole;
+import org.krun.spi.virtio.RateLimitedLog;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.vmm.internal.boot.E820;
 import org.krun.vmm.internal.boot.Gdt;
@@ -57,6 +59,7 @@ import org.krun.vmm.internal.virtio.MmioTransport;
 final class Machine implements VirtualMachine {
     private static final System.Logger LOG = System.getLogger(Machine.class.getName());
     private static final long MIB = 1024 * 1024;
+    private static final long HALT_SLEEP_NANOS = 1_000_000;
 
     private enum Phase { CREATED, STARTING, RUNNING, STOPPING, STOPPED }
 
@@ -74,6 +77,8 @@ final class Machine implements VirtualMachine {
     private final ResourceStack resources = new ResourceStack();
     private final Object lock = new Object();
     private final BootTimeline timeline = new BootTimeline();
+    /** Device accesses from vCPUs that failed: the guest can cause them in a loop, so at most one line per interval. */
+    private final RateLimitedLog accessErrors = new RateLimitedLog(m -> LOG.log(Level.WARNING, m), Duration.ofSeconds(10));
 
     private Phase phase = Phase.CREATED;
     private Instant startedAt;
@@ -90,6 +95,7 @@ final class Machine implements VirtualMachine {
     private Bus io;
     private Bus mmio;
     private boolean vcpusStuck;
+    private GuestRam ram;
 
     Machine(String id, VmConfig config, ConsoleSpec consoleStreams, ConsoleTail tail, Hypervisor hypervisor,
             List<VirtioDevice> devices, byte[] init, Consumer<Machine> onClosed) {
@@ -164,7 +170,7 @@ final class Machine implements VirtualMachine {
     /** The boot sequence, one step a line. */
     private void boot() {
         long started = System.nanoTime();
-        GuestRam ram = resources.push("guest RAM", GuestRam.allocate(config.memoryMib() * MIB));
+        ram = resources.push("guest RAM", GuestRam.allocate(config.memoryMib() * MIB));
         GuestMemory mem = ram.memory();
         HypervisorVm vm = resources.push("hypervisor VM", hypervisor.createVm(config.cpus()));
         ram.mapInto(vm);
@@ -178,8 +184,14 @@ final class Machine implements VirtualMachine {
         mmio = new Bus("mmio");
         KernelCommandLine cmdline = baseCommandLine();
         attachDevices(vm, mem, cmdline);
+        GuestFiles files = new GuestFiles();
+        for (VirtioDevice d : devices) {
+            org.krun.spi.virtio.GuestSetup setup = d.guestSetup();
+            cmdline.addAll(setup.kernelArgs());
+            files.add(setup);
+        }
         cmdline.addAll(hypervisor.guestKernelArgs()).addAll(config.kernelArgs());
-        long[] initrd = loadInitramfs(mem, ram.lowEnd(), kernel.end());
+        long[] initrd = loadInitramfs(mem, ram.lowEnd(), kernel.end(), files);
         int cmdlineSize = cmdline.write(mem);
         ZeroPage.write(mem, kernel.isBzImage() ? kernel.setupHeader() : null, X86Layout.CMDLINE_ADDRESS, cmdlineSize,
                 initrd[0], initrd[1], E820.of(mem));
@@ -234,10 +246,10 @@ final class Machine implements VirtualMachine {
     }
 
     /** Places the initramfs at the top of low RAM; returns {address, size}. */
-    private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd) {
+    private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd, GuestFiles files) {
         // With a root mount (a virtio-fs share or a disk) the initramfs carries only the init and its config.
         Optional<java.nio.file.Path> packedRoot = config.rootMount().isPresent() ? Optional.empty() : config.root();
-        Initramfs initramfs = Initramfs.plan(packedRoot, config.initrd(), init, InitConfig.json(config));
+        Initramfs initramfs = Initramfs.plan(packedRoot, config.initrd(), init, InitConfig.json(config, files.replace(), files.append()));
         long size = initramfs.size();
         long top = Math.min(lowEnd, 0x8000_0000L);
         long address = (top - size) & ~0xfffL;
@@ -297,16 +309,20 @@ final class Machine implements VirtualMachine {
                         mmio.write(wr.address(), wr.size(), wr.value());
                         return 0;
                     }, 0);
-                    case VcpuExit.Halted h -> Thread.onSpinWait();
+                    // With the in-kernel irqchip a halt waits in the hypervisor; a backend that returns it
+                    // anyway gets the vCPU back after a short sleep, never a spin that burns a core.
+                    case VcpuExit.Halted h -> LockSupport.parkNanos(HALT_SLEEP_NANOS);
                     case VcpuExit.Interrupted i -> {
                     }
                     case VcpuExit.Shutdown s -> guestStopped(s.cause());
                     case VcpuExit.Failed f -> stop(VmExit.failed("vCPU " + vcpu.index() + ": " + f.reason()));
                 }
             }
-        } catch (RuntimeException e) {
+        } catch (Throwable e) {
+            // Whatever it is (an OutOfMemoryError, a StackOverflowError, a backend bug), it ends this VM with
+            // a reason, and nothing else: other VMs of the JVM go on.
             LOG.log(Level.ERROR, "vm " + id + ": vCPU " + vcpu.index() + " failed", e);
-            stop(VmExit.failed("vCPU " + vcpu.index() + ": " + e.getMessage()));
+            stop(VmExit.failed("vCPU " + vcpu.index() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage())));
         }
     }
 
@@ -319,7 +335,7 @@ final class Machine implements VirtualMachine {
         try {
             return a.run();
         } catch (RuntimeException e) {
-            LOG.log(Level.WARNING, "vm " + id + ": device access failed: " + e.toString());
+            accessErrors.warn("vm " + id + ": device access failed: " + e);
             return size >= 8 || size == 0 ? -1L : (1L << (8 * size)) - 1;
         }
     }
@@ -385,11 +401,11 @@ final class Machine implements VirtualMachine {
     private void loopBody() {
         try {
             loop.run();
-        } catch (RuntimeException e) {
+        } catch (Throwable e) {
             LOG.log(Level.ERROR, "vm " + id + ": device loop failed", e);
             synchronized (lock) {
                 if (stopReason == null) {
-                    stopReason = VmExit.failed("device loop: " + e.getMessage());
+                    stopReason = VmExit.failed("device loop: " + (e.getMessage() == null ? e.toString() : e.getMessage()));
                 }
             }
             stopping = true;
@@ -420,12 +436,16 @@ final class Machine implements VirtualMachine {
         exit.complete(reason);
     }
 
+    /** Closes every device; guest RAM stays mapped if one of them could not stop touching it. */
     private void closeDevices() {
         for (VirtioDevice d : devices) {
             try {
                 d.close();
             } catch (RuntimeException e) {
-                LOG.log(Level.WARNING, "vm " + id + ": closing device " + d.deviceType() + " failed: " + e.toString());
+                LOG.log(Level.WARNING, "vm " + id + ": closing device " + d.deviceType() + " failed: " + e);
+            }
+            if (d.touchesGuestMemoryAfterClose() && ram != null) {
+                ram.keepMapped("virtio device " + d.deviceType() + " of vm " + id + " still has requests running");
             }
         }
     }

@@ -46,6 +46,46 @@ class InitConfigTest {
     }
 
     @Test
+    void anEphemeralRootAsksTheInitForAWritableLayerOverTheReadOnlyShare() {
+        VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true").root(Path.of("/srv/root"))
+                .rootMount(new org.krun.api.GuestMount("/dev/root", "/", "virtiofs", "ro"));
+        String live = json(b.build());
+        String ephemeral = json(b.ephemeralRoot(true).build());
+        assertEquals(false, live.contains("root_overlay"), live);
+        assertEquals(true, ephemeral.contains("\"root_source\":\"/dev/root\",\"root_fstype\":\"virtiofs\","
+                + "\"root_options\":\"ro\",\"root_overlay\":1"), ephemeral);
+    }
+
+    @Test
+    void devicesFilesAndAppendsTravelAsPathContentPairs() {
+        VmConfig c = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true").build();
+        String j = new String(InitConfig.json(c, java.util.Map.of("/etc/resolv.conf", "nameserver 192.0.2.53\n"),
+                java.util.Map.of("/etc/hosts", "192.0.2.1 host.krun.internal\n")), StandardCharsets.UTF_8);
+        assertEquals(true, j.contains(",\"files\":[\"/etc/resolv.conf\",\"nameserver 192.0.2.53\\n\"]"), j);
+        assertEquals(true, j.contains(",\"appends\":[\"/etc/hosts\",\"192.0.2.1 host.krun.internal\\n\"]"), j);
+        assertEquals(false, json(c).contains("files"), "no devices' files, no key");
+    }
+
+    @Test
+    void twoDevicesFilesForOnePathAreJoinedLineByLine() {
+        GuestFiles files = new GuestFiles();
+        files.add(new org.krun.spi.virtio.GuestSetup(java.util.List.of(), java.util.Map.of(),
+                java.util.Map.of("/etc/hosts", "10.0.0.1 a")));
+        files.add(new org.krun.spi.virtio.GuestSetup(java.util.List.of(), java.util.Map.of(),
+                java.util.Map.of("/etc/hosts", "10.0.0.2 b\n")));
+        assertEquals("10.0.0.1 a\n10.0.0.2 b\n", files.append().get("/etc/hosts"));
+    }
+
+    @Test
+    void devicesFilesBeyondTheCapAreAConfigurationError() {
+        GuestFiles files = new GuestFiles();
+        String big = "x".repeat(GuestFiles.MAX_BYTES);
+        org.junit.jupiter.api.Assertions.assertThrows(org.krun.api.VmConfigException.class, () -> files.add(
+                new org.krun.spi.virtio.GuestSetup(java.util.List.of(), java.util.Map.of("/etc/big", big),
+                        java.util.Map.of())));
+    }
+
+    @Test
     void terminalConsoleCarriesItsSize() {
         VmConfig c = VmConfig.builder().kernel(Path.of("/k")).command("sh")
                 .console(ConsoleSpec.terminal(OutputStream.nullOutputStream(), 132, 43)).build();

@@ -35,6 +35,7 @@ class KrunServiceTest {
     Path dir;
     private Path kernel;
     private final List<String> created = new ArrayList<>();
+    private final List<String> asked = new ArrayList<>();
     private KrunService krun;
 
     @BeforeEach
@@ -133,6 +134,58 @@ class KrunServiceTest {
     }
 
     @Test
+    void defaultDevicesComeFromTheFactoriesUnlessTheVmAsksForTheTypeOrGoesWithoutIt() {
+        krun.addHypervisor(hypervisor("h"));
+        krun.addDeviceFactory(factory("console", "console"));
+        krun.addDeviceFactory(defaulting("a"));
+        krun.addDeviceFactory(defaulting("b"));
+        VmConfig.Builder b = VmConfig.builder().kernel(kernel).command("/bin/true");
+
+        krun.create(b.build()).close();
+        assertEquals(List.of("console", "a default for /bin/true", "b default for /bin/true"), created);
+        created.clear();
+        krun.create(b.build().toBuilder().withoutDefault("a").build()).close();
+        assertEquals(List.of("console", "b default for /bin/true"), created, "only the named default is left out");
+        created.clear();
+        krun.create(b.build().toBuilder().device(new GenericDeviceSpec("b", Map.of("own", "1"))).build()).close();
+        assertEquals(List.of("console", "b {own=1}", "a default for /bin/true"), created, "asked-for types have no default");
+        created.clear();
+        krun.create(b.defaultDevices(false).build()).close();
+        assertEquals(List.of("console"), created);
+    }
+
+    /** A factory of {@code type} whose default device depends on the VM's command. */
+    private VirtioDeviceFactory defaulting(String type) {
+        return new VirtioDeviceFactory() {
+            @Override
+            public String type() {
+                return type;
+            }
+
+            @Override
+            public VirtioDevice create(DeviceSpec spec) {
+                created.add(type + " " + (spec instanceof GenericDeviceSpec g ? g.options().toString() : spec.toString()));
+                return new NoDevice();
+            }
+
+            @Override
+            public Optional<DeviceSpec> defaultSpec(VmConfig config) {
+                return Optional.of(new DeviceSpec() {
+                    @Override
+                    public String type() {
+                        return type;
+                    }
+
+                    @Override
+                    public String toString() {
+                        return "default for " + String.join(" ", config.command());
+                    }
+                });
+            }
+        };
+    }
+
+    @Test
     void factoriesAreKnownByTheirServicePropertyType() {
         krun.addHypervisor(hypervisor("h"));
         krun.bindDeviceFactory(factory("console", "console"), props("console", 0, 1));
@@ -183,7 +236,8 @@ class KrunServiceTest {
             }
 
             @Override
-            public Optional<RootFilesystem> rootFilesystem(Path directory) {
+            public Optional<RootFilesystem> rootFilesystem(Path directory, boolean readOnly) {
+                asked.add(directory + (readOnly ? " ro" : " rw"));
                 return Optional.of(new RootFilesystem(share, mount));
             }
         });
@@ -193,6 +247,8 @@ class KrunServiceTest {
             assertEquals(List.of(share), vm.config().devices());
         }
         assertEquals(List.of("console", "share " + share), created);
+        krun.create(config().root(root).ephemeralRoot(true).build()).close();
+        assertEquals(List.of(root + " rw", root + " ro"), asked, "an ephemeral root is asked for read-only");
     }
 
     @Test

@@ -45,4 +45,14 @@ public final class RecordingFactory<D extends VirtioDevice> implements VirtioDev
     public Optional<DeviceSpec> defaultSpec() {
         return delegate.defaultSpec();
     }
+
+    @Override
+    public Optional<DeviceSpec> defaultSpec(org.krun.api.VmConfig config) {
+        return delegate.defaultSpec(config);
+    }
+
+    @Override
+    public Optional<RootFilesystem> rootFilesystem(java.nio.file.Path directory, boolean readOnly) {
+        return delegate.rootFilesystem(directory, readOnly);
+    }
 }

@@ -22,6 +22,9 @@ import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
 import org.krun.api.VmExit;
+import org.krun.api.PortForward;
+import org.krun.api.VsockPort;
+import org.krun.api.VsockSpec;
 import org.krun.posix.Posix;
 import org.krun.posix.Termios;
 
@@ -115,13 +118,35 @@ final class RunCommand implements Callable<Integer> {
                 "rng: an entropy source; balloon[,free-page-reporting=on|off]"})
     List<String> devices = new ArrayList<>();
 
+    @Option(names = "--vsock", paramLabel = "PORT:PATH[,listen]",
+            description = {"Tie guest vsock PORT to the host unix socket PATH: a guest",
+                "connecting to PORT (host CID 2) reaches PATH; with ,listen krun",
+                "listens on PATH and each connection reaches the guest's PORT.",
+                "Repeatable."})
+    List<String> vsockPorts = new ArrayList<>();
+
+    @Option(names = "--net", paramLabel = "MODE",
+            description = {"The guest's networking: tsi (the default) has the guest's",
+                "IPv4/IPv6 sockets made on the host by krun, so the guest",
+                "reaches what the host reaches (the host's own loopback as",
+                "host.krun.internal); tsi,unix impersonates unix sockets too",
+                "(the default with --root /); none leaves only loopback."})
+    String net;
+
+    @Option(names = {"-p", "--publish"}, paramLabel = "HOST:GUEST[/udp]",
+            description = {"Publish guest port GUEST on host port HOST (all addresses):",
+                "connections to it reach a guest server listening on GUEST.",
+                "Repeatable."})
+    List<String> published = new ArrayList<>();
+
     @Option(names = "--allow-unprotected",
             description = {"Run even where the profile cannot give the protection it",
                 "promises (sev, tdx, nitro while their bundle is missing)."})
     boolean allowUnprotected;
 
     @Option(names = "--no-default-devices",
-            description = "Do not give the VM the devices it gets by default (entropy source, memory balloon).")
+            description = {"Do not give the VM the devices it gets by default (entropy",
+                "source, memory balloon, the vsock device of --net tsi)."})
     boolean noDefaultDevices;
 
     @Parameters(paramLabel = "CMD", arity = "0..*",
@@ -209,7 +234,9 @@ final class RunCommand implements Callable<Integer> {
         } else if (root != null) {
             b.root(root);
         } else if (initrd == null) {
-            b.root(defaultPath("krun.rootfs", "--root"));
+            // krun's own busybox tree is shared by every run: the guest gets it read-only with its own
+            // writable layer, so one run never sees what another wrote.
+            b.root(defaultPath("krun.rootfs", "--root")).ephemeralRoot(true);
         }
         for (String d : disks) {
             b.device(DiskOption.parse("--disk", d).disk());
@@ -217,6 +244,7 @@ final class RunCommand implements Callable<Integer> {
         for (String d : devices) {
             b.device(DeviceOption.parse(d));
         }
+        networking(b);
         if (workdir != null) {
             b.workdir(workdir);
         }
@@ -255,6 +283,47 @@ final class RunCommand implements Callable<Integer> {
             b.timeout(Duration.ofSeconds(timeoutSeconds));
         }
         return b.build();
+    }
+
+    /**
+     * --vsock, --net and -p: one vsock device carries port maps and socket impersonation. Without any of
+     * them the VM gets the vsock device's default (impersonation of inet sockets, unix ones too for a root
+     * of /); --net none goes without it.
+     */
+    private void networking(VmConfig.Builder b) {
+        VsockSpec.Tsi tsi;
+        boolean explicit = net != null;
+        if (net == null) {
+            // as the vsock device's default for this VM (VsockFactory.defaultSpec)
+            tsi = root != null && root.toAbsolutePath().normalize().equals(Path.of("/"))
+                    ? VsockSpec.Tsi.INET_AND_UNIX : VsockSpec.Tsi.INET;
+        } else {
+            tsi = switch (net) {
+                case "tsi" -> VsockSpec.Tsi.INET;
+                case "tsi,unix" -> VsockSpec.Tsi.INET_AND_UNIX;
+                case "none" -> VsockSpec.Tsi.OFF;
+                default -> throw new VmConfigException("--net " + net + ": the modes are tsi, tsi,unix and none");
+            };
+        }
+        VsockSpec vsock = VsockSpec.create().withTsi(tsi);
+        for (String v : vsockPorts) {
+            try {
+                vsock = vsock.withPort(VsockPort.parse(v));
+            } catch (VmConfigException e) {
+                throw new VmConfigException("--vsock " + v + ": " + e.getMessage());
+            }
+        }
+        for (String p : published) {
+            if (tsi == VsockSpec.Tsi.OFF) {
+                throw new VmConfigException("-p " + p + ": publishing a port needs networking, and --net is none");
+            }
+            vsock = vsock.withPublished(PortForward.parse(p));
+        }
+        if (!vsockPorts.isEmpty() || !published.isEmpty() || explicit && tsi != VsockSpec.Tsi.OFF) {
+            b.device(vsock);
+        } else if (tsi == VsockSpec.Tsi.OFF) {
+            b.withoutDefault(VsockSpec.TYPE);
+        }
     }
 
     /** {@code HOST:GUEST[:ro]}: a virtio-fs share and the mount of it the guest init makes. */

@@ -71,4 +71,63 @@ class RunCommandTest {
             assertTrue(e.getMessage().startsWith("--device " + bad), e.getMessage());
         }
     }
+
+    @Test
+    void vsockPortMapsBecomeOneVsockDevice(@TempDir Path dir) {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--vsock", "5000:" + dir.resolve("a.sock"), "--vsock",
+                "6000:" + dir.resolve("b.sock") + ",listen", "--", "/bin/true");
+        assertEquals(List.of(org.krun.api.VsockSpec.create().withTsi(org.krun.api.VsockSpec.Tsi.INET)
+                .withPort(new org.krun.api.VsockPort(5000, dir.resolve("a.sock"), false))
+                .withPort(new org.krun.api.VsockPort(6000, dir.resolve("b.sock"), true))), c.devices());
+        for (String bad : List.of("5000", ":x", "x:/p", "0:/p", "262144:/p", "5000:/p,listen,x")) {
+            VmConfigException e = assertThrows(VmConfigException.class,
+                    () -> parse("--kernel", "/k", "--root", "/r", "--vsock", bad, "--", "/bin/true"), bad);
+            assertTrue(e.getMessage().startsWith("--vsock " + bad), e.getMessage());
+        }
+    }
+
+    @Test
+    void withoutNetworkingOptionsTheVmTakesTheDefaultImpersonation() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--", "/bin/true");
+        assertEquals(List.of(), c.devices(), "the vsock device's default serves");
+        assertEquals(java.util.Set.of(), c.withoutDefaults());
+    }
+
+    @Test
+    void netNoneGoesWithoutTheDefaultVsockDevice() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--net", "none", "--", "/bin/true");
+        assertEquals(List.of(), c.devices());
+        assertEquals(java.util.Set.of("vsock"), c.withoutDefaults());
+        assertTrue(c.defaultDevices(), "the other default devices stay");
+    }
+
+    @Test
+    void publishedPortsGoToTheImpersonatingVsockDevice() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "-p", "8080:80", "--publish", "5353:53/udp", "--", "/bin/true");
+        assertEquals(List.of(org.krun.api.VsockSpec.create().withTsi(org.krun.api.VsockSpec.Tsi.INET)
+                .withPublished(new org.krun.api.PortForward(8080, 80, org.krun.api.PortForward.Protocol.TCP))
+                .withPublished(new org.krun.api.PortForward(5353, 53, org.krun.api.PortForward.Protocol.UDP))), c.devices());
+    }
+
+    @Test
+    void aRootOfTheHostsOwnTreeImpersonatesUnixSocketsToo() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/", "-p", "8080", "--", "/bin/true");
+        assertEquals(org.krun.api.VsockSpec.Tsi.INET_AND_UNIX, ((org.krun.api.VsockSpec) c.devices().get(0)).tsi());
+        VmConfig inetOnly = parse("--kernel", "/k", "--root", "/", "--net", "tsi", "--", "/bin/true");
+        assertEquals(org.krun.api.VsockSpec.Tsi.INET, ((org.krun.api.VsockSpec) inetOnly.devices().get(0)).tsi());
+    }
+
+    @Test
+    void badNetworkingOptionsAreOneLineErrors() {
+        for (List<String> bad : List.of(List.of("--net", "bridge"), List.of("--net", "none", "-p", "80"),
+                List.of("-p", "80:x"), List.of("-p", "0:80"), List.of("-p", "80:80/sctp"), List.of("-p", "1:2:3"),
+                List.of("-p", "8080:80", "-p", "8080:81"))) {
+            List<String> args = new java.util.ArrayList<>(List.of("--kernel", "/k", "--root", "/r"));
+            args.addAll(bad);
+            args.addAll(List.of("--", "/bin/true"));
+            VmConfigException e = assertThrows(VmConfigException.class, () -> parse(args.toArray(String[]::new)),
+                    bad.toString());
+            assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        }
+    }
 }

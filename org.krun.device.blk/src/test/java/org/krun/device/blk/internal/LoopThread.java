@@ -42,6 +42,11 @@ final class LoopThread implements EventLoop, AutoCloseable {
         throw new UnsupportedOperationException();
     }
 
+    @Override
+    public Watch watch(int fd, int events, IntConsumer handler) {
+        throw new UnsupportedOperationException();
+    }
+
     /** Runs {@code task} on the loop and waits for it. */
     <T> T call(Callable<T> task) throws Exception {
         return executor.submit(task).get(60, TimeUnit.SECONDS);

@@ -63,18 +63,37 @@ final class FdTable<T> {
     }
 
     private final Map<Long, Entry> entries = new HashMap<>();
+    private final int capacity;
+    private final int fullErrno;
     private long nextId;
     private boolean closed;
 
-    FdTable(long firstId) {
+    /**
+     * @param firstId the id of the first entry
+     * @param capacity the most entries (descriptors) the table holds at once
+     * @param fullErrno what adding to a full table throws (EMFILE, ENFILE, ENOLCK)
+     */
+    FdTable(long firstId, int capacity, int fullErrno) {
+        if (capacity < 1) {
+            throw new IllegalArgumentException("capacity " + capacity);
+        }
         this.nextId = firstId;
+        this.capacity = capacity;
+        this.fullErrno = fullErrno;
     }
 
-    /** Adds {@code fd} (now owned by the table) under a fresh id with count 1. */
+    /**
+     * Adds {@code fd} (now owned by the table) under a fresh id with count 1; when the table is full the
+     * fd is closed and the table's errno thrown.
+     */
     synchronized Entry add(int fd, T value) {
         if (closed) {
             HostFs.close(fd);
             throw new FsException(Errno.EIO);
+        }
+        if (entries.size() >= capacity) {
+            HostFs.close(fd);
+            throw new FsException(fullErrno);
         }
         Entry e = new Entry(nextId++, fd, value);
         e.count = 1;
@@ -132,6 +151,17 @@ final class FdTable<T> {
 
     synchronized int size() {
         return entries.size();
+    }
+
+    int capacity() {
+        return capacity;
+    }
+
+    /** Throws the table's errno when it is full: before making on the host what could not be registered. */
+    synchronized void requireRoom() {
+        if (entries.size() >= capacity) {
+            throw new FsException(fullErrno);
+        }
     }
 
     /** Closes every descriptor not in use now; those in use close when their last request ends. */

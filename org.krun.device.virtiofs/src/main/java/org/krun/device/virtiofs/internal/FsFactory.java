@@ -33,8 +33,8 @@ public final class FsFactory extends AbstractDeviceFactory<FsShareSpec> {
 
     /** A root directory is shared as tag {@value FsShareSpec#ROOT_TAG}, which the guest init mounts as /. */
     @Override
-    public Optional<RootFilesystem> rootFilesystem(Path directory) {
-        return Optional.of(new RootFilesystem(new FsShareSpec(FsShareSpec.ROOT_TAG, directory, false),
-                new GuestMount(FsShareSpec.ROOT_TAG, "/", "virtiofs", "")));
+    public Optional<RootFilesystem> rootFilesystem(Path directory, boolean readOnly) {
+        return Optional.of(new RootFilesystem(new FsShareSpec(FsShareSpec.ROOT_TAG, directory, readOnly),
+                new GuestMount(FsShareSpec.ROOT_TAG, "/", "virtiofs", readOnly ? "ro" : "")));
     }
 }

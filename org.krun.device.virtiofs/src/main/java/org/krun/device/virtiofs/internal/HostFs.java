@@ -105,6 +105,9 @@ final class HostFs {
     private static final MethodHandle FCNTL_PTR = Libc.downcall("fcntl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS),
             Linker.Option.firstVariadicArg(2));
     private static final MethodHandle GETEUID = Libc.downcallWithoutErrno("geteuid", FunctionDescriptor.of(JAVA_INT));
+    private static final MethodHandle GETRLIMIT = Libc.downcall("getrlimit", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    /** sys/resource.h */
+    static final int RLIMIT_NOFILE = 7;
 
     private static final byte[] EMPTY = new byte[0];
 
@@ -302,14 +305,23 @@ final class HostFs {
         return buf;
     }
 
-    /** getxattr on the inode behind an O_PATH fd; {@code size} 0 asks for the value's size only. */
+    /** getxattr on the inode behind an O_PATH fd, into a buffer of {@code size} bytes (at least 1). */
     static byte[] getxattr(int fd, byte[] name, int size) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment buf = size == 0 ? MemorySegment.NULL : a.allocate(size);
+            MemorySegment buf = a.allocate(size);
             MemorySegment path = cstring(a, procPath(fd));
             MemorySegment n = cstring(a, name);
             long r = check(Libc.call(() -> (long) GETXATTR.invokeExact(path, n, buf, (long) size)));
-            return size == 0 ? new byte[(int) r] : buf.asSlice(0, r).toArray(JAVA_BYTE);
+            return buf.asSlice(0, r).toArray(JAVA_BYTE);
+        }
+    }
+
+    /** The size of an xattr's value (getxattr with size 0), allocating nothing of that size. */
+    static int getxattrSize(int fd, byte[] name) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment path = cstring(a, procPath(fd));
+            MemorySegment n = cstring(a, name);
+            return (int) check(Libc.call(() -> (long) GETXATTR.invokeExact(path, n, MemorySegment.NULL, 0L)));
         }
     }
 
@@ -323,13 +335,21 @@ final class HostFs {
         }
     }
 
-    /** The NUL-separated names list; {@code size} 0 asks for its size only. */
+    /** The NUL-separated names list, into a buffer of {@code size} bytes (at least 1). */
     static byte[] listxattr(int fd, int size) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment buf = size == 0 ? MemorySegment.NULL : a.allocate(size);
+            MemorySegment buf = a.allocate(size);
             MemorySegment path = cstring(a, procPath(fd));
             long r = check(Libc.call(() -> (long) LISTXATTR.invokeExact(path, buf, (long) size)));
-            return size == 0 ? new byte[(int) r] : buf.asSlice(0, r).toArray(JAVA_BYTE);
+            return buf.asSlice(0, r).toArray(JAVA_BYTE);
+        }
+    }
+
+    /** The size of the names list (listxattr with size 0). */
+    static int listxattrSize(int fd) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment path = cstring(a, procPath(fd));
+            return (int) check(Libc.call(() -> (long) LISTXATTR.invokeExact(path, MemorySegment.NULL, 0L)));
         }
     }
 
@@ -352,6 +372,16 @@ final class HostFs {
 
     static void flock(int fd, int op) {
         check(PosixIo.flock(fd, op));
+    }
+
+    /** This process's soft limit on open descriptors (RLIMIT_NOFILE); RLIM_INFINITY as Long.MAX_VALUE. */
+    static long openFileLimit() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment rlim = a.allocate(16, 8); // struct rlimit: rlim_cur, rlim_max
+            check(Libc.call(() -> (int) GETRLIMIT.invokeExact(RLIMIT_NOFILE, rlim)));
+            long cur = rlim.get(JAVA_LONG, 0);
+            return cur < 0 ? Long.MAX_VALUE : cur;
+        }
     }
 
     static int geteuid() {

@@ -3,6 +3,8 @@ package org.krun.device.virtiofs.internal;
 import java.util.HashMap;
 import java.util.Map;
 
+import org.krun.posix.Errno;
+
 /**
  * The inodes the guest knows: FUSE node id to an O_PATH descriptor of the host inode, one node id per
  * host (device, inode) pair, with the FUSE lookup count. Node id 1 is the share's root and is never
@@ -20,11 +22,16 @@ final class InodeTable {
     record Info(Key key, int type) {
     }
 
-    private final FdTable<Info> table = new FdTable<>(ROOT_ID);
+    private final FdTable<Info> table;
     private final Map<Key, FdTable<Info>.Entry> byKey = new HashMap<>();
 
-    /** Takes ownership of {@code rootFd}, an O_PATH descriptor of the shared directory. */
-    InodeTable(int rootFd) {
+    /**
+     * Takes ownership of {@code rootFd}, an O_PATH descriptor of the shared directory; at most
+     * {@code capacity} inodes (the root included) are known at once, and a lookup of another one fails
+     * with ENFILE until the guest forgets some.
+     */
+    InodeTable(int rootFd, int capacity) {
+        this.table = new FdTable<>(ROOT_ID, capacity, Errno.ENFILE);
         Stat st = HostFs.stat(rootFd, new byte[0]);
         Info info = new Info(new Key(st.dev(), st.ino()), st.mode() & HostFs.S_IFMT);
         FdTable<Info>.Entry root = table.add(rootFd, info);
@@ -38,7 +45,8 @@ final class InodeTable {
     /**
      * Registers a lookup of the inode behind {@code fd} (an O_PATH descriptor the caller opened): the
      * existing node id if the guest already knows this inode (then {@code fd} is closed), else a new one.
-     * Either way the lookup count grows by one.
+     * Either way the lookup count grows by one. A new inode in a full table closes {@code fd} and throws
+     * ENFILE.
      */
     long lookedUp(int fd, Stat st) {
         Key key = new Key(st.dev(), st.ino());
@@ -70,6 +78,15 @@ final class InodeTable {
 
     int size() {
         return table.size();
+    }
+
+    int capacity() {
+        return table.capacity();
+    }
+
+    /** Throws ENFILE when no further inode can be known: before creating one on the host. */
+    void requireRoom() {
+        table.requireRoom();
     }
 
     void close() {

@@ -1,7 +1,6 @@
 package org.krun.device.virtiofs.internal;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
-import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
@@ -9,7 +8,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import org.krun.posix.Errno;
 
@@ -26,8 +24,10 @@ import org.krun.posix.Errno;
  * <p>Ownership: files are created by this process (so they belong on the host to the user running krun);
  * when that user is root, a file created by another guest user is given to that user, as a passthrough
  * filesystem should.
+ *
+ * <p>Not final only so that tests can make a host operation fail in ways the host rarely does (an Error).
  */
-final class PassthroughFs implements AutoCloseable {
+class PassthroughFs implements AutoCloseable {
 
     /** Caller credentials from the FUSE request header. */
     record Caller(int uid, int gid, int pid) {
@@ -65,18 +65,30 @@ final class PassthroughFs implements AutoCloseable {
 
     private final Path root;
     private final boolean readOnly;
+    private final FsLimits limits;
     private final InodeTable inodes;
-    private final FdTable<Handle> handles = new FdTable<>(1);
+    private final FdTable<Handle> handles;
+    private final FileLocks locks;
     private final boolean hostRoot = HostFs.geteuid() == 0;
-    /** Guest POSIX lock owner -> a descriptor of its own (OFD locks belong to open file descriptions). */
-    private final LockOwners lockOwners = new LockOwners();
 
+    /** A share with this process's default {@link FsLimits}. */
     PassthroughFs(Path root, boolean readOnly) {
+        this(root, readOnly, FsLimits.forThisProcess());
+    }
+
+    PassthroughFs(Path root, boolean readOnly, FsLimits limits) {
         this.root = root;
         this.readOnly = readOnly;
+        this.limits = limits;
         int fd = HostFs.openat(HostFs.AT_FDCWD, root.toString().getBytes(StandardCharsets.UTF_8),
                 HostFs.O_PATH | HostFs.O_DIRECTORY | HostFs.O_CLOEXEC, 0);
-        this.inodes = new InodeTable(fd);
+        this.inodes = new InodeTable(fd, limits.maxInodes());
+        this.handles = new FdTable<>(1, limits.maxOpenFiles(), Errno.EMFILE);
+        this.locks = new FileLocks(handles, limits.maxLockOwners());
+    }
+
+    FsLimits limits() {
+        return limits;
     }
 
     Path root() {
@@ -93,6 +105,10 @@ final class PassthroughFs implements AutoCloseable {
 
     int handleCount() {
         return handles.size();
+    }
+
+    int lockOwnerCount() {
+        return locks.ownerCount();
     }
 
     private void requireWritable() {
@@ -240,6 +256,7 @@ final class PassthroughFs implements AutoCloseable {
     Entry mkdir(long parent, byte[] name, int mode, Caller caller) {
         requireWritable();
         checkName(name);
+        inodes.requireRoom();
         try (var dir = inodes.acquire(parent)) {
             HostFs.mkdirat(dir.fd(), name, mode & 07777);
             return created(dir.fd(), name, caller, mode & 07777);
@@ -249,6 +266,7 @@ final class PassthroughFs implements AutoCloseable {
     Entry mknod(long parent, byte[] name, int mode, int rdev, Caller caller) {
         requireWritable();
         checkName(name);
+        inodes.requireRoom();
         try (var dir = inodes.acquire(parent)) {
             long dev = Stat.hostDev(Stat.fuseDevMajor(rdev), Stat.fuseDevMinor(rdev));
             HostFs.mknodat(dir.fd(), name, mode, dev);
@@ -259,6 +277,7 @@ final class PassthroughFs implements AutoCloseable {
     Entry symlink(long parent, byte[] name, byte[] target, Caller caller) {
         requireWritable();
         checkName(name);
+        inodes.requireRoom();
         if (target.length == 0 || target.length >= 4096) {
             throw new FsException(target.length == 0 ? Errno.ENOENT : Errno.ENAMETOOLONG);
         }
@@ -321,6 +340,7 @@ final class PassthroughFs implements AutoCloseable {
                 // Only regular files are opened on the host: special files are the guest's own business.
                 throw new FsException(ino.value().type() == HostFs.S_IFDIR ? Errno.EISDIR : Errno.EACCES);
             }
+            handles.requireRoom();
             int fd = HostFs.reopen(ino.fd(), hostOpenFlags(flags) & ~01000000 /* no O_NOATIME games */);
             return handles.add(fd, new Handle(nodeid, false, new Object(), flags & HostFs.O_ACCMODE)).id;
         }
@@ -329,6 +349,8 @@ final class PassthroughFs implements AutoCloseable {
     Opened create(long parent, byte[] name, int flags, int mode, Caller caller) {
         requireWritable();
         checkName(name);
+        inodes.requireRoom();
+        handles.requireRoom();
         try (var dir = inodes.acquire(parent)) {
             int fd = HostFs.openat(dir.fd(), name, hostOpenFlags(flags) | HostFs.O_CREAT | HostFs.O_NOFOLLOW
                     | (flags & HostFs.O_EXCL), mode & 07777);
@@ -384,7 +406,7 @@ final class PassthroughFs implements AutoCloseable {
     }
 
     void release(long fh) {
-        lockOwners.releaseHandle(fh);
+        locks.releaseHandle(fh);
         handles.drop(fh, Long.MAX_VALUE);
     }
 
@@ -428,6 +450,7 @@ final class PassthroughFs implements AutoCloseable {
             if (ino.value().type() != HostFs.S_IFDIR) {
                 throw new FsException(Errno.ENOTDIR);
             }
+            handles.requireRoom();
             int fd = HostFs.reopen(ino.fd(), HostFs.O_RDONLY | HostFs.O_DIRECTORY);
             return handles.add(fd, new Handle(nodeid, true, new Object(), HostFs.O_RDONLY)).id;
         }
@@ -481,8 +504,14 @@ final class PassthroughFs implements AutoCloseable {
         }
     }
 
-    /** For READDIRPLUS: looks an entry up (one more lookup count) unless it is "." or "..". */
+    /**
+     * For READDIRPLUS: looks an entry up (one more lookup count), or returns null when the guest already
+     * knows so many inodes that the lookup is better left to an explicit LOOKUP ({@link FsLimits#readdirplusLookups()}).
+     */
     Entry lookupForReaddir(long dirNodeid, byte[] name) {
+        if (inodes.size() >= limits.readdirplusLookups()) {
+            return null;
+        }
         return lookup(dirNodeid, name);
     }
 
@@ -561,9 +590,16 @@ final class PassthroughFs implements AutoCloseable {
         return ino;
     }
 
+    /** The value, read into a buffer of {@code size} bytes (1 to 64 KiB): ERANGE when it is larger. */
     byte[] getxattr(long nodeid, byte[] name, int size) {
         try (var ino = xattrInode(nodeid)) {
             return HostFs.getxattr(ino.fd(), hostXattrName(name), size);
+        }
+    }
+
+    int getxattrSize(long nodeid, byte[] name) {
+        try (var ino = xattrInode(nodeid)) {
+            return HostFs.getxattrSize(ino.fd(), hostXattrName(name));
         }
     }
 
@@ -590,7 +626,7 @@ final class PassthroughFs implements AutoCloseable {
             }
             byte[] raw = new byte[0];
             for (int attempt = 0; attempt < 4; attempt++) {
-                int size = HostFs.listxattr(ino.fd(), 0).length;
+                int size = HostFs.listxattrSize(ino.fd());
                 if (size == 0) {
                     return new byte[0];
                 }
@@ -632,114 +668,14 @@ final class PassthroughFs implements AutoCloseable {
     static final int F_WRLCK = 1;
     static final int F_UNLCK = 2;
 
-    Lock getlk(long fh, long owner, Lock want) {
-        try (var h = handles.acquire(fh); Arena a = Arena.ofConfined()) {
-            int fd = lockOwners.fdFor(fh, owner, h.fd(), h.value().accessMode());
-            MemorySegment fl = flock(a, want);
-            HostFs.fcntlLock(fd, HostFs.F_OFD_GETLK, fl);
-            int type = fl.get(JAVA_SHORT, 0);
-            long start = fl.get(JAVA_LONG, 8);
-            long len = fl.get(JAVA_LONG, 16);
-            return new Lock(start, len == 0 ? Long.MAX_VALUE : start + len - 1, type, type == F_UNLCK ? 0 : fl.get(JAVA_INT, 24));
-        }
-    }
-
-    /** Sets or clears a lock; {@code sleep} waits for it (polling, so the VM can always stop). */
-    void setlk(long fh, long owner, Lock lock, boolean sleep, java.util.function.BooleanSupplier cancelled) {
-        try (var h = handles.acquire(fh); Arena a = Arena.ofConfined()) {
-            int fd = lockOwners.fdFor(fh, owner, h.fd(), h.value().accessMode());
-            MemorySegment fl = flock(a, lock);
-            while (true) {
-                try {
-                    HostFs.fcntlLock(fd, HostFs.F_OFD_SETLK, fl);
-                    return;
-                } catch (FsException e) {
-                    if (!sleep || (e.errno != Errno.EAGAIN && e.errno != Errno.EACCES) || cancelled.getAsBoolean()) {
-                        throw e;
-                    }
-                }
-                try {
-                    Thread.sleep(10);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new FsException(Errno.EINTR);
-                }
-            }
-        }
-    }
-
-    void flockOp(long fh, int op, boolean sleep, java.util.function.BooleanSupplier cancelled) {
-        try (var h = handles.acquire(fh)) {
-            int nonblocking = op | 4 /* LOCK_NB */;
-            while (true) {
-                try {
-                    HostFs.flock(h.fd(), nonblocking);
-                    return;
-                } catch (FsException e) {
-                    if (!sleep || e.errno != Errno.EAGAIN || cancelled.getAsBoolean()) {
-                        throw e;
-                    }
-                }
-                try {
-                    Thread.sleep(10);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new FsException(Errno.EINTR);
-                }
-            }
-        }
-    }
-
-    private static MemorySegment flock(Arena a, Lock l) {
-        MemorySegment fl = a.allocate(HostFs.FLOCK);
-        fl.set(JAVA_SHORT, 0, (short) l.type());
-        fl.set(JAVA_SHORT, 2, (short) 0); // SEEK_SET
-        fl.set(JAVA_LONG, 8, l.start());
-        fl.set(JAVA_LONG, 16, l.end() == Long.MAX_VALUE || l.end() < l.start() ? 0 : l.end() - l.start() + 1);
-        fl.set(JAVA_INT, 24, 0);
-        return fl;
-    }
-
-    /**
-     * OFD locks belong to open file descriptions while POSIX locks belong to processes: each guest lock
-     * owner gets its own description of the file (a re-open of the handle's file), so two guest
-     * processes sharing a handle still conflict as POSIX says.
-     */
-    private static final class LockOwners {
-        private record Key(long fh, long owner) {
-        }
-
-        private final java.util.Map<Key, Integer> fds = new java.util.HashMap<>();
-
-        synchronized int fdFor(long fh, long owner, int handleFd, int accessMode) {
-            Integer fd = fds.get(new Key(fh, owner));
-            if (fd == null) {
-                fd = HostFs.reopen(handleFd, accessMode);
-                fds.put(new Key(fh, owner), fd);
-            }
-            return fd;
-        }
-
-        synchronized void releaseHandle(long fh) {
-            List<Key> gone = new ArrayList<>();
-            for (var e : fds.entrySet()) {
-                if (e.getKey().fh() == fh) {
-                    HostFs.close(e.getValue());
-                    gone.add(e.getKey());
-                }
-            }
-            gone.forEach(fds::remove);
-        }
-
-        synchronized void close() {
-            fds.values().forEach(HostFs::close);
-            fds.clear();
-        }
+    /** The guest's locks on files of this share. */
+    FileLocks locks() {
+        return locks;
     }
 
     @Override
     public void close() {
-        lockOwners.close();
+        locks.close();
         handles.close();
         inodes.close();
     }

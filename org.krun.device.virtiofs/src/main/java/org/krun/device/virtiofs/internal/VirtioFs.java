@@ -2,9 +2,12 @@ package org.krun.device.virtiofs.internal;
 
 import java.lang.System.Logger.Level;
 import java.nio.charset.StandardCharsets;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.krun.api.FsShareSpec;
@@ -13,12 +16,25 @@ import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.VirtioIds;
 
 /**
- * virtio-fs (virtio 1.2 §5.11): a hiprio queue (FORGET) and one request queue, served by a
- * {@link FuseServer} over a {@link PassthroughFs} of the share, one per activation. Requests run on a
- * small worker pool so several are in flight at once (and a waiting lock never stalls the rest);
- * completions go back to the event loop, the only thread that touches the queues.
+ * virtio-fs (virtio 1.2 §5.11): a hiprio queue and one request queue, served by a {@link FuseServer} over a
+ * {@link PassthroughFs} of the share, one per activation.
+ *
+ * <p>Threads: the hiprio queue (FORGET, BATCH_FORGET, INTERRUPT: quick, never waiting) is served on the
+ * VM's event loop, so an INTERRUPT is never stuck behind the requests it interrupts (§5.11.6.2: the device
+ * must not pause the hiprio queue for activity on a request queue); other opcodes there are refused. Requests
+ * run on a small pool of workers, several in flight at once, except those that may wait for a lock
+ * (SETLKW), which get a virtual thread each, so waiting locks never starve the pool. Completions go back to
+ * the event loop, the only thread that touches the queues.
+ *
+ * <p>Bounds: at most {@link #MAX_IN_FLIGHT} requests are in flight (a driver may make a head available
+ * again while the device still holds it: that must not grow work without end); beyond, chains wait in the
+ * ring until requests finish. Each turn of the loop takes at most {@link #BATCH} chains from a queue, then
+ * yields. Host descriptors are bounded by the share's {@link FsLimits}.
+ *
+ * <p>Reset and close first end every lock wait ({@link FuseServer#cancelWaits}), then the base waits for
+ * the requests still running, then the filesystem's descriptors are closed.
  */
-final class VirtioFs extends AbstractVirtioDevice<FuseServer> {
+final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> {
 
     static final int HIPRIO_QUEUE = 0;
     static final int REQUEST_QUEUE = 1;
@@ -27,13 +43,34 @@ final class VirtioFs extends AbstractVirtioDevice<FuseServer> {
     static final int CONFIG_SIZE = 40;
     static final int CONFIG_NUM_REQUEST_QUEUES = 36;
     static final int MAX_WORKERS = 16;
+    static final int MAX_IN_FLIGHT = QUEUE_SIZE;
+    static final int BATCH = 256;
+
+    /** One activation: the server, and the requests it has in flight. */
+    static final class Session {
+        final FuseServer server;
+        final AtomicInteger inFlight = new AtomicInteger();
+        /** Set when serving stopped at {@link #MAX_IN_FLIGHT}: the next request to finish resumes it. */
+        final AtomicBoolean stalled = new AtomicBoolean();
+
+        Session(FuseServer server) {
+            this.server = server;
+        }
+    }
 
     private final FsShareSpec spec;
+    private final FsLimits limits;
     private final ThreadPoolExecutor workers;
+    private final ExecutorService lockWaiters;
 
     VirtioFs(FsShareSpec spec) {
+        this(spec, FsLimits.forThisProcess());
+    }
+
+    VirtioFs(FsShareSpec spec, FsLimits limits) {
         super("virtio-fs " + spec.tag(), VirtioIds.FS, 0, 2, QUEUE_SIZE, CONFIG_SIZE);
         this.spec = spec;
+        this.limits = limits;
         // read-only (virtio 1.2 §5.11.4)
         config().putBytes(0, spec.tag().getBytes(StandardCharsets.UTF_8)).putInt(CONFIG_NUM_REQUEST_QUEUES, 1);
         AtomicInteger n = new AtomicInteger();
@@ -41,20 +78,27 @@ final class VirtioFs extends AbstractVirtioDevice<FuseServer> {
         this.workers = new ThreadPoolExecutor(MAX_WORKERS, MAX_WORKERS, 10, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
                 r -> Thread.ofPlatform().daemon(true).name(name + "-" + n.incrementAndGet()).unstarted(r));
         workers.allowCoreThreadTimeOut(true);
+        this.lockWaiters = Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name(name + "-lock-", 1).factory());
     }
 
     @Override
-    protected FuseServer onActivate(Active<FuseServer> a) {
-        return new FuseServer(new PassthroughFs(spec.directory(), spec.readOnly()));
+    protected Session onActivate(Active<Session> a) {
+        PassthroughFs fs = new PassthroughFs(spec.directory(), spec.readOnly(), limits);
+        return new Session(new FuseServer(fs, this::guestError, this::hostError));
     }
 
     @Override
-    protected void onReset(Active<FuseServer> a) {
-        a.state().fs().close();
+    protected void onDeactivate(Active<Session> a) {
+        a.state().server.cancelWaits();
     }
 
     @Override
-    protected void onQueueNotify(Active<FuseServer> a, int queue) {
+    protected void onReset(Active<Session> a) {
+        a.state().server.fs().close();
+    }
+
+    @Override
+    protected void onQueueNotify(Active<Session> a, int queue) {
         if (queue == HIPRIO_QUEUE) {
             serveHiprio(a);
         } else if (queue == REQUEST_QUEUE) {
@@ -62,31 +106,83 @@ final class VirtioFs extends AbstractVirtioDevice<FuseServer> {
         }
     }
 
-    /** FORGET and BATCH_FORGET: quick, no reply, served on the loop in order. */
-    private void serveHiprio(Active<FuseServer> a) {
-        DescriptorChain chain;
-        while ((chain = a.pop(HIPRIO_QUEUE)) != null) {
-            int len = a.state().handle(chain.reader(a.memory()), chain.writer(a.memory()), () -> false);
+    /** FORGET, BATCH_FORGET and INTERRUPT, on the loop in order; none replies, none waits. */
+    private void serveHiprio(Active<Session> a) {
+        for (int i = 0; i < BATCH; i++) {
+            DescriptorChain chain = a.pop(HIPRIO_QUEUE);
+            if (chain == null) {
+                return;
+            }
+            int len = 0;
+            try {
+                len = a.state().server.handleHighPriority(chain.reader(a.memory()), chain.writer(a.memory()));
+            } catch (Throwable t) {
+                hostError("hiprio request failed: " + t); // answered all the same
+            }
             a.addUsed(HIPRIO_QUEUE, chain.head(), len);
+        }
+        onLoop(a, this::serveHiprio); // more may be waiting: after what else the loop has to do
+    }
+
+    private void serveRequests(Active<Session> a) {
+        Session s = a.state();
+        for (int i = 0; i < BATCH; i++) {
+            if (s.inFlight.get() >= MAX_IN_FLIGHT) {
+                s.stalled.set(true);
+                if (s.inFlight.get() >= MAX_IN_FLIGHT || !s.stalled.compareAndSet(true, false)) {
+                    return; // the next request to finish resumes
+                }
+            }
+            DescriptorChain chain = a.pop(REQUEST_QUEUE);
+            if (chain == null) {
+                return;
+            }
+            boolean mayWait;
+            try {
+                mayWait = FuseServer.mayWait(chain.reader(a.memory()));
+            } catch (RuntimeException e) {
+                mayWait = false; // the worker answers what it can of it
+            }
+            s.inFlight.incrementAndGet();
+            if (!a.submit(mayWait ? lockWaiters : workers, REQUEST_QUEUE, chain.head(), () -> serve(a, chain))) {
+                s.inFlight.decrementAndGet();
+                a.addUsed(REQUEST_QUEUE, chain.head(), 0); // the device is closing
+            }
+        }
+        onLoop(a, this::serveRequests);
+    }
+
+    /** On a worker: one request; then, if serving had stopped at the in-flight bound, resume it on the loop. */
+    private int serve(Active<Session> a, DescriptorChain chain) {
+        Session s = a.state();
+        try {
+            return s.server.handle(chain.reader(a.memory()), chain.writer(a.memory()));
+        } finally {
+            s.inFlight.decrementAndGet();
+            if (s.stalled.compareAndSet(true, false)) {
+                onLoop(a, this::serveRequests);
+            }
         }
     }
 
-    private void serveRequests(Active<FuseServer> a) {
-        DescriptorChain chain;
-        while ((chain = a.pop(REQUEST_QUEUE)) != null) {
-            DescriptorChain c = chain;
-            if (!a.submit(workers, REQUEST_QUEUE, c.head(),
-                    () -> a.state().handle(c.reader(a.memory()), c.writer(a.memory()), () -> !a.isCurrent()))) {
-                a.addUsed(REQUEST_QUEUE, c.head(), 0); // the device is closing
-            }
-        }
+    /** This activation's session, or null while inactive (for tests). */
+    Session session() {
+        Active<Session> a = active();
+        return a == null ? null : a.state();
+    }
+
+    /** Requests submitted and not yet finished in this activation (for tests). */
+    int requestsInFlight() {
+        Active<Session> a = active();
+        return a == null ? 0 : a.requestsInFlight();
     }
 
     @Override
     protected void onClose() {
         workers.shutdownNow();
+        lockWaiters.shutdownNow();
         try {
-            if (!workers.awaitTermination(5, TimeUnit.SECONDS)) {
+            if (!workers.awaitTermination(5, TimeUnit.SECONDS) || !lockWaiters.awaitTermination(5, TimeUnit.SECONDS)) {
                 log().log(Level.WARNING, "virtio-fs workers for " + spec.tag() + " did not stop");
             }
         } catch (InterruptedException e) {

@@ -40,7 +40,7 @@ public final class FsBench {
             long bigFh = c.open(big, 2).body().getLong();
             System.out.printf("%-34s %14s %12s%n", "operation (in-process, no guest)", "ops/s", "MB/s");
             report("LOOKUP", 20_000, 0, i -> c.lookup(1, "existing"));
-            report("GETATTR", 20_000, 0, i -> c.send(FuseServer.GETATTR, existing, new byte[16]));
+            report("GETATTR", 20_000, 0, i -> c.send(Fuse.GETATTR, existing, new byte[16]));
             int[] created = {0};
             report("CREATE + RELEASE (new file)", 5_000, 0, i -> {
                 FuseClient.Reply r = c.create(1, "f" + created[0]++, 0101, 0644);

@@ -34,20 +34,39 @@ final class FuseClient implements AutoCloseable {
     /** Largest request and reply a client sends: a 1 MiB write plus headers, a 1 MiB read plus header. */
     static final int BUFFER_SIZE = (1 << 20) + 4096;
 
-    private final TestGuestMemory ram = TestGuestMemory.create(16 << 20);
-    private final MockDriverQueue driver = new MockDriverQueue(ram, 64);
-    private final Virtqueue queue = driver.configuredQueue();
+    private final TestGuestMemory ram;
+    private final MockDriverQueue driver;
+    private final Virtqueue queue;
     /** One request and one reply buffer in guest RAM, reused by every request (it is one at a time). */
-    private final long requestBuffer = ram.allocate(BUFFER_SIZE, 8);
-    private final long replyBuffer = ram.allocate(BUFFER_SIZE, 8);
-    private final int[] descriptors = driver.reserveDescriptors(2);
+    private final long requestBuffer;
+    private final long replyBuffer;
+    private final long replyCapacity;
+    private final int[] descriptors;
     final FuseServer server;
     private long unique = 1;
     int uid;
     int gid;
 
     FuseClient(FuseServer server) {
+        this(server, BUFFER_SIZE);
+    }
+
+    /** A client whose reply buffer holds {@code replyCapacity} bytes (for replies into huge guest buffers). */
+    FuseClient(FuseServer server, long replyCapacity) {
         this.server = server;
+        this.replyCapacity = replyCapacity;
+        this.ram = TestGuestMemory.create(BUFFER_SIZE + replyCapacity + (1 << 20));
+        this.driver = new MockDriverQueue(ram, 64);
+        this.queue = driver.configuredQueue();
+        this.requestBuffer = ram.allocate(BUFFER_SIZE, 8);
+        this.replyBuffer = ram.allocate(replyCapacity, 8);
+        this.descriptors = driver.reserveDescriptors(2);
+    }
+
+    /** The request bytes: struct fuse_in_header then the arguments. */
+    static byte[] request(int opcode, long nodeid, long uniqueId, byte[] args) {
+        return cat(le(40).putInt(40 + args.length).putInt(opcode).putLong(uniqueId).putLong(nodeid).putInt(0).putInt(0)
+                .putInt(4242).putInt(0).array(), args);
     }
 
     static ByteBuffer le(int size) {
@@ -87,25 +106,25 @@ final class FuseClient implements AutoCloseable {
      * {@code replyRoom} bytes (none when 0) through a real chain; returns the used length and what the
      * server wrote.
      */
-    MockDriverQueue.Used sendRaw(List<byte[]> readable, int replyRoom) {
+    MockDriverQueue.Used sendRaw(List<byte[]> readable, long replyRoom) {
         byte[] request = cat(readable.toArray(byte[][]::new));
-        if (request.length > BUFFER_SIZE || replyRoom > BUFFER_SIZE) {
+        if (request.length > BUFFER_SIZE || replyRoom > replyCapacity) {
             throw new IllegalArgumentException("request or reply larger than the client's buffers");
         }
         ram.memory().write(requestBuffer, request);
-        ram.memory().fill(replyBuffer, Math.max(replyRoom, 0), (byte) 0);
         if (replyRoom > 0) {
+            ram.memory().fill(replyBuffer, Math.min(replyRoom, BUFFER_SIZE), (byte) 0);
             driver.writeDescriptor(descriptors[0], requestBuffer, request.length, MockDriverQueue.DESC_F_NEXT, descriptors[1]);
-            driver.writeDescriptor(descriptors[1], replyBuffer, replyRoom, MockDriverQueue.DESC_F_WRITE, 0);
+            driver.writeDescriptor(descriptors[1], replyBuffer, (int) replyRoom, MockDriverQueue.DESC_F_WRITE, 0);
         } else {
             driver.writeDescriptor(descriptors[0], requestBuffer, request.length, 0, 0);
         }
         driver.makeAvailable(descriptors[0]);
         DescriptorChain chain = queue.pop(ram.memory());
-        int len = server.handle(chain.reader(ram.memory()), chain.writer(ram.memory()), () -> false);
+        int len = server.handle(chain.reader(ram.memory()), chain.writer(ram.memory()));
         queue.addUsed(ram.memory(), chain.head(), len);
-        byte[] written = new byte[len];
-        ram.memory().read(replyBuffer, written, 0, len);
+        byte[] written = new byte[Math.min(len, BUFFER_SIZE)];
+        ram.memory().read(replyBuffer, written, 0, written.length);
         return new MockDriverQueue.Used(chain.head(), len, written);
     }
 
@@ -113,7 +132,7 @@ final class FuseClient implements AutoCloseable {
         return send(opcode, nodeid, args, 1 << 20);
     }
 
-    Reply send(int opcode, long nodeid, byte[] args, int replyRoom) {
+    Reply send(int opcode, long nodeid, byte[] args, long replyRoom) {
         MockDriverQueue.Used u = sendRaw(List.of(header(opcode, nodeid, args.length), args), replyRoom);
         return decode(u.written());
     }
@@ -131,7 +150,7 @@ final class FuseClient implements AutoCloseable {
 
     Reply init() {
         byte[] args = le(64).putInt(7).putInt(41).putInt(128 * 1024).putInt(0xffffffff).array();
-        return send(FuseServer.INIT, 0, args);
+        return send(Fuse.INIT, 0, args);
     }
 
     static Entry entry(Reply r) {
@@ -149,15 +168,15 @@ final class FuseClient implements AutoCloseable {
     }
 
     Reply lookup(long parent, String name) {
-        return send(FuseServer.LOOKUP, parent, cstr(name));
+        return send(Fuse.LOOKUP, parent, cstr(name));
     }
 
     Reply mkdir(long parent, String name, int mode) {
-        return send(FuseServer.MKDIR, parent, cat(le(8).putInt(mode).putInt(0).array(), cstr(name)));
+        return send(Fuse.MKDIR, parent, cat(le(8).putInt(mode).putInt(0).array(), cstr(name)));
     }
 
     Reply create(long parent, String name, int flags, int mode) {
-        return send(FuseServer.CREATE, parent, cat(le(16).putInt(flags).putInt(mode).putInt(0).putInt(0).array(), cstr(name)));
+        return send(Fuse.CREATE, parent, cat(le(16).putInt(flags).putInt(mode).putInt(0).putInt(0).array(), cstr(name)));
     }
 
     /** CREATE's reply: the entry, then fuse_open_out's fh. */
@@ -166,30 +185,54 @@ final class FuseClient implements AutoCloseable {
     }
 
     Reply open(long nodeid, int flags) {
-        return send(FuseServer.OPEN, nodeid, le(8).putInt(flags).putInt(0).array());
+        return send(Fuse.OPEN, nodeid, le(8).putInt(flags).putInt(0).array());
     }
 
     Reply write(long nodeid, long fh, long offset, byte[] data) {
         byte[] in = le(40).putLong(fh).putLong(offset).putInt(data.length).putInt(0).putLong(0).putInt(0).putInt(0).array();
-        return send(FuseServer.WRITE, nodeid, cat(in, data));
+        return send(Fuse.WRITE, nodeid, cat(in, data));
     }
 
     Reply read(long nodeid, long fh, long offset, int size) {
         byte[] in = le(40).putLong(fh).putLong(offset).putInt(size).putInt(0).putLong(0).putInt(0).putInt(0).array();
-        return send(FuseServer.READ, nodeid, in);
+        return send(Fuse.READ, nodeid, in);
     }
 
     Reply release(long nodeid, long fh, boolean dir) {
-        return send(dir ? FuseServer.RELEASEDIR : FuseServer.RELEASE, nodeid, le(24).putLong(fh).array());
+        return send(dir ? Fuse.RELEASEDIR : Fuse.RELEASE, nodeid, le(24).putLong(fh).array());
     }
 
     Reply readdir(long nodeid, long fh, long offset, int size, boolean plus) {
         byte[] in = le(40).putLong(fh).putLong(offset).putInt(size).array();
-        return send(plus ? FuseServer.READDIRPLUS : FuseServer.READDIR, nodeid, in);
+        return send(plus ? Fuse.READDIRPLUS : Fuse.READDIR, nodeid, in);
+    }
+
+    /** SETLK (or SETLKW when {@code sleep}) of a byte range, or a BSD lock when {@code flock}. */
+    Reply setlk(long nodeid, long fh, long owner, int type, long start, long end, boolean flock, boolean sleep) {
+        return send(sleep ? Fuse.SETLKW : Fuse.SETLK, nodeid, lkIn(fh, owner, type, start, end, flock));
+    }
+
+    /** struct fuse_lk_in. */
+    static byte[] lkIn(long fh, long owner, int type, long start, long end, boolean flock) {
+        return le(48).putLong(fh).putLong(owner).putLong(start).putLong(end).putInt(type).putInt(0)
+                .putInt(flock ? Fuse.FUSE_LK_FLOCK : 0).putInt(0).array();
+    }
+
+    Reply getlk(long nodeid, long fh, long owner, int type, long start, long end) {
+        return send(Fuse.GETLK, nodeid, lkIn(fh, owner, type, start, end, false));
+    }
+
+    /** FLUSH: the guest closed a descriptor of {@code fh} in the process {@code owner} stands for. */
+    Reply flush(long nodeid, long fh, long owner) {
+        return send(Fuse.FLUSH, nodeid, le(24).putLong(fh).putInt(0).putInt(0).putLong(owner).array());
+    }
+
+    Reply opendir(long nodeid) {
+        return send(Fuse.OPENDIR, nodeid, le(8).array());
     }
 
     Reply forget(long nodeid, long n) {
-        MockDriverQueue.Used u = sendRaw(List.of(header(FuseServer.FORGET, nodeid, 8), le(8).putLong(n).array()), 64);
+        MockDriverQueue.Used u = sendRaw(List.of(header(Fuse.FORGET, nodeid, 8), le(8).putLong(n).array()), 64);
         return decode(u.written());
     }
 

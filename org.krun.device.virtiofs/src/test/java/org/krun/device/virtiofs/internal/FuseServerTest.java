@@ -69,14 +69,14 @@ class FuseServerTest {
         assertEquals(31, b.getInt());
         b.getInt(); // max_readahead
         int flags = b.getInt();
-        assertEquals(FuseServer.OFFERED_FLAGS, flags);
+        assertEquals(Fuse.OFFERED_FLAGS, flags);
         b.getShort();
         b.getShort();
-        assertEquals(FuseServer.MAX_WRITE, b.getInt());
-        byte[] args = FuseClient.le(64).putInt(7).putInt(41).putInt(0).putInt(FuseServer.FUSE_ASYNC_READ).array();
-        FuseClient.Reply narrow = c.send(FuseServer.INIT, 0, args);
-        assertEquals(FuseServer.FUSE_ASYNC_READ, narrow.body().getInt(12));
-        assertEquals(71 /* EPROTO */, errno(c.send(FuseServer.INIT, 0, FuseClient.le(64).putInt(6).putInt(0).array())));
+        assertEquals(Fuse.MAX_WRITE, b.getInt());
+        byte[] args = FuseClient.le(64).putInt(7).putInt(41).putInt(0).putInt(Fuse.FUSE_ASYNC_READ).array();
+        FuseClient.Reply narrow = c.send(Fuse.INIT, 0, args);
+        assertEquals(Fuse.FUSE_ASYNC_READ, narrow.body().getInt(12));
+        assertEquals(71 /* EPROTO */, errno(c.send(Fuse.INIT, 0, FuseClient.le(64).putInt(6).putInt(0).array())));
     }
 
     @Test
@@ -151,14 +151,24 @@ class FuseServerTest {
         }
         FuseClient.Entry dir = FuseClient.entry(c.lookup(1, "dirlink"));
         assertEquals(20 /* ENOTDIR */, errno(c.lookup(dir.nodeid(), "outside-secret")), "no lookup through a symlink");
-        FuseClient.Reply rl = c.send(FuseServer.READLINK, FuseClient.entry(c.lookup(1, "rel")).nodeid(), new byte[0]);
+        FuseClient.Reply rl = c.send(Fuse.READLINK, FuseClient.entry(c.lookup(1, "rel")).nodeid(), new byte[0]);
         assertEquals("../outside-secret", StandardCharsets.UTF_8.decode(rl.body()).toString());
+    }
+
+    @Test
+    void linkingAPlantedSymlinkLinksTheSymlinkNotItsTarget() throws Exception {
+        Files.createSymbolicLink(share.resolve("abs"), tmp.resolve("outside-secret"));
+        long node = FuseClient.entry(c.lookup(1, "abs")).nodeid();
+        FuseClient.Reply r = c.send(Fuse.LINK, 1, FuseClient.cat(FuseClient.le(8).putLong(node).array(), FuseClient.cstr("hard")));
+        assertEquals(0, r.error());
+        assertTrue(Files.isSymbolicLink(share.resolve("hard")), "the new name is the symlink itself");
+        assertEquals(1, Files.getAttribute(tmp.resolve("outside-secret"), "unix:nlink"), "the file outside gained no link");
     }
 
     @Test
     void guestCreatedSymlinksStayTextOnTheHost() throws Exception {
         byte[] args = FuseClient.cat(FuseClient.cstr("evil"), FuseClient.cstr("/etc/shadow"));
-        assertEquals(0, c.send(FuseServer.SYMLINK, 1, args).error());
+        assertEquals(0, c.send(Fuse.SYMLINK, 1, args).error());
         assertEquals(Path.of("/etc/shadow"), Files.readSymbolicLink(share.resolve("evil")));
         FuseClient.Entry e = FuseClient.entry(c.lookup(1, "evil"));
         assertEquals(13, errno(c.open(e.nodeid(), O_RDONLY)));
@@ -169,11 +179,11 @@ class FuseServerTest {
         FuseClient.Entry sub = FuseClient.entry(c.mkdir(1, "sub", 0755));
         byte[] rename = FuseClient.cat(FuseClient.le(8).putLong(sub.nodeid()).array(), FuseClient.cstr("hello.txt"),
                 FuseClient.cstr("moved.txt"));
-        assertEquals(0, c.send(FuseServer.RENAME, 1, rename).error());
+        assertEquals(0, c.send(Fuse.RENAME, 1, rename).error());
         assertTrue(Files.exists(share.resolve("sub/moved.txt")));
         byte[] escape = FuseClient.cat(FuseClient.le(8).putLong(1).array(), FuseClient.cstr("sub"), FuseClient.cstr("../x"));
-        assertEquals(22, errno(c.send(FuseServer.RENAME, 1, escape)), "a target name with '/' is refused");
-        assertEquals(9 /* EBADF */, errno(c.send(FuseServer.LINK, 1,
+        assertEquals(22, errno(c.send(Fuse.RENAME, 1, escape)), "a target name with '/' is refused");
+        assertEquals(9 /* EBADF */, errno(c.send(Fuse.LINK, 1,
                 FuseClient.cat(FuseClient.le(8).putLong(999_999).array(), FuseClient.cstr("x")))), "unknown node");
         assertFalse(Files.exists(tmp.resolve("x")));
     }
@@ -186,10 +196,10 @@ class FuseServerTest {
             assertEquals(30, errno(rc.create(1, "x", O_RDWR | O_CREAT, 0644)));
             assertEquals(30, errno(rc.mkdir(1, "d", 0755)));
             assertEquals(30, errno(rc.open(hello.nodeid(), O_WRONLY)));
-            assertEquals(30, errno(rc.send(FuseServer.UNLINK, 1, FuseClient.cstr("hello.txt"))));
+            assertEquals(30, errno(rc.send(Fuse.UNLINK, 1, FuseClient.cstr("hello.txt"))));
             byte[] setattr = FuseClient.le(88).putInt(PassthroughFs.FATTR_MODE).putInt(0).putLong(0).putLong(0).putLong(0)
                     .putLong(0).putLong(0).putLong(0).putInt(0).putInt(0).putInt(0).putInt(0600).array();
-            assertEquals(30, errno(rc.send(FuseServer.SETATTR, hello.nodeid(), setattr)));
+            assertEquals(30, errno(rc.send(Fuse.SETATTR, hello.nodeid(), setattr)));
             FuseClient.Reply open = rc.open(hello.nodeid(), O_RDONLY);
             assertEquals(0, open.error(), "reading stays possible");
             assertEquals("hello from the host", Files.readString(share.resolve("hello.txt")));
@@ -202,7 +212,7 @@ class FuseServerTest {
         for (int i = 0; i < 500; i++) {
             Files.writeString(share.resolve("f" + i), "");
         }
-        long fh = c.send(FuseServer.OPENDIR, 1, FuseClient.le(8).array()).body().getLong();
+        long fh = c.send(Fuse.OPENDIR, 1, FuseClient.le(8).array()).body().getLong();
         List<String> names = new ArrayList<>();
         long offset = 0;
         while (true) {
@@ -230,7 +240,7 @@ class FuseServerTest {
 
     @Test
     void readdirplusCountsALookupForEveryEntryItNames() throws Exception {
-        long fh = c.send(FuseServer.OPENDIR, 1, FuseClient.le(8).array()).body().getLong();
+        long fh = c.send(Fuse.OPENDIR, 1, FuseClient.le(8).array()).body().getLong();
         int before = fs.inodeCount();
         FuseClient.Reply r = c.readdir(1, fh, 0, 65536, true);
         assertEquals(0, r.error());
@@ -244,13 +254,13 @@ class FuseServerTest {
     void xattrsOutsideTheUserNamespaceLandUnderAPrefixOnTheHost() throws Exception {
         long node = FuseClient.entry(c.lookup(1, "hello.txt")).nodeid();
         byte[] args = FuseClient.cat(FuseClient.le(8).putInt(3).putInt(0).array(), FuseClient.cstr("trusted.t"), "abc".getBytes());
-        assertEquals(0, c.send(FuseServer.SETXATTR, node, args).error());
+        assertEquals(0, c.send(Fuse.SETXATTR, node, args).error());
         UserDefinedFileAttributeView view = Files.getFileAttributeView(share.resolve("hello.txt"), UserDefinedFileAttributeView.class);
         assertTrue(view.list().contains("krun.trusted.t"), view.list().toString());
-        FuseClient.Reply g = c.send(FuseServer.GETXATTR, node, FuseClient.cat(FuseClient.le(8).putInt(64).array(),
+        FuseClient.Reply g = c.send(Fuse.GETXATTR, node, FuseClient.cat(FuseClient.le(8).putInt(64).array(),
                 FuseClient.cstr("trusted.t")));
         assertEquals("abc", StandardCharsets.UTF_8.decode(g.body()).toString());
-        FuseClient.Reply list = c.send(FuseServer.LISTXATTR, node, FuseClient.le(8).putInt(256).array());
+        FuseClient.Reply list = c.send(Fuse.LISTXATTR, node, FuseClient.le(8).putInt(256).array());
         assertEquals("trusted.t\0", StandardCharsets.UTF_8.decode(list.body()).toString());
     }
 
@@ -264,13 +274,13 @@ class FuseServerTest {
 
     @Test
     void lengthsThatDisagreeWithTheChainAreEinval() {
-        byte[] lies = c.header(FuseServer.LOOKUP, 1, 40 + 1_000_000, 77);
+        byte[] lies = c.header(Fuse.LOOKUP, 1, 40 + 1_000_000, 77);
         FuseClient.Reply r = FuseClient.decode(c.sendRaw(List.of(lies, FuseClient.cstr("hello.txt")), 256).written());
         assertEquals(-22, r.error());
         assertEquals(77, r.unique());
-        byte[] tooShort = c.header(FuseServer.GETATTR, 1, 12, 78);
+        byte[] tooShort = c.header(Fuse.GETATTR, 1, 12, 78);
         assertEquals(-22, FuseClient.decode(c.sendRaw(List.of(tooShort), 256).written()).error());
-        byte[] overflow = c.header(FuseServer.LOOKUP, 1, -1, 79);
+        byte[] overflow = c.header(Fuse.LOOKUP, 1, -1, 79);
         assertEquals(-22, FuseClient.decode(c.sendRaw(List.of(overflow), 256).written()).error());
     }
 
@@ -278,23 +288,23 @@ class FuseServerTest {
     void unknownOpcodesAreEnosysAndBadNodesEbadf() {
         assertEquals(38, errno(c.send(9999, 1, new byte[0])));
         assertEquals(38, errno(c.send(39 /* IOCTL */, 1, new byte[32])));
-        assertEquals(9, errno(c.send(FuseServer.GETATTR, 424242, new byte[16])));
+        assertEquals(9, errno(c.send(Fuse.GETATTR, 424242, new byte[16])));
         assertEquals(9, errno(c.read(1, 31337, 0, 10)));
     }
 
     @Test
     void namesWithoutTerminatorAndShortArgumentsAreEinval() {
-        assertEquals(22, errno(c.send(FuseServer.LOOKUP, 1, "hello.txt".getBytes())));
-        assertEquals(22, errno(c.send(FuseServer.SETATTR, 1, new byte[10])));
+        assertEquals(22, errno(c.send(Fuse.LOOKUP, 1, "hello.txt".getBytes())));
+        assertEquals(22, errno(c.send(Fuse.SETATTR, 1, new byte[10])));
         byte[] write = FuseClient.le(40).putLong(1).putLong(0).putInt(1000).array();
-        assertEquals(22, errno(c.send(FuseServer.WRITE, 1, FuseClient.cat(write, new byte[10]))), "size disagrees with data");
+        assertEquals(22, errno(c.send(Fuse.WRITE, 1, FuseClient.cat(write, new byte[10]))), "size disagrees with data");
     }
 
     @Test
     void aReplyBufferTooSmallForAHeaderGetsNothingWritten() {
-        MockDriverQueue.Used u = c.sendRaw(List.of(c.header(FuseServer.GETATTR, 1, 16), new byte[16]), 8);
+        MockDriverQueue.Used u = c.sendRaw(List.of(c.header(Fuse.GETATTR, 1, 16), new byte[16]), 8);
         assertEquals(0, u.len());
-        FuseClient.Reply small = c.send(FuseServer.GETATTR, 1, new byte[16], 20);
+        FuseClient.Reply small = c.send(Fuse.GETATTR, 1, new byte[16], 20);
         assertEquals(-34 /* ERANGE */, small.error());
     }
 
@@ -306,7 +316,7 @@ class FuseServerTest {
             long node = rnd.nextInt(4) == 0 ? rnd.nextLong() : 1 + rnd.nextInt(3);
             byte[] args = new byte[rnd.nextInt(200)];
             rnd.nextBytes(args);
-            if (op == FuseServer.SETLKW || op == FuseServer.DESTROY || op == FuseServer.INIT) {
+            if (op == Fuse.SETLKW || op == Fuse.DESTROY || op == Fuse.INIT) {
                 continue;
             }
             FuseClient.Reply r = c.send(op, node, args, 1 + rnd.nextInt(512));

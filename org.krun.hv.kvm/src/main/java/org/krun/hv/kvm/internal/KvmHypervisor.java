@@ -14,9 +14,12 @@ public final class KvmHypervisor implements Hypervisor, AutoCloseable {
     /**
      * What a kvm-pvm host needs from the guest kernel (KVM-HOST.md): no XSAVE, and no POPCNT, SMAP or
      * fast-string feature bits that show through from the host but that its instruction emulator cannot
-     * run (or runs 6-8x slower than rep stosq, for erms/fsrm).
+     * run (or runs 6-8x slower than rep stosq, for erms/fsrm); and no FSGSBASE, whose paranoid exception
+     * entry (an NMI or a kernel-mode #DB on an SMP guest) finds its per-CPU base with LSL, another
+     * instruction the emulator stops the guest on (seen as "KVM internal error, suberror 1" with
+     * 48 0f 03 c0 at RIP on a 2-vCPU guest under load).
      */
-    static final List<String> PVM_KERNEL_ARGS = List.of("noxsave", "clearcpuid=popcnt,smap,erms,fsrm");
+    static final List<String> PVM_KERNEL_ARGS = List.of("noxsave", "nofsgsbase", "clearcpuid=popcnt,smap,erms,fsrm");
 
     private final Kvm kvm;
 

@@ -6,6 +6,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.time.Duration;
 import java.util.Map;
 import java.util.Queue;
 import java.util.concurrent.Callable;
@@ -24,6 +25,7 @@ import org.krun.posix.EventFd;
 import org.krun.posix.Posix;
 import org.krun.posix.PosixException;
 import org.krun.spi.virtio.EventLoop;
+import org.krun.spi.virtio.RateLimitedLog;
 
 /**
  * One VM's device thread: an epoll loop over registered file descriptors (queue ioeventfds, host I/O)
@@ -36,6 +38,12 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
     private static final int MAX_EVENTS = 64;
     private static final long EVENT_SIZE = Posix.EPOLL_EVENT.byteSize();
 
+    /**
+     * Device failures on this loop: a guest may provoke the same one on every kick, so one line per interval,
+     * with the count of the ones held back. Errors are not caught here: they end the loop, and with it the
+     * VM, with a reason.
+     */
+    private final RateLimitedLog failures = new RateLimitedLog(m -> LOG.log(Level.ERROR, m), Duration.ofSeconds(10));
     private final int epfd;
     private final EventFd wake;
     private final Queue<Runnable> tasks = new ConcurrentLinkedQueue<>();
@@ -126,7 +134,7 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
         try {
             handler.accept(events);
         } catch (RuntimeException e) {
-            LOG.log(Level.ERROR, "device event handler failed", e);
+            failures.warn("device event handler failed: " + e);
         }
     }
 
@@ -136,7 +144,7 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
             try {
                 t.run();
             } catch (RuntimeException e) {
-                LOG.log(Level.ERROR, "device task failed", e);
+                failures.warn("device task failed: " + e);
             }
         }
     }
@@ -204,6 +212,45 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
         return () -> {
             if (handlers.remove(id) != null) {
                 Posix.epollCtl(epfd, Posix.EPOLL_CTL_DEL, fd, 0, 0);
+            }
+        };
+    }
+
+    @Override
+    public Watch watch(int fd, int events, IntConsumer handler) {
+        long id = nextId.getAndIncrement();
+        handlers.put(id, handler);
+        int r = Posix.epollCtl(epfd, Posix.EPOLL_CTL_ADD, fd, events, id);
+        if (r < 0) {
+            handlers.remove(id);
+            throw new PosixException("epoll_ctl ADD", -r);
+        }
+        return new Watch() {
+            private int current = events;
+            private boolean closed;
+
+            @Override
+            public void events(int next) {
+                if (closed || next == current) {
+                    return;
+                }
+                Posix.check("epoll_ctl MOD", Posix.epollCtl(epfd, Posix.EPOLL_CTL_MOD, fd, next, id));
+                current = next;
+            }
+
+            @Override
+            public int events() {
+                return current;
+            }
+
+            @Override
+            public void close() {
+                if (!closed) {
+                    closed = true;
+                    if (handlers.remove(id) != null) {
+                        Posix.epollCtl(epfd, Posix.EPOLL_CTL_DEL, fd, 0, 0);
+                    }
+                }
             }
         };
     }

@@ -2,6 +2,8 @@ package org.krun.vmm.internal.memory;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -129,5 +131,29 @@ class GuestRamTest {
         GuestRam ram = GuestRam.allocate(16 * MIB);
         ram.close();
         ram.close();
+    }
+
+    @Test
+    void anAccessAfterCloseFailsInsteadOfTouchingUnmappedMemory() {
+        GuestRam ram = GuestRam.allocate(16 * MIB);
+        GuestMemory mem = ram.memory();
+        java.lang.foreign.MemorySegment heldByADevice = mem.slice(0x1000, 4096);
+        mem.setLong(0x1000, 7);
+        ram.close();
+        assertFalse(ram.leaked());
+        // Without the arena this would read unmapped memory: a SIGSEGV of the whole JVM.
+        assertThrows(IllegalStateException.class, () -> mem.getLong(0x1000));
+        assertThrows(IllegalStateException.class, () -> heldByADevice.get(java.lang.foreign.ValueLayout.JAVA_LONG, 0));
+    }
+
+    @Test
+    void ramKeptMappedForWorkStillRunningStaysUsableAfterClose() {
+        GuestRam ram = GuestRam.allocate(16 * MIB);
+        GuestMemory mem = ram.memory();
+        ram.keepMapped("a test request still runs");
+        ram.close();
+        assertTrue(ram.leaked());
+        mem.setLong(0x2000, 9); // the late writer finds memory, not a hole
+        assertEquals(9, mem.getLong(0x2000));
     }
 }

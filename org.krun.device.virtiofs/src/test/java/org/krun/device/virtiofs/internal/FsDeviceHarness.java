@@ -1,0 +1,211 @@
+package org.krun.device.virtiofs.internal;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.function.IntConsumer;
+
+import org.krun.api.FsShareSpec;
+import org.krun.spi.memory.GuestMemory;
+import org.krun.spi.memory.TestGuestMemory;
+import org.krun.spi.virtio.DeviceContext;
+import org.krun.spi.virtio.EventLoop;
+import org.krun.spi.virtio.InterruptTrigger;
+import org.krun.spi.virtio.MockDriverQueue;
+import org.krun.spi.virtio.VirtioFeatures;
+import org.krun.spi.virtio.Virtqueue;
+
+/**
+ * A {@link VirtioFs} activated as a VM would: its hiprio and request queues laid out by driver-side mocks
+ * in test guest memory, a real single-threaded event loop (notifications and completions run there, as in
+ * a VM, while requests run on the device's own threads). The test thread drives the driver side through
+ * {@link #onLoop}, never touching the rings concurrently with the device.
+ */
+final class FsDeviceHarness implements AutoCloseable {
+
+    /** A request the driver made available, by its queue, chain head and FUSE unique. */
+    record Sent(int queue, int head, long unique) {
+    }
+
+    final TestGuestMemory ram;
+    final MockDriverQueue hiprio;
+    final MockDriverQueue requests;
+    final VirtioFs device;
+    final List<String> resetReasons = new CopyOnWriteArrayList<>();
+    private final ExecutorService loopExecutor;
+    private volatile Thread loopThread;
+    private final EventLoop loop;
+    /** Chains returned and not yet claimed by {@link #await}, per queue and head. */
+    private final Map<List<Integer>, MockDriverQueue.Used> returned = new HashMap<>();
+    private long unique = 100;
+
+    FsDeviceHarness(Path share, FsLimits limits) {
+        this(share, limits, 64 << 20);
+    }
+
+    /** @param ramBytes guest RAM for the rings and every buffer the driver ever makes available (never reused) */
+    FsDeviceHarness(Path share, FsLimits limits, long ramBytes) {
+        ram = TestGuestMemory.create(ramBytes);
+        hiprio = new MockDriverQueue(ram, 64);
+        requests = new MockDriverQueue(ram, 256);
+        loopExecutor = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "test-event-loop");
+            t.setDaemon(true); // a device that wedges its loop must not keep the test JVM alive
+            loopThread = t;
+            return t;
+        });
+        loop = new EventLoop() {
+            @Override
+            public void execute(Runnable task) {
+                loopExecutor.execute(task);
+            }
+
+            @Override
+            public boolean inEventLoop() {
+                return Thread.currentThread() == loopThread;
+            }
+
+            @Override
+            public AutoCloseable register(int fd, int events, IntConsumer handler) {
+                throw new UnsupportedOperationException();
+            }
+
+            @Override
+            public Watch watch(int fd, int events, IntConsumer handler) {
+                throw new UnsupportedOperationException();
+            }
+        };
+        device = new VirtioFs(new FsShareSpec("test", share, false), limits);
+        List<Virtqueue> queues = List.of(hiprio.configuredQueue(), requests.configuredQueue());
+        DeviceContext context = new DeviceContext() {
+            @Override
+            public GuestMemory memory() {
+                return ram.memory();
+            }
+
+            @Override
+            public long driverFeatures() {
+                return VirtioFeatures.VERSION_1;
+            }
+
+            @Override
+            public List<Virtqueue> queues() {
+                return queues;
+            }
+
+            @Override
+            public InterruptTrigger interrupt() {
+                return reasons -> { };
+            }
+
+            @Override
+            public EventLoop eventLoop() {
+                return loop;
+            }
+
+            @Override
+            public void needsReset(String reason) {
+                resetReasons.add(reason);
+            }
+        };
+        onLoop(() -> {
+            device.activate(context);
+            return null;
+        });
+    }
+
+    /** Runs {@code task} on the event loop and waits for it, at most 5 s (a wedged loop fails the test). */
+    <T> T onLoop(Callable<T> task) {
+        return within(loopExecutor.submit(task), Duration.ofSeconds(5), "the event loop");
+    }
+
+    static <T> T within(Future<T> f, Duration bound, String what) {
+        try {
+            return f.get(bound.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+            throw new AssertionError(what + " did not finish within " + bound.toSeconds() + " s");
+        } catch (Exception e) {
+            throw new AssertionError(what + " failed: " + e, e);
+        }
+    }
+
+    MockDriverQueue driver(int queue) {
+        return queue == VirtioFs.HIPRIO_QUEUE ? hiprio : requests;
+    }
+
+    /** Makes a request available on {@code queue} with a reply buffer of {@code replyRoom} bytes and notifies. */
+    Sent send(int queue, int opcode, long nodeid, byte[] args, int replyRoom) {
+        return send(queue, unique++, opcode, nodeid, args, replyRoom);
+    }
+
+    Sent send(int queue, long uniqueId, int opcode, long nodeid, byte[] args, int replyRoom) {
+        return sendBytes(queue, uniqueId, FuseClient.request(opcode, nodeid, uniqueId, args), replyRoom);
+    }
+
+    /** Makes {@code request} (header and arguments as they are, however wrong) available on {@code queue}. */
+    Sent sendBytes(int queue, long uniqueId, byte[] request, int replyRoom) {
+        int head = onLoop(() -> {
+            int h = driver(queue).addChain(List.of(request), replyRoom > 0 ? List.of(replyRoom) : List.of());
+            device.queueNotify(queue);
+            return h;
+        });
+        return new Sent(queue, head, uniqueId);
+    }
+
+    /** A request's reply if its chain came back within {@code bound}, else null. */
+    MockDriverQueue.Used await(Sent s, Duration bound) {
+        long deadline = System.nanoTime() + bound.toNanos();
+        List<Integer> key = List.of(s.queue(), s.head());
+        while (true) {
+            MockDriverQueue.Used u = onLoop(() -> {
+                for (int q = 0; q < 2; q++) {
+                    for (MockDriverQueue.Used used : driver(q).usedEntries()) {
+                        returned.put(List.of(q, used.id()), used);
+                    }
+                }
+                return returned.remove(key);
+            });
+            if (u != null || System.nanoTime() - deadline > 0) {
+                return u;
+            }
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                throw new AssertionError(e);
+            }
+        }
+    }
+
+    /** Sends a request on the request queue and returns its reply (at most 5 s). */
+    FuseClient.Reply call(int opcode, long nodeid, byte[] args) {
+        MockDriverQueue.Used u = await(send(VirtioFs.REQUEST_QUEUE, opcode, nodeid, args, 4096), Duration.ofSeconds(5));
+        if (u == null) {
+            throw new AssertionError("opcode " + opcode + " was not answered within 5 s");
+        }
+        return FuseClient.decode(u.written());
+    }
+
+    /** Closes the device (at most 10 s), then frees guest RAM; RAM a wedged device might still touch is never freed. */
+    @Override
+    public void close() {
+        closeDevice(Duration.ofSeconds(10));
+        loopExecutor.shutdownNow();
+        ram.close();
+    }
+
+    /** Closes the device as the VM does, from a thread of its own; fails if that takes longer than {@code bound}. */
+    void closeDevice(Duration bound) {
+        within(Executors.newVirtualThreadPerTaskExecutor().submit(() -> {
+            device.close();
+            return null;
+        }), bound, "closing the device");
+    }
+}
