@@ -35,8 +35,8 @@ public class FuzzBench {
         }
     }
 
-    record Result(Target target, long executions, long seconds, long perSecond, String coverage, List<String> findings,
-            Path log) {
+    record Result(Target target, long executions, long seconds, long perSecond, String coverage, long slowestSeconds,
+            List<String> findings, Path log) {
     }
 
     private static final Pattern PACKAGE = Pattern.compile("^package\\s+([\\w.]+);", Pattern.MULTILINE);
@@ -47,6 +47,7 @@ public class FuzzBench {
     private static final Pattern DONE = Pattern.compile("^Done (\\d+) runs in (\\d+) second", Pattern.MULTILINE);
     private static final Pattern EXECUTED = Pattern.compile("stat::number_of_executed_units: (\\d+)");
     private static final Pattern PER_SECOND = Pattern.compile("stat::average_exec_per_sec: (\\d+)");
+    private static final Pattern SLOWEST = Pattern.compile("stat::slowest_unit_time_sec: (\\d+)");
 
     public static void main(String[] args) throws Exception {
         Path repo = Path.of(args[0]).toAbsolutePath();
@@ -87,13 +88,13 @@ public class FuzzBench {
         }
         System.out.println();
         int width = results.stream().mapToInt(r -> label(repo, r).length()).max().orElse(10);
-        System.out.printf("%-" + width + "s %14s %8s %9s  %-26s %s%n", "target", "executions", "seconds", "exec/s", "coverage",
-                "findings");
+        System.out.printf("%-" + width + "s %14s %8s %9s  %-26s %9s  %s%n", "target", "executions", "seconds", "exec/s",
+                "coverage", "slowest", "findings");
         long totalExecutions = 0;
         int found = 0;
         for (Result r : results) {
-            System.out.printf(Locale.ROOT, "%-" + width + "s %,14d %8d %,9d  %-26s %d%n", label(repo, r), r.executions(),
-                    r.seconds(), r.perSecond(), r.coverage(), r.findings().size());
+            System.out.printf(Locale.ROOT, "%-" + width + "s %,14d %8d %,9d  %-26s %7d s  %d%n", label(repo, r),
+                    r.executions(), r.seconds(), r.perSecond(), r.coverage(), r.slowestSeconds(), r.findings().size());
             totalExecutions += r.executions();
             found += r.findings().isEmpty() ? 0 : 1;
         }
@@ -107,8 +108,8 @@ public class FuzzBench {
     }
 
     private static String line(Result r) {
-        return String.format(Locale.ROOT, "fuzz: %s: %,d executions in %d s (%,d/s), %s, %s", r.target().name(),
-                r.executions(), r.seconds(), r.perSecond(), r.coverage(),
+        return String.format(Locale.ROOT, "fuzz: %s: %,d executions in %d s (%,d/s), %s, slowest input %d s, %s",
+                r.target().name(), r.executions(), r.seconds(), r.perSecond(), r.coverage(), r.slowestSeconds(),
                 r.findings().isEmpty() ? "no findings" : r.findings().size() + " FINDING(S), log " + r.log());
     }
 
@@ -216,6 +217,9 @@ public class FuzzBench {
             findings.add("did not finish within " + limit.toSeconds() + " s");
         }
         for (String l : out.split("\n")) {
+            if (l.contains("slow-unit-")) {
+                continue; // libFuzzer keeps inputs slower than 10 s; the target's own wall-time bound judges them
+            }
             if (l.startsWith("== Java Exception:") || l.contains("ERROR: libFuzzer:") || l.contains("Test unit written to")
                     || l.startsWith("Base64:") || l.startsWith("fuzz-target: FAILED") || l.startsWith("fuzz-target: cause")
                     || l.startsWith("fuzz-target: skipped")) {
@@ -249,7 +253,8 @@ public class FuzzBench {
         while (status.find()) {
             coverage = "cov " + status.group(2) + " ft " + status.group(3) + " corp " + status.group(4);
         }
-        return new Result(t, Math.max(runs, 0), secs, perSecond, coverage, findings, repo.relativize(log));
+        return new Result(t, Math.max(runs, 0), secs, perSecond, coverage, Math.max(0, last(SLOWEST, out, 1)), findings,
+                repo.relativize(log));
     }
 
     private static long last(Pattern p, String text, int group) {

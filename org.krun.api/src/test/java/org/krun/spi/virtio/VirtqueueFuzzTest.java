@@ -530,12 +530,13 @@ class VirtqueueFuzzTest {
                     throw new AssertionError("read of [" + pos + ", " + (pos + n) + ") passed byte " + firstBad
                             + ", which is outside RAM");
                 }
-                for (int i = 0; i < n; i++) {
-                    byte model = byteAt(buffers, pos + i);
+                long from = pos;
+                walk(buffers, pos, n, (i, address) -> {
+                    byte model = byteAtAddress(address);
                     if (dst[i] != model) {
-                        throw new AssertionError("read byte " + (pos + i) + " is " + dst[i] + ", guest RAM holds " + model);
+                        throw new AssertionError("read byte " + (from + i) + " is " + dst[i] + ", guest RAM holds " + model);
                     }
-                }
+                });
                 pos += n;
             }
         }
@@ -560,11 +561,11 @@ class VirtqueueFuzzTest {
                 if (firstBad < want) {
                     throw new AssertionError("readBytes(" + want + ") passed byte " + firstBad + ", outside RAM");
                 }
-                for (int i = 0; i < want; i++) {
-                    if (b[i] != byteAt(buffers, i)) {
+                walk(buffers, 0, want, (i, address) -> {
+                    if (b[i] != byteAtAddress(address)) {
                         throw new AssertionError("readBytes byte " + i + " differs from guest RAM");
                     }
-                }
+                });
             } catch (ShortChainException e) {
                 if (want <= total) {
                     throw new AssertionError("readBytes(" + want + ") of a " + total + "-byte chain: " + e.getMessage());
@@ -599,9 +600,7 @@ class VirtqueueFuzzTest {
                         throw new AssertionError("write of [" + pos + ", " + end + ") faulted in RAM");
                     }
                     long pieceStart = Math.max(pos, bufferStart(buffers, firstBad));
-                    for (long k = pos; k < pieceStart; k++) {
-                        expectedSetAt(buffers, k, src[(int) (k - pos)]);
-                    }
+                    walk(buffers, pos, pieceStart - pos, (i, address) -> expectedSetAtAddress(address, src[i]));
                     return;
                 }
                 if (w.position() - before != n) {
@@ -612,9 +611,7 @@ class VirtqueueFuzzTest {
                     throw new AssertionError("write of [" + pos + ", " + (pos + n) + ") passed byte " + firstBad
                             + ", which is outside RAM");
                 }
-                for (int k = 0; k < n; k++) {
-                    expectedSetAt(buffers, pos + k, src[k]);
-                }
+                walk(buffers, pos, n, (i, address) -> expectedSetAtAddress(address, src[i]));
                 pos += n;
             }
         }
@@ -678,16 +675,25 @@ class VirtqueueFuzzTest {
             return (expectedInt(address) & 0xffffffffL) | expectedInt(address + 4) << 32;
         }
 
-        /** The guest address of byte {@code offset} of the buffers, as one stream (-1 past the end). */
-        private static long addressAt(List<Buffer> buffers, long offset) {
-            long left = offset;
+        /** What {@link #walk} hands each byte: its index from the start of the walk and its guest address. */
+        private interface EachByte {
+            void accept(int index, long address);
+        }
+
+        /** The bytes {@code [from, from + n)} of the buffers, as one stream, in order: one pass over the buffers. */
+        private static void walk(List<Buffer> buffers, long from, long n, EachByte each) {
+            long start = 0;
             for (Buffer b : buffers) {
-                if (left < b.length()) {
-                    return b.address() + left;
+                long lo = Math.max(from, start);
+                long hi = Math.min(from + n, start + b.length());
+                for (long k = lo; k < hi; k++) {
+                    each.accept((int) (k - from), b.address() + (k - start));
                 }
-                left -= b.length();
+                start += b.length();
+                if (start >= from + n) {
+                    return;
+                }
             }
-            return -1;
         }
 
         /** The stream offset where the buffer holding byte {@code offset} starts. */
@@ -736,8 +742,7 @@ class VirtqueueFuzzTest {
             }
         }
 
-        private byte byteAt(List<Buffer> buffers, long offset) {
-            long address = addressAt(buffers, offset);
+        private byte byteAtAddress(long address) {
             if (inUsedRing(address)) {
                 return mem.getByte(address); // the device's to write
             }
@@ -745,8 +750,7 @@ class VirtqueueFuzzTest {
             return expected[r][(int) (address - regionStart(r))];
         }
 
-        private void expectedSetAt(List<Buffer> buffers, long offset, byte value) {
-            long address = addressAt(buffers, offset);
+        private void expectedSetAtAddress(long address, byte value) {
             usedRingClobbered |= inUsedRing(address);
             expectedSet(address, value);
         }
