@@ -2,6 +2,7 @@ package org.krun.device.vsock.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
@@ -109,6 +110,25 @@ class TsiTest {
                 assertEquals("pong", new String(read(port, 4)));
                 host.shutdownOutput();
                 guest.await(p -> p.op() == VsockHeader.OP_SHUTDOWN && p.header().dstPort() == port);
+            }
+        }
+    }
+
+    @Test
+    void bytesSentWithTheConnectRequestReachTheHostOnceItConnects() throws Exception {
+        try (ServerSocket server = new ServerSocket(0, 4, InetAddress.getLoopbackAddress())) {
+            start(VsockSpec.create());
+            byte[] connect = request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, server.getLocalPort(), HOST_ALIAS, 0, 0);
+            byte[] early = "sent before the answer".getBytes();
+            byte[] both = java.util.Arrays.copyOf(connect, connect.length + early.length);
+            System.arraycopy(early, 0, both, connect.length, early.length);
+            long port = open(both); // the connect is usually still in progress when these bytes arrive
+            try (Socket host = server.accept()) {
+                host.setSoTimeout(10_000);
+                assertEquals(0, response(port).status());
+                assertEquals("sent before the answer", new String(host.getInputStream().readNBytes(early.length)));
+                guest.send(VsockHeader.OP_RW, port, TSI, "and after".getBytes(), 0, 256 * 1024, 0);
+                assertEquals("and after", new String(host.getInputStream().readNBytes(9)));
             }
         }
     }
@@ -249,17 +269,29 @@ class TsiTest {
     }
 
     @Test
-    void aSecondListenerOnTheSameHostPortGetsAddressInUse() throws Exception {
+    void aHostPortTakenAfterTheVmStartedGetsAddressInUseOnListen() throws Exception {
         int hostPort;
         try (ServerSocket probe = new ServerSocket(0)) {
             hostPort = probe.getLocalPort();
         }
-        // the device is made while the port is free (a port taken already is refused at start: VsockFactoryTest)
         start(VsockSpec.create().withPublished(new PortForward(hostPort, 8080, PortForward.Protocol.TCP)));
         try (ServerSocket other = new ServerSocket()) {
-            other.bind(new InetSocketAddress(hostPort)); // then another VM, or anything else, takes the host port
+            other.bind(new InetSocketAddress(hostPort)); // another VM, or anything else, took the host port since
             long listen = open(request(TsiMessages.OP_LISTEN, SockAddr.AF_INET, 8080, new byte[0], 0, 0));
             assertEquals(Errno.EADDRINUSE, response(listen).status());
+        }
+    }
+
+    @Test
+    void aHostPortInUseAtStartIsRefusedInOneLine() throws Exception {
+        try (ServerSocket other = new ServerSocket()) {
+            other.bind(new InetSocketAddress(0));
+            int hostPort = other.getLocalPort();
+            VsockSpec spec = VsockSpec.create().withTsi(VsockSpec.Tsi.INET)
+                    .withPublished(new PortForward(hostPort, 8080, PortForward.Protocol.TCP));
+            RuntimeException e = assertThrows(RuntimeException.class, () -> new VsockFactory().create(spec));
+            assertEquals("cannot publish port " + hostPort + ":8080: host port " + hostPort + " (tcp) is in use",
+                    e.getMessage());
         }
     }
 
