@@ -185,6 +185,50 @@ class TsiTest {
         }
     }
 
+    /**
+     * The guest sends a v4-mapped destination of an AF_INET6 socket as AF_INET (TSI.md): the device's
+     * AF_INET6 host socket takes it mapped, and the source of the answer comes back as AF_INET.
+     */
+    @Test
+    void anInet6DatagramSocketReachesAnInet4DestinationAndHearsItsAnswer() throws Exception {
+        try (DatagramSocket echo = new DatagramSocket(0, InetAddress.getLoopbackAddress())) {
+            CompletableFuture<Void> echoing = CompletableFuture.runAsync(() -> {
+                try {
+                    DatagramPacket p = new DatagramPacket(new byte[2048], 2048);
+                    echo.receive(p);
+                    echo.send(new DatagramPacket(p.getData(), p.getLength(), p.getSocketAddress()));
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            start(VsockSpec.create());
+            long port = open(request(TsiMessages.OP_DGRAM, SockAddr.AF_INET6, 0, new byte[0], 0, 0));
+            assertEquals(0, response(port).status());
+            ByteBuffer connect = ByteBuffer.allocate(12 + 4).order(ByteOrder.LITTLE_ENDIAN);
+            connect.putShort((short) 0).put((byte) TsiMessages.FRAME_CONNECT).put((byte) 0).putShort((short) SockAddr.AF_INET)
+                    .putShort((short) echo.getLocalPort()).putShort((short) 4).putShort((short) 0).put(HOST_ALIAS);
+            ByteBuffer data = ByteBuffer.allocate(12 + 3).order(ByteOrder.LITTLE_ENDIAN);
+            data.putShort((short) 3).put((byte) TsiMessages.FRAME_DATA).put((byte) 0).putShort((short) 0)
+                    .putShort((short) 0).putShort((short) 0).putShort((short) 0).put("six".getBytes());
+            byte[] both = new byte[connect.capacity() + data.capacity()];
+            System.arraycopy(connect.array(), 0, both, 0, connect.capacity());
+            System.arraycopy(data.array(), 0, both, connect.capacity(), data.capacity());
+            guest.send(VsockHeader.OP_RW, port, TSI, both, 0, 256 * 1024, 0);
+            echoing.get(10, TimeUnit.SECONDS);
+            ByteBuffer back = ByteBuffer.wrap(read(port, 12 + 4 + 3)).order(ByteOrder.LITTLE_ENDIAN);
+            assertEquals(3, back.getShort());
+            assertEquals(TsiMessages.FRAME_DATA, back.get());
+            back.get();
+            assertEquals(SockAddr.AF_INET, back.getShort(), "a v4-mapped source is reported as AF_INET");
+            assertEquals(echo.getLocalPort(), back.getShort() & 0xffff);
+            assertEquals(4, back.getShort());
+            back.getShort();
+            byte[] from = new byte[4];
+            back.get(from);
+            assertArrayEquals(HOST_ALIAS, from, "the echo server, as the guest names it: the connected peer hears it");
+        }
+    }
+
     @Test
     void aPublishedListenerHandsHostConnectionsToTheGuestWhichClaimsThem() throws Exception {
         int hostPort;
