@@ -531,12 +531,7 @@ class VirtqueueFuzzTest {
                             + ", which is outside RAM");
                 }
                 long from = pos;
-                walk(buffers, pos, n, (i, address) -> {
-                    byte model = byteAtAddress(address);
-                    if (dst[i] != model) {
-                        throw new AssertionError("read byte " + (from + i) + " is " + dst[i] + ", guest RAM holds " + model);
-                    }
-                });
+                walk(buffers, pos, n, (i, address, length) -> compareRun(dst, i, address, length, "read byte", from));
                 pos += n;
             }
         }
@@ -561,11 +556,7 @@ class VirtqueueFuzzTest {
                 if (firstBad < want) {
                     throw new AssertionError("readBytes(" + want + ") passed byte " + firstBad + ", outside RAM");
                 }
-                walk(buffers, 0, want, (i, address) -> {
-                    if (b[i] != byteAtAddress(address)) {
-                        throw new AssertionError("readBytes byte " + i + " differs from guest RAM");
-                    }
-                });
+                walk(buffers, 0, want, (i, address, length) -> compareRun(b, i, address, length, "readBytes byte", 0));
             } catch (ShortChainException e) {
                 if (want <= total) {
                     throw new AssertionError("readBytes(" + want + ") of a " + total + "-byte chain: " + e.getMessage());
@@ -600,7 +591,7 @@ class VirtqueueFuzzTest {
                         throw new AssertionError("write of [" + pos + ", " + end + ") faulted in RAM");
                     }
                     long pieceStart = Math.max(pos, bufferStart(buffers, firstBad));
-                    walk(buffers, pos, pieceStart - pos, (i, address) -> expectedSetAtAddress(address, src[i]));
+                    walk(buffers, pos, pieceStart - pos, (i, address, length) -> expectedSetRun(src, i, address, length));
                     return;
                 }
                 if (w.position() - before != n) {
@@ -611,7 +602,7 @@ class VirtqueueFuzzTest {
                     throw new AssertionError("write of [" + pos + ", " + (pos + n) + ") passed byte " + firstBad
                             + ", which is outside RAM");
                 }
-                walk(buffers, pos, n, (i, address) -> expectedSetAtAddress(address, src[i]));
+                walk(buffers, pos, n, (i, address, length) -> expectedSetRun(src, i, address, length));
                 pos += n;
             }
         }
@@ -675,19 +666,22 @@ class VirtqueueFuzzTest {
             return (expectedInt(address) & 0xffffffffL) | expectedInt(address + 4) << 32;
         }
 
-        /** What {@link #walk} hands each byte: its index from the start of the walk and its guest address. */
-        private interface EachByte {
-            void accept(int index, long address);
+        /**
+         * What {@link #walk} hands each run of bytes that lie together in one buffer: the index of its first
+         * byte from the start of the walk, its guest address and its length.
+         */
+        private interface EachRun {
+            void accept(int index, long address, int length);
         }
 
-        /** The bytes {@code [from, from + n)} of the buffers, as one stream, in order: one pass over the buffers. */
-        private static void walk(List<Buffer> buffers, long from, long n, EachByte each) {
+        /** The bytes {@code [from, from + n)} of the buffers, as one stream, in order: one run per buffer. */
+        private static void walk(List<Buffer> buffers, long from, long n, EachRun each) {
             long start = 0;
             for (Buffer b : buffers) {
                 long lo = Math.max(from, start);
                 long hi = Math.min(from + n, start + b.length());
-                for (long k = lo; k < hi; k++) {
-                    each.accept((int) (k - from), b.address() + (k - start));
+                if (lo < hi) {
+                    each.accept((int) (lo - from), b.address() + (lo - start), (int) (hi - lo));
                 }
                 start += b.length();
                 if (start >= from + n) {
@@ -742,17 +736,50 @@ class VirtqueueFuzzTest {
             }
         }
 
-        private byte byteAtAddress(long address) {
-            if (inUsedRing(address)) {
-                return mem.getByte(address); // the device's to write
+        /**
+         * {@code actual[index, index + length)} against what guest RAM must hold at {@code address} (the model,
+         * except in the used ring, which is the device's to write): whole pieces at a time, byte by byte only in
+         * the used ring.
+         */
+        private void compareRun(byte[] actual, int index, long address, int length, String what, long base) {
+            int i = 0;
+            while (i < length) {
+                long a = address + i;
+                if (inUsedRing(a)) {
+                    if (actual[index + i] != mem.getByte(a)) {
+                        throw new AssertionError(what + " " + (base + index + i) + " is " + actual[index + i]
+                                + ", guest RAM holds " + mem.getByte(a));
+                    }
+                    i++;
+                    continue;
+                }
+                int r = regionOf(a);
+                int off = (int) (a - regionStart(r));
+                long stop = Math.min(regionStart(r) + regionSize(r), a < USED ? USED : Long.MAX_VALUE);
+                int n = (int) Math.min(length - i, stop - a);
+                int at = Arrays.mismatch(actual, index + i, index + i + n, expected[r], off, off + n);
+                if (at >= 0) {
+                    throw new AssertionError(what + " " + (base + index + i + at) + " is " + actual[index + i + at]
+                            + ", guest RAM holds " + expected[r][off + at]);
+                }
+                i += n;
             }
-            int r = regionOf(address);
-            return expected[r][(int) (address - regionStart(r))];
         }
 
-        private void expectedSetAtAddress(long address, byte value) {
-            usedRingClobbered |= inUsedRing(address);
-            expectedSet(address, value);
+        /** The model after the device wrote {@code src[index, index + length)} at {@code address}. */
+        private void expectedSetRun(byte[] src, int index, long address, int length) {
+            usedRingClobbered |= address < USED + 6 + 8L * size && address + length > USED;
+            int i = 0;
+            while (i < length) {
+                long a = address + i;
+                int r = regionOf(a);
+                if (r < 0) {
+                    return;
+                }
+                int n = (int) Math.min(length - i, regionStart(r) + regionSize(r) - a);
+                System.arraycopy(src, index + i, expected[r], (int) (a - regionStart(r)), n);
+                i += n;
+            }
         }
 
         private boolean inUsedRing(long address) {
