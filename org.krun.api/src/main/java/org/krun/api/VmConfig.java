@@ -67,6 +67,7 @@ public final class VmConfig {
             }
         });
         this.mounts = List.copyOf(b.mounts);
+        requireDistinctTargets(mounts);
         this.command = List.copyOf(b.command);
         if (command.isEmpty() || command.get(0).isEmpty()) {
             throw new VmConfigException("no command to run");
@@ -89,10 +90,7 @@ public final class VmConfig {
         requireNoNul(w, "workdir");
         this.workdir = w;
         String h = b.hostname == null || b.hostname.isEmpty() ? "krun" : b.hostname;
-        requireNoNul(h, "hostname");
-        if (h.length() > 64) {
-            throw new VmConfigException("hostname is longer than 64 characters");
-        }
+        requireHostName(h);
         this.hostname = h;
         this.rlimits = List.copyOf(b.rlimits);
         this.console = Objects.requireNonNull(b.console, "console");
@@ -100,6 +98,9 @@ public final class VmConfig {
         this.defaultDevices = b.defaultDevices;
         this.withoutDefaults = java.util.Collections.unmodifiableSet(new java.util.TreeSet<>(b.withoutDefaults));
         this.kernelArgs = List.copyOf(b.kernelArgs);
+        for (String arg : kernelArgs) {
+            requireKernelArg(arg);
+        }
         this.kernelLog = b.kernelLog;
         this.timeout = Optional.ofNullable(b.timeout);
         timeout.ifPresent(t -> {
@@ -107,6 +108,47 @@ public final class VmConfig {
                 throw new VmConfigException("timeout must be positive");
             }
         });
+    }
+
+    /** Linux's HOST_NAME_MAX. */
+    private static final int MAX_HOSTNAME = 64;
+
+    /**
+     * A host name as RFC 1123 has it (what {@code hostname(1)} and resolvers accept): dot-separated labels of
+     * letters, digits and hyphens, 1 to 63 characters each, neither starting nor ending with a hyphen; at most
+     * {@value #MAX_HOSTNAME} characters in all, as the guest kernel keeps it.
+     */
+    private static void requireHostName(String h) {
+        requireNoNul(h, "hostname");
+        if (h.length() > MAX_HOSTNAME) {
+            throw new VmConfigException("hostname '" + h + "' is longer than " + MAX_HOSTNAME + " characters");
+        }
+        for (String label : h.split("\\.", -1)) {
+            if (label.isEmpty() || label.length() > 63 || label.startsWith("-") || label.endsWith("-")
+                    || !label.chars().allMatch(c -> c < 128 && (Character.isLetterOrDigit(c) || c == '-'))) {
+                throw new VmConfigException("hostname '" + h + "' is not a valid host name (letters, digits and "
+                        + "hyphens, in dot-separated labels that neither start nor end with a hyphen)");
+            }
+        }
+    }
+
+    /** Two mounts at one guest path: the later would hide the earlier without a word. */
+    private static void requireDistinctTargets(List<GuestMount> mounts) {
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (GuestMount m : mounts) {
+            String target = java.nio.file.Path.of(m.target()).normalize().toString();
+            if (!seen.add(target)) {
+                throw new VmConfigException("two mounts at guest path " + target + ": each guest path takes one");
+            }
+        }
+    }
+
+    /** One argument of the kernel command line: it must stay one, and must not end the kernel's own arguments. */
+    private static void requireKernelArg(String arg) {
+        requireNoNul(arg, "kernel argument");
+        if (arg.isBlank() || arg.equals("--") || arg.chars().anyMatch(c -> c < 0x20)) {
+            throw new VmConfigException("kernel argument '" + arg + "' is not a kernel parameter");
+        }
     }
 
     /** The guest receives these as C strings: a NUL would cut them short. */

@@ -17,6 +17,7 @@ import org.krun.api.ConsoleSpec;
 import org.krun.api.FsShareSpec;
 import org.krun.api.GuestMount;
 import org.krun.api.Krun;
+import org.krun.api.KrunException;
 import org.krun.api.Rlimit;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
@@ -29,8 +30,11 @@ import org.krun.posix.Posix;
 import org.krun.posix.Termios;
 
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
 
 /** {@code krun run}: one command in a fresh VM; exits with the command's status. */
 @Command(name = "run", mixinStandardHelpOptions = true,
@@ -153,6 +157,9 @@ final class RunCommand implements Callable<Integer> {
             description = "The command and its arguments (default: /bin/sh). Use -- before a CMD that starts with -.")
     List<String> command = new ArrayList<>();
 
+    @Spec
+    CommandSpec spec;
+
     private final Krun krun;
 
     RunCommand(Krun krun) {
@@ -178,7 +185,7 @@ final class RunCommand implements Callable<Integer> {
         ConsoleSpec console = terminal
                 ? ConsoleSpec.terminal(stdout, size == null ? 0 : size.columns(), size == null ? 0 : size.rows())
                 : ConsoleSpec.pipes(stdout, stderr, true);
-        VmConfig config = config(console, terminal);
+        VmConfig config = usage(() -> config(console, terminal));
         try (VirtualMachine vm = krun.create(config)) {
             Termios.RawMode raw = terminal ? Termios.enterRawMode(0).orElse(null) : null;
             Thread restore = raw == null ? null : new Thread(() -> restore(raw), "krun-terminal-restore");
@@ -208,6 +215,18 @@ final class RunCommand implements Callable<Integer> {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * Options that cannot make a VM are usage errors (status 2): the configuration is built before anything
+     * else is touched. What the host then refuses (a missing file, a device nobody offers) fails the run (1).
+     */
+    private <T> T usage(java.util.function.Supplier<T> parse) {
+        try {
+            return parse.get();
+        } catch (VmConfigException e) {
+            throw new ParameterException(spec.commandLine(), KrunCli.message(e), e);
         }
     }
 
@@ -246,6 +265,9 @@ final class RunCommand implements Callable<Integer> {
         }
         networking(b);
         if (workdir != null) {
+            if (workdir.isEmpty()) {
+                throw new VmConfigException("--workdir needs a directory: an absolute guest path");
+            }
             b.workdir(workdir);
         }
         if (hostname != null) {
@@ -255,6 +277,9 @@ final class RunCommand implements Callable<Integer> {
             b.env("TERM", System.getenv("TERM"));
         }
         for (String e : env) {
+            if (e.isEmpty()) {
+                throw new VmConfigException("-e needs NAME or NAME=VALUE, not an empty string");
+            }
             int eq = e.indexOf('=');
             if (eq < 0) {
                 String v = System.getenv(e);
@@ -333,21 +358,23 @@ final class RunCommand implements Callable<Integer> {
         if (parts.length < 2 || parts.length > 3 || (parts.length == 3 && !ro) || parts[0].isEmpty() || parts[1].isEmpty()) {
             throw new VmConfigException("volume '" + volume + "' is not HOST:GUEST or HOST:GUEST:ro");
         }
+        // Whether HOST is a directory is the share device's to check when the VM is made (a failed run, not bad usage).
         Path host = Path.of(parts[0]).toAbsolutePath();
-        if (!java.nio.file.Files.isDirectory(host)) {
-            throw new VmConfigException("volume " + host + " does not exist or is not a directory");
-        }
         if (!parts[1].startsWith("/")) {
             throw new VmConfigException("volume target '" + parts[1] + "' must be an absolute guest path");
+        }
+        if (Path.of(parts[1]).normalize().equals(Path.of("/"))) {
+            throw new VmConfigException("volume '" + volume + "' would hide the guest's root: give the directory as --root");
         }
         b.device(new FsShareSpec(tag, host, ro));
         b.mount(new GuestMount(tag, parts[1], "virtiofs", ro ? "ro" : ""));
     }
 
+    /** A default the installation provides; without it, krun is installed wrong (a failure, not bad usage). */
     private static Path defaultPath(String property, String flag) {
         String p = System.getProperty(property);
         if (p == null || p.isEmpty()) {
-            throw new VmConfigException("no default for " + flag + " (system property " + property + " is not set): give "
+            throw new KrunException("no default for " + flag + " (system property " + property + " is not set): give "
                     + flag + " explicitly");
         }
         return Path.of(p);

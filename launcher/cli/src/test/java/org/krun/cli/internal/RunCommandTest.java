@@ -46,7 +46,7 @@ class RunCommandTest {
 
     @Test
     void malformedVolumesAreOneLineErrors(@TempDir Path dir) {
-        for (String bad : List.of(dir.toString(), dir + ":relative", dir + ":/x:rw", ":/x", "/no/such/dir:/x")) {
+        for (String bad : List.of(dir.toString(), dir + ":relative", dir + ":/x:rw", ":/x", dir + ":/", dir + ":/x/..")) {
             VmConfigException e = assertThrows(VmConfigException.class,
                     () -> parse("--kernel", "/k", "--root", "/r", "-v", bad, "--", "/bin/true"), bad);
             assertFalse(e.getMessage().contains("\n"), e.getMessage());
