@@ -27,6 +27,7 @@ public final class VmConfig {
 
     private final int cpus;
     private final int memoryMib;
+    private final boolean memoryOvercommit;
     private final Path kernel;
     private final Optional<Path> initrd;
     private final Optional<Path> root;
@@ -56,6 +57,7 @@ public final class VmConfig {
         }
         this.cpus = b.cpus;
         this.memoryMib = b.memoryMib;
+        this.memoryOvercommit = b.memoryOvercommit;
         this.kernel = Objects.requireNonNull(b.kernel, "kernel");
         this.initrd = Optional.ofNullable(b.initrd);
         this.root = Optional.ofNullable(b.root);
@@ -169,6 +171,19 @@ public final class VmConfig {
     /** Guest RAM in MiB, {@link #MIN_MEMORY_MIB} to {@link #MAX_MEMORY_MIB}. */
     public int memoryMib() {
         return memoryMib;
+    }
+
+    /**
+     * Whether the VM may have more memory than the host can give it (its RAM and swap, the cgroup's limit).
+     * Guest memory is taken only as the guest touches it, so such a VM runs as long as the guest leaves enough
+     * of its memory untouched; past that, the host's out-of-memory killer ends the whole JVM. False (the
+     * default): {@link Krun#create} refuses it. Limits that refuse the mapping itself (RLIMIT_AS, strict
+     * overcommit) hold either way.
+     *
+     * @since 1.1
+     */
+    public boolean memoryOvercommit() {
+        return memoryOvercommit;
     }
 
     /** The guest kernel: an ELF {@code vmlinux} or a {@code bzImage}. */
@@ -286,6 +301,7 @@ public final class VmConfig {
         Builder b = new Builder();
         b.cpus = cpus;
         b.memoryMib = memoryMib;
+        b.memoryOvercommit = memoryOvercommit;
         b.kernel = kernel;
         b.initrd = initrd.orElse(null);
         b.root = root.orElse(null);
@@ -310,7 +326,8 @@ public final class VmConfig {
     /** Equal when every property is (the console by identity of its streams, as {@link ConsoleSpec} is). */
     @Override
     public boolean equals(Object o) {
-        return o instanceof VmConfig c && cpus == c.cpus && memoryMib == c.memoryMib && kernel.equals(c.kernel)
+        return o instanceof VmConfig c && cpus == c.cpus && memoryMib == c.memoryMib
+                && memoryOvercommit == c.memoryOvercommit && kernel.equals(c.kernel)
                 && initrd.equals(c.initrd) && root.equals(c.root) && ephemeralRoot == c.ephemeralRoot
                 && rootMount.equals(c.rootMount)
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
@@ -322,7 +339,7 @@ public final class VmConfig {
 
     @Override
     public int hashCode() {
-        return Objects.hash(cpus, memoryMib, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
+        return Objects.hash(cpus, memoryMib, memoryOvercommit, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
                 rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout);
     }
 
@@ -336,6 +353,7 @@ public final class VmConfig {
     public static final class Builder {
         private int cpus = 1;
         private int memoryMib = 512;
+        private boolean memoryOvercommit;
         private Path kernel;
         private Path initrd;
         private Path root;
@@ -365,6 +383,16 @@ public final class VmConfig {
 
         public Builder memoryMib(int memoryMib) {
             this.memoryMib = memoryMib;
+            return this;
+        }
+
+        /**
+         * See {@link VmConfig#memoryOvercommit()}; default false.
+         *
+         * @since 1.1
+         */
+        public Builder memoryOvercommit(boolean memoryOvercommit) {
+            this.memoryOvercommit = memoryOvercommit;
             return this;
         }
 

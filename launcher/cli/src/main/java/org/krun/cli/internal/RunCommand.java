@@ -53,6 +53,12 @@ final class RunCommand implements Callable<Integer> {
             defaultValue = "512")
     int memoryMib;
 
+    @Option(names = "--mem-overcommit",
+            description = {"Allow --mem beyond what the host can give (its RAM and swap,",
+                "the cgroup's limit): the guest gets memory only as it uses it,",
+                "and the host kills krun if it uses more than there is."})
+    boolean memoryOvercommit;
+
     @Option(names = "--kernel", paramLabel = "FILE",
             description = "Guest kernel, ELF vmlinux or bzImage (default: krun's own vmlinux).")
     Path kernel;
@@ -234,6 +240,7 @@ final class RunCommand implements Callable<Integer> {
         VmConfig.Builder b = VmConfig.builder()
                 .cpus(cpus)
                 .memoryMib(memoryMib)
+                .memoryOvercommit(memoryOvercommit)
                 .kernel(kernel != null ? kernel : defaultPath("krun.kernel", "--kernel"))
                 .console(console)
                 .kernelLog(kernelLog)

@@ -30,6 +30,12 @@ class RunCommandTest {
     }
 
     @Test
+    void memoryOvercommitIsOffUnlessAskedFor() {
+        assertFalse(parse("--kernel", "/k", "--root", "/r", "--mem", "1024", "--", "/bin/true").memoryOvercommit());
+        assertTrue(parse("--kernel", "/k", "--root", "/r", "--mem-overcommit", "--", "/bin/true").memoryOvercommit());
+    }
+
+    @Test
     void defaultDevicesAreOnUnlessTurnedOff() {
         assertTrue(parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
         assertFalse(parse("--no-default-devices", "--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
