@@ -49,6 +49,14 @@ public final class Main {
     }
 
     public static void main(String[] args) {
+        StandardStreams streams = StandardStreams.ofThisProcess(home());
+        if (streams.error().isPresent()) {
+            System.err.println("krun: " + streams.error().get());
+            System.exit(1);
+        }
+        if (streams.stdinClosed()) {
+            System.setProperty(StandardStreams.STDIN_PROPERTY, "closed"); // read by the command line
+        }
         int status;
         try {
             status = run(args);

@@ -41,6 +41,8 @@ class KrunRunLinuxIT {
     private Future<KrunProcess.Result> binaryPipe;
     private Future<KrunProcess.Result> environment;
     private Future<KrunProcess.Result> fromBzImage;
+    private Future<KrunProcess.Result> readerGoesAway;
+    private Future<KrunProcess.Result> stdinClosed;
     private java.nio.file.Path bzImage;
 
     private static byte[] binaryInput() {
@@ -83,6 +85,48 @@ class KrunRunLinuxIT {
         bzImage = java.nio.file.Path.of(KrunProcess.kernel()).resolveSibling("bzImage");
         fromBzImage = boot(null, "run", "--kernel", bzImage.toString(), "--", "/bin/sh", "-c",
                 "echo booted; uname -sm; exit 3");
+        readerGoesAway = lanes.submit(KrunRunLinuxIT::yesIntoAReaderThatGoesAway);
+        // fd 0 closed: the JVM's first file takes its number; the command must read end-of-file, not that file
+        List<String> closedStdin = new java.util.ArrayList<>(List.of("/bin/sh", "-c", "exec \"$0\" \"$@\" <&-"));
+        closedStdin.addAll(KrunProcess.command(List.of("run", "--", "/bin/sh", "-c", "wc -c; echo read-all")));
+        stdinClosed = lanes.submit(() -> KrunProcess.run(new ProcessBuilder(closedStdin), List.of("run", "--", "wc -c", "<&-"),
+                null, BOOT_TIMEOUT_SECONDS));
+    }
+
+    /**
+     * {@code krun run -- yes | head -1}: reads the first line, then closes krun's stdout as head does on exit.
+     * The result's stdout is that line; its stderr says, after krun's own, how long krun took to end after that.
+     */
+    private static KrunProcess.Result yesIntoAReaderThatGoesAway() throws Exception {
+        Process p = new ProcessBuilder(KrunProcess.command(List.of("run", "--", "yes")))
+                .redirectError(ProcessBuilder.Redirect.PIPE).start();
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        Thread e = Thread.ofPlatform().daemon(true).start(() -> {
+            try (java.io.InputStream in = p.getErrorStream()) {
+                in.transferTo(err);
+            } catch (java.io.IOException ex) {
+                // gone
+            }
+        });
+        p.getOutputStream().close();
+        byte[] line;
+        try (java.io.InputStream out = p.getInputStream()) {
+            java.io.ByteArrayOutputStream first = new java.io.ByteArrayOutputStream();
+            int b;
+            while ((b = out.read()) >= 0 && b != '\n') {
+                first.write(b);
+            }
+            line = first.toByteArray();
+        } // closed: krun's next write fails with EPIPE
+        long closed = System.nanoTime();
+        if (!p.waitFor(BOOT_TIMEOUT_SECONDS, java.util.concurrent.TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new AssertionError("krun run -- yes did not end after its reader went away");
+        }
+        long seconds = java.util.concurrent.TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - closed);
+        e.join();
+        err.writeBytes(("ended " + seconds + " s after its reader went away\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        return new KrunProcess.Result(List.of("run", "--", "yes", "|", "head", "-1"), p.exitValue(), line, err.toByteArray());
     }
 
     private Future<KrunProcess.Result> boot(byte[] stdin, String... args) {
@@ -171,6 +215,26 @@ class KrunRunLinuxIT {
                 "no mount point was made for the share in the shared default root " + rootfs);
         assertFalse(java.nio.file.Files.readString(rootfs.resolve("etc/hosts")).contains("krun.internal"),
                 "the host alias went into the guest's layer, not the shared default root's /etc/hosts");
+    }
+
+    @Test
+    void aCommandWritingIntoAReaderThatWentAwayEndsAsALocalPipelineDoesWithSigpipe() throws Exception {
+        KrunProcess.Result r = readerGoesAway.get();
+        assertEquals("y", r.out(), r.toString());
+        assertEquals(141, r.status(), "128 + SIGPIPE: " + r);
+        List<String> err = r.err().lines().toList();
+        assertEquals(1, err.size(), "nothing but the timing line: " + r);
+        long seconds = Long.parseLong(err.get(0).replaceAll("\\D+", ""));
+        // The guest's init ends the command with SIGPIPE; krun's own fallback (BrokenPipe.GRACE) is 15 s.
+        assertTrue(seconds < 15, "the guest ended the command itself, promptly: " + r);
+    }
+
+    @Test
+    void aClosedStdinIsEndOfFileForTheCommand() throws Exception {
+        KrunProcess.Result r = stdinClosed.get();
+        assertEquals(0, r.status(), r.toString());
+        assertEquals(List.of("0", "read-all"), r.out().lines().toList(), "no byte of the JVM's own files: " + r);
+        assertEquals("", r.err(), r.toString());
     }
 
     @Test

@@ -174,6 +174,8 @@ final class RunCommand implements Callable<Integer> {
 
     /** Set by the launcher when the profile's VMs would lack the protection it promises: why. */
     static final String UNPROTECTED_PROPERTY = "krun.profile.unprotected";
+    /** Set by the launcher to {@code closed} when krun's stdin is closed: the command reads end-of-file. */
+    static final String STDIN_PROPERTY = "krun.stdin";
 
     @Override
     public Integer call() throws Exception {
@@ -184,13 +186,16 @@ final class RunCommand implements Callable<Integer> {
             }
             System.err.println("krun: warning: " + unprotected + "; running unprotected as asked");
         }
-        boolean terminal = Posix.isatty(0) && Posix.isatty(1);
-        OutputStream stdout = new FileOutputStream(FileDescriptor.out);
-        OutputStream stderr = new FileOutputStream(FileDescriptor.err);
+        // fd 0 may belong to the JVM when the caller closed krun's stdin: then it is never read.
+        boolean input = !"closed".equals(System.getProperty(STDIN_PROPERTY));
+        boolean terminal = input && Posix.isatty(0) && Posix.isatty(1);
+        BrokenPipe pipe = new BrokenPipe(BrokenPipe.GRACE);
+        OutputStream stdout = pipe.watch(new FileOutputStream(FileDescriptor.out));
+        OutputStream stderr = pipe.watch(new FileOutputStream(FileDescriptor.err));
         Termios.Size size = terminal ? Termios.size(1).orElse(null) : null;
         ConsoleSpec console = terminal
                 ? ConsoleSpec.terminal(stdout, size == null ? 0 : size.columns(), size == null ? 0 : size.rows())
-                : ConsoleSpec.pipes(stdout, stderr, true);
+                : ConsoleSpec.pipes(stdout, stderr, input);
         VmConfig config = usage(() -> config(console, terminal));
         try (VirtualMachine vm = krun.create(config)) {
             Termios.RawMode raw = terminal ? Termios.enterRawMode(0).orElse(null) : null;
@@ -200,12 +205,18 @@ final class RunCommand implements Callable<Integer> {
             }
             try {
                 vm.start();
-                pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
+                pipe.endsAfterGrace(vm);
+                if (input) {
+                    pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
+                }
                 if (terminal) {
                     watchWindowSize(vm, size);
                 }
                 VmExit exit = vm.waitFor();
                 restore(raw);
+                if (pipe.killed() && exit.reason() == VmExit.Reason.KILLED) {
+                    return BrokenPipe.STATUS; // stopped for a reader that is gone: nobody to tell
+                }
                 if (exit.reason() != VmExit.Reason.COMMAND_EXITED) {
                     PrintStream err = new PrintStream(stderr, true);
                     err.println("krun: " + exit.detail());
