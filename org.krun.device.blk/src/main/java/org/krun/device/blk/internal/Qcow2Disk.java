@@ -36,6 +36,9 @@ import org.krun.posix.PosixIo;
  * header, the L1 table and the refcount table). A bad one fails its request with an I/O error and marks the
  * image corrupt, as qemu does (the header's corrupt bit, version 3): every later request fails too, and
  * nothing is ever written where a damaged entry points, so the file never grows because of one.
+ *
+ * <p>Allocation looks for free clusters only up to the end of the file and a little beyond ({@link #findFree}),
+ * so refcounts claiming every cluster cost a scan of the file's clusters at most, and mark the image corrupt.
  */
 final class Qcow2Disk implements DiskBackend {
     private static final System.Logger LOG = System.getLogger(Qcow2Disk.class.getName());
@@ -642,11 +645,22 @@ final class Qcow2Disk implements DiskBackend {
         return start * clusterSize;
     }
 
-    /** The first run of {@code count} free clusters at or after {@link #freeHint}. */
+    /**
+     * The first run of {@code count} free clusters at or after {@link #freeHint}. In a sound image every
+     * cluster past the end of the file is free, but for those an allocation interrupted by a crash left
+     * counted (one allocation's worth at most: a run of L2 entries, or a new refcount table): a run starting
+     * further out means the refcounts claim clusters nobody allocated, and the search stops there.
+     */
     private long findFree(int count) throws IOException {
         long c = Math.max(freeHint, 1);
+        long limit = (fileSize + clusterSize - 1) / clusterSize + l2Entries()
+                + Qcow2Header.MAX_REFTABLE_BYTES / clusterSize + 2;
         search:
         while (true) {
+            if (c > limit) {
+                throw corrupt("counts clusters in use past the end of the file, up to cluster " + c
+                        + " (corrupt refcounts)");
+            }
             for (int k = 0; k < count; k++) {
                 if (refcount(c + k) != 0) {
                     c = c + k + 1;
