@@ -95,7 +95,7 @@ class KrunRunLinuxIT {
 
     /**
      * {@code krun run -- yes | head -1}: reads the first line, then closes krun's stdout as head does on exit.
-     * The result's stdout is that line; its stderr says, after krun's own, how long krun took to end after that.
+     * The result's stdout is that line; its stderr krun's, still open.
      */
     private static KrunProcess.Result yesIntoAReaderThatGoesAway() throws Exception {
         Process p = new ProcessBuilder(KrunProcess.command(List.of("run", "--", "yes")))
@@ -118,14 +118,11 @@ class KrunRunLinuxIT {
             }
             line = first.toByteArray();
         } // closed: krun's next write fails with EPIPE
-        long closed = System.nanoTime();
         if (!p.waitFor(BOOT_TIMEOUT_SECONDS, java.util.concurrent.TimeUnit.SECONDS)) {
             p.destroyForcibly();
             throw new AssertionError("krun run -- yes did not end after its reader went away");
         }
-        long seconds = java.util.concurrent.TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - closed);
         e.join();
-        err.writeBytes(("ended " + seconds + " s after its reader went away\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
         return new KrunProcess.Result(List.of("run", "--", "yes", "|", "head", "-1"), p.exitValue(), line, err.toByteArray());
     }
 
@@ -222,11 +219,9 @@ class KrunRunLinuxIT {
         KrunProcess.Result r = readerGoesAway.get();
         assertEquals("y", r.out(), r.toString());
         assertEquals(141, r.status(), "128 + SIGPIPE: " + r);
-        List<String> err = r.err().lines().toList();
-        assertEquals(1, err.size(), "nothing but the timing line: " + r);
-        long seconds = Long.parseLong(err.get(0).replaceAll("\\D+", ""));
-        // The guest's init ends the command with SIGPIPE; krun's own fallback (BrokenPipe.GRACE) is 15 s.
-        assertTrue(seconds < 15, "the guest ended the command itself, promptly: " + r);
+        // The guest's init ended the command with SIGPIPE; had krun needed its own fallback (stopping the VM
+        // after BrokenPipe.GRACE), it would have said so on stderr, which stayed open.
+        assertEquals("", r.err(), "the guest ended the command itself: " + r);
     }
 
     @Test

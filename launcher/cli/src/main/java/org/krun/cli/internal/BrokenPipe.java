@@ -22,6 +22,9 @@ final class BrokenPipe {
     static final Duration GRACE = Duration.ofSeconds(15);
     /** 128 + SIGPIPE. */
     static final int STATUS = 141;
+    /** What krun says, where it still can, when it had to stop the VM itself. */
+    static final String STOPPED = "the guest command did not end within " + GRACE.toSeconds()
+            + " s after the reader of its output went away; krun stopped the VM";
 
     private final Duration grace;
     private final CompletableFuture<Void> broken = new CompletableFuture<>();

@@ -215,7 +215,9 @@ final class RunCommand implements Callable<Integer> {
                 VmExit exit = vm.waitFor();
                 restore(raw);
                 if (pipe.killed() && exit.reason() == VmExit.Reason.KILLED) {
-                    return BrokenPipe.STATUS; // stopped for a reader that is gone: nobody to tell
+                    // Said where it can still be read (stderr, when only stdout's reader went away); lost otherwise.
+                    new PrintStream(stderr, true).println("krun: " + BrokenPipe.STOPPED);
+                    return BrokenPipe.STATUS;
                 }
                 if (exit.reason() != VmExit.Reason.COMMAND_EXITED) {
                     PrintStream err = new PrintStream(stderr, true);
