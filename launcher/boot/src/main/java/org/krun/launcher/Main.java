@@ -153,7 +153,8 @@ public final class Main {
         }
         Level l = Level.toLevel(level.toUpperCase(Locale.ROOT), null);
         if (l == null) {
-            throw new LaunchException("unknown log level '" + level + "' (error, warn, info, debug, trace)", 2);
+            throw new LaunchException("unknown log level '" + level + "': use error, warn, info, debug or trace "
+                    + "(see 'krun --help')", 2);
         }
         ((ch.qos.logback.classic.Logger) LoggerFactory.getLogger(Logger.ROOT_LOGGER_NAME)).setLevel(l);
     }
@@ -180,7 +181,8 @@ public final class Main {
             } catch (IOException e) {
                 // none
             }
-            throw new LaunchException("unknown profile '" + profile + "' (available: " + String.join(", ", known) + ")", 2);
+            throw new LaunchException("unknown profile '" + profile + "': the profiles are " + String.join(", ", known)
+                    + " (see 'krun --help')", 2);
         }
         return dir;
     }
