@@ -70,12 +70,13 @@ class KrunRunLinuxIT {
         smp = boot(null, "run", "--cpus", "2", "--mem", "512", "--", "/bin/sh", "-c", "nproc; grep MemTotal /proc/meminfo");
         binaryPipe = boot(BINARY_INPUT, "run", "--", "/bin/cat");
         environment = boot(null, "run", "--workdir", "/tmp", "-e", "GREETING=hi there", "--hostname", "testvm",
-                "--rlimit", "NOFILE=123:456", "-v", shared + ":/mnt/host:ro", "--", "/bin/sh", "-c",
+                "--rlimit", "NOFILE=123:456", "-v", shared + ":/mnt/host:ro", "-v", shared + ":/share-at-the-top",
+                "--", "/bin/sh", "-c",
                 "pwd; echo \"$GREETING\"; hostname; ulimit -n; ulimit -Hn; echo to-stderr >&2; "
                         + "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev devtmpfs ' /proc/mounts; "
                         + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty; "
                         + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept; "
-                        + "echo written > /probe-of-this-run && cat /probe-of-this-run; "
+                        + "echo written > /probe-of-this-run && cat /probe-of-this-run; cat /share-at-the-top/from-host; "
                         + "grep -c ' host.krun.internal$' /etc/hosts; grep -c '^nameserver ' /etc/resolv.conf");
         exit0 = boot(null, "run", "--no-default-devices", "--device", "rng", "--", "/bin/sh", "-c",
                 "cat /sys/bus/virtio/devices/*/device | sort; exit 0");
@@ -189,7 +190,7 @@ class KrunRunLinuxIT {
         KrunProcess.Result r = environment.get();
         assertEquals(0, r.status(), r.toString());
         assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty", "shared by the host",
-                "ro-kept", "written", "2", resolvers()), r.out().lines().toList(), r.toString());
+                "ro-kept", "written", "shared by the host", "2", resolvers()), r.out().lines().toList(), r.toString());
         assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
     }
@@ -203,13 +204,15 @@ class KrunRunLinuxIT {
 
     @Test
     void theDefaultRootIsTheSamePristineTreeForEveryRun() throws Exception {
-        KrunProcess.Result r = environment.get(); // wrote /probe-of-this-run and mounted a share at /mnt/host
+        KrunProcess.Result r = environment.get(); // wrote /probe-of-this-run, mounted shares at /mnt/host and /share-at-the-top
         assertEquals(0, r.status(), r.toString());
         java.nio.file.Path rootfs = java.nio.file.Path.of(KrunProcess.rootfs());
         assertFalse(java.nio.file.Files.exists(rootfs.resolve("probe-of-this-run")),
                 "the guest's write stayed in its own layer, not in the shared default root " + rootfs);
         assertFalse(java.nio.file.Files.exists(rootfs.resolve("mnt/host")),
                 "no mount point was made for the share in the shared default root " + rootfs);
+        assertFalse(java.nio.file.Files.exists(rootfs.resolve("share-at-the-top")),
+                "nor for the share at a new top-level folder " + rootfs);
         assertFalse(java.nio.file.Files.readString(rootfs.resolve("etc/hosts")).contains("krun.internal"),
                 "the host alias went into the guest's layer, not the shared default root's /etc/hosts");
     }
