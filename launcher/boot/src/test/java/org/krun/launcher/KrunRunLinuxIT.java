@@ -43,6 +43,7 @@ class KrunRunLinuxIT {
     private Future<KrunProcess.Result> fromBzImage;
     private Future<KrunProcess.Result> readerGoesAway;
     private Future<KrunProcess.Result> stdinClosed;
+    private Future<KrunProcess.Result> garbageInitrd;
     private java.nio.file.Path bzImage;
 
     private static byte[] binaryInput() {
@@ -86,6 +87,12 @@ class KrunRunLinuxIT {
         bzImage = java.nio.file.Path.of(KrunProcess.kernel()).resolveSibling("bzImage");
         fromBzImage = boot(null, "run", "--kernel", bzImage.toString(), "--", "/bin/sh", "-c",
                 "echo booted; uname -sm; exit 3");
+        // An initrd of random bytes: the kernel cannot unpack it, finds no root and panics before any init.
+        byte[] garbage = new byte[300_000];
+        new Random(7).nextBytes(garbage);
+        java.nio.file.Path initrd = java.nio.file.Files.write(java.nio.file.Files.createTempFile("krun-it", ".initrd"), garbage);
+        initrd.toFile().deleteOnExit();
+        garbageInitrd = boot(null, "run", "--initrd", initrd.toString(), "--", "/bin/true");
         readerGoesAway = lanes.submit(KrunRunLinuxIT::yesIntoAReaderThatGoesAway);
         // fd 0 closed: the JVM's first file takes its number; the command must read end-of-file, not that file
         List<String> closedStdin = new java.util.ArrayList<>(List.of("/bin/sh", "-c", "exec \"$0\" \"$@\" <&-"));
@@ -233,6 +240,18 @@ class KrunRunLinuxIT {
         assertEquals(0, r.status(), r.toString());
         assertEquals(List.of("0", "read-all"), r.out().lines().toList(), "no byte of the JVM's own files: " + r);
         assertEquals("", r.err(), r.toString());
+    }
+
+    @Test
+    void aKernelThatCannotStartTheInitNamesThePanicAndWhatLedToIt() throws Exception {
+        KrunProcess.Result r = garbageInitrd.get();
+        assertEquals(1, r.status(), r.toString());
+        assertEquals("", r.out(), r.toString());
+        List<String> err = r.err().lines().toList();
+        assertEquals(1, err.size(), "one line: " + r);
+        assertTrue(err.get(0).startsWith("krun: the guest's init did not start: guest kernel panic: "), r.toString());
+        assertTrue(err.get(0).contains("Initramfs unpacking failed"), "what led to the panic: " + r);
+        assertFalse(err.get(0).contains("without reporting an exit status"), r.toString());
     }
 
     @Test
