@@ -203,6 +203,48 @@ class KrunScriptsIT {
         assertTrue(rebuilt.stream().anyMatch(f -> !first.contains(f) && both.contains(f)), "the other's stayed: " + rebuilt);
     }
 
+    /**
+     * {@code ./run-tests} against a Maven that fails a module and has failing tests in two others: every module
+     * ran (--fail-at-end, test failures ignored by Maven and counted from this run's reports alone), and the
+     * last line sums them up.
+     */
+    @Test
+    void runTestsGoesOnPastFailuresAndEndsWithOneSummaryLine() throws Exception {
+        Path copy = CheckoutCopy.withStubs(tmp.resolve("checkout"), shared.resolve("no-kernel").toString(),
+                shared.resolve("no-rootfs").toString());
+        Files.copy(CheckoutCopy.checkout().resolve("run-tests"), copy.resolve("run-tests"),
+                java.nio.file.StandardCopyOption.COPY_ATTRIBUTES);
+        Path old = Files.createDirectories(copy.resolve("old/target/surefire-reports")).resolve("TEST-Old.xml");
+        Files.writeString(old, "<testsuite name=\"Old\" tests=\"100\" failures=\"100\" errors=\"0\" skipped=\"0\">\n");
+        Files.setLastModifiedTime(old, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() - 3_600_000));
+        Path args = tmp.resolve("mvn-args");
+        CheckoutCopy.executable(tmp.resolve("bin/mvn"), """
+                echo "$@" > '%s'
+                report() {
+                    mkdir -p "$1/target/$2"
+                    echo "<testsuite name=\\"$3\\" tests=\\"$4\\" failures=\\"$5\\" errors=\\"$6\\" skipped=\\"$7\\">" \\
+                        > "$1/target/$2/TEST-$3.xml"
+                }
+                report a surefire-reports A 5 1 0 1
+                report b failsafe-reports B 3 0 2 0
+                report c surefire-reports C 4 0 0 0
+                echo '[INFO] krun d ........................................... FAILURE [  1.000 s]'
+                echo '[INFO] krun e ........................................... SKIPPED'
+                exit 1""".formatted(args));
+        Map<String, String> env = Map.of("PATH", tmp.resolve("bin") + ":/usr/bin:/bin", "KRUN_JAVA_HOME", jdk25.toString());
+
+        KrunProcess.Result r = start(List.of(copy.resolve("run-tests").toString()), env, "run-tests");
+        assertEquals(1, r.status(), r.toString());
+        String mvn = Files.readString(args);
+        assertTrue(mvn.contains("--fail-at-end") && mvn.contains("-Dmaven.test.failure.ignore=true"), mvn);
+        List<String> err = r.err().lines().toList();
+        String last = err.get(err.size() - 1);
+        assertTrue(last.startsWith("[run-tests] tests: 12 run, 1 failures, 2 errors, 1 skipped; failing tests in: "),
+                "this run's reports alone, summed: " + r);
+        assertTrue(last.contains("a, b") || last.contains("b, a"), r.toString());
+        assertTrue(last.endsWith("; modules not built: krun d (FAILURE), krun e (SKIPPED)"), r.toString());
+    }
+
     private static List<String> aotFiles(Path cache) throws IOException {
         try (java.util.stream.Stream<Path> s = Files.list(cache.resolve("aot"))) {
             return s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".aot")).sorted().toList();
