@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -790,6 +791,48 @@ static void run_child(void)
     _exit(err == ENOENT || err == ENOTDIR ? 127 : 126);
 }
 
+static void on_sigchld(int sig)
+{
+    (void)sig; /* only to interrupt ppoll */
+}
+
+/*
+ * Waits for the command and reaps every orphan meanwhile; returns the command's status. In pipes mode the
+ * command's stdout and stderr ports are watched too: the host closes one (PORT_OPEN 0, the guest sees POLLHUP)
+ * when its end of it failed, a pipe whose reader went away. The command's writes to it then block; it gets
+ * SIGPIPE, as a local command writing into that pipe would, and ends with 128+SIGPIPE unless it handles it.
+ */
+static int wait_for_command(pid_t child, int out_fd, int err_fd)
+{
+    sigset_t chld, waiting;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &waiting);
+    sigdelset(&waiting, SIGCHLD);
+    struct sigaction sa = {.sa_handler = on_sigchld}; /* no SA_RESTART: ppoll returns */
+    sigaction(SIGCHLD, &sa, NULL);
+
+    struct pollfd watch[2] = {{.fd = out_fd, .events = 0}, {.fd = err_fd, .events = 0}};
+    for (;;) {
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (pid == child)
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        if (pid < 0 && errno == ECHILD)
+            return 125; /* cannot happen while the command runs */
+        if (ppoll(watch, 2, NULL, &waiting) > 0) {
+            for (int i = 0; i < 2; i++) {
+                if (watch[i].fd >= 0 && (watch[i].revents & (POLLHUP | POLLERR))) {
+                    kill(-child, SIGPIPE);
+                    watch[i].fd = -1; /* told once */
+                }
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (getpid() != 1) {
@@ -823,28 +866,18 @@ int main(int argc, char **argv)
         fail_setup("fork: %s", strerror(errno));
     if (child == 0)
         run_child();
-    for (int i = 0; i < 3; i++)
-        if (stdio_fds[i] != console_fd)
-            close(stdio_fds[i]);
-    if (!terminal_mode()) {
-        /* Only the command may hold stdout/stderr open: the host sees their end when it exits. */
-        close(console_fd);
+    int out_fd = -1, err_fd = -1;
+    if (terminal_mode()) {
+        for (int i = 0; i < 3; i++)
+            if (stdio_fds[i] != console_fd)
+                close(stdio_fds[i]);
+    } else {
+        /* stdin is the command's alone; init keeps stdout and stderr to watch them for the host closing them. */
+        close(stdio_fds[0]);
+        out_fd = stdio_fds[1];
+        err_fd = stdio_fds[2];
         console_fd = -1;
     }
-
-    int status = 0, result = 125;
-    for (;;) {
-        pid_t pid = waitpid(-1, &status, 0);
-        if (pid < 0) {
-            if (errno == EINTR)
-                continue;
-            break; /* ECHILD: the command and every orphan are gone */
-        }
-        if (pid == child) {
-            result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            break;
-        }
-    }
-    report_and_reboot(result);
+    report_and_reboot(wait_for_command(child, out_fd, err_fd));
     return 0;
 }

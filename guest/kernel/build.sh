@@ -12,6 +12,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/../../scripts/krun-cache.sh"
 cache="${KRUN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/krun}"
 src_tar=/usr/src/linux-source-6.12.tar.xz
 jobs="${KRUN_KERNEL_JOBS:-$(nproc)}"
@@ -29,20 +30,20 @@ if [[ "${1:-}" == "--print-key" ]]; then echo "$key"; exit 0; fi
 
 out="$cache/kernel/$key"
 if [[ -f "$out/vmlinux" && -f "$out/bzImage" ]]; then
-    ln -sfn "$key" "$cache/kernel/current"
+    krun_cache_link "$cache/kernel/current" "$key"
     echo "$out"
     exit 0
 fi
 
 # One build at a time: a second krun started meanwhile waits here, then finds the result.
-mkdir -p "$cache/kernel"
+krun_cache_dir "$cache/kernel" "build the guest kernel" || exit 1
 exec 9>"$cache/kernel/.build.lock"
 if ! flock -n 9; then
     log "another krun is building the guest kernel; waiting for it"
     flock 9
 fi
 if [[ -f "$out/vmlinux" && -f "$out/bzImage" ]]; then
-    ln -sfn "$key" "$cache/kernel/current"
+    krun_cache_link "$cache/kernel/current" "$key"
     echo "$out"
     exit 0
 fi
@@ -102,6 +103,6 @@ cp "$ksrc/arch/x86/boot/bzImage" "$out.tmp/bzImage"
 cp "$ksrc/.config" "$out.tmp/config"
 rm -rf "$out"
 mv "$out.tmp" "$out"
-ln -sfn "$key" "$cache/kernel/current"
+krun_cache_link "$cache/kernel/current" "$key"
 log "done in $(( $(date +%s) - start ))s: $(du -h "$out/vmlinux" | cut -f1) vmlinux, $(du -h "$out/bzImage" | cut -f1) bzImage"
 echo "$out"

@@ -16,6 +16,7 @@ if [[ ! -x "$busybox" ]] || ! dpkg-query -W busybox-static >/dev/null 2>&1; then
 fi
 version="$(dpkg-query -W -f='${Version}' busybox-static | tr ':~' '__')"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/../../scripts/krun-cache.sh"
 key="busybox-$version-$(sha256sum "$here/build.sh" | cut -c1-8)"
 out="$cache/rootfs/$key"
 # krun shares this tree read-only under a writable layer of the guest's own; what an older krun (or a
@@ -25,16 +26,16 @@ pristine() {
         && [[ "$(cd "$out" && find . -printf '%p %y %m %s\n' | LC_ALL=C sort)" == "$(cat "$out.manifest")" ]]
 }
 if pristine; then
-    ln -sfn "$key" "$cache/rootfs/default"
+    krun_cache_link "$cache/rootfs/default" "$key"
     echo "$out"
     exit 0
 fi
 
-mkdir -p "$cache/rootfs"
+krun_cache_dir "$cache/rootfs" "build the default root filesystem" || exit 1
 exec 9>"$cache/rootfs/.build.lock"
 flock 9
 if pristine; then
-    ln -sfn "$key" "$cache/rootfs/default"
+    krun_cache_link "$cache/rootfs/default" "$key"
     echo "$out"
     exit 0
 fi
@@ -70,6 +71,6 @@ printf 'PS1='"'"'\\h:\\w\\$ '"'"'\nexport PS1\n' > "$tmp/etc/profile"
 rm -rf "$out"
 mv "$tmp" "$out"
 mv -f "$out.manifest.tmp" "$out.manifest"
-ln -sfn "$key" "$cache/rootfs/default"
+krun_cache_link "$cache/rootfs/default" "$key"
 echo "[rootfs] $(find "$out" | wc -l) entries in $out" >&2
 echo "$out"

@@ -27,6 +27,7 @@ public final class VmConfig {
 
     private final int cpus;
     private final int memoryMib;
+    private final boolean memoryOvercommit;
     private final Path kernel;
     private final Optional<Path> initrd;
     private final Optional<Path> root;
@@ -56,6 +57,7 @@ public final class VmConfig {
         }
         this.cpus = b.cpus;
         this.memoryMib = b.memoryMib;
+        this.memoryOvercommit = b.memoryOvercommit;
         this.kernel = Objects.requireNonNull(b.kernel, "kernel");
         this.initrd = Optional.ofNullable(b.initrd);
         this.root = Optional.ofNullable(b.root);
@@ -67,6 +69,7 @@ public final class VmConfig {
             }
         });
         this.mounts = List.copyOf(b.mounts);
+        requireDistinctTargets(mounts);
         this.command = List.copyOf(b.command);
         if (command.isEmpty() || command.get(0).isEmpty()) {
             throw new VmConfigException("no command to run");
@@ -89,10 +92,7 @@ public final class VmConfig {
         requireNoNul(w, "workdir");
         this.workdir = w;
         String h = b.hostname == null || b.hostname.isEmpty() ? "krun" : b.hostname;
-        requireNoNul(h, "hostname");
-        if (h.length() > 64) {
-            throw new VmConfigException("hostname is longer than 64 characters");
-        }
+        requireHostName(h);
         this.hostname = h;
         this.rlimits = List.copyOf(b.rlimits);
         this.console = Objects.requireNonNull(b.console, "console");
@@ -100,6 +100,9 @@ public final class VmConfig {
         this.defaultDevices = b.defaultDevices;
         this.withoutDefaults = java.util.Collections.unmodifiableSet(new java.util.TreeSet<>(b.withoutDefaults));
         this.kernelArgs = List.copyOf(b.kernelArgs);
+        for (String arg : kernelArgs) {
+            requireKernelArg(arg);
+        }
         this.kernelLog = b.kernelLog;
         this.timeout = Optional.ofNullable(b.timeout);
         timeout.ifPresent(t -> {
@@ -107,6 +110,47 @@ public final class VmConfig {
                 throw new VmConfigException("timeout must be positive");
             }
         });
+    }
+
+    /** Linux's HOST_NAME_MAX. */
+    private static final int MAX_HOSTNAME = 64;
+
+    /**
+     * A host name as RFC 1123 has it (what {@code hostname(1)} and resolvers accept): dot-separated labels of
+     * letters, digits and hyphens, 1 to 63 characters each, neither starting nor ending with a hyphen; at most
+     * {@value #MAX_HOSTNAME} characters in all, as the guest kernel keeps it.
+     */
+    private static void requireHostName(String h) {
+        requireNoNul(h, "hostname");
+        if (h.length() > MAX_HOSTNAME) {
+            throw new VmConfigException("hostname '" + h + "' is longer than " + MAX_HOSTNAME + " characters");
+        }
+        for (String label : h.split("\\.", -1)) {
+            if (label.isEmpty() || label.length() > 63 || label.startsWith("-") || label.endsWith("-")
+                    || !label.chars().allMatch(c -> c < 128 && (Character.isLetterOrDigit(c) || c == '-'))) {
+                throw new VmConfigException("hostname '" + h + "' is not a valid host name (letters, digits and "
+                        + "hyphens, in dot-separated labels that neither start nor end with a hyphen)");
+            }
+        }
+    }
+
+    /** Two mounts at one guest path: the later would hide the earlier without a word. */
+    private static void requireDistinctTargets(List<GuestMount> mounts) {
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (GuestMount m : mounts) {
+            String target = java.nio.file.Path.of(m.target()).normalize().toString();
+            if (!seen.add(target)) {
+                throw new VmConfigException("two mounts at guest path " + target + ": each guest path takes one");
+            }
+        }
+    }
+
+    /** One argument of the kernel command line: it must stay one, and must not end the kernel's own arguments. */
+    private static void requireKernelArg(String arg) {
+        requireNoNul(arg, "kernel argument");
+        if (arg.isBlank() || arg.equals("--") || arg.chars().anyMatch(c -> c < 0x20)) {
+            throw new VmConfigException("kernel argument '" + arg + "' is not a kernel parameter");
+        }
     }
 
     /** The guest receives these as C strings: a NUL would cut them short. */
@@ -127,6 +171,19 @@ public final class VmConfig {
     /** Guest RAM in MiB, {@link #MIN_MEMORY_MIB} to {@link #MAX_MEMORY_MIB}. */
     public int memoryMib() {
         return memoryMib;
+    }
+
+    /**
+     * Whether the VM may have more memory than the host can give it (its RAM and swap, the cgroup's limit).
+     * Guest memory is taken only as the guest touches it, so such a VM runs as long as the guest leaves enough
+     * of its memory untouched; past that, the host's out-of-memory killer ends the whole JVM. False (the
+     * default): {@link Krun#create} refuses it. Limits that refuse the mapping itself (RLIMIT_AS, strict
+     * overcommit) hold either way.
+     *
+     * @since 1.1
+     */
+    public boolean memoryOvercommit() {
+        return memoryOvercommit;
     }
 
     /** The guest kernel: an ELF {@code vmlinux} or a {@code bzImage}. */
@@ -244,6 +301,7 @@ public final class VmConfig {
         Builder b = new Builder();
         b.cpus = cpus;
         b.memoryMib = memoryMib;
+        b.memoryOvercommit = memoryOvercommit;
         b.kernel = kernel;
         b.initrd = initrd.orElse(null);
         b.root = root.orElse(null);
@@ -268,7 +326,8 @@ public final class VmConfig {
     /** Equal when every property is (the console by identity of its streams, as {@link ConsoleSpec} is). */
     @Override
     public boolean equals(Object o) {
-        return o instanceof VmConfig c && cpus == c.cpus && memoryMib == c.memoryMib && kernel.equals(c.kernel)
+        return o instanceof VmConfig c && cpus == c.cpus && memoryMib == c.memoryMib
+                && memoryOvercommit == c.memoryOvercommit && kernel.equals(c.kernel)
                 && initrd.equals(c.initrd) && root.equals(c.root) && ephemeralRoot == c.ephemeralRoot
                 && rootMount.equals(c.rootMount)
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
@@ -280,7 +339,7 @@ public final class VmConfig {
 
     @Override
     public int hashCode() {
-        return Objects.hash(cpus, memoryMib, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
+        return Objects.hash(cpus, memoryMib, memoryOvercommit, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
                 rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout);
     }
 
@@ -294,6 +353,7 @@ public final class VmConfig {
     public static final class Builder {
         private int cpus = 1;
         private int memoryMib = 512;
+        private boolean memoryOvercommit;
         private Path kernel;
         private Path initrd;
         private Path root;
@@ -323,6 +383,16 @@ public final class VmConfig {
 
         public Builder memoryMib(int memoryMib) {
             this.memoryMib = memoryMib;
+            return this;
+        }
+
+        /**
+         * See {@link VmConfig#memoryOvercommit()}; default false.
+         *
+         * @since 1.1
+         */
+        public Builder memoryOvercommit(boolean memoryOvercommit) {
+            this.memoryOvercommit = memoryOvercommit;
             return this;
         }
 

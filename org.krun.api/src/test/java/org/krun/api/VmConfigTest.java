@@ -2,6 +2,7 @@ package org.krun.api;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -72,6 +73,37 @@ class VmConfigTest {
     void nonPositiveTimeoutIsAConfigError() {
         assertThrows(VmConfigException.class, () -> valid().timeout(Duration.ZERO).build());
         assertThrows(VmConfigException.class, () -> valid().timeout(Duration.ofSeconds(-1)).build());
+    }
+
+    @Test
+    void hostNamesMustBeValidHostNames() {
+        for (String bad : List.of("a b/c", "a b", "-a", "a-", "a..b", ".a", "a.", "host_name", "h\u00e9te", "a/b",
+                "x".repeat(65), "a." + "b".repeat(64))) {
+            VmConfigException e = assertThrows(VmConfigException.class, () -> valid().hostname(bad).build(), bad);
+            assertTrue(e.getMessage().contains("hostname"), e.getMessage());
+        }
+        for (String good : List.of("krun", "a", "web-1", "a.b.c", "A1", "x".repeat(63), "1")) {
+            assertEquals(good, valid().hostname(good).build().hostname());
+        }
+    }
+
+    @Test
+    void twoMountsAtOneGuestPathAreAConfigError() {
+        VmConfig.Builder b = valid().mount(new GuestMount("a", "/x", "virtiofs", "")).mount(new GuestMount("b", "/x/", "virtiofs", ""));
+        VmConfigException e = assertThrows(VmConfigException.class, b::build);
+        assertTrue(e.getMessage().contains("/x"), e.getMessage());
+        assertThrows(VmConfigException.class, () -> valid().mount(new GuestMount("a", "/x", "virtiofs", ""))
+                .mount(new GuestMount("b", "/y/../x", "virtiofs", "")).build());
+        assertEquals(2, valid().mount(new GuestMount("a", "/x", "virtiofs", ""))
+                .mount(new GuestMount("b", "/x/y", "virtiofs", "")).build().mounts().size());
+    }
+
+    @Test
+    void kernelArgumentsMustBeSingleParameters() {
+        for (String bad : List.of("", " ", "--", "a\nb", "a\tb")) {
+            assertThrows(VmConfigException.class, () -> valid().kernelArg(bad).build(), bad);
+        }
+        assertEquals(List.of("quiet", "a=b"), valid().kernelArg("quiet").kernelArg("a=b").build().kernelArgs());
     }
 
     @Test

@@ -49,6 +49,14 @@ public final class Main {
     }
 
     public static void main(String[] args) {
+        StandardStreams streams = StandardStreams.ofThisProcess(home());
+        if (streams.error().isPresent()) {
+            System.err.println("krun: " + streams.error().get());
+            System.exit(1);
+        }
+        if (streams.stdinClosed()) {
+            System.setProperty(StandardStreams.STDIN_PROPERTY, "closed"); // read by the command line
+        }
         int status;
         try {
             status = run(args);
@@ -145,7 +153,8 @@ public final class Main {
         }
         Level l = Level.toLevel(level.toUpperCase(Locale.ROOT), null);
         if (l == null) {
-            throw new LaunchException("unknown log level '" + level + "' (error, warn, info, debug, trace)", 2);
+            throw new LaunchException("unknown log level '" + level + "': use error, warn, info, debug or trace "
+                    + "(see 'krun --help')", 2);
         }
         ((ch.qos.logback.classic.Logger) LoggerFactory.getLogger(Logger.ROOT_LOGGER_NAME)).setLevel(l);
     }
@@ -172,7 +181,8 @@ public final class Main {
             } catch (IOException e) {
                 // none
             }
-            throw new LaunchException("unknown profile '" + profile + "' (available: " + String.join(", ", known) + ")", 2);
+            throw new LaunchException("unknown profile '" + profile + "': the profiles are " + String.join(", ", known)
+                    + " (see 'krun --help')", 2);
         }
         return dir;
     }

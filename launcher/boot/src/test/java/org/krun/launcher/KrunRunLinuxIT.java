@@ -41,6 +41,9 @@ class KrunRunLinuxIT {
     private Future<KrunProcess.Result> binaryPipe;
     private Future<KrunProcess.Result> environment;
     private Future<KrunProcess.Result> fromBzImage;
+    private Future<KrunProcess.Result> readerGoesAway;
+    private Future<KrunProcess.Result> stdinClosed;
+    private Future<KrunProcess.Result> garbageInitrd;
     private java.nio.file.Path bzImage;
 
     private static byte[] binaryInput() {
@@ -68,12 +71,13 @@ class KrunRunLinuxIT {
         smp = boot(null, "run", "--cpus", "2", "--mem", "512", "--", "/bin/sh", "-c", "nproc; grep MemTotal /proc/meminfo");
         binaryPipe = boot(BINARY_INPUT, "run", "--", "/bin/cat");
         environment = boot(null, "run", "--workdir", "/tmp", "-e", "GREETING=hi there", "--hostname", "testvm",
-                "--rlimit", "NOFILE=123:456", "-v", shared + ":/mnt/host:ro", "--", "/bin/sh", "-c",
+                "--rlimit", "NOFILE=123:456", "-v", shared + ":/mnt/host:ro", "-v", shared + ":/share-at-the-top",
+                "--", "/bin/sh", "-c",
                 "pwd; echo \"$GREETING\"; hostname; ulimit -n; ulimit -Hn; echo to-stderr >&2; "
                         + "grep -c ' /proc proc ' /proc/mounts; grep -c ' /dev devtmpfs ' /proc/mounts; "
                         + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty; "
                         + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept; "
-                        + "echo written > /probe-of-this-run && cat /probe-of-this-run; "
+                        + "echo written > /probe-of-this-run && cat /probe-of-this-run; cat /share-at-the-top/from-host; "
                         + "grep -c ' host.krun.internal$' /etc/hosts; grep -c '^nameserver ' /etc/resolv.conf");
         exit0 = boot(null, "run", "--no-default-devices", "--device", "rng", "--", "/bin/sh", "-c",
                 "cat /sys/bus/virtio/devices/*/device | sort; exit 0");
@@ -83,6 +87,51 @@ class KrunRunLinuxIT {
         bzImage = java.nio.file.Path.of(KrunProcess.kernel()).resolveSibling("bzImage");
         fromBzImage = boot(null, "run", "--kernel", bzImage.toString(), "--", "/bin/sh", "-c",
                 "echo booted; uname -sm; exit 3");
+        // An initrd of random bytes: the kernel cannot unpack it, finds no root and panics before any init.
+        byte[] garbage = new byte[300_000];
+        new Random(7).nextBytes(garbage);
+        java.nio.file.Path initrd = java.nio.file.Files.write(java.nio.file.Files.createTempFile("krun-it", ".initrd"), garbage);
+        initrd.toFile().deleteOnExit();
+        garbageInitrd = boot(null, "run", "--initrd", initrd.toString(), "--", "/bin/true");
+        readerGoesAway = lanes.submit(KrunRunLinuxIT::yesIntoAReaderThatGoesAway);
+        // fd 0 closed: the JVM's first file takes its number; the command must read end-of-file, not that file
+        List<String> closedStdin = new java.util.ArrayList<>(List.of("/bin/sh", "-c", "exec \"$0\" \"$@\" <&-"));
+        closedStdin.addAll(KrunProcess.command(List.of("run", "--", "/bin/sh", "-c", "wc -c; echo read-all")));
+        stdinClosed = lanes.submit(() -> KrunProcess.run(new ProcessBuilder(closedStdin), List.of("run", "--", "wc -c", "<&-"),
+                null, BOOT_TIMEOUT_SECONDS));
+    }
+
+    /**
+     * {@code krun run -- yes | head -1}: reads the first line, then closes krun's stdout as head does on exit.
+     * The result's stdout is that line; its stderr krun's, still open.
+     */
+    private static KrunProcess.Result yesIntoAReaderThatGoesAway() throws Exception {
+        Process p = new ProcessBuilder(KrunProcess.command(List.of("run", "--", "yes")))
+                .redirectError(ProcessBuilder.Redirect.PIPE).start();
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        Thread e = Thread.ofPlatform().daemon(true).start(() -> {
+            try (java.io.InputStream in = p.getErrorStream()) {
+                in.transferTo(err);
+            } catch (java.io.IOException ex) {
+                // gone
+            }
+        });
+        p.getOutputStream().close();
+        byte[] line;
+        try (java.io.InputStream out = p.getInputStream()) {
+            java.io.ByteArrayOutputStream first = new java.io.ByteArrayOutputStream();
+            int b;
+            while ((b = out.read()) >= 0 && b != '\n') {
+                first.write(b);
+            }
+            line = first.toByteArray();
+        } // closed: krun's next write fails with EPIPE
+        if (!p.waitFor(BOOT_TIMEOUT_SECONDS, java.util.concurrent.TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new AssertionError("krun run -- yes did not end after its reader went away");
+        }
+        e.join();
+        return new KrunProcess.Result(List.of("run", "--", "yes", "|", "head", "-1"), p.exitValue(), line, err.toByteArray());
     }
 
     private Future<KrunProcess.Result> boot(byte[] stdin, String... args) {
@@ -148,7 +197,7 @@ class KrunRunLinuxIT {
         KrunProcess.Result r = environment.get();
         assertEquals(0, r.status(), r.toString());
         assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty", "shared by the host",
-                "ro-kept", "written", "2", resolvers()), r.out().lines().toList(), r.toString());
+                "ro-kept", "written", "shared by the host", "2", resolvers()), r.out().lines().toList(), r.toString());
         assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
     }
@@ -162,15 +211,47 @@ class KrunRunLinuxIT {
 
     @Test
     void theDefaultRootIsTheSamePristineTreeForEveryRun() throws Exception {
-        KrunProcess.Result r = environment.get(); // wrote /probe-of-this-run and mounted a share at /mnt/host
+        KrunProcess.Result r = environment.get(); // wrote /probe-of-this-run, mounted shares at /mnt/host and /share-at-the-top
         assertEquals(0, r.status(), r.toString());
         java.nio.file.Path rootfs = java.nio.file.Path.of(KrunProcess.rootfs());
         assertFalse(java.nio.file.Files.exists(rootfs.resolve("probe-of-this-run")),
                 "the guest's write stayed in its own layer, not in the shared default root " + rootfs);
         assertFalse(java.nio.file.Files.exists(rootfs.resolve("mnt/host")),
                 "no mount point was made for the share in the shared default root " + rootfs);
+        assertFalse(java.nio.file.Files.exists(rootfs.resolve("share-at-the-top")),
+                "nor for the share at a new top-level folder " + rootfs);
         assertFalse(java.nio.file.Files.readString(rootfs.resolve("etc/hosts")).contains("krun.internal"),
                 "the host alias went into the guest's layer, not the shared default root's /etc/hosts");
+    }
+
+    @Test
+    void aCommandWritingIntoAReaderThatWentAwayEndsAsALocalPipelineDoesWithSigpipe() throws Exception {
+        KrunProcess.Result r = readerGoesAway.get();
+        assertEquals("y", r.out(), r.toString());
+        assertEquals(141, r.status(), "128 + SIGPIPE: " + r);
+        // The guest's init ended the command with SIGPIPE; had krun needed its own fallback (stopping the VM
+        // after BrokenPipe.GRACE), it would have said so on stderr, which stayed open.
+        assertEquals("", r.err(), "the guest ended the command itself: " + r);
+    }
+
+    @Test
+    void aClosedStdinIsEndOfFileForTheCommand() throws Exception {
+        KrunProcess.Result r = stdinClosed.get();
+        assertEquals(0, r.status(), r.toString());
+        assertEquals(List.of("0", "read-all"), r.out().lines().toList(), "no byte of the JVM's own files: " + r);
+        assertEquals("", r.err(), r.toString());
+    }
+
+    @Test
+    void aKernelThatCannotStartTheInitNamesThePanicAndWhatLedToIt() throws Exception {
+        KrunProcess.Result r = garbageInitrd.get();
+        assertEquals(1, r.status(), r.toString());
+        assertEquals("", r.out(), r.toString());
+        List<String> err = r.err().lines().toList();
+        assertEquals(1, err.size(), "one line: " + r);
+        assertTrue(err.get(0).startsWith("krun: the guest's init did not start: guest kernel panic: "), r.toString());
+        assertTrue(err.get(0).contains("Initramfs unpacking failed"), "what led to the panic: " + r);
+        assertFalse(err.get(0).contains("without reporting an exit status"), r.toString());
     }
 
     @Test

@@ -7,8 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -54,22 +52,8 @@ class KrunScriptsIT {
     static void layOutBothScripts() throws Exception {
         jdk25 = Path.of(System.getProperty("java.home"));
         Assumptions.assumeTrue(Runtime.version().feature() >= 25, "the tests run on Java 25");
-        Path checkout = Path.of(System.getProperty("krun.checkout")).toRealPath();
-
-        Path copy = shared.resolve("checkout");
-        Files.createDirectories(copy.resolve("scripts"));
-        Files.copy(checkout.resolve("krun"), copy.resolve("krun"), StandardCopyOption.COPY_ATTRIBUTES);
-        Files.copy(checkout.resolve("scripts/find-java.sh"), copy.resolve("scripts/find-java.sh"));
-        executable(copy.resolve("scripts/host-setup.sh"), "exit 0");
-        executable(copy.resolve("guest/kernel/build.sh"), "echo " + shared.resolve("no-kernel"));
-        executable(copy.resolve("guest/rootfs/build.sh"), "echo " + shared.resolve("no-rootfs"));
-        Path built = KrunProcess.jar().getParent();
-        Path target = Files.createDirectories(copy.resolve("launcher/boot/target"));
-        for (String name : List.of("krun-launcher.jar", "lib", "export")) {
-            Files.createSymbolicLink(target.resolve(name), built.resolve(name));
-        }
-        Files.createFile(target.resolve("krun-built.stamp"));
-        checkoutScript = copy.resolve("krun");
+        checkoutScript = CheckoutCopy.withStubs(shared.resolve("checkout"), shared.resolve("no-kernel").toString(),
+                shared.resolve("no-rootfs").toString()).resolve("krun");
 
         Path dist = shared.resolve("dist");
         KrunProcess.Result a = KrunProcess.run(null, 120, "assemble", "--profile", "minimal", "--no-guest", "--out",
@@ -191,6 +175,90 @@ class KrunScriptsIT {
                 r.out().lines().toList());
     }
 
+    @Test
+    void checkoutsSharingACacheKeepTheirOwnAotCaches() throws Exception {
+        Path cache = Files.createDirectories(tmp.resolve("cache"));
+        Path other = CheckoutCopy.withStubs(tmp.resolve("other checkout"), shared.resolve("no-kernel").toString(),
+                shared.resolve("no-rootfs").toString()).resolve("krun");
+        Files.createDirectories(cache.resolve("aot"));
+        Files.writeString(cache.resolve("aot/krun-1700000000.aot"), "named by an older krun, by build alone");
+        Map<String, String> env = Map.of("PATH", "/usr/bin:/bin", "KRUN_JAVA_HOME", jdk25.toString(),
+                "KRUN_CACHE", cache.toString(), "KRUN_AOT", "1");
+
+        assertEquals(0, runScript(checkoutScript, env, "profiles").status());
+        List<String> first = aotFiles(cache);
+        assertEquals(1, first.size(), "one cache for this checkout, the old-style one gone: " + first);
+        assertEquals(0, runScript(other, env, "profiles").status());
+        List<String> both = aotFiles(cache);
+        assertEquals(2, both.size(), "the other checkout's sits beside it: " + both);
+        assertTrue(both.containsAll(first), "and did not replace it: " + both);
+
+        // A new build of the first checkout replaces its own cache, and only that.
+        Path stamp = checkoutScript.resolveSibling("launcher/boot/target/krun-built.stamp");
+        Files.setLastModifiedTime(stamp, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() + 10_000));
+        assertEquals(0, runScript(checkoutScript, env, "profiles").status());
+        List<String> rebuilt = aotFiles(cache);
+        assertEquals(2, rebuilt.size(), rebuilt.toString());
+        assertFalse(rebuilt.containsAll(first), "the first checkout's old cache went: " + rebuilt);
+        assertTrue(rebuilt.stream().anyMatch(f -> !first.contains(f) && both.contains(f)), "the other's stayed: " + rebuilt);
+    }
+
+    /**
+     * {@code ./run-tests} against a Maven that fails a module and has failing tests in two others: every module
+     * ran (--fail-at-end, test failures ignored by Maven and counted from this run's reports alone), and the
+     * last line sums them up.
+     */
+    @Test
+    void runTestsGoesOnPastFailuresAndEndsWithOneSummaryLine() throws Exception {
+        Path copy = CheckoutCopy.withStubs(tmp.resolve("checkout"), shared.resolve("no-kernel").toString(),
+                shared.resolve("no-rootfs").toString());
+        Files.copy(CheckoutCopy.checkout().resolve("run-tests"), copy.resolve("run-tests"),
+                java.nio.file.StandardCopyOption.COPY_ATTRIBUTES);
+        Path old = Files.createDirectories(copy.resolve("old/target/surefire-reports")).resolve("TEST-Old.xml");
+        Files.writeString(old, "<testsuite name=\"Old\" tests=\"100\" failures=\"100\" errors=\"0\" skipped=\"0\">\n");
+        Files.setLastModifiedTime(old, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() - 3_600_000));
+        Path args = tmp.resolve("mvn-args");
+        CheckoutCopy.executable(tmp.resolve("bin/mvn"), """
+                echo "$@" > '%s'
+                report() {
+                    mkdir -p "$1/target/$2"
+                    echo "<testsuite name=\\"$3\\" tests=\\"$4\\" failures=\\"$5\\" errors=\\"$6\\" skipped=\\"$7\\">" \\
+                        > "$1/target/$2/TEST-$3.xml"
+                }
+                report a surefire-reports A 5 1 0 1
+                report b failsafe-reports B 3 0 2 0
+                report c surefire-reports C 4 0 0 0
+                echo '[INFO] krun d ........................................... FAILURE [  1.000 s]'
+                echo '[INFO] krun e ........................................... SKIPPED'
+                exit 1""".formatted(args));
+        Map<String, String> env = Map.of("PATH", tmp.resolve("bin") + ":/usr/bin:/bin", "KRUN_JAVA_HOME", jdk25.toString());
+
+        KrunProcess.Result r = start(List.of(copy.resolve("run-tests").toString()), env, "run-tests");
+        assertEquals(1, r.status(), r.toString());
+        String mvn = Files.readString(args);
+        assertTrue(mvn.contains("--fail-at-end") && mvn.contains("-Dmaven.test.failure.ignore=true"), mvn);
+        List<String> err = r.err().lines().toList();
+        String last = err.get(err.size() - 1);
+        assertTrue(last.startsWith("[run-tests] tests: 12 run, 1 failures, 2 errors, 1 skipped; failing tests in: "),
+                "this run's reports alone, summed: " + r);
+        assertTrue(last.contains("a, b") || last.contains("b, a"), r.toString());
+        assertTrue(last.endsWith("; modules not built: krun d (FAILURE), krun e (SKIPPED)"), r.toString());
+    }
+
+    private static List<String> aotFiles(Path cache) throws IOException {
+        try (java.util.stream.Stream<Path> s = Files.list(cache.resolve("aot"))) {
+            return s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".aot")).sorted().toList();
+        }
+    }
+
+    private KrunProcess.Result runScript(Path script, Map<String, String> env, String... args) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(script.toString()));
+        cmd.addAll(List.of(args));
+        KrunProcess.Result r = start(cmd, env, args);
+        assertEquals("", r.err(), r.toString());
+        return r;
+    }
+
     /** Runs script {@code s} by its path, from a folder of its own, with nothing in the environment but {@code env}. */
     private KrunProcess.Result run(Script s, Map<String, String> env, String... args) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(script(s).toString()));
@@ -233,7 +301,7 @@ class KrunScriptsIT {
     private static Path fakeJdk(Path home, String version, Path realJava, Path marker) throws IOException {
         String run = realJava == null ? "exit 1"
                 : (marker == null ? "" : ": > '" + marker + "'\n") + "exec '" + realJava + "' \"$@\"";
-        executable(home.resolve("bin/java"), """
+        CheckoutCopy.executable(home.resolve("bin/java"), """
                 if [ "$1" = -version ]; then
                     echo 'openjdk version "%s" 2025-09-16' >&2
                     echo 'OpenJDK Runtime Environment (build %s)' >&2
@@ -241,11 +309,5 @@ class KrunScriptsIT {
                 fi
                 %s""".formatted(version, version, run));
         return home;
-    }
-
-    private static void executable(Path file, String body) throws IOException {
-        Files.createDirectories(file.getParent());
-        Files.writeString(file, "#!/bin/sh\n" + body + "\n");
-        Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rwxr-xr-x"));
     }
 }

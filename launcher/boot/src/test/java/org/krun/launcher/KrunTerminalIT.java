@@ -78,6 +78,30 @@ class KrunTerminalIT {
     }
 
     /**
+     * Types {@code line} again and again until the screen shows what {@code condition} waits for, for state the
+     * guest reaches at its own pace (a resize travels from tmux to krun's size poll, the console device and the
+     * guest kernel while the shell may already be running the probe): each try waits {@code retrySeconds}
+     * before asking again, all of them {@code seconds} together.
+     */
+    private String typeUntil(String line, Predicate<String> condition, long seconds, long retrySeconds, String what)
+            throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        String s = "";
+        while (System.nanoTime() < deadline) {
+            type(line);
+            long retry = Math.min(deadline, System.nanoTime() + TimeUnit.SECONDS.toNanos(retrySeconds));
+            while (System.nanoTime() < retry) {
+                s = screen();
+                if (condition.test(s)) {
+                    return s;
+                }
+                Thread.sleep(250);
+            }
+        }
+        throw new AssertionError("timed out waiting for " + what + " (typed '" + line + "' until then); screen:\n" + s);
+    }
+
+    /**
      * Runs the krun {@code command} in the pane through a script that saves the terminal settings before and
      * after, and krun's status.
      */
@@ -139,9 +163,9 @@ class KrunTerminalIT {
         type("stty size; echo $((6*7))");
         waitFor(s -> s.contains("30 100") && s.contains("\n42"), 60, "the guest to see a 100x30 terminal");
 
+        // The guest learns of the resize a while after tmux made it: ask until it answers with the new size.
         tmux("resize-window", "-t", "t", "-x", "120", "-y", "40");
-        type("stty size");
-        waitFor(s -> s.contains("40 120"), 60, "the guest to follow the resize to 120x40");
+        typeUntil("stty size", s -> s.contains("40 120"), 180, 15, "the guest to follow the resize to 120x40");
 
         type("exit");
         waitFor(s -> s.contains("SESSION-DONE"), 120, "krun to return to the host shell");

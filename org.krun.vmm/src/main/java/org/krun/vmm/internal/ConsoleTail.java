@@ -24,10 +24,15 @@ final class ConsoleTail {
 
     /** A console spec like {@code spec} whose output streams also feed this tail. */
     ConsoleSpec tee(ConsoleSpec spec) {
-        OutputStream stdout = new Tee(spec.stdout());
+        OutputStream stdout = tee(spec.stdout());
         // Terminal mode hands one stream for both: keep them one stream, so ordering stays the writer's.
-        OutputStream stderr = spec.stderr() == spec.stdout() ? stdout : new Tee(spec.stderr());
+        OutputStream stderr = spec.stderr() == spec.stdout() ? stdout : tee(spec.stderr());
         return spec.withStreams(stdout, stderr);
+    }
+
+    /** A stream that feeds this tail, then {@code target}. */
+    OutputStream tee(OutputStream target) {
+        return new Tee(target);
     }
 
     synchronized void append(byte[] b, int off, int len) {

@@ -48,6 +48,7 @@ public final class KrunService implements Krun {
     private final Map<String, Ranked<VirtioDeviceFactory>> factories = new ConcurrentHashMap<>();
     private final Ranked<Hypervisor> hypervisors = new Ranked<>();
     private volatile byte[] init;
+    private volatile HostMemory hostMemory = HostMemory.system();
 
     @Reference(cardinality = ReferenceCardinality.MULTIPLE, policy = ReferencePolicy.DYNAMIC,
             policyOption = ReferencePolicyOption.GREEDY)
@@ -77,6 +78,11 @@ public final class KrunService implements Krun {
         bindHypervisor(h, Map.of());
     }
 
+    /** Reads the host's memory limits from the files under {@code root} instead of the host's own (tests). */
+    void hostMemoryFrom(java.nio.file.Path root) {
+        hostMemory = new HostMemory(root);
+    }
+
     /** Adds a device factory outside a framework (tests, plain Java). */
     public void addDeviceFactory(VirtioDeviceFactory f) {
         bindDeviceFactory(f, Map.of());
@@ -102,6 +108,7 @@ public final class KrunService implements Krun {
         if (config.cpus() > hv.capabilities().maxVcpus()) {
             throw new VmConfigException("this host allows at most " + hv.capabilities().maxVcpus() + " vCPUs per VM");
         }
+        hostMemory.check(config.memoryMib(), config.memoryOvercommit());
         checkReadableFile(config.kernel(), "kernel");
         config.initrd().ifPresent(p -> checkReadableFile(p, "initrd"));
         config.root().ifPresent(p -> {

@@ -68,6 +68,9 @@ final class Machine implements VirtualMachine {
     /** The configuration's console with streams that also feed {@link #tail}. */
     private final ConsoleSpec consoleStreams;
     private final ConsoleTail tail;
+    /** The kernel's errors, from its early serial console: why a guest that never reported a status stopped. */
+    private final ConsoleTail kernelLog = new ConsoleTail(KernelLog.TAIL_BYTES);
+    private volatile boolean initStarted;
     private final Hypervisor hypervisor;
     private final List<VirtioDevice> devices;
     private final HostConsole console;
@@ -212,21 +215,27 @@ final class Machine implements VirtualMachine {
         bus.insert(InitPorts.BASE, InitPorts.LENGTH, new InitPorts(s -> {
             reportedStatus = s;
             timeline.mark(BootTimeline.Event.STATUS);
-        }, () -> timeline.mark(BootTimeline.Event.INIT)));
+        }, () -> {
+            initStarted = true;
+            timeline.mark(BootTimeline.Event.INIT);
+        }));
         OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();
-        bus.insert(Serial8250.COM1, Serial8250.LENGTH, new Serial8250(serialOut));
+        bus.insert(Serial8250.COM1, Serial8250.LENGTH, new Serial8250(kernelLog.tee(serialOut)));
         return bus;
     }
 
     private KernelCommandLine baseCommandLine() {
         KernelCommandLine c = new KernelCommandLine();
         c.add("console=hvc0").add("reboot=k").add("panic=-1").add("rdinit=" + Initramfs.INIT_PATH);
+        // The kernel's errors always go to the early serial console, which the VM keeps a tail of (KernelLog): a
+        // healthy boot writes a line or two there; a panic says why. --kernel-log shows everything, on stderr.
+        // The level comes first: the early console prints what was logged before it at the level then in force.
         if (config.kernelLog()) {
-            c.add("earlyprintk=serial,ttyS0,115200,keep").add("loglevel=7");
+            c.add("loglevel=7");
         } else {
-            c.add("quiet").add("loglevel=1");
+            c.add("quiet").add("loglevel=4");
         }
-        return c;
+        return c.add("earlyprintk=serial,ttyS0,115200,keep");
     }
 
     private void attachDevices(HypervisorVm vm, GuestMemory mem, KernelCommandLine cmdline) {
@@ -348,7 +357,7 @@ final class Machine implements VirtualMachine {
     private void guestStopped(String cause) {
         Integer status = reportedStatus;
         stop(status != null ? VmExit.commandExited(status)
-                : VmExit.guestStopped("guest stopped (" + cause + ") without reporting an exit status"));
+                : VmExit.guestStopped(KernelLog.stopReason(kernelLog.snapshot(), cause, initStarted)));
     }
 
     /** Stops the VM for {@code reason}; the first reason wins. Safe from any thread, returns at once. */

@@ -261,4 +261,18 @@ class KrunServiceTest {
             assertEquals(Optional.of(root), vm.config().root());
         }
     }
+
+    @Test
+    void memoryBeyondWhatTheHostCanGiveIsRefusedUnlessOvercommitIsAllowed() throws Exception {
+        krun.addHypervisor(hypervisor("h"));
+        krun.addDeviceFactory(factory("console", "console"));
+        Path host = HostMemoryTest.host(dir.resolve("host"), 4096, 0, "0", "unlimited", "0::/\n");
+        krun.hostMemoryFrom(host);
+        VmConfigException e = assertThrows(VmConfigException.class, () -> krun.create(config().memoryMib(4097).build()));
+        assertEquals("4097 MiB of guest memory is more than this host can give: at most 4096 MiB (its memory, without swap); "
+                + "allow memory overcommit to start it anyway", e.getMessage());
+        krun.create(config().memoryMib(4096).build()).close();
+        krun.create(config().memoryMib(8192).memoryOvercommit(true).build()).close();
+        assertEquals(List.of("console", "console"), created, "no VM was made of the refused size");
+    }
 }

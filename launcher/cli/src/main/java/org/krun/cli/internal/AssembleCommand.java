@@ -168,6 +168,15 @@ final class AssembleCommand implements Callable<Integer> {
                 """.formatted(profile);
         String tail = """
 
+                # krun's standard streams, before anything opens a file: a closed stdin is end-of-file for the
+                # command; a closed stdout or stderr is an error.
+                [ -e /proc/$$/fd/0 ] || exec </dev/null
+                if [ ! -e /proc/$$/fd/1 ]; then
+                    echo "krun: standard output (fd 1) is closed: give krun somewhere to write (>/dev/null to discard)" >&2
+                    exit 1
+                fi
+                [ -e /proc/$$/fd/2 ] || exit 1
+
                 # The folder of this script, also when it is called through symlinks (one on the PATH, say).
                 krun_follow_links "$0" || exit 1
                 case $krun_path in */*) here=${krun_path%%/*}/ ;; *) here=./ ;; esac

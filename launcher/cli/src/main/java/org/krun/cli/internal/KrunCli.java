@@ -29,7 +29,7 @@ final class KrunCli implements Runnable {
 
     @Override
     public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "missing a command (try 'krun --help')");
+        throw new CommandLine.ParameterException(spec.commandLine(), "missing a command");
     }
 
     /** Runs {@code args}; returns the process exit status. Every error is one line on stderr. */

@@ -17,6 +17,7 @@ import org.krun.api.ConsoleSpec;
 import org.krun.api.FsShareSpec;
 import org.krun.api.GuestMount;
 import org.krun.api.Krun;
+import org.krun.api.KrunException;
 import org.krun.api.Rlimit;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
@@ -29,8 +30,11 @@ import org.krun.posix.Posix;
 import org.krun.posix.Termios;
 
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
 
 /** {@code krun run}: one command in a fresh VM; exits with the command's status. */
 @Command(name = "run", mixinStandardHelpOptions = true,
@@ -48,6 +52,12 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--mem", paramLabel = "MiB", description = "Guest memory in MiB (default: ${DEFAULT-VALUE}).",
             defaultValue = "512")
     int memoryMib;
+
+    @Option(names = "--mem-overcommit",
+            description = {"Allow --mem beyond what the host can give (its RAM and swap,",
+                "the cgroup's limit): the guest gets memory only as it uses it,",
+                "and the host kills krun if it uses more than there is."})
+    boolean memoryOvercommit;
 
     @Option(names = "--kernel", paramLabel = "FILE",
             description = "Guest kernel, ELF vmlinux or bzImage (default: krun's own vmlinux).")
@@ -153,6 +163,9 @@ final class RunCommand implements Callable<Integer> {
             description = "The command and its arguments (default: /bin/sh). Use -- before a CMD that starts with -.")
     List<String> command = new ArrayList<>();
 
+    @Spec
+    CommandSpec spec;
+
     private final Krun krun;
 
     RunCommand(Krun krun) {
@@ -161,6 +174,8 @@ final class RunCommand implements Callable<Integer> {
 
     /** Set by the launcher when the profile's VMs would lack the protection it promises: why. */
     static final String UNPROTECTED_PROPERTY = "krun.profile.unprotected";
+    /** Set by the launcher to {@code closed} when krun's stdin is closed: the command reads end-of-file. */
+    static final String STDIN_PROPERTY = "krun.stdin";
 
     @Override
     public Integer call() throws Exception {
@@ -171,14 +186,17 @@ final class RunCommand implements Callable<Integer> {
             }
             System.err.println("krun: warning: " + unprotected + "; running unprotected as asked");
         }
-        boolean terminal = Posix.isatty(0) && Posix.isatty(1);
-        OutputStream stdout = new FileOutputStream(FileDescriptor.out);
-        OutputStream stderr = new FileOutputStream(FileDescriptor.err);
+        // fd 0 may belong to the JVM when the caller closed krun's stdin: then it is never read.
+        boolean input = !"closed".equals(System.getProperty(STDIN_PROPERTY));
+        boolean terminal = input && Posix.isatty(0) && Posix.isatty(1);
+        BrokenPipe pipe = new BrokenPipe(BrokenPipe.GRACE);
+        OutputStream stdout = pipe.watch(new FileOutputStream(FileDescriptor.out));
+        OutputStream stderr = pipe.watch(new FileOutputStream(FileDescriptor.err));
         Termios.Size size = terminal ? Termios.size(1).orElse(null) : null;
         ConsoleSpec console = terminal
                 ? ConsoleSpec.terminal(stdout, size == null ? 0 : size.columns(), size == null ? 0 : size.rows())
-                : ConsoleSpec.pipes(stdout, stderr, true);
-        VmConfig config = config(console, terminal);
+                : ConsoleSpec.pipes(stdout, stderr, input);
+        VmConfig config = usage(() -> config(console, terminal));
         try (VirtualMachine vm = krun.create(config)) {
             Termios.RawMode raw = terminal ? Termios.enterRawMode(0).orElse(null) : null;
             Thread restore = raw == null ? null : new Thread(() -> restore(raw), "krun-terminal-restore");
@@ -187,12 +205,20 @@ final class RunCommand implements Callable<Integer> {
             }
             try {
                 vm.start();
-                pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
+                pipe.endsAfterGrace(vm);
+                if (input) {
+                    pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
+                }
                 if (terminal) {
                     watchWindowSize(vm, size);
                 }
                 VmExit exit = vm.waitFor();
                 restore(raw);
+                if (pipe.killed() && exit.reason() == VmExit.Reason.KILLED) {
+                    // Said where it can still be read (stderr, when only stdout's reader went away); lost otherwise.
+                    new PrintStream(stderr, true).println("krun: " + BrokenPipe.STOPPED);
+                    return BrokenPipe.STATUS;
+                }
                 if (exit.reason() != VmExit.Reason.COMMAND_EXITED) {
                     PrintStream err = new PrintStream(stderr, true);
                     err.println("krun: " + exit.detail());
@@ -211,10 +237,23 @@ final class RunCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * Options that cannot make a VM are usage errors (status 2): the configuration is built before anything
+     * else is touched. What the host then refuses (a missing file, a device nobody offers) fails the run (1).
+     */
+    private <T> T usage(java.util.function.Supplier<T> parse) {
+        try {
+            return parse.get();
+        } catch (VmConfigException e) {
+            throw new ParameterException(spec.commandLine(), KrunCli.message(e), e);
+        }
+    }
+
     VmConfig config(ConsoleSpec console, boolean terminal) {
         VmConfig.Builder b = VmConfig.builder()
                 .cpus(cpus)
                 .memoryMib(memoryMib)
+                .memoryOvercommit(memoryOvercommit)
                 .kernel(kernel != null ? kernel : defaultPath("krun.kernel", "--kernel"))
                 .console(console)
                 .kernelLog(kernelLog)
@@ -246,6 +285,9 @@ final class RunCommand implements Callable<Integer> {
         }
         networking(b);
         if (workdir != null) {
+            if (workdir.isEmpty()) {
+                throw new VmConfigException("--workdir needs a directory: an absolute guest path");
+            }
             b.workdir(workdir);
         }
         if (hostname != null) {
@@ -255,6 +297,9 @@ final class RunCommand implements Callable<Integer> {
             b.env("TERM", System.getenv("TERM"));
         }
         for (String e : env) {
+            if (e.isEmpty()) {
+                throw new VmConfigException("-e needs NAME or NAME=VALUE, not an empty string");
+            }
             int eq = e.indexOf('=');
             if (eq < 0) {
                 String v = System.getenv(e);
@@ -333,21 +378,23 @@ final class RunCommand implements Callable<Integer> {
         if (parts.length < 2 || parts.length > 3 || (parts.length == 3 && !ro) || parts[0].isEmpty() || parts[1].isEmpty()) {
             throw new VmConfigException("volume '" + volume + "' is not HOST:GUEST or HOST:GUEST:ro");
         }
+        // Whether HOST is a directory is the share device's to check when the VM is made (a failed run, not bad usage).
         Path host = Path.of(parts[0]).toAbsolutePath();
-        if (!java.nio.file.Files.isDirectory(host)) {
-            throw new VmConfigException("volume " + host + " does not exist or is not a directory");
-        }
         if (!parts[1].startsWith("/")) {
             throw new VmConfigException("volume target '" + parts[1] + "' must be an absolute guest path");
+        }
+        if (Path.of(parts[1]).normalize().equals(Path.of("/"))) {
+            throw new VmConfigException("volume '" + volume + "' would hide the guest's root: give the directory as --root");
         }
         b.device(new FsShareSpec(tag, host, ro));
         b.mount(new GuestMount(tag, parts[1], "virtiofs", ro ? "ro" : ""));
     }
 
+    /** A default the installation provides; without it, krun is installed wrong (a failure, not bad usage). */
     private static Path defaultPath(String property, String flag) {
         String p = System.getProperty(property);
         if (p == null || p.isEmpty()) {
-            throw new VmConfigException("no default for " + flag + " (system property " + property + " is not set): give "
+            throw new KrunException("no default for " + flag + " (system property " + property + " is not set): give "
                     + flag + " explicitly");
         }
         return Path.of(p);

@@ -30,6 +30,12 @@ class RunCommandTest {
     }
 
     @Test
+    void memoryOvercommitIsOffUnlessAskedFor() {
+        assertFalse(parse("--kernel", "/k", "--root", "/r", "--mem", "1024", "--", "/bin/true").memoryOvercommit());
+        assertTrue(parse("--kernel", "/k", "--root", "/r", "--mem-overcommit", "--", "/bin/true").memoryOvercommit());
+    }
+
+    @Test
     void defaultDevicesAreOnUnlessTurnedOff() {
         assertTrue(parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
         assertFalse(parse("--no-default-devices", "--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
@@ -46,7 +52,7 @@ class RunCommandTest {
 
     @Test
     void malformedVolumesAreOneLineErrors(@TempDir Path dir) {
-        for (String bad : List.of(dir.toString(), dir + ":relative", dir + ":/x:rw", ":/x", "/no/such/dir:/x")) {
+        for (String bad : List.of(dir.toString(), dir + ":relative", dir + ":/x:rw", ":/x", dir + ":/", dir + ":/x/..")) {
             VmConfigException e = assertThrows(VmConfigException.class,
                     () -> parse("--kernel", "/k", "--root", "/r", "-v", bad, "--", "/bin/true"), bad);
             assertFalse(e.getMessage().contains("\n"), e.getMessage());

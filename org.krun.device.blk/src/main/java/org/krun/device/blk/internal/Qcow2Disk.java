@@ -3,6 +3,7 @@ package org.krun.device.blk.internal;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
 import java.io.IOException;
+import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
@@ -31,13 +32,16 @@ import org.krun.posix.PosixIo;
  * <p>Threads: reads and writes into clusters already allocated run in parallel under the read lock; any
  * change of metadata (allocation, copy-on-write, discard, write-zeroes) takes the write lock.
  *
- * <p>A damaged or hostile image (its metadata is data a guest may have shaped) cannot make the host pay
- * beyond the file: L2 tables, refcount blocks and data clusters written must start inside the file, so
- * the file grows only by what allocation adds at its end; and allocation looks for free clusters only up
- * to the end of the file and a little beyond ({@link #findFree}), so refcounts claiming every cluster cost
- * a scan of the file's clusters at most. Such images fail the request with a {@link Qcow2Exception}.
+ * <p>Damage: every table and cluster offset is checked before use (aligned, inside the file, clear of the
+ * header, the L1 table and the refcount table). A bad one fails its request with an I/O error and marks the
+ * image corrupt, as qemu does (the header's corrupt bit, version 3): every later request fails too, and
+ * nothing is ever written where a damaged entry points, so the file never grows because of one.
+ *
+ * <p>Allocation looks for free clusters only up to the end of the file and a little beyond ({@link #findFree}),
+ * so refcounts claiming every cluster cost a scan of the file's clusters at most, and mark the image corrupt.
  */
 final class Qcow2Disk implements DiskBackend {
+    private static final System.Logger LOG = System.getLogger(Qcow2Disk.class.getName());
 
     /** L1, L2 entries: bits 9-55 hold the offset. */
     static final long OFFSET_MASK = 0x00ff_ffff_ffff_fe00L;
@@ -79,6 +83,9 @@ final class Qcow2Disk implements DiskBackend {
     private long fileSize;
     /** The first cluster index allocation looks at. */
     private long freeHint;
+    /** What was found damaged, once something was: every request fails from then on. */
+    private volatile String corruption;
+    private final Object corruptionLock = new Object();
 
     private Qcow2Disk(DiskFile file, Qcow2Header header, long[] l1, long[] refTable, long fileSize) {
         this.file = file;
@@ -163,7 +170,7 @@ final class Qcow2Disk implements DiskBackend {
     private long hostOffset(long e) throws Qcow2Exception {
         long off = e & OFFSET_MASK;
         if ((off & (clusterSize - 1)) != 0) {
-            throw new Qcow2Exception("has a misaligned L2 entry 0x" + Long.toHexString(e) + " (corrupt image)");
+            throw corrupt("has a misaligned L2 entry 0x" + Long.toHexString(e));
         }
         return off;
     }
@@ -182,12 +189,7 @@ final class Qcow2Disk implements DiskBackend {
     private long[] l2Table(long offset) throws IOException {
         long[] t = l2Cache.get(offset);
         if (t == null) {
-            if ((offset & (clusterSize - 1)) != 0) {
-                throw new Qcow2Exception("has a misaligned L2 table at " + offset + " (corrupt image)");
-            }
-            if (offset >= fileSize) {
-                throw new Qcow2Exception("has an L2 table past the end of the file, at " + offset + " (corrupt image)");
-            }
+            checkMetadataCluster(offset, "an L2 table");
             t = readTable(file, offset, (int) l2Entries());
             l2Cache.put(offset, t);
         }
@@ -207,6 +209,7 @@ final class Qcow2Disk implements DiskBackend {
         long length = Segments.size(dst);
         lock.readLock().lock();
         try {
+            checkNotCorrupt();
             long runHost = -1;
             long runStart = 0;
             long runLength = 0;
@@ -216,7 +219,7 @@ final class Qcow2Disk implements DiskBackend {
                 long n = Math.min(clusterSize - inCluster, offset + length - pos);
                 long e = l2Entry(gc);
                 if (isData(e)) {
-                    long host = hostOffset(e) + inCluster;
+                    long host = checkDataCluster(hostOffset(e)) + inCluster;
                     if (runLength > 0 && runHost + runLength == host) {
                         runLength += n;
                     } else {
@@ -263,6 +266,9 @@ final class Qcow2Disk implements DiskBackend {
         long off = e & compressedOffsetMask;
         long sectors = ((e >>> csizeShift) & csizeMask) + 1;
         long size = sectors * 512 - (off & 511);
+        if (off < clusterSize || off + size > fileSize + 511) {
+            throw corrupt("has a compressed cluster at " + off + " that is not inside the file (" + fileSize + " bytes)");
+        }
         byte[] in = readBytes(file, off, (int) size);
         byte[] out = new byte[(int) clusterSize];
         Inflater inflater = new Inflater(true);
@@ -300,6 +306,7 @@ final class Qcow2Disk implements DiskBackend {
     public void write(long offset, List<MemorySegment> src) throws IOException {
         lock.readLock().lock();
         try {
+            checkNotCorrupt();
             if (writeInPlace(offset, src)) {
                 return;
             }
@@ -308,6 +315,7 @@ final class Qcow2Disk implements DiskBackend {
         }
         lock.writeLock().lock();
         try {
+            checkNotCorrupt();
             writeLocked(offset, src);
         } finally {
             lock.writeLock().unlock();
@@ -360,20 +368,69 @@ final class Qcow2Disk implements DiskBackend {
     }
 
     /**
-     * Refuses to write guest data over the header, the L1 table or the refcount table, or into a cluster past
-     * the end of the file (where no allocation put it: the entry would grow the file to wherever it points).
+     * A data cluster an L2 entry names: clear of the header, the L1 table and the refcount table, and starting
+     * inside the file (its tail may lie past the end, never read or written yet: that reads as zeroes).
      */
     private long checkDataCluster(long host) throws Qcow2Exception {
-        if (host >= fileSize) {
-            throw new Qcow2Exception("has an L2 entry pointing past the end of the file, at " + host + " (corrupt image)");
+        if (overlapsFixedMetadata(host)) {
+            throw corrupt("has an L2 entry pointing into its metadata at " + host);
         }
+        if (host >= ((fileSize + clusterSize - 1) & ~(clusterSize - 1))) {
+            throw corrupt("has an L2 entry pointing at " + host + ", past the end of the file (" + fileSize + " bytes)");
+        }
+        return host;
+    }
+
+    /** A table of metadata (L2 table, refcount block): aligned, clear of the fixed metadata, wholly inside the file. */
+    private void checkMetadataCluster(long offset, String what) throws Qcow2Exception {
+        if ((offset & (clusterSize - 1)) != 0) {
+            throw corrupt("has a misaligned " + what.substring(what.indexOf(' ') + 1) + " at " + offset);
+        }
+        if (overlapsFixedMetadata(offset)) {
+            throw corrupt("has " + what + " at " + offset + ", over its header, L1 table or refcount table");
+        }
+        if (offset + clusterSize > fileSize) {
+            throw corrupt("has " + what + " at " + offset + ", past the end of the file (" + fileSize + " bytes)");
+        }
+    }
+
+    /** Whether the cluster at {@code host} holds the header, the L1 table or the refcount table. */
+    private boolean overlapsFixedMetadata(long host) {
         long l1Start = header.l1TableOffset();
         long l1End = l1Start + (((long) header.l1Size() * 8 + clusterSize - 1) & ~(clusterSize - 1));
         long rtEnd = refTableOffset + (long) refTableClusters * clusterSize;
-        if (host < clusterSize || (host >= l1Start && host < l1End) || (host >= refTableOffset && host < rtEnd)) {
-            throw new Qcow2Exception("has an L2 entry pointing into its metadata at " + host + " (corrupt image)");
+        return host < clusterSize || (host >= l1Start && host < l1End) || (host >= refTableOffset && host < rtEnd);
+    }
+
+    private void checkNotCorrupt() throws Qcow2Exception {
+        String c = corruption;
+        if (c != null) {
+            throw new Qcow2Exception("was found corrupt (it " + c + "); repair it with qemu-img check -r all");
         }
-        return host;
+    }
+
+    /**
+     * Marks the image corrupt for {@code what} was found (once: in memory for every later request, and for
+     * version 3 in the header, as qemu does, so no one uses it before it is repaired) and returns the error
+     * that fails the request that found it.
+     */
+    private Qcow2Exception corrupt(String what) {
+        synchronized (corruptionLock) {
+            if (corruption == null) {
+                corruption = what;
+                LOG.log(Level.WARNING, "qcow2 image " + what + ": marking it corrupt; every further request fails");
+                if (writable && header.version() >= 3) {
+                    try {
+                        writeLong(Qcow2Header.OFFSET_INCOMPATIBLE_FEATURES,
+                                header.incompatibleFeatures() | Qcow2Header.INCOMPAT_CORRUPT);
+                        file.sync();
+                    } catch (IOException e) {
+                        LOG.log(Level.WARNING, "qcow2 image: cannot mark it corrupt: " + e.getMessage());
+                    }
+                }
+            }
+        }
+        return new Qcow2Exception(what + " (corrupt image: krun marked it corrupt; repair it with qemu-img check -r all)");
     }
 
     /** Under the write lock: writes {@code src}, allocating or copying clusters as needed. */
@@ -433,7 +490,7 @@ final class Qcow2Disk implements DiskBackend {
             if (isCompressed(e)) {
                 MemorySegment.copy(decompress(e), 0, cluster, JAVA_BYTE, 0, (int) clusterSize);
             } else if (isData(e)) {
-                file.read(hostOffset(e), List.of(cluster), true);
+                file.read(checkDataCluster(hostOffset(e)), List.of(cluster), true);
             }
             long at = inCluster;
             for (MemorySegment s : data) {
@@ -472,6 +529,7 @@ final class Qcow2Disk implements DiskBackend {
     public void discard(long offset, long length) throws IOException {
         lock.writeLock().lock();
         try {
+            checkNotCorrupt();
             deallocate(offset, length, true);
         } finally {
             lock.writeLock().unlock();
@@ -482,6 +540,7 @@ final class Qcow2Disk implements DiskBackend {
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         lock.writeLock().lock();
         try {
+            checkNotCorrupt();
             long first = (offset + clusterSize - 1) & ~(clusterSize - 1);
             long last = (offset + length) & ~(clusterSize - 1);
             if (first < last) {
@@ -599,7 +658,7 @@ final class Qcow2Disk implements DiskBackend {
         search:
         while (true) {
             if (c > limit) {
-                throw new Qcow2Exception("counts clusters in use past the end of the file, up to cluster " + c
+                throw corrupt("counts clusters in use past the end of the file, up to cluster " + c
                         + " (corrupt refcounts)");
             }
             for (int k = 0; k < count; k++) {
@@ -628,12 +687,7 @@ final class Qcow2Disk implements DiskBackend {
     private byte[] refBlock(long offset) throws IOException {
         byte[] b = refBlockCache.get(offset);
         if (b == null) {
-            if ((offset & (clusterSize - 1)) != 0) {
-                throw new Qcow2Exception("has a misaligned refcount block at " + offset + " (corrupt image)");
-            }
-            if (offset >= fileSize) {
-                throw new Qcow2Exception("has a refcount block past the end of the file, at " + offset + " (corrupt image)");
-            }
+            checkMetadataCluster(offset, "a refcount block");
             b = readBytes(file, offset, (int) clusterSize);
             refBlockCache.put(offset, b);
         }
@@ -776,7 +830,7 @@ final class Qcow2Disk implements DiskBackend {
     private void freeCluster(long c) throws IOException {
         long r = refcount(c);
         if (r == 0) {
-            throw new Qcow2Exception("frees host cluster " + c + " whose refcount is already 0 (corrupt image)");
+            throw corrupt("frees host cluster " + c + " whose refcount is already 0");
         }
         setRefcount(c, r - 1);
         if (r == 1) {

@@ -439,11 +439,92 @@ class Qcow2DiskTest {
         assertClean(p);
     }
 
+    // ---- damage found while serving: that request fails, the image is marked corrupt, the file never grows
+
     private static long readLong(Path p, long offset) throws IOException {
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "r")) {
             f.seek(offset);
             return f.readLong();
         }
+    }
+
+    /** Every request fails now and the header says corrupt. */
+    private static void assertMarkedCorrupt(Path p, Qcow2Disk disk) throws Exception {
+        IOException later = assertThrows(IOException.class, () -> read(disk, 1 << 20, 512));
+        assertTrue(later.getMessage().contains("corrupt"), later.getMessage());
+        assertThrows(IOException.class, () -> write(disk, 1 << 20, new byte[512]));
+        assertThrows(IOException.class, () -> disk.discard(0, 1 << 16));
+        assertEquals(Qcow2Header.INCOMPAT_CORRUPT,
+                readLong(p, Qcow2Header.OFFSET_INCOMPATIBLE_FEATURES) & Qcow2Header.INCOMPAT_CORRUPT);
+    }
+
+    /** The image did not grow, and a new open refuses it until it is repaired. */
+    private static void assertLeftAsItWas(Path p, long size) throws Exception {
+        assertEquals(size, Files.size(p), "the image did not grow");
+        assertTrue(refusal(p, false).contains("marked corrupt"));
+    }
+
+    @Test
+    void anL1EntryAtOneTebibyteFailsTheRequestMarksTheImageCorruptAndNeverGrowsTheFile() throws Exception {
+        Path p = create(64L << 20);
+        long l1 = Qcow2Header.parse(Files.readAllBytes(p), Files.size(p), false).l1TableOffset();
+        patchLong(p, l1, (1L << 40) | Qcow2Disk.OFLAG_COPIED);
+        long size = Files.size(p);
+        try (Qcow2Disk disk = open(p, true)) {
+            IOException w = assertThrows(IOException.class, () -> write(disk, 4096, BlkRequests.pattern(4096, 1)));
+            assertTrue(w.getMessage().contains("L2 table at 1099511627776, past the end of the file"), w.getMessage());
+            assertMarkedCorrupt(p, disk);
+        }
+        assertLeftAsItWas(p, size);
+    }
+
+    @Test
+    void anL1EntryAtOneTebibyteFailsAReadToo() throws Exception {
+        Path p = create(64L << 20);
+        long l1 = Qcow2Header.parse(Files.readAllBytes(p), Files.size(p), false).l1TableOffset();
+        patchLong(p, l1, (1L << 40) | Qcow2Disk.OFLAG_COPIED);
+        long size = Files.size(p);
+        try (Qcow2Disk disk = open(p, true)) {
+            IOException r = assertThrows(IOException.class, () -> read(disk, 0, 4096));
+            assertTrue(r.getMessage().contains("past the end of the file"), r.getMessage());
+            assertMarkedCorrupt(p, disk);
+        }
+        assertLeftAsItWas(p, size);
+    }
+
+    @Test
+    void anL2EntryPastTheFileOrIntoTheMetadataFailsTheRequestAndMarksTheImageCorrupt() throws Exception {
+        for (long target : new long[] {1L << 40, 0}) {
+            Path p = create(64L << 20);
+            try (Qcow2Disk disk = open(p, true)) {
+                write(disk, 0, BlkRequests.pattern(65536, 2)); // cluster 0: an L2 table and a data cluster
+            }
+            Qcow2Header h = Qcow2Header.parse(Files.readAllBytes(p), Files.size(p), false);
+            long l2 = readLong(p, h.l1TableOffset()) & Qcow2Disk.OFFSET_MASK;
+            // target 0 is the header's cluster: the entry's offset is 0 plus COPIED, which reads as "allocated"
+            patchLong(p, l2, target == 0 ? h.l1TableOffset() | Qcow2Disk.OFLAG_COPIED : target | Qcow2Disk.OFLAG_COPIED);
+            long size = Files.size(p);
+            try (Qcow2Disk disk = open(p, true)) {
+                IOException w = assertThrows(IOException.class, () -> write(disk, 512, BlkRequests.pattern(512, 3)));
+                assertTrue(w.getMessage().contains("L2 entry pointing"), w.getMessage());
+                assertMarkedCorrupt(p, disk);
+            }
+            assertLeftAsItWas(p, size);
+        }
+    }
+
+    @Test
+    void aRefcountBlockPastTheFileFailsTheAllocationThatNeedsIt() throws Exception {
+        Path p = create(64L << 20);
+        Qcow2Header h = Qcow2Header.parse(Files.readAllBytes(p), Files.size(p), false);
+        patchLong(p, h.refcountTableOffset(), 1L << 40);
+        long size = Files.size(p);
+        try (Qcow2Disk disk = open(p, true)) {
+            IOException w = assertThrows(IOException.class, () -> write(disk, 0, BlkRequests.pattern(4096, 4)));
+            assertTrue(w.getMessage().contains("refcount block at 1099511627776, past the end of the file"), w.getMessage());
+            assertMarkedCorrupt(p, disk);
+        }
+        assertLeftAsItWas(p, size);
     }
 
     @Test

@@ -25,7 +25,10 @@ import org.krun.spi.virtio.VirtioIds;
 /**
  * virtio-console with VIRTIO_CONSOLE_F_MULTIPORT (virtio 1.2 §5.3). Port 0 is the guest console; in pipes
  * mode, ports {@code krun-stdin}, {@code krun-stdout} and {@code krun-stderr} carry the command's streams
- * byte for byte, and closing the host's input closes the stdin port (the guest reads end-of-file).
+ * byte for byte, and closing the host's input closes the stdin port (the guest reads end-of-file). When the
+ * host's end of an output port fails (its reader went away: EPIPE), the device closes that port towards the
+ * guest (PORT_OPEN 0): the guest's writers block, and krun's init ends the command as a local pipe would, with
+ * SIGPIPE; what the guest had queued is discarded.
  *
  * <p>All protocol work runs on the VM's event loop; host input arrives through an {@link InputPipe}.
  */
@@ -57,12 +60,15 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
         final boolean[] ready;
         /** The guest has the port open (PORT_OPEN from the guest). Linux discards data for closed ports. */
         final boolean[] guestOpen;
+        /** The host's end of the port failed: its output is discarded and the guest was told it is closed. */
+        final boolean[] hostFailed;
         boolean deviceReady;
         boolean hostClosedInput;
 
         Ports(int count) {
             ready = new boolean[count];
             guestOpen = new boolean[count];
+            hostFailed = new boolean[count];
         }
     }
 
@@ -186,19 +192,40 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
         DescriptorChain chain;
         while ((chain = a.pop(q)) != null) {
             try {
-                if (port.sink() != null) {
+                if (port.sink() != null && !a.state().hostFailed[port.id()]) {
                     copyOut(chain, a.memory(), port.sink());
                 }
             } catch (GuestMemoryException e) {
                 guestError("console output from outside guest RAM dropped: " + e.getMessage());
             } catch (IOException e) {
-                log().log(Level.DEBUG, () -> "console output sink failed: " + e);
+                hostFailed(a, port, e);
             }
             a.addUsed(q, chain.head(), 0);
             any = true;
         }
-        if (any) {
-            flushSink(port.sink());
+        if (any && port.sink() != null && !a.state().hostFailed[port.id()]) {
+            try {
+                port.sink().flush();
+            } catch (IOException e) {
+                hostFailed(a, port, e);
+            }
+        }
+    }
+
+    /**
+     * The host's end of {@code port} failed (a pipe whose reader is gone): from now on its output is discarded,
+     * and a generic port is closed towards the guest, whose writers then block until krun's init ends them.
+     * The console port stays open: the kernel writes there whatever the host does with it.
+     */
+    private void hostFailed(Active<Ports> a, ConsolePort port, IOException e) {
+        Ports p = a.state();
+        if (p.hostFailed[port.id()]) {
+            return;
+        }
+        p.hostFailed[port.id()] = true;
+        log().log(Level.DEBUG, () -> "console port " + port.name() + ": the host's end failed, closing it: " + e);
+        if (!port.console()) {
+            sendControl(a, new ControlMessage(port.id(), ControlMessage.PORT_OPEN, 0));
         }
     }
 
@@ -267,6 +294,8 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
                 }
                 ConsolePort port = ports.get(m.id());
                 p.ready[port.id()] = true;
+                // An input port with no input left stays closed: the guest reads end-of-file at once.
+                boolean open = port.console() || !port.input() || !input.atEof();
                 if (port.console()) {
                     sendControl(a, new ControlMessage(port.id(), ControlMessage.CONSOLE_PORT, 1));
                     int columns = config().getShort(CONFIG_COLS);
@@ -275,14 +304,18 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
                         sendControl(a, ControlMessage.resize(port.id(), columns, rows));
                     }
                 } else {
+                    // Open before named: the guest driver handles control messages in order, so by the time a
+                    // port can be found by its name it is open, and the init never mistakes "not open yet" for
+                    // "closed by the host".
+                    if (open) {
+                        sendControl(a, new ControlMessage(port.id(), ControlMessage.PORT_OPEN, 1));
+                    }
                     sendControl(a, new ControlMessage(port.id(), ControlMessage.PORT_NAME, 0,
                             port.name().getBytes(StandardCharsets.US_ASCII)));
                 }
-                // An input port with no input left stays closed: the guest reads end-of-file at once.
-                boolean open = port.console() || !port.input() || !input.atEof();
-                if (open) {
+                if (open && port.console()) {
                     sendControl(a, new ControlMessage(port.id(), ControlMessage.PORT_OPEN, 1));
-                } else if (port == inputPort) {
+                } else if (!open && port == inputPort) {
                     p.hostClosedInput = true;
                 }
                 if (port == inputPort) {

@@ -109,14 +109,16 @@ class VirtioConsoleTest {
     }
 
     @Test
-    void portReadyNamesThePipePortsAndOpensThem() {
+    void portReadyOpensThePipePortsBeforeNamingThem() {
+        // The guest finds a port by its name: once it can, the port must be open (a closed one means "the host
+        // went away" to the init, which then ends the command).
         pipes(true);
         assertEquals(List.of(
                 "DEVICE_ADD(0,0)", "DEVICE_ADD(1,0)", "DEVICE_ADD(2,0)", "DEVICE_ADD(3,0)",
                 "CONSOLE_PORT(0,1)", "PORT_OPEN(0,1)",
-                "PORT_NAME(1,krun-stdin)", "PORT_OPEN(1,1)",
-                "PORT_NAME(2,krun-stdout)", "PORT_OPEN(2,1)",
-                "PORT_NAME(3,krun-stderr)", "PORT_OPEN(3,1)"), h.handshake());
+                "PORT_OPEN(1,1)", "PORT_NAME(1,krun-stdin)",
+                "PORT_OPEN(2,1)", "PORT_NAME(2,krun-stdout)",
+                "PORT_OPEN(3,1)", "PORT_NAME(3,krun-stderr)"), h.handshake());
     }
 
     @Test
@@ -179,17 +181,17 @@ class VirtioConsoleTest {
         // The device carries on with buffers of a workable size.
         h.postControlBuffers(8, ConsoleHarness.CONTROL_BUFFER);
         h.sendControl(2, ControlMessage.PORT_READY, 1);
-        assertEquals(List.of("PORT_NAME(2,krun-stdout)", "PORT_OPEN(2,1)"), h.receivedControl());
+        assertEquals(List.of("PORT_OPEN(2,1)", "PORT_NAME(2,krun-stdout)"), h.receivedControl());
     }
 
     @Test
     void portNameNeedsRoomForTheWholeName() {
         pipes(true);
-        h.postControlBuffers(1, 12); // header fits, "krun-stdout" does not
         h.postControlBuffers(1, ConsoleHarness.CONTROL_BUFFER);
+        h.postControlBuffers(1, 12); // header fits, "krun-stdout" does not
         h.sendControl(2, ControlMessage.PORT_READY, 1);
 
-        assertEquals(List.of("empty", "PORT_OPEN(2,1)"), h.receivedControl());
+        assertEquals(List.of("PORT_OPEN(2,1)", "empty"), h.receivedControl());
     }
 
     // ---- guest to host
@@ -252,20 +254,51 @@ class VirtioConsoleTest {
     }
 
     @Test
-    void failingSinkDoesNotStopTheDevice() {
+    void aFailingSinkClosesItsPortTowardsTheGuestOnceAndTheOtherPortsGoOn() {
+        java.util.concurrent.atomic.AtomicInteger writes = new java.util.concurrent.atomic.AtomicInteger();
         h = new ConsoleHarness(ConsoleSpec.pipes(new java.io.OutputStream() {
             @Override
             public void write(int b) throws IOException {
-                throw new IOException("broken pipe");
+                writes.incrementAndGet();
+                throw new IOException("Broken pipe");
             }
         }, stderr, true));
+        h.handshake();
         h.queue(STDOUT_TX).addReadable("lost".getBytes(US_ASCII));
         h.notify(STDOUT_TX);
+        assertEquals(List.of("PORT_OPEN(2,0)"), h.receivedControl(), "the guest learns the host closed stdout");
+        int tried = writes.get();
+
+        for (int i = 0; i < 3; i++) {
+            h.queue(STDOUT_TX).addReadable("more".getBytes(US_ASCII)); // queued before the guest took note
+            h.notify(STDOUT_TX);
+        }
         h.queue(STDERR_TX).addReadable("kept".getBytes(US_ASCII));
         h.notify(STDERR_TX);
 
-        assertEquals(1, h.queue(STDOUT_TX).usedEntries().size());
+        assertEquals(4, h.queue(STDOUT_TX).usedEntries().size(), "every chain is returned");
+        assertEquals(tried, writes.get(), "nothing more is written to the failed sink");
+        assertEquals(List.of(), h.receivedControl(), "the port is closed once");
         assertEquals("kept", stderr.toString(US_ASCII));
+    }
+
+    @Test
+    void aFailingConsoleSinkLeavesTheConsolePortOpen() {
+        h = new ConsoleHarness(ConsoleSpec.pipes(stdout, new java.io.OutputStream() {
+            @Override
+            public void write(int b) throws IOException {
+                throw new IOException("Broken pipe");
+            }
+        }, true));
+        h.handshake();
+        h.queue(PORT0_TX).addReadable("kernel says\n".getBytes(US_ASCII));
+        h.notify(PORT0_TX);
+
+        assertEquals(List.of(), h.receivedControl(), "the kernel's console is never closed");
+
+        h.queue(STDERR_TX).addReadable("the command's error\n".getBytes(US_ASCII));
+        h.notify(STDERR_TX);
+        assertEquals(List.of("PORT_OPEN(3,0)"), h.receivedControl(), "stderr, on the same failed stream, is");
     }
 
     // ---- host to guest
