@@ -312,6 +312,18 @@ public final class MockDriverQueue {
      * their descriptors become free again.
      */
     public List<Used> usedEntries() {
+        return usedEntries(true);
+    }
+
+    /**
+     * As {@link #usedEntries()}, without reading back what the device wrote ({@link Used#written()} empty):
+     * for tests that count allocations and need only ids and lengths.
+     */
+    public List<Used> usedEntriesWithoutData() {
+        return usedEntries(false);
+    }
+
+    private List<Used> usedEntries(boolean readData) {
         int usedIdx = usedIndex();
         List<Used> out = new ArrayList<>();
         while (lastUsedIdx != (short) usedIdx) {
@@ -327,7 +339,7 @@ public final class MockDriverQueue {
             for (int d : chain.descriptors()) {
                 freeDescriptors.add(d);
             }
-            out.add(new Used(id, len, readWritten(chain, len)));
+            out.add(new Used(id, len, readData ? readWritten(chain, len) : new byte[0]));
         }
         return out;
     }

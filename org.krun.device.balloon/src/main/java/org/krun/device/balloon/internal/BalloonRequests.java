@@ -21,9 +21,10 @@ final class BalloonRequests {
     static final long PAGE_SIZE = 1L << PFN_SHIFT;
     /**
      * The most page frame numbers one inflate request may carry; the rest are ignored. Linux sends at most
-     * 256 (VIRTIO_BALLOON_ARRAY_PFNS_MAX); the bound keeps one request's work on the event loop small.
+     * 256 (VIRTIO_BALLOON_ARRAY_PFNS_MAX), FreeBSD 256; the bound keeps one request's work on the event loop
+     * small: at most this many host ranges (one madvise each) and about a megabyte of bookkeeping.
      */
-    static final int MAX_PFNS_PER_REQUEST = 1 << 16;
+    static final int MAX_PFNS_PER_REQUEST = 1 << 12;
     private static final int PFN_BATCH = 1024;
 
     private BalloonRequests() {
@@ -57,7 +58,11 @@ final class BalloonRequests {
         /** Adds one guest page; extends the current range when it follows it in the same RAM region. */
         void addPage(long address) {
             if (!mem.contains(address, PAGE_SIZE)) {
-                reject("page 0x" + Long.toHexString(address) + " is not guest RAM");
+                if (problem == null) {
+                    reject("page 0x" + Long.toHexString(address) + " is not guest RAM");
+                } else {
+                    rejected++; // only the first reason is kept: no message built per page
+                }
                 return;
             }
             if (start >= 0 && address == start + length && mem.contains(start, length + PAGE_SIZE)) {

@@ -30,6 +30,12 @@ import org.krun.posix.PosixIo;
  *
  * <p>Threads: reads and writes into clusters already allocated run in parallel under the read lock; any
  * change of metadata (allocation, copy-on-write, discard, write-zeroes) takes the write lock.
+ *
+ * <p>A damaged or hostile image (its metadata is data a guest may have shaped) cannot make the host pay
+ * beyond the file: L2 tables, refcount blocks and data clusters written must start inside the file, so
+ * the file grows only by what allocation adds at its end; and allocation looks for free clusters only up
+ * to the end of the file and a little beyond ({@link #findFree}), so refcounts claiming every cluster cost
+ * a scan of the file's clusters at most. Such images fail the request with a {@link Qcow2Exception}.
  */
 final class Qcow2Disk implements DiskBackend {
 
@@ -178,6 +184,9 @@ final class Qcow2Disk implements DiskBackend {
         if (t == null) {
             if ((offset & (clusterSize - 1)) != 0) {
                 throw new Qcow2Exception("has a misaligned L2 table at " + offset + " (corrupt image)");
+            }
+            if (offset >= fileSize) {
+                throw new Qcow2Exception("has an L2 table past the end of the file, at " + offset + " (corrupt image)");
             }
             t = readTable(file, offset, (int) l2Entries());
             l2Cache.put(offset, t);
@@ -350,8 +359,14 @@ final class Qcow2Disk implements DiskBackend {
         return true;
     }
 
-    /** Refuses to write guest data over the header, the L1 table or the refcount table. */
+    /**
+     * Refuses to write guest data over the header, the L1 table or the refcount table, or into a cluster past
+     * the end of the file (where no allocation put it: the entry would grow the file to wherever it points).
+     */
     private long checkDataCluster(long host) throws Qcow2Exception {
+        if (host >= fileSize) {
+            throw new Qcow2Exception("has an L2 entry pointing past the end of the file, at " + host + " (corrupt image)");
+        }
         long l1Start = header.l1TableOffset();
         long l1End = l1Start + (((long) header.l1Size() * 8 + clusterSize - 1) & ~(clusterSize - 1));
         long rtEnd = refTableOffset + (long) refTableClusters * clusterSize;
@@ -526,7 +541,7 @@ final class Qcow2Disk implements DiskBackend {
                         next = e | OFLAG_ZERO;
                     } else {
                         // version 2 has no zero flag: zero the cluster on the host and keep it allocated
-                        long host = hostOffset(e);
+                        long host = checkDataCluster(hostOffset(e));
                         if (!file.fallocate(PosixIo.FALLOC_FL_ZERO_RANGE | PosixIo.FALLOC_FL_KEEP_SIZE, host, clusterSize)) {
                             RawDisk.writeZeroBytes(file, host, clusterSize);
                         }
@@ -571,11 +586,22 @@ final class Qcow2Disk implements DiskBackend {
         return start * clusterSize;
     }
 
-    /** The first run of {@code count} free clusters at or after {@link #freeHint}. */
+    /**
+     * The first run of {@code count} free clusters at or after {@link #freeHint}. In a sound image every
+     * cluster past the end of the file is free, but for those an allocation interrupted by a crash left
+     * counted (one allocation's worth at most: a run of L2 entries, or a new refcount table): a run starting
+     * further out means the refcounts claim clusters nobody allocated, and the search stops there.
+     */
     private long findFree(int count) throws IOException {
         long c = Math.max(freeHint, 1);
+        long limit = (fileSize + clusterSize - 1) / clusterSize + l2Entries()
+                + Qcow2Header.MAX_REFTABLE_BYTES / clusterSize + 2;
         search:
         while (true) {
+            if (c > limit) {
+                throw new Qcow2Exception("counts clusters in use past the end of the file, up to cluster " + c
+                        + " (corrupt refcounts)");
+            }
             for (int k = 0; k < count; k++) {
                 if (refcount(c + k) != 0) {
                     c = c + k + 1;
@@ -604,6 +630,9 @@ final class Qcow2Disk implements DiskBackend {
         if (b == null) {
             if ((offset & (clusterSize - 1)) != 0) {
                 throw new Qcow2Exception("has a misaligned refcount block at " + offset + " (corrupt image)");
+            }
+            if (offset >= fileSize) {
+                throw new Qcow2Exception("has a refcount block past the end of the file, at " + offset + " (corrupt image)");
             }
             b = readBytes(file, offset, (int) clusterSize);
             refBlockCache.put(offset, b);

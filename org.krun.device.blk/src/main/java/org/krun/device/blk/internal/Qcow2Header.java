@@ -145,7 +145,7 @@ record Qcow2Header(
         }
         long clusterSize = clusterSize();
         long l2Coverage = clusterSize * l2Entries();
-        long neededL1 = (size + l2Coverage - 1) / l2Coverage;
+        long neededL1 = size / l2Coverage + (size % l2Coverage != 0 ? 1 : 0); // rounding up must not overflow
         if (Integer.toUnsignedLong(l1Size) < neededL1) {
             throw new Qcow2Exception("has an L1 table of " + Integer.toUnsignedLong(l1Size) + " entries, too small for its size");
         }

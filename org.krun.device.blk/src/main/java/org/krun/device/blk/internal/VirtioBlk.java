@@ -62,6 +62,14 @@ final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> {
     static final int CONFIG_WRITE_ZEROES_MAY_UNMAP = 56;
     static final int CONFIG_SIZE = 60;
 
+    /**
+     * The most requests one activation has in flight. A driver that follows the spec never has more chains
+     * outstanding than the queue has descriptors; one that posts a head again while it is in flight, or moves
+     * the avail index over old entries, must not make the host queue I/O without bound: past this many, the
+     * device leaves chains in the ring until requests finish and the driver notifies again.
+     */
+    static final int MAX_IN_FLIGHT = QUEUE_SIZE;
+
     /** How long reset and close wait for I/O in flight. */
     static final Duration IO_DRAIN_TIMEOUT = Duration.ofSeconds(30);
 
@@ -120,7 +128,7 @@ final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> {
     @Override
     protected void onQueueNotify(Active<Negotiated> a, int queue) {
         DescriptorChain chain;
-        while ((chain = a.pop(REQUEST_QUEUE)) != null) {
+        while (a.requestsInFlight() < MAX_IN_FLIGHT && (chain = a.pop(REQUEST_QUEUE)) != null) {
             BlkRequest request = BlkRequest.parse(chain, a.memory());
             if (request.status() == null) {
                 guestError("request returned unanswered: " + ((BlkRequest.Malformed) request).reason());

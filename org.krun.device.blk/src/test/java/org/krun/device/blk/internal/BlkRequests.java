@@ -69,6 +69,11 @@ final class BlkRequests {
         return u.written()[u.len() - 1] & 0xff;
     }
 
+    /** The status byte of a returned chain, or 0 when it came back without one. */
+    static int statusOrZero(MockDriverQueue.Used u) {
+        return u.len() == 0 || u.written().length < u.len() ? 0 : u.written()[u.len() - 1] & 0xff;
+    }
+
     static byte[] pattern(int length, long seed) {
         byte[] b = new byte[length];
         new java.util.Random(seed).nextBytes(b);

@@ -11,6 +11,7 @@ import java.util.List;
 final class MemoryDisk implements DiskBackend {
     final byte[] bytes;
     final List<String> calls = new ArrayList<>();
+    final List<String> violations = new ArrayList<>();
     boolean failNext;
     boolean closed;
 
@@ -18,10 +19,17 @@ final class MemoryDisk implements DiskBackend {
         this.bytes = new byte[size];
     }
 
-    /** The device must never pass a range outside the disk: an Error, which the device does not catch. */
+    /**
+     * The device must never pass a range outside the disk: an Error, and recorded in {@link #violations} for
+     * callers whose worker catches every Throwable (a request's failure answers the guest, it does not end a test).
+     */
     private void inside(long offset, long length) {
         if (offset < 0 || length < 0 || offset + length > bytes.length || offset % 512 != 0) {
-            throw new AssertionError("device passed range " + offset + "+" + length + " of a " + bytes.length + "-byte disk");
+            String v = "device passed range " + offset + "+" + length + " of a " + bytes.length + "-byte disk";
+            synchronized (this) {
+                violations.add(v);
+            }
+            throw new AssertionError(v);
         }
     }
 

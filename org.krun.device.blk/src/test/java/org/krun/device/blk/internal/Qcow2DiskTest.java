@@ -438,4 +438,50 @@ class Qcow2DiskTest {
         }
         assertClean(p);
     }
+
+    private static long readLong(Path p, long offset) throws IOException {
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "r")) {
+            f.seek(offset);
+            return f.readLong();
+        }
+    }
+
+    @Test
+    void anL2EntryPointingPastTheEndOfTheFileFailsTheWriteInsteadOfGrowingTheFile() throws Exception {
+        Path p = create(1 << 20);
+        try (Qcow2Disk disk = open(p, true)) {
+            write(disk, 0, BlkRequests.pattern(4096, 13)); // allocates guest cluster 0 and its L2 table
+        }
+        long l2 = readLong(p, readLong(p, 40)) & Qcow2Disk.OFFSET_MASK; // L1 entry 0
+        patchLong(p, l2, (1L << 40) | Qcow2Disk.OFLAG_COPIED); // guest cluster 0 "lives" at 1 TiB
+        long size = Files.size(p);
+        try (Qcow2Disk disk = open(p, true)) {
+            Qcow2Exception e = assertThrows(Qcow2Exception.class, () -> write(disk, 0, new byte[512]));
+            assertTrue(e.getMessage().contains("past the end of the file"), e.getMessage());
+        }
+        assertEquals(size, Files.size(p), "the image did not grow towards 1 TiB");
+    }
+
+    @Test
+    @org.junit.jupiter.api.Timeout(60) // scanning the claimed clusters took minutes before the bound
+    void refcountsClaimingEveryClusterFailTheAllocationAfterScanningTheFileOnly() throws Exception {
+        Path p = create(64 << 20);
+        long table = readLong(p, 48);
+        long block = readLong(p, table);
+        long cluster = 1L << 16;
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            byte[] full = new byte[(int) cluster];
+            Arrays.fill(full, (byte) 0xff); // every cluster the block covers has refcount 65535
+            f.seek(block);
+            f.write(full);
+            for (long entry = 0; entry < cluster / 8; entry++) { // and every block is that block
+                f.seek(table + 8 * entry);
+                f.writeLong(block);
+            }
+        }
+        try (Qcow2Disk disk = open(p, true)) {
+            Qcow2Exception e = assertThrows(Qcow2Exception.class, () -> write(disk, 0, new byte[512]));
+            assertTrue(e.getMessage().contains("corrupt refcounts"), e.getMessage());
+        }
+    }
 }

@@ -275,6 +275,32 @@ class VirtioBlkTest {
     }
 
     @Test
+    void aDriverRepostingChainsInFlightGetsNoMoreThanAQueueOfRequestsInFlight() {
+        MemoryDisk disk = new MemoryDisk(SIZE);
+        ManualExecutor io = ManualExecutor.held();
+        try (BlkHarness h = new BlkHarness(disk, BlkHarness.spec(), io, -1)) {
+            for (int i = 0; i < VirtioBlk.QUEUE_SIZE / 2; i++) {
+                BlkRequests.flush(h.driver); // two descriptors each: the ring's descriptors are all in use
+            }
+            h.kick();
+            assertEquals(VirtioBlk.QUEUE_SIZE / 2, io.pending());
+            // Against the spec, the driver moves avail idx over the ring's old entries twice, posting every
+            // chain in flight again and again: the device stops taking them at a queue's worth.
+            h.driver.setAvailIndex(h.driver.availIndex() + VirtioBlk.QUEUE_SIZE);
+            h.kick();
+            h.driver.setAvailIndex(h.driver.availIndex() + VirtioBlk.QUEUE_SIZE / 2);
+            h.kick();
+            assertEquals(VirtioBlk.QUEUE_SIZE, io.pending(), "I/O queued on the host");
+            assertEquals(VirtioBlk.QUEUE_SIZE, h.device.inFlight());
+            io.runAll();
+            h.kick(); // the rest, once requests finished and the driver notified again
+            io.runAll();
+            assertEquals(2 * VirtioBlk.QUEUE_SIZE, h.used().size(), "every chain taken came back");
+            assertEquals(0, h.device.inFlight());
+        }
+    }
+
+    @Test
     void resetDropsRequestsInFlightWithoutTouchingTheQueue() {
         MemoryDisk disk = new MemoryDisk(SIZE);
         ManualExecutor io = ManualExecutor.held();

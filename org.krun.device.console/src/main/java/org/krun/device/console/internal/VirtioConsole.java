@@ -340,6 +340,12 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
         }
     }
 
+    /** Control messages waiting for the driver's buffers (on the loop), for tests. */
+    int pendingControlMessages() {
+        Active<Ports> a = active();
+        return a == null ? 0 : a.state().controlOut.size();
+    }
+
     // ---- HostConsole
 
     @Override
