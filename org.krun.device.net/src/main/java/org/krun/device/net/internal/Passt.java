@@ -138,7 +138,7 @@ final class Passt {
 
     /** How passt is doing, for the message when its socket ends: its exit status and its last words. */
     private static String state(PosixProcess p, Path log) {
-        OptionalInt status = p.waitFor(java.time.Duration.ofMillis(200));
+        OptionalInt status = p.waitFor(java.time.Duration.ZERO); // on the event loop: never wait
         String last = lastLine(log);
         return (status.isPresent() ? "passt exited with status " + status.getAsInt() : "passt still runs")
                 + (last == null ? "" : ": " + last);

@@ -68,6 +68,12 @@ final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
         volatile long rxFrames;
         volatile long rxBytes;
         volatile long rxDropped;
+
+        @Override
+        public String toString() {
+            return "sent " + txFrames + " frames (" + txBytes + " bytes, " + txDropped + " dropped), received " + rxFrames
+                    + " frames (" + rxBytes + " bytes, " + rxDropped + " dropped)";
+        }
     }
 
     /**
@@ -187,6 +193,7 @@ final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
 
     @Override
     protected void onClose() {
+        log().log(Level.DEBUG, () -> name() + ": closed; " + stats + (down == null ? "" : "; down: " + down));
         try {
             backend.close();
         } finally {
