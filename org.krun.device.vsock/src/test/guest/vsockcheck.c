@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +63,21 @@ static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
     return h;
 }
 
+/*
+ * linux/vm_sockets.h SO_VM_SOCKETS_CONNECT_TIMEOUT (SOL is AF_VSOCK): vsock's 2 s default for the host's
+ * answer to a connect runs out on a loaded kvm-pvm host, where the guest's vCPU waits for a host CPU.
+ */
+#define SO_VM_SOCKETS_CONNECT_TIMEOUT 6
+
+static int vsock_socket(void)
+{
+    int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 30};
+    if (fd >= 0)
+        setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, sizeof tv);
+    return fd;
+}
+
 static long ms_since(struct timespec *t0)
 {
     struct timespec t1;
@@ -74,7 +90,7 @@ static int step_send(unsigned port, unsigned long long bytes)
     static unsigned char buf[CHUNK];
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+    int fd = vsock_socket();
     struct sockaddr_vm a = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_HOST, .svm_port = port};
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
         printf("send %u %llu FAIL connect: %s\n", port, bytes, strerror(errno));
@@ -128,7 +144,7 @@ static int step_recv(unsigned port, unsigned long long bytes, unsigned ready)
         printf("recv %u %llu FAIL listen: %s\n", port, bytes, strerror(errno));
         return 1;
     }
-    int rfd = socket(AF_VSOCK, SOCK_STREAM, 0);
+    int rfd = vsock_socket();
     struct sockaddr_vm r = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_HOST, .svm_port = ready};
     if (rfd < 0 || connect(rfd, (struct sockaddr *)&r, sizeof r)) {
         printf("recv %u %llu FAIL telling the host on %u: %s\n", port, bytes, ready, strerror(errno));

@@ -142,14 +142,42 @@ public final class PosixNet {
         }
     }
 
-    /** send(2) of all of {@code buf} without SIGPIPE; bytes sent or -errno. */
+    /** The most one call copies through native memory for a heap segment. */
+    private static final long HEAP_CHUNK = 256 * 1024;
+
+    /**
+     * send(2) of {@code buf} without SIGPIPE; bytes sent or -errno. A heap segment (a Java array or heap
+     * buffer) is copied through native memory, at most 256 KiB per call, as a short send.
+     */
     public static long send(int fd, MemorySegment buf, int flags) {
         int f = flags | MSG_NOSIGNAL;
+        if (!buf.isNative()) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment copy = a.allocate(Math.max(1, Math.min(buf.byteSize(), HEAP_CHUNK)));
+                long n = Math.min(buf.byteSize(), HEAP_CHUNK);
+                MemorySegment.copy(buf, 0, copy, 0, n);
+                return Libc.call(() -> (long) SEND.invokeExact(fd, copy, n, f));
+            }
+        }
         return Libc.call(() -> (long) SEND.invokeExact(fd, buf, buf.byteSize(), f));
     }
 
-    /** recv(2) into {@code buf}; bytes received (0 at end of stream) or -errno. */
+    /**
+     * recv(2) into {@code buf}; bytes received (0 at end of stream) or -errno. A heap segment receives
+     * through native memory, at most 256 KiB per call.
+     */
     public static long recv(int fd, MemorySegment buf, int flags) {
+        if (!buf.isNative()) {
+            try (Arena a = Arena.ofConfined()) {
+                long room = Math.min(buf.byteSize(), HEAP_CHUNK);
+                MemorySegment tmp = a.allocate(Math.max(1, room));
+                long n = Libc.call(() -> (long) RECV.invokeExact(fd, tmp, room, flags));
+                if (n > 0) {
+                    MemorySegment.copy(tmp, 0, buf, 0, n);
+                }
+                return n;
+            }
+        }
         return Libc.call(() -> (long) RECV.invokeExact(fd, buf, buf.byteSize(), flags));
     }
 

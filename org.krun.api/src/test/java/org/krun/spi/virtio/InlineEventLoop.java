@@ -54,6 +54,11 @@ public final class InlineEventLoop implements EventLoop {
         };
     }
 
+    /** The descriptors watched now, in the order their watches began. */
+    public java.util.List<Integer> watchedFds() {
+        return java.util.List.copyOf(watched.keySet());
+    }
+
     /** The events {@code fd} is watched for now (0 when it is not). */
     public int watchedEvents(int fd) {
         return watched.getOrDefault(fd, 0);

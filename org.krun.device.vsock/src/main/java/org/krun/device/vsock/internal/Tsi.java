@@ -70,17 +70,35 @@ final class Tsi {
         };
     }
 
-    /** The guest's view of a host address (the host's loopback is the host alias). */
+    /**
+     * The guest's view of a host address: the host's loopback is the host alias, and a v4-mapped address
+     * (what a dual-stack host socket reports for an IPv4 peer) is AF_INET, which the guest maps back for an
+     * AF_INET6 socket (TSI.md).
+     */
     SockAddr toGuest(SockAddr a) {
-        return switch (a) {
+        return switch (unmapped(a)) {
             case SockAddr.Inet4 i when i.address()[0] == 127 ->
                     new SockAddr.Inet4(new byte[] {(byte) 192, 0, 2, i.address()[3]}, i.port());
             case SockAddr.Inet6 i when java.util.Arrays.equals(i.address(), LOOPBACK_V6) ->
                     new SockAddr.Inet6(HOST_ALIAS_V6, i.port(), 0);
-            case SockAddr.Inet6 i when isMapped(i.address(), new byte[] {127}) ->
-                    new SockAddr.Inet6(mapped(new byte[] {(byte) 192, 0, 2, i.address()[15]}), i.port(), 0);
-            case null, default -> a;
+            case null, default -> unmapped(a);
         };
+    }
+
+    /** A v4-mapped IPv6 address as the AF_INET address it stands for; any other address as it is. */
+    static SockAddr unmapped(SockAddr a) {
+        if (a instanceof SockAddr.Inet6 i && isMapped(i.address(), new byte[0])) {
+            return new SockAddr.Inet4(java.util.Arrays.copyOfRange(i.address(), 12, 16), i.port());
+        }
+        return a;
+    }
+
+    /** {@code a} in the form a socket of {@code family} takes: AF_INET as v4-mapped for an AF_INET6 socket. */
+    static SockAddr forFamily(int family, SockAddr a) {
+        if (family == SockAddr.AF_INET6 && a instanceof SockAddr.Inet4 i) {
+            return new SockAddr.Inet6(mapped(i.address()), i.port(), 0);
+        }
+        return a;
     }
 
     private static boolean startsWith(byte[] a, byte[] prefix) {
@@ -288,8 +306,8 @@ final class Tsi {
                 return;
             }
             c.attach(fd, Posix.EPOLLIN);
-            c.sendToGuest(TsiMessages.response(0, PosixNet.localAddress(fd)));
-            c.protocol = new Datagram();
+            c.sendToGuest(TsiMessages.response(0, toGuest(PosixNet.localAddress(fd))));
+            c.protocol = new Datagram(r.family());
         }
 
         private void listen(Connection c, TsiMessages.Request r) {
@@ -344,7 +362,13 @@ final class Tsi {
     private final class Datagram implements Connection.Protocol {
         private final ByteBuffer in = ByteBuffer.allocate(TsiMessages.FRAME_HEADER + TsiMessages.MAX_ADDR
                 + TsiMessages.MAX_DATAGRAM);
+        /** The host socket's family: an AF_INET6 socket takes AF_INET destinations v4-mapped. */
+        private final int family;
         private SockAddr peer;
+
+        Datagram(int family) {
+            this.family = family;
+        }
 
         @Override
         public boolean fromGuest(Connection c, List<MemorySegment> data) {
@@ -393,7 +417,7 @@ final class Tsi {
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment payload = a.allocate(Math.max(1, data.remaining()));
                 MemorySegment.copy(MemorySegment.ofBuffer(data), 0, payload, 0, data.remaining());
-                long r = PosixNet.sendTo(c.fd, payload.asSlice(0, data.remaining()), toHost(to));
+                long r = PosixNet.sendTo(c.fd, payload.asSlice(0, data.remaining()), forFamily(family, toHost(to)));
                 if (r < 0 && r != -Errno.EAGAIN && r != -Errno.EINTR) {
                     c.sendToGuest(TsiMessages.errorFrame((int) -r)); // EAGAIN: dropped, as UDP may
                 }
@@ -420,7 +444,7 @@ final class Tsi {
                         }
                         return;
                     }
-                    if (peer != null && !toHost(peer).equals(r.from())) {
+                    if (peer != null && !unmapped(toHost(peer)).equals(unmapped(r.from()))) {
                         continue; // a connected socket hears its peer only
                     }
                     c.sendToGuest(TsiMessages.frame(TsiMessages.FRAME_DATA, toGuest(r.from()),

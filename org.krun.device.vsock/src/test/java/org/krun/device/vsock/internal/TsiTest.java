@@ -2,6 +2,7 @@ package org.krun.device.vsock.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
@@ -114,6 +115,25 @@ class TsiTest {
     }
 
     @Test
+    void bytesSentWithTheConnectRequestReachTheHostOnceItConnects() throws Exception {
+        try (ServerSocket server = new ServerSocket(0, 4, InetAddress.getLoopbackAddress())) {
+            start(VsockSpec.create());
+            byte[] connect = request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, server.getLocalPort(), HOST_ALIAS, 0, 0);
+            byte[] early = "sent before the answer".getBytes();
+            byte[] both = java.util.Arrays.copyOf(connect, connect.length + early.length);
+            System.arraycopy(early, 0, both, connect.length, early.length);
+            long port = open(both); // the connect is usually still in progress when these bytes arrive
+            try (Socket host = server.accept()) {
+                host.setSoTimeout(10_000);
+                assertEquals(0, response(port).status());
+                assertEquals("sent before the answer", new String(host.getInputStream().readNBytes(early.length)));
+                guest.send(VsockHeader.OP_RW, port, TSI, "and after".getBytes(), 0, 256 * 1024, 0);
+                assertEquals("and after", new String(host.getInputStream().readNBytes(9)));
+            }
+        }
+    }
+
+    @Test
     void aConnectNobodyAnswersGetsTheHostsErrno() throws Exception {
         int closed;
         try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
@@ -165,6 +185,50 @@ class TsiTest {
         }
     }
 
+    /**
+     * The guest sends a v4-mapped destination of an AF_INET6 socket as AF_INET (TSI.md): the device's
+     * AF_INET6 host socket takes it mapped, and the source of the answer comes back as AF_INET.
+     */
+    @Test
+    void anInet6DatagramSocketReachesAnInet4DestinationAndHearsItsAnswer() throws Exception {
+        try (DatagramSocket echo = new DatagramSocket(0, InetAddress.getLoopbackAddress())) {
+            CompletableFuture<Void> echoing = CompletableFuture.runAsync(() -> {
+                try {
+                    DatagramPacket p = new DatagramPacket(new byte[2048], 2048);
+                    echo.receive(p);
+                    echo.send(new DatagramPacket(p.getData(), p.getLength(), p.getSocketAddress()));
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            start(VsockSpec.create());
+            long port = open(request(TsiMessages.OP_DGRAM, SockAddr.AF_INET6, 0, new byte[0], 0, 0));
+            assertEquals(0, response(port).status());
+            ByteBuffer connect = ByteBuffer.allocate(12 + 4).order(ByteOrder.LITTLE_ENDIAN);
+            connect.putShort((short) 0).put((byte) TsiMessages.FRAME_CONNECT).put((byte) 0).putShort((short) SockAddr.AF_INET)
+                    .putShort((short) echo.getLocalPort()).putShort((short) 4).putShort((short) 0).put(HOST_ALIAS);
+            ByteBuffer data = ByteBuffer.allocate(12 + 3).order(ByteOrder.LITTLE_ENDIAN);
+            data.putShort((short) 3).put((byte) TsiMessages.FRAME_DATA).put((byte) 0).putShort((short) 0)
+                    .putShort((short) 0).putShort((short) 0).putShort((short) 0).put("six".getBytes());
+            byte[] both = new byte[connect.capacity() + data.capacity()];
+            System.arraycopy(connect.array(), 0, both, 0, connect.capacity());
+            System.arraycopy(data.array(), 0, both, connect.capacity(), data.capacity());
+            guest.send(VsockHeader.OP_RW, port, TSI, both, 0, 256 * 1024, 0);
+            echoing.get(10, TimeUnit.SECONDS);
+            ByteBuffer back = ByteBuffer.wrap(read(port, 12 + 4 + 3)).order(ByteOrder.LITTLE_ENDIAN);
+            assertEquals(3, back.getShort());
+            assertEquals(TsiMessages.FRAME_DATA, back.get());
+            back.get();
+            assertEquals(SockAddr.AF_INET, back.getShort(), "a v4-mapped source is reported as AF_INET");
+            assertEquals(echo.getLocalPort(), back.getShort() & 0xffff);
+            assertEquals(4, back.getShort());
+            back.getShort();
+            byte[] from = new byte[4];
+            back.get(from);
+            assertArrayEquals(HOST_ALIAS, from, "the echo server, as the guest names it: the connected peer hears it");
+        }
+    }
+
     @Test
     void aPublishedListenerHandsHostConnectionsToTheGuestWhichClaimsThem() throws Exception {
         int hostPort;
@@ -205,16 +269,29 @@ class TsiTest {
     }
 
     @Test
-    void aSecondListenerOnTheSameHostPortGetsAddressInUse() throws Exception {
+    void aHostPortTakenAfterTheVmStartedGetsAddressInUseOnListen() throws Exception {
         int hostPort;
         try (ServerSocket probe = new ServerSocket(0)) {
             hostPort = probe.getLocalPort();
         }
+        start(VsockSpec.create().withPublished(new PortForward(hostPort, 8080, PortForward.Protocol.TCP)));
         try (ServerSocket other = new ServerSocket()) {
-            other.bind(new InetSocketAddress(hostPort)); // another VM, or anything else, holds the host port
-            start(VsockSpec.create().withPublished(new PortForward(hostPort, 8080, PortForward.Protocol.TCP)));
+            other.bind(new InetSocketAddress(hostPort)); // another VM, or anything else, took the host port since
             long listen = open(request(TsiMessages.OP_LISTEN, SockAddr.AF_INET, 8080, new byte[0], 0, 0));
             assertEquals(Errno.EADDRINUSE, response(listen).status());
+        }
+    }
+
+    @Test
+    void aHostPortInUseAtStartIsRefusedInOneLine() throws Exception {
+        try (ServerSocket other = new ServerSocket()) {
+            other.bind(new InetSocketAddress(0));
+            int hostPort = other.getLocalPort();
+            VsockSpec spec = VsockSpec.create().withTsi(VsockSpec.Tsi.INET)
+                    .withPublished(new PortForward(hostPort, 8080, PortForward.Protocol.TCP));
+            RuntimeException e = assertThrows(RuntimeException.class, () -> new VsockFactory().create(spec));
+            assertEquals("cannot publish port " + hostPort + ":8080: host port " + hostPort + " (tcp) is in use",
+                    e.getMessage());
         }
     }
 

@@ -186,6 +186,59 @@ class VirtioVsockTest {
     }
 
     @Test
+    void aHostThatReadsOnlyOnceTheGuestIsStalledGetsEveryByteInOrder() throws Exception {
+        Path path = dir.resolve("svc.sock");
+        try (ServerSocketChannel server = unixServer(path)) {
+            guest = new VsockDriver(VsockSpec.create().withPort(new VsockPort(MAPPED, path, false)), 128 << 20);
+            guest.postRx(64, VsockDriver.RX_BUFFER);
+            try (SocketChannel host = connect(server)) {
+                // The guest sends within the device's credit until the host socket is full and the device
+                // holds the rest: no credit comes back for a while.
+                long sent = 0;
+                long forwarded = 0;
+                long stalledSince = System.nanoTime();
+                while (System.nanoTime() - stalledSince < 500_000_000L) {
+                    if (sent + 16384 - forwarded <= VsockSession.BUF_ALLOC) {
+                        byte[] chunk = new byte[16384];
+                        for (int i = 0; i < chunk.length; i++) {
+                            chunk[i] = (byte) ((sent + i) % 251);
+                        }
+                        guest.send(VsockHeader.OP_RW, GUEST_PORT, MAPPED, chunk, 0, 256 * 1024, 0);
+                        sent += chunk.length;
+                        stalledSince = System.nanoTime();
+                    } else {
+                        for (VsockDriver.Packet p : guest.take()) {
+                            if (p.header().fwdCnt() > forwarded) {
+                                forwarded = p.header().fwdCnt();
+                                stalledSince = System.nanoTime();
+                            }
+                        }
+                        Thread.sleep(5);
+                    }
+                }
+                assertTrue(sent > forwarded, "the device holds bytes the host socket had no room for");
+                // Now the host reads: what the device kept follows what the socket held, in order.
+                ByteBuffer got = ByteBuffer.allocate(64 * 1024);
+                long read = 0;
+                long deadline = System.nanoTime() + 10_000_000_000L;
+                host.configureBlocking(false);
+                while (read < sent && System.nanoTime() < deadline) {
+                    int n = host.read(got.clear());
+                    for (int i = 0; i < n; i++) {
+                        assertEquals((byte) ((read + i) % 251), got.get(i), "byte " + (read + i));
+                    }
+                    read += Math.max(n, 0);
+                    if (n <= 0) {
+                        Thread.sleep(2);
+                    }
+                }
+                assertEquals(sent, read, "every byte the guest sent reached the host");
+                assertEquals(1, guest.onLoop(guest.device::connectionCount));
+            }
+        }
+    }
+
+    @Test
     void aGuestThatSendsBeyondTheDevicesCreditIsReset() throws Exception {
         Path path = dir.resolve("svc.sock");
         try (ServerSocketChannel server = unixServer(path)) {
