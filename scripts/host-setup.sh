@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure this host has what krun needs to build and run: JDK 25, Maven, a C toolchain with musl,
 # the Linux source and kernel build tools, busybox-static (the default rootfs), and for the tests tmux,
-# qemu-utils (qemu-img: qcow2 images) and e2fsprogs (ext4 images).
+# qemu-utils (qemu-img: qcow2 images), e2fsprogs (ext4 images) and passt (--net passt, and the virtio-net
+# guest test).
 # Installs missing Debian packages when run as root; otherwise prints the command to run.
 # Usage: scripts/host-setup.sh [--quiet]
 set -euo pipefail
@@ -34,6 +35,7 @@ declare -A need=(
     [e2fsprogs]=/usr/sbin/mke2fs
     [file]=/usr/bin/file
     [debootstrap]=/usr/sbin/debootstrap
+    [passt]=/usr/bin/passt
     [e2fsprogs]=/sbin/mkfs.ext4
     [qemu-utils]=/usr/bin/qemu-img
 )

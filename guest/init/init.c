@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net.h"
+
 #define KRUN_EXIT_PORT 0xf4
 #define KRUN_INIT_MARKER_PORT 0xf5
 #define CONFIG_PATH "/krun/config.json"
@@ -589,6 +591,15 @@ static void provide_files(void)
         provide_file(cfg.appends[i], cfg.appends[i + 1], 1, 32 + i / 2);
 }
 
+/* Name servers a card learnt by DHCP, unless a device gave /etc/resolv.conf already (passt's forwarder). */
+static void provide_resolv_conf(const char *text)
+{
+    for (int i = 0; i + 1 < cfg.nfiles; i += 2)
+        if (!strcmp(cfg.files[i], "/etc/resolv.conf"))
+            return;
+    provide_file("/etc/resolv.conf", text, 0, 31);
+}
+
 static void extra_mounts(void)
 {
     for (int i = 0; i + 3 < cfg.nmounts; i += 4)
@@ -857,6 +868,7 @@ int main(int argc, char **argv)
     if (cfg.hostname && sethostname(cfg.hostname, strlen(cfg.hostname)))
         say("sethostname %s: %s", cfg.hostname, strerror(errno));
     setup_console();
+    setup_network(say, provide_resolv_conf); /* after the console: its problems go to the command's stderr */
     setup_environment();
     setup_rlimits();
 

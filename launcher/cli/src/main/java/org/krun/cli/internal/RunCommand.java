@@ -23,6 +23,7 @@ import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
 import org.krun.api.VmExit;
+import org.krun.api.NetSpec;
 import org.krun.api.PortForward;
 import org.krun.api.VsockPort;
 import org.krun.api.VsockSpec;
@@ -140,8 +141,14 @@ final class RunCommand implements Callable<Integer> {
                 "IPv4/IPv6 sockets made on the host by krun, so the guest",
                 "reaches what the host reaches (the host's own loopback as",
                 "host.krun.internal); tsi,unix impersonates unix sockets too",
-                "(the default with --root /); none leaves only loopback."})
-    String net;
+                "(the default with --root /); none leaves only loopback.",
+                "A network card (eth0, eth1, ... in order; repeatable) instead:",
+                "passt (krun starts Debian's passt: DHCP, -p), unixstream=PATH",
+                "(passt --socket, QEMU's stream netdev), unixgram=PATH[,vfkit]",
+                "(gvproxy, vmnet-helper) or tap=NAME, each with options",
+                ",mac=XX:..,ip=A.B.C.D/N,gw=A.B.C.D,dhcp,dns=A,mtu=N,offload=off.",
+                "With a card, tsi is off unless also asked for."})
+    List<String> net = new ArrayList<>();
 
     @Option(names = {"-p", "--publish"}, paramLabel = "HOST:GUEST[/udp]",
             description = {"Publish guest port GUEST on host port HOST (all addresses):",
@@ -331,23 +338,46 @@ final class RunCommand implements Callable<Integer> {
     }
 
     /**
-     * --vsock, --net and -p: one vsock device carries port maps and socket impersonation. Without any of
-     * them the VM gets the vsock device's default (impersonation of inet sockets, unix ones too for a root
-     * of /); --net none goes without it.
+     * --vsock, --net and -p: one vsock device carries port maps and socket impersonation, and each network
+     * card of --net is a device of its own. Without any of them the VM gets the vsock device's default
+     * (impersonation of inet sockets, unix ones too for a root of /); --net none goes without it. With a
+     * card, impersonation is off unless --net tsi asks for it too (as libkrun), and -p goes to the first
+     * passt card.
      */
     private void networking(VmConfig.Builder b) {
+        String mode = null;
+        List<NetSpec> cards = new ArrayList<>();
+        for (String n : net) {
+            if (n.equals("tsi") || n.equals("tsi,unix") || n.equals("none")) {
+                if (mode != null && !mode.equals(n)) {
+                    throw new VmConfigException("--net " + mode + " and --net " + n + " contradict each other");
+                }
+                mode = n;
+                continue;
+            }
+            try {
+                NetSpec card = NetSpec.parse(n);
+                cards.add(card.mac().isPresent() ? card : card.withMac(NetSpec.defaultMac(cards.size())));
+            } catch (VmConfigException e) {
+                throw new VmConfigException("--net " + n + ": " + e.getMessage()
+                        + (n.contains("=") || n.equals("passt") ? "" : " (or the modes tsi, tsi,unix and none)"));
+            }
+        }
+        if (mode != null && mode.equals("none") && !cards.isEmpty()) {
+            throw new VmConfigException("--net none and a network card contradict each other");
+        }
+        boolean explicit = mode != null;
         VsockSpec.Tsi tsi;
-        boolean explicit = net != null;
-        if (net == null) {
-            // as the vsock device's default for this VM (VsockFactory.defaultSpec)
-            tsi = root != null && root.toAbsolutePath().normalize().equals(Path.of("/"))
-                    ? VsockSpec.Tsi.INET_AND_UNIX : VsockSpec.Tsi.INET;
+        if (mode == null) {
+            // as the vsock device's default for this VM (VsockFactory.defaultSpec): none with a card
+            tsi = !cards.isEmpty() ? VsockSpec.Tsi.OFF
+                    : root != null && root.toAbsolutePath().normalize().equals(Path.of("/"))
+                            ? VsockSpec.Tsi.INET_AND_UNIX : VsockSpec.Tsi.INET;
         } else {
-            tsi = switch (net) {
+            tsi = switch (mode) {
                 case "tsi" -> VsockSpec.Tsi.INET;
                 case "tsi,unix" -> VsockSpec.Tsi.INET_AND_UNIX;
-                case "none" -> VsockSpec.Tsi.OFF;
-                default -> throw new VmConfigException("--net " + net + ": the modes are tsi, tsi,unix and none");
+                default -> VsockSpec.Tsi.OFF;
             };
         }
         VsockSpec vsock = VsockSpec.create().withTsi(tsi);
@@ -358,15 +388,31 @@ final class RunCommand implements Callable<Integer> {
                 throw new VmConfigException("--vsock " + v + ": " + e.getMessage());
             }
         }
-        for (String p : published) {
-            if (tsi == VsockSpec.Tsi.OFF) {
-                throw new VmConfigException("-p " + p + ": publishing a port needs networking, and --net is none");
-            }
-            vsock = vsock.withPublished(PortForward.parse(p));
+        int passt = -1;
+        for (int i = 0; i < cards.size() && passt < 0; i++) {
+            passt = cards.get(i).backend() == NetSpec.Backend.PASST ? i : -1;
         }
-        if (!vsockPorts.isEmpty() || !published.isEmpty() || explicit && tsi != VsockSpec.Tsi.OFF) {
+        for (String p : published) {
+            PortForward forward = PortForward.parse(p);
+            if (passt >= 0) {
+                try {
+                    cards.set(passt, cards.get(passt).withPublished(forward));
+                } catch (VmConfigException e) {
+                    throw new VmConfigException("-p " + p + ": " + e.getMessage());
+                }
+            } else if (tsi == VsockSpec.Tsi.OFF) {
+                throw new VmConfigException("-p " + p + ": publishing a port needs --net passt or tsi"
+                        + (cards.isEmpty() ? ", and --net is none" : "; the peer of a " + cards.get(0).describe()
+                                + " card does its own forwarding"));
+            } else {
+                vsock = vsock.withPublished(forward);
+            }
+        }
+        cards.forEach(b::device);
+        boolean vsockPublished = passt < 0 && !published.isEmpty();
+        if (!vsockPorts.isEmpty() || vsockPublished || explicit && tsi != VsockSpec.Tsi.OFF) {
             b.device(vsock);
-        } else if (tsi == VsockSpec.Tsi.OFF) {
+        } else if (tsi == VsockSpec.Tsi.OFF && cards.isEmpty()) {
             b.withoutDefault(VsockSpec.TYPE);
         }
     }

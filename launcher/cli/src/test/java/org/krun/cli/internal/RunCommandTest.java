@@ -136,4 +136,38 @@ class RunCommandTest {
             assertFalse(e.getMessage().contains("\n"), e.getMessage());
         }
     }
+
+    @Test
+    void aNetworkCardReplacesImpersonationAndTakesThePublishedPorts() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--net", "passt", "-p", "8080:80", "--", "/bin/true");
+        assertEquals(List.of(org.krun.api.NetSpec.passt().withMac(org.krun.api.NetSpec.DEFAULT_MAC)
+                .withPublished(new org.krun.api.PortForward(8080, 80, org.krun.api.PortForward.Protocol.TCP))), c.devices(),
+                "no vsock device: its default steps aside for a card");
+    }
+
+    @Test
+    void severalCardsGetTheirOwnMacsAndTsiOnlyWhenAskedFor() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--net", "unixgram=/tmp/g.sock,vfkit", "--net",
+                "tap=tap7,ip=10.1.0.2/24,gw=10.1.0.1,mac=02:00:00:00:00:07", "--net", "tsi", "--", "/bin/true");
+        assertEquals(3, c.devices().size());
+        org.krun.api.NetSpec first = (org.krun.api.NetSpec) c.devices().get(0);
+        org.krun.api.NetSpec second = (org.krun.api.NetSpec) c.devices().get(1);
+        assertEquals(java.util.Optional.of(org.krun.api.NetSpec.defaultMac(0)), first.mac());
+        assertTrue(first.vfkit());
+        assertEquals(java.util.Optional.of("02:00:00:00:00:07"), second.mac());
+        assertEquals(org.krun.api.VsockSpec.create().withTsi(org.krun.api.VsockSpec.Tsi.INET), c.devices().get(2));
+    }
+
+    @Test
+    void badNetworkCardsAreOneLineErrors() {
+        for (List<String> bad : List.of(List.of("--net", "unixstream=/s", "-p", "80"), List.of("--net", "passt", "--net", "none"),
+                List.of("--net", "tap="), List.of("--net", "passt,mac=01:00:00:00:00:00"), List.of("--net", "tsi", "--net", "none"))) {
+            List<String> args = new java.util.ArrayList<>(List.of("--kernel", "/k", "--root", "/r"));
+            args.addAll(bad);
+            args.addAll(List.of("--", "/bin/true"));
+            VmConfigException e = assertThrows(VmConfigException.class, () -> parse(args.toArray(String[]::new)),
+                    bad.toString());
+            assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        }
+    }
 }

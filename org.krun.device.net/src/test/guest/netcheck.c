@@ -1,0 +1,416 @@
+/*
+ * netcheck: network cards from inside the guest, one process doing every step (a shell script costs seconds
+ * per command on kvm-pvm hosts). Steps, in the order given on the command line:
+ *   iface:MAC          the interface with address MAC: prints "iface NAME MAC up|down ADDRESS/PREFIX MTU"
+ *   route              prints "route GATEWAY DEV" for the default route (from /proc/net/route), or "route none"
+ *   dev                prints each card's counters (from /proc/net/dev)
+ *   kmsg               prints the kernel's messages that name virtio or eth
+ *   put:IP:PORT:BYTES  connect over TCP, send BYTES of the test pattern, shut down the sending side, read the
+ *                      host's answer (its 16-hex-digit checksum of what it got) and compare it with ours
+ *   get:IP:PORT:BYTES  connect over TCP, read until the host closes, expect BYTES of the test pattern
+ *   serve:PORT:BYTES   listen on PORT, send the first connection BYTES of the test pattern and close it
+ *   udp:IP:PORT:TEXT   send TEXT in a datagram and expect it back (an echo), 5 tries, 2 s each
+ * Prints one line per step ("... ok MS" or "... FAIL reason"); exits with the number of failed steps.
+ *
+ * The pattern is xorshift64 from seed 42, eight bytes little-endian at a time; the checksum is 64-bit
+ * FNV-1a over the bytes (the Java side computes both the same way).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK (64 * 1024)
+
+static void pattern(unsigned char *buf, size_t n, uint64_t *state)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t x = *state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *state = x;
+        for (size_t j = 0; j < 8 && i + j < n; j++)
+            buf[i + j] = (unsigned char)(x >> (8 * j));
+    }
+}
+
+static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int failures;
+
+static void fail(const char *step, const char *fmt, const char *detail)
+{
+    printf("%s FAIL ", step);
+    printf(fmt, detail);
+    printf("\n");
+    fflush(stdout);
+    failures++;
+}
+
+static int iface(const char *step, const char *mac)
+{
+    DIR *d = opendir("/sys/class/net");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], buf[64];
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= IF_NAMESIZE)
+            continue;
+        snprintf(path, sizeof path, "/sys/class/net/%s/address", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n < 17 || strncasecmp(buf, mac, 17))
+            continue;
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof ifr);
+        memcpy(ifr.ifr_name, e->d_name, strlen(e->d_name) + 1);
+        int up = ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP);
+        char address[32] = "none";
+        int prefix = 0;
+        if (ioctl(s, SIOCGIFADDR, &ifr) == 0) {
+            snprintf(address, sizeof address, "%s", inet_ntoa(((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr));
+            if (ioctl(s, SIOCGIFNETMASK, &ifr) == 0)
+                prefix = __builtin_popcount(((struct sockaddr_in *)&ifr.ifr_netmask)->sin_addr.s_addr);
+        }
+        int mtu = ioctl(s, SIOCGIFMTU, &ifr) == 0 ? ifr.ifr_mtu : 0;
+        close(s);
+        printf("iface %s %s %s %s/%d %d\n", e->d_name, mac, up ? "up" : "down", address, prefix, mtu);
+        fflush(stdout);
+        closedir(d);
+        return 0;
+    }
+    if (d)
+        closedir(d);
+    fail(step, "no interface has address %s", mac);
+    return -1;
+}
+
+static void route(void)
+{
+    FILE *f = fopen("/proc/net/route", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        char dev[32];
+        unsigned dst, gw;
+        if (sscanf(line, "%31s %x %x", dev, &dst, &gw) == 3 && dst == 0) {
+            struct in_addr a = {gw};
+            printf("route %s %s\n", inet_ntoa(a), dev);
+            fflush(stdout);
+            fclose(f);
+            return;
+        }
+    }
+    if (f)
+        fclose(f);
+    printf("route none\n");
+    fflush(stdout);
+}
+
+/* The kernel's counters of the cards: "dev NAME rx-bytes rx-packets rx-errs rx-drop tx-bytes tx-packets ..." */
+static void dev(void)
+{
+    FILE *f = fopen("/proc/net/dev", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char *p = line;
+        while (*p == ' ')
+            p++;
+        if (strncmp(p, "eth", 3))
+            continue;
+        char *colon = strchr(p, ':');
+        if (!colon)
+            continue;
+        *colon = 0;
+        unsigned long long v[16] = {0};
+        sscanf(colon + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11]);
+        printf("dev %s rx %llu bytes %llu packets %llu errs %llu drop, tx %llu bytes %llu packets %llu errs %llu drop\n",
+               p, v[0], v[1], v[2], v[3], v[8], v[9], v[10], v[11]);
+    }
+    if (f)
+        fclose(f);
+    fflush(stdout);
+}
+
+/* The kernel's messages about the cards (/dev/kmsg): "kmsg LINE" for each that names virtio or eth. */
+static void kmsg(void)
+{
+    int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+    char line[1024];
+    ssize_t n;
+    while (fd >= 0 && (n = read(fd, line, sizeof line - 1)) > 0) {
+        line[n] = 0;
+        char *text = strchr(line, ';');
+        text = text ? text + 1 : line;
+        if (strstr(text, "virtio") || strstr(text, "eth") || strstr(text, "TXQ"))
+            printf("kmsg %s", text);
+    }
+    if (fd >= 0)
+        close(fd);
+    fflush(stdout);
+}
+
+static int tcp_connect(const char *step, const char *ip, int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (!inet_aton(ip, &a.sin_addr)) {
+        fail(step, "bad address %s", ip);
+        return -1;
+    }
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    /* a step that stalls fails after 60 s (connect included) instead of hanging the guest */
+    struct timeval limit = {60, 0};
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    long started = now_ms();
+    if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a)) {
+        fail(step, "connect: %s", strerror(errno));
+        if (s >= 0)
+            close(s);
+        return -1;
+    }
+    printf("%s connected %ld\n", step, now_ms() - started);
+    fflush(stdout);
+    return s;
+}
+
+static void put(const char *step, const char *ip, int port, long bytes)
+{
+    long start = now_ms();
+    int s = tcp_connect(step, ip, port);
+    if (s < 0)
+        return;
+    static unsigned char buf[CHUNK];
+    uint64_t state = 42, sum = 0xcbf29ce484222325ULL;
+    for (long done = 0; done < bytes;) {
+        size_t n = (size_t)(bytes - done < CHUNK ? bytes - done : CHUNK);
+        pattern(buf, n, &state);
+        sum = fnv(sum, buf, n);
+        for (size_t off = 0; off < n;) {
+            ssize_t w = write(s, buf + off, n - off);
+            if (w <= 0) {
+                fail(step, "write: %s", strerror(errno));
+                close(s);
+                return;
+            }
+            off += (size_t)w;
+        }
+        done += (long)n;
+    }
+    shutdown(s, SHUT_WR);
+    char answer[64];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof answer - 1 && (r = read(s, answer + got, sizeof answer - 1 - got)) > 0)
+        got += (size_t)r;
+    answer[got] = 0;
+    close(s);
+    char ours[17];
+    snprintf(ours, sizeof ours, "%016llx", (unsigned long long)sum);
+    if (strcmp(answer, ours)) {
+        fail(step, "the host's checksum %s differs from ours", answer);
+        return;
+    }
+    printf("%s ok %ld %s\n", step, now_ms() - start, ours);
+    fflush(stdout);
+}
+
+static void get(const char *step, const char *ip, int port, long bytes)
+{
+    long start = now_ms();
+    int s = tcp_connect(step, ip, port);
+    if (s < 0)
+        return;
+    static unsigned char buf[CHUNK], want[CHUNK];
+    uint64_t state = 42;
+    long total = 0;
+    ssize_t n;
+    int bad = 0;
+    size_t have = 0, used = 0; /* the pattern, made in step with what arrives */
+    while ((n = read(s, buf, sizeof buf)) > 0) {
+        total += n;
+        for (ssize_t i = 0; i < n; i++) {
+            if (used == have) {
+                pattern(want, CHUNK, &state);
+                have = CHUNK;
+                used = 0;
+            }
+            bad |= buf[i] != want[used++];
+        }
+    }
+    close(s);
+    if (n < 0) {
+        fail(step, "read: %s", strerror(errno));
+    } else if (total != bytes || bad) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "%ld bytes, %s", total, bad ? "not the pattern" : "the pattern");
+        fail(step, "got %s", detail);
+    } else {
+        printf("%s ok %ld\n", step, now_ms() - start);
+        fflush(stdout);
+    }
+}
+
+/*
+ * Listens on PORT and sends a connection BYTES of the pattern (the host reaches it through passt's -p). A
+ * connection the host gave up on before it got its bytes is dropped and the next one served, for 120 s.
+ */
+static void serve(const char *step, int port, long bytes)
+{
+    long start = now_ms();
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4)) {
+        fail(step, "listen: %s", strerror(errno));
+        close(l);
+        return;
+    }
+    static unsigned char buf[CHUNK];
+    const char *why = "no connection";
+    while (now_ms() - start < 120000) {
+        struct pollfd p = {.fd = l, .events = POLLIN};
+        if (poll(&p, 1, 1000) != 1)
+            continue;
+        int s = accept(l, NULL, NULL);
+        if (s < 0)
+            continue;
+        uint64_t state = 42;
+        long done = 0;
+        while (done < bytes) {
+            size_t n = (size_t)(bytes - done < CHUNK ? bytes - done : CHUNK);
+            pattern(buf, n, &state);
+            size_t off = 0;
+            while (off < n) {
+                ssize_t w = write(s, buf + off, n - off);
+                if (w <= 0)
+                    break;
+                off += (size_t)w;
+            }
+            if (off < n)
+                break;
+            done += (long)n;
+        }
+        close(s);
+        if (done == bytes) {
+            close(l);
+            printf("%s ok %ld\n", step, now_ms() - start);
+            fflush(stdout);
+            return;
+        }
+        why = "connections broke off";
+    }
+    close(l);
+    fail(step, "%s within 120 s", why);
+}
+
+static void udp(const char *step, const char *ip, int port, const char *text)
+{
+    long start = now_ms();
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (!inet_aton(ip, &a.sin_addr)) {
+        fail(step, "bad address %s", ip);
+        return;
+    }
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        if (sendto(s, text, strlen(text), 0, (struct sockaddr *)&a, sizeof a) < 0) {
+            fail(step, "sendto: %s", strerror(errno));
+            close(s);
+            return;
+        }
+        struct pollfd p = {.fd = s, .events = POLLIN};
+        if (poll(&p, 1, 2000) == 1) {
+            char buf[512];
+            ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+            if (n >= 0) {
+                buf[n] = 0;
+                close(s);
+                if (strcmp(buf, text)) {
+                    fail(step, "the echo was '%s'", buf);
+                } else {
+                    printf("%s ok %ld\n", step, now_ms() - start);
+                    fflush(stdout);
+                }
+                return;
+            }
+        }
+    }
+    close(s);
+    fail(step, "no echo in %s", "5 tries");
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN); /* a peer that goes away is a failed step, not the end of the program */
+    for (int i = 1; i < argc; i++) {
+        char *step = argv[i];
+        char copy[256];
+        snprintf(copy, sizeof copy, "%s", step);
+        char *kind = strtok(copy, ":");
+        if (!kind) {
+            continue;
+        } else if (!strcmp(kind, "iface")) {
+            iface(step, step + 6);
+        } else if (!strcmp(kind, "route")) {
+            route();
+        } else if (!strcmp(kind, "dev")) {
+            dev();
+        } else if (!strcmp(kind, "kmsg")) {
+            kmsg();
+        } else if (!strcmp(kind, "serve")) {
+            char *port = strtok(NULL, ":"), *arg = strtok(NULL, "");
+            if (!port || !arg)
+                fail(step, "is not %s:PORT:BYTES", kind);
+            else
+                serve(step, atoi(port), atol(arg));
+        } else {
+            char *ip = strtok(NULL, ":"), *port = strtok(NULL, ":"), *arg = strtok(NULL, "");
+            if (!ip || !port || !arg) {
+                fail(step, "is not %s:IP:PORT:ARG", kind);
+            } else if (!strcmp(kind, "put")) {
+                put(step, ip, atoi(port), atol(arg));
+            } else if (!strcmp(kind, "get")) {
+                get(step, ip, atoi(port), atol(arg));
+            } else if (!strcmp(kind, "udp")) {
+                udp(step, ip, atoi(port), arg);
+            } else {
+                fail(step, "unknown step %s", kind);
+            }
+        }
+    }
+    return failures;
+}
