@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Optional;
 
 import org.krun.api.ConsoleSpec;
+import org.krun.api.Networking;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
 
@@ -44,12 +45,16 @@ final class VmConfigs {
         if (!c.initrd().isBlank()) {
             b.initrd(Path.of(c.initrd()));
         }
+        Optional<Path> root = Optional.empty();
         if (!c.root().isBlank()) {
-            b.root(Path.of(c.root()));
+            root = Optional.of(Path.of(c.root()));
+            b.root(root.get());
         } else if (!kernelGiven && defaultRoot.isPresent()) {
             // krun's own tree, shared by every VM: read-only to each, with a writable layer of its own
+            root = defaultRoot;
             b.root(defaultRoot.get()).ephemeralRoot(true);
         }
+        Networking.apply(b, List.of(c.net()), List.of(c.vsock()), List.of(c.publish()), root, Networking.PROPERTIES);
         for (String e : c.env()) {
             int eq = e.indexOf('=');
             if (eq <= 0) {

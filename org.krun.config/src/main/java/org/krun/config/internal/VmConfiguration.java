@@ -2,7 +2,7 @@ package org.krun.config.internal;
 
 /**
  * The properties of one {@value ConfiguredVm#FACTORY_PID} factory configuration: one VM. Property names
- * are the method names. Lists ({@code command}, {@code env}, {@code kernelArgs}) may be string arrays,
+ * are the method names. Lists ({@code command}, {@code env}, {@code kernelArgs}, {@code net}, {@code vsock}, {@code publish}) may be string arrays,
  * string collections, or a single string for a one-element list.
  */
 @interface VmConfiguration {
@@ -42,6 +42,19 @@ package org.krun.config.internal;
 
     /** Kill the VM after this many seconds; 0 for never. */
     long timeoutSeconds() default 0;
+
+    /**
+     * Networking, as {@code krun run --net}: {@code tsi}, {@code tsi,unix}, {@code none}, or network cards
+     * ({@code passt}, {@code unixstream=PATH}, {@code unixgram=PATH[,vfkit]}, {@code tap=NAME}, with options);
+     * empty for the default (socket impersonation).
+     */
+    String[] net() default {};
+
+    /** Vsock port maps, as {@code krun run --vsock}: {@code PORT:PATH[,listen]}. */
+    String[] vsock() default {};
+
+    /** Published guest ports, as {@code krun run -p}: {@code HOST:GUEST[/udp]}. */
+    String[] publish() default {};
 
     /** Whether the VM gets the devices that device bundles offer every VM. */
     boolean defaultDevices() default true;

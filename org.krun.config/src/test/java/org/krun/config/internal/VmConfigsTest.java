@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
@@ -16,8 +17,12 @@ import java.util.Optional;
 
 import org.junit.jupiter.api.Test;
 import org.krun.api.ConsoleSpec;
+import org.krun.api.NetSpec;
+import org.krun.api.PortForward;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
+import org.krun.api.VsockPort;
+import org.krun.api.VsockSpec;
 
 /** Configuration properties to VM configurations, as DS hands them over (typed, with the defaults). */
 class VmConfigsTest {
@@ -67,6 +72,49 @@ class VmConfigsTest {
         assertEquals(Optional.of(Duration.ofSeconds(30)), c.timeout());
         assertFalse(c.defaultDevices());
         assertEquals(true, c.kernelLog());
+    }
+
+    @Test
+    void networkingPropertiesMakeTheDevicesKrunRunsOptionsMake() {
+        VmConfig c = from(Map.of("command", new String[] {"/bin/true"},
+                "net", new String[] {"tsi"},
+                "vsock", new String[] {"1024:/run/agent.sock", "2048:/run/in.sock,listen"},
+                "publish", new String[] {"18080:80", "5353:53/udp"}));
+
+        VsockSpec vsock = (VsockSpec) c.devices().stream().filter(d -> d.type().equals(VsockSpec.TYPE)).findFirst()
+                .orElseThrow();
+        assertEquals(VsockSpec.Tsi.INET, vsock.tsi());
+        assertEquals(List.of(new VsockPort(1024, Path.of("/run/agent.sock"), false),
+                new VsockPort(2048, Path.of("/run/in.sock"), true)), vsock.ports());
+        assertEquals(List.of(new PortForward(18080, 80, PortForward.Protocol.TCP),
+                new PortForward(5353, 53, PortForward.Protocol.UDP)), vsock.published());
+    }
+
+    @Test
+    void netNoneLeavesOutTheDefaultVsockAndACardTakesItsPlace() {
+        assertEquals(java.util.Set.of(VsockSpec.TYPE),
+                from(Map.of("command", new String[] {"/bin/true"}, "net", new String[] {"none"})).withoutDefaults());
+
+        VmConfig card = from(Map.of("command", new String[] {"/bin/true"}, "net", new String[] {"passt"},
+                "publish", new String[] {"18080:80"}));
+        NetSpec net = (NetSpec) card.devices().stream().filter(d -> d.type().equals(NetSpec.TYPE)).findFirst()
+                .orElseThrow();
+        assertEquals(List.of(new PortForward(18080, 80, PortForward.Protocol.TCP)), net.published());
+        assertFalse(card.devices().stream().anyMatch(d -> d.type().equals(VsockSpec.TYPE)),
+                "with a card, socket impersonation is off unless asked for");
+    }
+
+    @Test
+    void aBadNetworkingPropertyIsNamedInTheError() {
+        assertEquals("property net tsi and property net none contradict each other", assertThrows(
+                VmConfigException.class, () -> from(Map.of("command", new String[] {"/bin/true"},
+                        "net", new String[] {"tsi", "none"}))).getMessage());
+        assertEquals("property publish 80: publishing a port needs property net passt or tsi, and property net is none",
+                assertThrows(VmConfigException.class, () -> from(Map.of("command", new String[] {"/bin/true"},
+                        "net", new String[] {"none"}, "publish", new String[] {"80"}))).getMessage());
+        String bad = assertThrows(VmConfigException.class, () -> from(Map.of("command", new String[] {"/bin/true"},
+                "publish", new String[] {"80:x"}))).getMessage();
+        assertTrue(bad.startsWith("property publish 80:x: "), bad);
     }
 
     @Test

@@ -17,16 +17,13 @@ import org.krun.api.ConsoleSpec;
 import org.krun.api.FsShareSpec;
 import org.krun.api.GuestMount;
 import org.krun.api.Krun;
+import org.krun.api.Networking;
 import org.krun.api.KrunException;
 import org.krun.api.Rlimit;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
 import org.krun.api.VmExit;
-import org.krun.api.NetSpec;
-import org.krun.api.PortForward;
-import org.krun.api.VsockPort;
-import org.krun.api.VsockSpec;
 import org.krun.posix.Posix;
 import org.krun.posix.Termios;
 
@@ -337,84 +334,9 @@ final class RunCommand implements Callable<Integer> {
         return b.build();
     }
 
-    /**
-     * --vsock, --net and -p: one vsock device carries port maps and socket impersonation, and each network
-     * card of --net is a device of its own. Without any of them the VM gets the vsock device's default
-     * (impersonation of inet sockets, unix ones too for a root of /); --net none goes without it. With a
-     * card, impersonation is off unless --net tsi asks for it too (as libkrun), and -p goes to the first
-     * passt card.
-     */
+    /** --net, --vsock and -p, as {@link Networking} reads them (a configured VM's properties too). */
     private void networking(VmConfig.Builder b) {
-        String mode = null;
-        List<NetSpec> cards = new ArrayList<>();
-        for (String n : net) {
-            if (n.equals("tsi") || n.equals("tsi,unix") || n.equals("none")) {
-                if (mode != null && !mode.equals(n)) {
-                    throw new VmConfigException("--net " + mode + " and --net " + n + " contradict each other");
-                }
-                mode = n;
-                continue;
-            }
-            try {
-                NetSpec card = NetSpec.parse(n);
-                cards.add(card.mac().isPresent() ? card : card.withMac(NetSpec.defaultMac(cards.size())));
-            } catch (VmConfigException e) {
-                throw new VmConfigException("--net " + n + ": " + e.getMessage()
-                        + (n.contains("=") || n.equals("passt") ? "" : " (or the modes tsi, tsi,unix and none)"));
-            }
-        }
-        if (mode != null && mode.equals("none") && !cards.isEmpty()) {
-            throw new VmConfigException("--net none and a network card contradict each other");
-        }
-        boolean explicit = mode != null;
-        VsockSpec.Tsi tsi;
-        if (mode == null) {
-            // as the vsock device's default for this VM (VsockFactory.defaultSpec): none with a card
-            tsi = !cards.isEmpty() ? VsockSpec.Tsi.OFF
-                    : root != null && root.toAbsolutePath().normalize().equals(Path.of("/"))
-                            ? VsockSpec.Tsi.INET_AND_UNIX : VsockSpec.Tsi.INET;
-        } else {
-            tsi = switch (mode) {
-                case "tsi" -> VsockSpec.Tsi.INET;
-                case "tsi,unix" -> VsockSpec.Tsi.INET_AND_UNIX;
-                default -> VsockSpec.Tsi.OFF;
-            };
-        }
-        VsockSpec vsock = VsockSpec.create().withTsi(tsi);
-        for (String v : vsockPorts) {
-            try {
-                vsock = vsock.withPort(VsockPort.parse(v));
-            } catch (VmConfigException e) {
-                throw new VmConfigException("--vsock " + v + ": " + e.getMessage());
-            }
-        }
-        int passt = -1;
-        for (int i = 0; i < cards.size() && passt < 0; i++) {
-            passt = cards.get(i).backend() == NetSpec.Backend.PASST ? i : -1;
-        }
-        for (String p : published) {
-            PortForward forward = PortForward.parse(p);
-            if (passt >= 0) {
-                try {
-                    cards.set(passt, cards.get(passt).withPublished(forward));
-                } catch (VmConfigException e) {
-                    throw new VmConfigException("-p " + p + ": " + e.getMessage());
-                }
-            } else if (tsi == VsockSpec.Tsi.OFF) {
-                throw new VmConfigException("-p " + p + ": publishing a port needs --net passt or tsi"
-                        + (cards.isEmpty() ? ", and --net is none" : "; the peer of a " + cards.get(0).describe()
-                                + " card does its own forwarding"));
-            } else {
-                vsock = vsock.withPublished(forward);
-            }
-        }
-        cards.forEach(b::device);
-        boolean vsockPublished = passt < 0 && !published.isEmpty();
-        if (!vsockPorts.isEmpty() || vsockPublished || explicit && tsi != VsockSpec.Tsi.OFF) {
-            b.device(vsock);
-        } else if (tsi == VsockSpec.Tsi.OFF && cards.isEmpty()) {
-            b.withoutDefault(VsockSpec.TYPE);
-        }
+        Networking.apply(b, net, vsockPorts, published, java.util.Optional.ofNullable(root), Networking.OPTIONS);
     }
 
     /** {@code HOST:GUEST[:ro]}: a virtio-fs share and the mount of it the guest init makes. */
