@@ -19,11 +19,15 @@ interface Backend extends AutoCloseable {
     /** The descriptor the device's event loop watches (EPOLLIN for {@link #receive}, EPOLLOUT for {@link #flush}). */
     int fd();
 
-    /** Whether frames both ways carry the virtio-net header (and offloads can pass). */
-    boolean vnetHeader();
+    /** Whether frames both ways carry the virtio-net header (and offloads can pass); plain frames by default. */
+    default boolean vnetHeader() {
+        return false;
+    }
 
     /** The offload features this backend honours ({@link NetFeatures}); 0 without vnet headers. */
-    long offloads();
+    default long offloads() {
+        return 0;
+    }
 
     /** The driver accepted {@code features}: tell the host which offloads it may hand the guest. */
     default void negotiated(long features) {

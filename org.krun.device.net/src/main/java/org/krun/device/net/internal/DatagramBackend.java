@@ -99,16 +99,6 @@ final class DatagramBackend implements Backend {
     }
 
     @Override
-    public boolean vnetHeader() {
-        return false;
-    }
-
-    @Override
-    public long offloads() {
-        return 0;
-    }
-
-    @Override
     public boolean send(MemorySegment buf, long offset, int length) {
         long n = PosixNet.send(fd, buf.asSlice(offset, length), PosixNet.MSG_DONTWAIT);
         if (n >= 0) {

@@ -60,16 +60,6 @@ final class StreamBackend implements Backend {
     }
 
     @Override
-    public boolean vnetHeader() {
-        return false;
-    }
-
-    @Override
-    public long offloads() {
-        return 0;
-    }
-
-    @Override
     public boolean send(MemorySegment buf, long offset, int length) {
         if (restEnd > restStart) {
             return false;
