@@ -8,8 +8,10 @@
  *   put:IP:PORT:BYTES  connect over TCP, send BYTES of the test pattern, shut down the sending side, read the
  *                      host's answer (its 16-hex-digit checksum of what it got) and compare it with ours
  *   get:IP:PORT:BYTES  connect over TCP, read until the host closes, expect BYTES of the test pattern
- *   serve:PORT:BYTES   listen on PORT, send the first connection BYTES of the test pattern and close it
+ *   serve:PORT:BYTES   listen on PORT; to the first connection whose client sends a line (its request, as
+ *                      HTTP's clients do), send BYTES of the test pattern and close it
  *   udp:IP:PORT:TEXT   send TEXT in a datagram and expect it back (an echo), 5 tries, 2 s each
+ *   userve:PORT:SECS   bind UDP PORT and echo the first datagram that comes within SECS seconds to its sender
  * Prints one line per step ("... ok MS" or "... FAIL reason"); exits with the number of failed steps.
  *
  * The pattern is xorshift64 from seed 42, eight bytes little-endian at a time; the checksum is 64-bit
@@ -284,8 +286,11 @@ static void get(const char *step, const char *ip, int port, long bytes)
 }
 
 /*
- * Listens on PORT and sends a connection BYTES of the pattern (the host reaches it through passt's -p). A
- * connection the host gave up on before it got its bytes is dropped and the next one served, for 120 s.
+ * Listens on PORT and, once a connection's client sent its request line, sends it BYTES of the pattern (the
+ * host reaches it through passt's -p). The client speaks first: Debian 12's passt (2023-03-09) does not
+ * acknowledge the guest's SYN-ACK of a connection from the host until the host sends data, so the guest's
+ * accept() waits for the client's first bytes. A connection the host gave up on before it got its bytes is
+ * dropped and the next one served, for 120 s.
  */
 static void serve(const char *step, int port, long bytes)
 {
@@ -308,6 +313,16 @@ static void serve(const char *step, int port, long bytes)
         int s = accept(l, NULL, NULL);
         if (s < 0)
             continue;
+        struct timeval limit = {30, 0};
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        char c = 0;
+        while (c != '\n' && read(s, &c, 1) == 1)
+            ;
+        if (c != '\n') {
+            close(s);
+            why = "no request line came";
+            continue;
+        }
         uint64_t state = 42;
         long done = 0;
         while (done < bytes) {
@@ -335,6 +350,41 @@ static void serve(const char *step, int port, long bytes)
     }
     close(l);
     fail(step, "%s within 120 s", why);
+}
+
+static void userve(const char *step, int port, long seconds)
+{
+    long start = now_ms();
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a)) {
+        fail(step, "bind: %s", strerror(errno));
+        if (s >= 0)
+            close(s);
+        return;
+    }
+    while (now_ms() - start < seconds * 1000) {
+        struct pollfd p = {.fd = s, .events = POLLIN};
+        if (poll(&p, 1, 1000) != 1)
+            continue;
+        char buf[512];
+        struct sockaddr_in from;
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
+        if (n < 0)
+            continue;
+        if (sendto(s, buf, (size_t)n, 0, (struct sockaddr *)&from, len) != n) {
+            fail(step, "sendto: %s", strerror(errno));
+            close(s);
+            return;
+        }
+        close(s);
+        printf("%s ok %ld from %s\n", step, now_ms() - start, inet_ntoa(from.sin_addr));
+        fflush(stdout);
+        return;
+    }
+    close(s);
+    fail(step, "no datagram within %s", "the time given");
 }
 
 static void udp(const char *step, const char *ip, int port, const char *text)
@@ -391,12 +441,14 @@ int main(int argc, char **argv)
             dev();
         } else if (!strcmp(kind, "kmsg")) {
             kmsg();
-        } else if (!strcmp(kind, "serve")) {
+        } else if (!strcmp(kind, "serve") || !strcmp(kind, "userve")) {
             char *port = strtok(NULL, ":"), *arg = strtok(NULL, "");
             if (!port || !arg)
-                fail(step, "is not %s:PORT:BYTES", kind);
-            else
+                fail(step, "is not %s:PORT:NUMBER", kind);
+            else if (!strcmp(kind, "serve"))
                 serve(step, atoi(port), atol(arg));
+            else
+                userve(step, atoi(port), atol(arg));
         } else {
             char *ip = strtok(NULL, ":"), *port = strtok(NULL, ":"), *arg = strtok(NULL, "");
             if (!ip || !port || !arg) {

@@ -1,6 +1,8 @@
 package org.krun.device.net.internal;
 
 import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.ValueLayout;
 import java.io.UncheckedIOException;
 import java.net.BindException;
 import java.net.DatagramSocket;
@@ -45,6 +47,8 @@ final class Passt {
     static final String NAME_SERVER = "10.0.2.3";
     /** The descriptor number passt gets its end of the socket pair at. */
     static final int CHILD_FD = 3;
+    /** asm-generic/ioctls.h: set or clear a descriptor's O_NONBLOCK. */
+    private static final long FIONBIO = 0x5421;
 
     private Passt() {
     }
@@ -99,6 +103,7 @@ final class Passt {
         try {
             Posix.check("open " + log, logFd);
             pair = PosixNet.socketPair(SockAddr.AF_UNIX, PosixNet.SOCK_STREAM);
+            blocking(pair[1]);
             List<String> argv = new ArrayList<>();
             argv.add(program.toString());
             argv.addAll(arguments(spec));
@@ -133,6 +138,19 @@ final class Passt {
             deleteQuietly(log);
             deleteQuietly(dir);
             throw e;
+        }
+    }
+
+    /**
+     * Makes passt's end of the pair blocking, as passt takes for granted: it sends the rest of a frame it
+     * could only partly send, and reads the rest of a frame it partly read, with blocking calls. On a
+     * non-blocking descriptor those fail whenever krun reads slower than the host sends (a slow guest), and
+     * the stream loses the middle of a frame (the card went down on a bogus length prefix). Our end stays
+     * non-blocking: the two ends are separate open files.
+     */
+    static void blocking(int fd) {
+        try (Arena a = Arena.ofConfined()) {
+            Posix.check("ioctl FIONBIO", Posix.ioctl(fd, FIONBIO, a.allocateFrom(ValueLayout.JAVA_INT, 0)));
         }
     }
 

@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.net.DatagramPacket;
+import java.net.DatagramSocket;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
@@ -20,6 +22,8 @@ import java.time.Duration;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -28,6 +32,7 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.krun.api.NetSpec;
+import org.krun.api.PortForward;
 import org.krun.api.VmExit;
 import org.krun.posix.Errno;
 import org.krun.posix.Posix;
@@ -43,7 +48,9 @@ import org.krun.vmm.testing.LinuxGuest;
  * address (10.0.2.2), sending and receiving a sized payload whose checksum both sides compare;
  * <li>eth1 on a unix datagram socket whose peer is this test (as gvproxy would be): a static address from the
  * kernel command line, and the peer answers the guest's ARP request and echoes its UDP datagram, so frames
- * flow both ways.
+ * flow both ways;
+ * <li>{@code -p} through passt: a guest TCP server and a guest UDP echo server, published on host ports, are
+ * reached from the host's 127.0.0.1.
  * </ul>
  */
 class NetLinuxGuestTest {
@@ -53,6 +60,10 @@ class NetLinuxGuestTest {
     private static final byte[] PEER_MAC = {0x02, 0, 0, 0, 0x09, 0x01};
     private static final byte[] PEER_IP = {10, 9, 0, 1};
     private static final int ECHO_PORT = 9999;
+    /** The guest's servers that -p publishes, and what the TCP one sends. */
+    private static final int GUEST_TCP_PORT = 7070;
+    private static final int GUEST_UDP_PORT = 7071;
+    private static final int PUBLISHED_BYTES = 64 * 1024;
 
     @TempDir
     Path dir;
@@ -84,23 +95,39 @@ class NetLinuxGuestTest {
         }
         Path root = testRootfs(dir.resolve("rootfs"));
         Path peerPath = dir.resolve("peer.sock");
-        try (ServerSocket sink = new ServerSocket(0, 4, InetAddress.getLoopbackAddress());
+        // The host's side, a thread each: the common pool has one thread on a 2-core host and would run them in
+        // turn. Closed last, once the sockets its tasks may still wait on are closed.
+        try (ExecutorService hostSide = Executors.newVirtualThreadPerTaskExecutor();
+                ServerSocket sink = new ServerSocket(0, 4, InetAddress.getLoopbackAddress());
                 ServerSocket source = new ServerSocket(0, 4, InetAddress.getLoopbackAddress());
                 DatagramPeer peer = new DatagramPeer(peerPath)) {
-            CompletableFuture<String> received = CompletableFuture.supplyAsync(() -> receiveAndAnswer(sink, bytes));
-            CompletableFuture<Long> sent = CompletableFuture.supplyAsync(() -> send(source, bytes));
+            CompletableFuture<String> received = CompletableFuture.supplyAsync(() -> receiveAndAnswer(sink, bytes), hostSide);
+            CompletableFuture<Long> sent = CompletableFuture.supplyAsync(() -> send(source, bytes), hostSide);
             Thread peerThread = Thread.ofPlatform().daemon(true).name("unixgram-peer").start(peer::run);
+            int hostTcp = freePort(false);
+            int hostUdp = freePort(true);
+            AtomicBoolean guestRuns = new AtomicBoolean(true);
+            CompletableFuture<String> fetched = CompletableFuture.supplyAsync(() -> fetchPublished(hostTcp, guestRuns), hostSide);
+            CompletableFuture<String> echoed = CompletableFuture.supplyAsync(() -> echoPublished(hostUdp, guestRuns), hostSide);
 
-            NetSpec passt = NetSpec.passt().withMac(MAC0);
+            NetSpec passt = NetSpec.passt().withMac(MAC0)
+                    .withPublished(new PortForward(hostTcp, GUEST_TCP_PORT, PortForward.Protocol.TCP))
+                    .withPublished(new PortForward(hostUdp, GUEST_UDP_PORT, PortForward.Protocol.UDP));
             NetSpec gram = NetSpec.unixDgram(peerPath, false).withMac(MAC1)
                     .withIpv4(NetSpec.Ipv4.parse("10.9.0.2/24", null));
             long started = System.nanoTime();
-            LinuxGuest.Result r = LinuxGuest.run(LinuxGuest.krun(new NetFactory()), LinuxGuest.config()
-                    .root(root).memoryMib(256).device(passt).device(gram)
-                    .command("/usr/local/bin/netcheck", "iface:" + MAC0, "iface:" + MAC1, "route", "dev",
-                            "put:10.0.2.2:" + sink.getLocalPort() + ":" + bytes,
-                            "get:10.0.2.2:" + source.getLocalPort() + ":" + bytes,
-                            "udp:10.9.0.1:" + ECHO_PORT + ":hello-from-eth1", "dev", "kmsg"), null, Duration.ofSeconds(900));
+            LinuxGuest.Result r;
+            try {
+                r = LinuxGuest.run(LinuxGuest.krun(new NetFactory()), LinuxGuest.config()
+                        .root(root).memoryMib(256).device(passt).device(gram)
+                        .command("/usr/local/bin/netcheck", "iface:" + MAC0, "iface:" + MAC1, "route",
+                                "serve:" + GUEST_TCP_PORT + ":" + PUBLISHED_BYTES, "userve:" + GUEST_UDP_PORT + ":120", "dev",
+                                "put:10.0.2.2:" + sink.getLocalPort() + ":" + bytes,
+                                "get:10.0.2.2:" + source.getLocalPort() + ":" + bytes,
+                                "udp:10.9.0.1:" + ECHO_PORT + ":hello-from-eth1", "dev", "kmsg"), null, Duration.ofSeconds(900));
+            } finally {
+                guestRuns.set(false); // the host's clients of the published ports give up
+            }
             long seconds = TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started);
             peer.stop();
             peerThread.join(5000);
@@ -108,9 +135,12 @@ class NetLinuxGuestTest {
             for (String l : out.lines().toList()) {
                 System.out.println("[net guest] " + l);
             }
+            String tcpPublished = fetched.get(30, TimeUnit.SECONDS);
+            String udpPublished = echoed.get(30, TimeUnit.SECONDS);
             System.out.println("[net guest] boot to exit " + seconds + " s; unixgram peer: " + peer.framesFromGuest
                     + " frames from the guest, " + peer.arpAnswered + " ARP requests answered, " + peer.echoed
-                    + " datagrams echoed");
+                    + " datagrams echoed; -p " + hostTcp + ":" + GUEST_TCP_PORT + "/tcp: " + tcpPublished + "; -p " + hostUdp
+                    + ":" + GUEST_UDP_PORT + "/udp: " + udpPublished);
             assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
             List<String> lines = out.lines().toList();
             assertTrue(lines.contains("iface eth0 " + MAC0 + " up 10.0.2.15/24 65520"), "passt's card, by DHCP:\n" + r);
@@ -119,11 +149,91 @@ class NetLinuxGuestTest {
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("put:10.0.2.2:" + sink.getLocalPort() + ":" + bytes + " ok")), r.toString());
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("get:10.0.2.2:" + source.getLocalPort() + ":" + bytes + " ok")), r.toString());
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("udp:10.9.0.1:" + ECHO_PORT + ":hello-from-eth1 ok")), r.toString());
+            assertTrue(lines.stream().anyMatch(l -> l.startsWith("serve:" + GUEST_TCP_PORT + ":" + PUBLISHED_BYTES + " ok")), r.toString());
+            assertTrue(lines.stream().anyMatch(l -> l.startsWith("userve:" + GUEST_UDP_PORT + ":120 ok")), r.toString());
+            assertTrue(tcpPublished.startsWith("ok"), "the host reached the guest's TCP server through -p: " + tcpPublished);
+            assertTrue(udpPublished.startsWith("ok"), "the host reached the guest's UDP server through -p: " + udpPublished);
             assertEquals(0, r.exit().status(), r.toString());
             assertEquals(16, received.get(60, TimeUnit.SECONDS).length(), "the host got every byte and answered its checksum");
             assertEquals(bytes, sent.get(60, TimeUnit.SECONDS));
             assertTrue(peer.framesFromGuest.get() >= 2 && peer.arpAnswered.get() >= 1 && peer.echoed.get() >= 1,
                     "the unixgram peer saw the guest's frames");
+        }
+    }
+
+    /** A port free on the host now, TCP or UDP, for passt to publish. */
+    private static int freePort(boolean udp) throws java.io.IOException {
+        if (udp) {
+            try (DatagramSocket s = new DatagramSocket(0)) {
+                return s.getLocalPort();
+            }
+        }
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+
+    /**
+     * The host's side of the published TCP server: connects to 127.0.0.1:{@code port} and sends its request
+     * line until a connection brings the whole pattern (passt accepts at once, and closes again while nothing
+     * listens in the guest). Debian 12's passt completes a connection to the guest only once the host sent
+     * something (it does not acknowledge the guest's SYN-ACK before), so a server that speaks first would wait.
+     */
+    private static String fetchPublished(int port, AtomicBoolean running) {
+        int attempts = 0;
+        String last = "no attempt";
+        while (running.get()) {
+            attempts++;
+            try (Socket c = new Socket()) {
+                c.connect(new java.net.InetSocketAddress(InetAddress.getLoopbackAddress(), port), 5000);
+                c.setSoTimeout(20_000);
+                c.getOutputStream().write("GET /pattern\n".getBytes(StandardCharsets.US_ASCII)); // the client speaks first
+                byte[] got = c.getInputStream().readAllBytes();
+                ByteBuffer want = ByteBuffer.allocate(PUBLISHED_BYTES);
+                new Pattern().fill(want, PUBLISHED_BYTES);
+                if (java.util.Arrays.equals(got, want.array())) {
+                    return "ok after " + attempts + " attempts";
+                }
+                last = got.length + " bytes" + (got.length == PUBLISHED_BYTES ? ", not the pattern" : "");
+            } catch (java.io.IOException e) {
+                last = e.toString();
+            }
+            sleep(2000);
+        }
+        return "FAIL after " + attempts + " attempts, the last: " + last;
+    }
+
+    /** The host's side of the published UDP echo server: sends to 127.0.0.1:{@code port} until the echo comes. */
+    private static String echoPublished(int port, AtomicBoolean running) {
+        byte[] text = "hello-published".getBytes(StandardCharsets.US_ASCII);
+        int attempts = 0;
+        try (DatagramSocket s = new DatagramSocket(0, InetAddress.getLoopbackAddress())) {
+            s.setSoTimeout(1000);
+            while (running.get()) {
+                attempts++;
+                s.send(new DatagramPacket(text, text.length, InetAddress.getLoopbackAddress(), port));
+                DatagramPacket p = new DatagramPacket(new byte[64], 64);
+                try {
+                    s.receive(p);
+                    if (java.util.Arrays.equals(text, 0, text.length, p.getData(), 0, p.getLength())) {
+                        return "ok after " + attempts + " datagrams";
+                    }
+                } catch (java.net.SocketTimeoutException e) {
+                    // not yet: the guest is still booting
+                }
+                sleep(1000);
+            }
+        } catch (java.io.IOException e) {
+            return "FAIL: " + e;
+        }
+        return "FAIL: no echo to " + attempts + " datagrams";
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
