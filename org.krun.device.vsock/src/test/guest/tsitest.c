@@ -4,11 +4,13 @@
  *
  *   tsitest [-n] [-t HOST_TCP_ECHO_PORT] [-u HOST_UDP_ECHO_PORT] [-c CLOSED_HOST_PORT]
  *           [-p GUEST_PORT:HOST_PORT] [-e GUEST_PORT] [-w SLOW_PORT] [-b BYTES] [-k CONNECTIONS] [-s STATS_VSOCK_PORT]
- *           [-N] [-R] [-d HOST_DNS_PORT] [-6 HOST_TCP6_ECHO_PORT] [-l GUEST_PORT] [-W SECONDS] [-T]
+ *           [-N] [-R] [-d HOST_DNS_PORT] [-6 HOST_TCP6_ECHO_PORT] [-l GUEST_PORT] [-U HOST_UNIX_ECHO_PATH]
+ *           [-W SECONDS] [-T]
  *
  * Always: the guest-local checks (loopback TCP and UDP stay in the guest, bind(0)+listen gives a real port,
  * non-blocking connect and poll, shutdown half-close, getsockname/getpeername, options, ioctl, epoll
- * registered before connect, AF_UNIX, another network namespace, ping sockets).
+ * registered before connect, AF_UNIX (socketpair, a guest listener on a path and an abstract one, with and
+ * without unix TSI), another network namespace, ping sockets).
  *   -n  no TSI server is there: connects and sends to the host must fail at once with ENETUNREACH.
  *   -t  a TCP echo server on the host's 127.0.0.1:PORT (reached as host.krun.internal, 192.0.2.1):
  *       blocking and non-blocking connects, half-close, a transfer of -b BYTES (default 1 MiB) checked
@@ -31,6 +33,11 @@
  *   -6  a TCP echo server on the host's [::1]:PORT, reached as [2001:db8::1]:PORT.
  *   -l  GUEST_PORT is published and the host connects to it (retrying until the guest listens): accept it,
  *       read "from-host\n", answer "from-guest\n".
+ *   -U  unix TSI is on (krun_tsi=inet,unix) and a unix stream echo server listens on the host at PATH (a
+ *       path the guest's root does not have): reached by that path (blocking, non-blocking, relative to the
+ *       working directory), SCM_RIGHTS refused on it, a missing path fails at once with ENOENT, and a guest
+ *       listener bound at PATH itself then takes the guest's connects to PATH (the host's server must have
+ *       seen 3 connections in all: the host compares).
  *
  * Prints one line per check: "ok NAME [detail]", "FAIL NAME: why" or "skip NAME: why" (-T: and "time NAME
  * SECONDS"); a check that hangs for 60 s (-W SECONDS) is reported and ends the program. Exits with the
@@ -38,6 +45,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -584,6 +592,167 @@ static int check_unix(void)
     close(c);
     close(l);
     unlink(ua.sun_path);
+
+    /* an abstract address: the guest's alone */
+    struct sockaddr_un aa = { .sun_family = AF_UNIX };
+    int an = snprintf(aa.sun_path + 1, sizeof(aa.sun_path) - 1, "tsitest.%d", getpid());
+    socklen_t al = offsetof(struct sockaddr_un, sun_path) + 1 + an;
+    l = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(l >= 0 && bind(l, (struct sockaddr *)&aa, al) == 0 && listen(l, 2) == 0, "abstract listen: %s", E);
+    c = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(connect(c, (struct sockaddr *)&aa, al) == 0, "abstract connect: %s", E);
+    s = accept(l, NULL, NULL);
+    CHECK(s >= 0 && write(s, "abs", 3) == 3 && read(c, b, 3) == 3 && !memcmp(b, "abs", 3), "abstract data: %s", E);
+    close(s);
+    close(c);
+    close(l);
+    return 0;
+}
+
+static const char *opt_unix; /* -U */
+
+static struct sockaddr_un sun_of(const char *path)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    return a;
+}
+
+/* Sends "unix-N", expects it echoed. */
+static int unix_echo(int fd, int n)
+{
+    char msg[16], got[16];
+    int len = snprintf(msg, sizeof(msg), "unix-%d", n);
+    CHECK(write_all(fd, msg, len) == 0, "write: %s", E);
+    CHECK(read_all(fd, got, len) == 0 && !memcmp(got, msg, len), "echo: %s", E);
+    return 0;
+}
+
+static int check_unix_host(void)
+{
+    if (!opt_unix) {
+        snprintf(why, sizeof(why), "no -U");
+        return 2;
+    }
+    struct sockaddr_un a = sun_of(opt_unix), peer;
+    socklen_t pl = sizeof(peer);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect %s: %s", opt_unix, E);
+    if (unix_echo(fd, 1))
+        return 1;
+    CHECK(getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && !strcmp(peer.sun_path, opt_unix),
+          "getpeername: %s '%s'", E, peer.sun_path);
+    /* file descriptors cannot cross to the host */
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe: %s", E);
+    char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+    struct iovec iov = { .iov_base = "x", .iov_len = 1 };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &p[0], sizeof(int));
+    CHECK(sendmsg(fd, &m, 0) < 0 && errno == EOPNOTSUPP, "SCM_RIGHTS to the host: %s", errno ? E : "sent");
+    close(p[0]);
+    close(p[1]);
+    if (unix_echo(fd, 2))
+        return 1;
+    close(fd);
+
+    /* a non-blocking unix connect completes in the call, as in the kernel's own */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "non-blocking connect: %s", E);
+    int fl = fcntl(fd, F_GETFL);
+    CHECK(fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0, "fcntl: %s", E);
+    if (unix_echo(fd, 3))
+        return 1;
+    close(fd);
+    snprintf(why, sizeof(why), "%s", opt_unix);
+    return 0;
+}
+
+static int check_unix_host_missing(void)
+{
+    if (!opt_unix) {
+        snprintf(why, sizeof(why), "no -U");
+        return 2;
+    }
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(path, sizeof(path), "%s.missing", opt_unix);
+    struct sockaddr_un a = sun_of(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    double t0 = now();
+    errno = 0;
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == ENOENT, "connect %s: %s", path, errno ? E : "connected");
+    double dt = now() - t0;
+    CHECK(dt < 5, "ENOENT after %.1f s", dt);
+    close(fd);
+    snprintf(why, sizeof(why), "ENOENT in %.2f s", dt);
+    return 0;
+}
+
+/* A relative path is the working directory's: the guest makes PATH's folder (which only the host has) its own. */
+static int check_unix_host_relative(void)
+{
+    if (!opt_unix) {
+        snprintf(why, sizeof(why), "no -U");
+        return 2;
+    }
+    char dir[108], cwd[256];
+    snprintf(dir, sizeof(dir), "%s", opt_unix);
+    char *slash = strrchr(dir, '/');
+    CHECK(slash && slash != dir, "PATH %s has no folder", opt_unix);
+    *slash = 0;
+    for (char *q = dir + 1; *q; q++) { /* mkdir -p */
+        if (*q == '/') {
+            *q = 0;
+            mkdir(dir, 0755);
+            *q = '/';
+        }
+    }
+    CHECK(mkdir(dir, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", dir, E);
+    CHECK(getcwd(cwd, sizeof(cwd)) && chdir(dir) == 0, "chdir %s: %s", dir, E);
+    struct sockaddr_un a = sun_of(slash + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    int err = errno;
+    CHECK(chdir(cwd) == 0, "chdir back: %s", E);
+    errno = err;
+    CHECK(r == 0, "connect %s in %s: %s", slash + 1, dir, E);
+    if (unix_echo(fd, 4))
+        return 1;
+    close(fd);
+    snprintf(why, sizeof(why), "%s in %s", slash + 1, dir);
+    return 0;
+}
+
+/* A guest listener bound at PATH takes the guest's connects to PATH: the host's server at PATH sees none. */
+static int check_unix_guest_listener_first(void)
+{
+    if (!opt_unix) {
+        snprintf(why, sizeof(why), "no -U");
+        return 2;
+    }
+    struct sockaddr_un a = sun_of(opt_unix);
+    unlink(opt_unix); /* in the guest's root only */
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(l >= 0 && bind(l, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(l, 4) == 0, "listen on %s: %s", opt_unix, E);
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(connect(c, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s", E);
+    int s = accept(l, NULL, NULL);
+    char b[8];
+    CHECK(s >= 0 && write(c, "local", 5) == 5 && read_all(s, b, 5) == 0 && !memcmp(b, "local", 5), "data: %s", E);
+    struct ucred cr;
+    socklen_t cl = sizeof(cr);
+    CHECK(getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid == getpid(), "SO_PEERCRED pid %d", cr.pid);
+    cl = sizeof(cr);
+    CHECK(getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid == getpid(), "client's SO_PEERCRED pid %d", cr.pid);
+    close(s);
+    close(c);
+    close(l);
+    unlink(opt_unix);
+    snprintf(why, sizeof(why), "accepted in the guest");
     return 0;
 }
 
@@ -1280,7 +1449,7 @@ static int check_listen_for_host(void)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:w:NRd:6:l:W:T")) != -1) {
+    while ((opt = getopt(argc, argv, "nt:u:c:p:b:k:s:e:w:NRd:6:l:U:W:T")) != -1) {
         switch (opt) {
         case 's': opt_stats_port = atoi(optarg); break;
         case 'e': opt_taken = atoi(optarg); break;
@@ -1293,6 +1462,7 @@ int main(int argc, char **argv)
         case 'd': opt_dns = atoi(optarg); break;
         case '6': opt_v6 = atoi(optarg); break;
         case 'l': opt_listen = atoi(optarg); break;
+        case 'U': opt_unix = optarg; break;
         case 't': opt_host_tcp = atoi(optarg); break;
         case 'u': opt_host_udp = atoi(optarg); break;
         case 'c': opt_closed = atoi(optarg); break;
@@ -1305,7 +1475,7 @@ int main(int argc, char **argv)
         case 'b': opt_bytes = atol(optarg); break;
         case 'k': opt_conns = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-e GUEST] [-b BYTES] [-k N] [-s VSOCKPORT] [-N] [-R] [-d PORT] [-6 PORT] [-l GUEST] [-W SECONDS] [-T]\n");
+            fprintf(stderr, "usage: tsitest [-n] [-t PORT] [-u PORT] [-c PORT] [-p GUEST:HOST] [-e GUEST] [-b BYTES] [-k N] [-s VSOCKPORT] [-N] [-R] [-d PORT] [-6 PORT] [-l GUEST] [-U PATH] [-W SECONDS] [-T]\n");
             return 125;
         }
     }
@@ -1322,6 +1492,10 @@ int main(int argc, char **argv)
     run("udp_loopback", check_udp_loopback);
     run("nonblocking_local_connect", check_nonblocking_local);
     run("af_unix_untouched", check_unix);
+    run("unix_host", check_unix_host);
+    run("unix_host_missing_enoent", check_unix_host_missing);
+    run("unix_host_relative_path", check_unix_host_relative);
+    run("unix_guest_listener_stays_local", check_unix_guest_listener_first);
     run("other_netns_untouched", check_other_netns);
     run("icmp_ping_fails_clearly", check_ping);
     run("local_traffic_stayed_local", check_stayed_local);

@@ -236,8 +236,17 @@ final class Tsi {
 
         private void connect(Connection c, TsiMessages.Request r) {
             SockAddr to = TsiMessages.address(r.family(), r.port(), r.addr());
+            if (r.family() == SockAddr.AF_UNIX && spec.tsi() == VsockSpec.Tsi.INET_AND_UNIX
+                    && r.addr().length >= SockAddr.UNIX_PATH_MAX) {
+                refuse(c, Errno.ENAMETOOLONG); // no room for sun_path's NUL
+                return;
+            }
             if (to == null || (to instanceof SockAddr.Unix && spec.tsi() != VsockSpec.Tsi.INET_AND_UNIX)) {
                 refuse(c, Errno.EAFNOSUPPORT);
+                return;
+            }
+            if (to instanceof SockAddr.Unix u && u.path()[0] != '/') {
+                refuse(c, Errno.EINVAL); // the guest sends the path from its root, which is the host's /
                 return;
             }
             int fd = PosixNet.socket(to.family(), PosixNet.SOCK_STREAM, 0);
@@ -249,6 +258,10 @@ final class Tsi {
             if (result == 0) {
                 c.attach(fd, 0);
                 connected(c);
+            } else if (result == -Errno.EAGAIN && to instanceof SockAddr.Unix) {
+                // a unix connect never pends: EAGAIN is the listener's full backlog, the guest's answer too
+                Posix.close(fd);
+                refuse(c, Errno.EAGAIN);
             } else if (VsockSession.inProgress(result)) {
                 c.attach(fd, Posix.EPOLLOUT); // onHostEvent finishes it
             } else {

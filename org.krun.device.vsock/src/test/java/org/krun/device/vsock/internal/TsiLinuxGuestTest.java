@@ -15,6 +15,11 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,6 +32,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.AfterEach;
@@ -47,7 +53,11 @@ import org.krun.vmm.testing.LinuxGuest;
  * host.krun.internal, a transfer each way checked byte for byte, 100 concurrent connections, a refused
  * connect, published guest listeners reached from the host, a host port taken behind a published one, the
  * resolv.conf and hosts files the device gives the guest, a DNS query, and IPv6 where the host has ::1.
- * Everything stays on this machine's loopback.
+ * Unix TSI is on too ({@code krun_tsi=inet,unix}): a unix echo server in this test's folder is reached by its
+ * path (the guest's root does not have it: the kernel hands over the path), a missing path fails with
+ * ENOENT, and once the guest binds a listener at that same path its connects stay in the guest (the host's
+ * server counts what reached it); socketpair and guest-local listeners keep working.
+ * Everything stays on this machine.
  */
 class TsiLinuxGuestTest {
     /** Guest ports: published for tsitest's own checks, for the host's client, and behind a taken host port. */
@@ -83,12 +93,16 @@ class TsiLinuxGuestTest {
         int published = freePort();
         int publishedForHost = freePort();
         int taken = freePort();
+        ServerSocketChannel unixEcho = serve(ServerSocketChannel.open(StandardProtocolFamily.UNIX));
+        Path unixPath = dir.resolve("h.sock");
+        unixEcho.bind(UnixDomainSocketAddress.of(unixPath));
+        acceptUnix(unixEcho);
         acceptLoop(tcpEcho);
         acceptLoop(tcp6Echo);
         echoDatagrams(udpEcho);
         answerDns(dns);
 
-        VsockSpec spec = VsockSpec.create().withTsi(VsockSpec.Tsi.INET)
+        VsockSpec spec = VsockSpec.create().withTsi(VsockSpec.Tsi.INET_AND_UNIX)
                 .withPublished(new PortForward(published, GUEST_PORT, PortForward.Protocol.TCP))
                 .withPublished(new PortForward(published, GUEST_PORT, PortForward.Protocol.UDP))
                 .withPublished(new PortForward(publishedForHost, GUEST_PORT_FOR_HOST, PortForward.Protocol.TCP))
@@ -98,7 +112,7 @@ class TsiLinuxGuestTest {
         List<String> args = new ArrayList<>(List.of("/usr/local/bin/tsitest", "-W", "300", "-T", "-N", "-R",
                 "-t", "" + tcpEcho.getLocalPort(), "-u", "" + udpEcho.getLocalPort(), "-c", "" + closed,
                 "-b", "" + bytes, "-k", "100", "-p", GUEST_PORT + ":" + published, "-e", "" + GUEST_PORT_TAKEN,
-                "-d", "" + dns.getLocalPort(), "-l", "" + GUEST_PORT_FOR_HOST));
+                "-d", "" + dns.getLocalPort(), "-l", "" + GUEST_PORT_FOR_HOST, "-U", unixPath.toString()));
         if (tcp6Echo != null) {
             args.addAll(List.of("-6", "" + tcp6Echo.getLocalPort()));
         } else {
@@ -136,7 +150,9 @@ class TsiLinuxGuestTest {
         for (String check : List.of("tsi_active_as_asked", "tcp_loopback4", "udp_loopback", "listen_port0_reached_locally",
                 "no_socket_leak", "tcp_host", "tcp_host_nonblocking_epoll", "tcp_host_refused", "tcp_host_transfer",
                 "tcp_host_concurrent", "tcp_host_write_then_close", "udp_host", "published_listener", "published_udp",
-                "published_port_taken", "host_name", "resolv_conf", "dns_query_to_host", "published_listener_from_host")) {
+                "published_port_taken", "host_name", "resolv_conf", "dns_query_to_host", "published_listener_from_host",
+                "af_unix_untouched", "unix_host", "unix_host_missing_enoent", "unix_host_relative_path",
+                "unix_guest_listener_stays_local")) {
             assertTrue(lines.stream().anyMatch(l -> l.equals("ok " + check) || l.startsWith("ok " + check + " ")),
                     check + " did not pass\n" + report);
         }
@@ -154,6 +170,8 @@ class TsiLinuxGuestTest {
                     "the guest's resolv.conf names the host's resolvers " + expected + "\n" + report);
         }
         assertEquals("from-guest", fromHost.get(30, TimeUnit.SECONDS), "the host's client of the published guest port");
+        assertEquals(3, unixConnections.get(), "unix connections that reached the host's server (unix_host 2, "
+                + "unix_host_relative_path 1; none from the guest's own listener at the same path)\n" + report);
         assertEquals(0, exit.status(), report);
     }
 
@@ -201,6 +219,37 @@ class TsiLinuxGuestTest {
                 try {
                     Socket c = server.accept();
                     Thread.ofVirtual().start(() -> echo(c));
+                } catch (IOException e) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /** Connections the host's unix echo server accepted. */
+    private final AtomicInteger unixConnections = new AtomicInteger();
+
+    /** Accepts and echoes unix connections, counting them. */
+    private void acceptUnix(ServerSocketChannel server) {
+        Thread.ofVirtual().start(() -> {
+            while (!stopping) {
+                try {
+                    SocketChannel c = server.accept();
+                    unixConnections.incrementAndGet();
+                    Thread.ofVirtual().start(() -> {
+                        try (c) {
+                            ByteBuffer buf = ByteBuffer.allocate(65536);
+                            while (c.read(buf) > 0) {
+                                buf.flip();
+                                while (buf.hasRemaining()) {
+                                    c.write(buf);
+                                }
+                                buf.clear();
+                            }
+                        } catch (IOException e) {
+                            // the guest reset it
+                        }
+                    });
                 } catch (IOException e) {
                     return;
                 }

@@ -14,11 +14,18 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.krun.api.PortForward;
 import org.krun.api.VsockSpec;
 import org.krun.posix.Errno;
@@ -43,7 +50,11 @@ class TsiTest {
     }
 
     private void start(VsockSpec spec) {
-        guest = new VsockDriver(spec.withTsi(VsockSpec.Tsi.INET));
+        start(spec, VsockSpec.Tsi.INET);
+    }
+
+    private void start(VsockSpec spec, VsockSpec.Tsi tsi) {
+        guest = new VsockDriver(spec.withTsi(tsi));
         guest.postRx(200, VsockDriver.RX_BUFFER);
     }
 
@@ -308,5 +319,68 @@ class TsiTest {
         }
         long port = open(request(TsiMessages.OP_CONNECT, 77, 1, new byte[0], 0, 0)); // a family TSI does not serve
         assertEquals(Errno.EAFNOSUPPORT, response(port).status());
+    }
+
+    @TempDir
+    Path dir;
+
+    private static byte[] path(Path p) {
+        return p.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void aUnixConnectReachesTheHostSocketOfThatPathAndRelaysBothWays() throws Exception {
+        Path socket = dir.resolve("server.sock");
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(socket));
+            start(VsockSpec.create(), VsockSpec.Tsi.INET_AND_UNIX);
+            long port = open(request(TsiMessages.OP_CONNECT, SockAddr.AF_UNIX, 0, path(socket), 0, 0));
+            try (SocketChannel host = server.accept()) {
+                Response r = response(port);
+                assertEquals(0, r.status());
+                assertEquals(0, r.addr().length, "the host's client socket is unnamed");
+                guest.send(VsockHeader.OP_RW, port, TSI, "ping".getBytes(), 0, 256 * 1024, 0);
+                ByteBuffer got = ByteBuffer.allocate(4);
+                while (got.hasRemaining() && host.read(got) >= 0) {
+                    // reads until the 4 bytes are there
+                }
+                assertEquals("ping", new String(got.array()));
+                host.write(ByteBuffer.wrap("pong".getBytes()));
+                assertEquals("pong", new String(read(port, 4)));
+                host.shutdownOutput();
+                guest.await(p -> p.op() == VsockHeader.OP_SHUTDOWN && p.header().dstPort() == port);
+            }
+        }
+    }
+
+    @Test
+    void unixConnectsFailWithTheErrnoTheGuestWouldSee() throws Exception {
+        Path stale = dir.resolve("stale.sock");
+        try (ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            s.bind(UnixDomainSocketAddress.of(stale)); // closed without unlinking: a socket file nobody listens on
+        }
+        start(VsockSpec.create(), VsockSpec.Tsi.INET_AND_UNIX);
+        assertEquals(Errno.ENOENT, response(open(request(TsiMessages.OP_CONNECT, SockAddr.AF_UNIX, 0,
+                path(dir.resolve("missing.sock")), 0, 0))).status());
+        assertEquals(Errno.ECONNREFUSED, response(open(request(TsiMessages.OP_CONNECT, SockAddr.AF_UNIX, 0,
+                path(stale), 0, 0))).status());
+        assertEquals(Errno.EINVAL, response(open(request(TsiMessages.OP_CONNECT, SockAddr.AF_UNIX, 0,
+                "relative.sock".getBytes(), 0, 0))).status(), "a path not from the root");
+        byte[] tooLong = ("/" + "x".repeat(107)).getBytes();
+        assertEquals(Errno.ENAMETOOLONG, response(open(request(TsiMessages.OP_CONNECT, SockAddr.AF_UNIX, 0,
+                tooLong, 0, 0))).status(), "108 bytes leave no room for sun_path's NUL");
+        assertEquals(Errno.EAFNOSUPPORT, response(open(request(TsiMessages.OP_CONNECT, SockAddr.AF_UNIX, 0,
+                "/a\0b".getBytes(), 0, 0))).status(), "a NUL inside the path");
+    }
+
+    @Test
+    void unixConnectsAreRefusedWhenOnlyInetIsImpersonated() throws Exception {
+        Path socket = dir.resolve("server.sock");
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(socket));
+            start(VsockSpec.create(), VsockSpec.Tsi.INET);
+            assertEquals(Errno.EAFNOSUPPORT, response(open(request(TsiMessages.OP_CONNECT, SockAddr.AF_UNIX, 0,
+                    path(socket), 0, 0))).status());
+        }
     }
 }
