@@ -30,8 +30,8 @@ public interface Vcpu extends AutoCloseable {
 
     /**
      * This vCPU's whole architectural state (registers, FPU, MSRs, local APIC, pending events, run state)
-     * as an opaque blob of this backend. Called only while the vCPU's thread is outside {@link #run()}
-     * after {@link VcpuExit.Interrupted} (never in the middle of a string I/O exit); the backend first
+     * as an opaque blob of this backend. Called (from any thread) only while the vCPU's thread waits outside
+     * {@link #run()} after {@link VcpuExit.Interrupted} (never in the middle of a string I/O exit); the backend first
      * completes an I/O or MMIO exit whose read the core answered, so the state is consistent.
      *
      * @throws UnsupportedOperationException when the backend cannot ({@link Hypervisor#supportsSnapshots()})

@@ -366,7 +366,11 @@ final class Machine implements VirtualMachine {
             }
         }
         // The device loop finishes what it has queued (queue notifications, activations): no chain in flight.
-        loop.call(() -> null);
+        try {
+            loop.call(() -> null);
+        } catch (java.util.concurrent.CancellationException e) {
+            throw new IllegalStateException("VM " + id + " stopped while pausing");
+        }
     }
 
     @Override
@@ -416,14 +420,15 @@ final class Machine implements VirtualMachine {
         long started = System.nanoTime();
         try {
             Files.createDirectories(dir);
-            List<byte[]> vcpuStates = new ArrayList<>();
-            for (Vcpu v : vcpus) {
-                vcpuStates.add(v.saveState());
-            }
-            byte[] vmState = hypervisorVm.saveState();
             Path ramTmp = dir.resolve(SnapshotFile.RAM_FILE + ".tmp");
-            // On the loop: no device runs while its state and guest RAM are read.
+            // All of it on the loop: no device runs while its state and guest RAM are read, and a kill meanwhile
+            // cannot close vCPUs or unmap RAM under the snapshot (the loop thread releases them, afterwards).
             SnapshotState state = loop.call(() -> {
+                List<byte[]> vcpuStates = new ArrayList<>();
+                for (Vcpu v : vcpus) {
+                    vcpuStates.add(v.saveState());
+                }
+                byte[] vmState = hypervisorVm.saveState();
                 List<byte[]> transportStates = new ArrayList<>();
                 List<byte[]> deviceStates = new ArrayList<>();
                 for (MmioTransport t : transports) {
@@ -447,6 +452,8 @@ final class Machine implements VirtualMachine {
             throw new KrunException("cannot snapshot VM " + id + " to " + dir + ": " + e.getMessage(), e);
         } catch (java.io.UncheckedIOException e) {
             throw new KrunException("cannot snapshot VM " + id + " to " + dir + ": " + e.getCause().getMessage(), e);
+        } catch (java.util.concurrent.CancellationException e) {
+            throw new KrunException("cannot snapshot VM " + id + ": it stopped meanwhile", e);
         } catch (UnsupportedOperationException | IllegalStateException e) {
             throw new KrunException("cannot snapshot VM " + id + ": " + e.getMessage(), e);
         }

@@ -127,7 +127,24 @@ class SnapshotGuestTest {
         ByteArrayOutputStream s1 = serials[1];
         boolean halfway = FastGuests.awaitWhileRunning(restored[1], () -> lines(text(s0)).size() > 10 && lines(text(s1)).size() > 10);
         String sharing = halfway ? ramSharing(dir.resolve(SnapshotFile.RAM_FILE)) : "not measured (VMs stopped early)";
+        // A snapshot of a restored VM into the same directory, while its sibling runs on the old RAM file: the
+        // new files replace the old by rename, so the sibling's mapping keeps the old one.
+        restored[0].pause();
+        String chainedAt = text(serials[0]);
+        restored[0].snapshot(dir);
+        restored[0].resume();
+        List<Line> chainedBefore = lines(chainedAt);
+        Line chainedLast = chainedBefore.get(chainedBefore.size() - 1);
+        ByteArrayOutputStream chainedSerial = new ByteArrayOutputStream();
+        VirtualMachine chained = krun.restore(config(new ByteArrayOutputStream(), chainedSerial), dir);
+        chained.start();
         VmExit[] exits = {FastGuests.await(restored[0], serials[0]), FastGuests.await(restored[1], serials[1])};
+        VmExit chainedExit = FastGuests.await(chained, chainedSerial);
+        assertEquals(VmExit.Reason.COMMAND_EXITED, chainedExit.reason(), () -> chainedExit + "; serial: " + chainedSerial);
+        List<Line> chainedAfter = lines(text(chainedSerial));
+        assertTrue(!chainedAfter.isEmpty() && chainedAfter.get(0).line() > chainedLast.line()
+                && chainedAfter.get(0).line() <= chainedLast.line() + 2, () -> "chained restore after " + chainedLast + ": " + chainedSerial);
+        assertEquals(LAST_LINE, chainedAfter.get(chainedAfter.size() - 1).line());
 
         for (int i = 0; i < 2; i++) {
             String text = text(serials[i]);
@@ -219,7 +236,7 @@ class SnapshotGuestTest {
         return b.toString();
     }
 
-    private static long allocatedKib(Path file) throws IOException {
+    static long allocatedKib(Path file) throws IOException {
         Process p = new ProcessBuilder("du", "-k", file.toString()).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), US_ASCII).trim();
         return Long.parseLong(out.split("\\s+")[0]);
