@@ -116,6 +116,16 @@ public final class KrunService implements Krun {
     @Override
     public VirtualMachine restore(VmConfig config, Path dir) {
         SnapshotState state = SnapshotFile.read(dir.resolve(SnapshotFile.STATE_FILE));
+        Path ram = dir.resolve(SnapshotFile.RAM_FILE);
+        long size;
+        try {
+            size = Files.size(ram);
+        } catch (IOException e) {
+            throw new SnapshotException("snapshot " + dir + " has no readable RAM file " + ram);
+        }
+        if (size != state.ramBytes()) {
+            throw new SnapshotException("snapshot RAM " + ram + " has " + size + " bytes; its state says " + state.ramBytes());
+        }
         return create(config, dir, state);
     }
 

@@ -191,7 +191,7 @@ class SnapshotGuestTest {
     }
 
     @Test
-    void restoreRefusesAnotherShapeAndACorruptStateFileWithOneLine() throws Exception {
+    void restoreRefusesAnotherShapeATruncatedRamFileAndACorruptStateFileWithOneLine() throws Exception {
         ByteArrayOutputStream serial = new ByteArrayOutputStream();
         try (VirtualMachine vm = krun.create(config(new ByteArrayOutputStream(), serial))) {
             vm.start();
@@ -204,6 +204,15 @@ class SnapshotGuestTest {
         assertTrue(shape.getMessage().startsWith("snapshot " + dir + " is of a VM with 64 MiB, 1 vCPU, devices [virtio-console"),
                 shape.getMessage());
         assertFalse(shape.getMessage().contains("\n"));
+
+        Path ram = dir.resolve(SnapshotFile.RAM_FILE);
+        try (var f = new java.io.RandomAccessFile(ram.toFile(), "rw")) {
+            f.setLength(f.length() - 4096);
+        }
+        VmConfigException shortRam = assertThrows(VmConfigException.class,
+                () -> krun.restore(config(new ByteArrayOutputStream(), new ByteArrayOutputStream()), dir));
+        assertEquals("snapshot RAM " + ram + " has " + ((MEMORY_MIB << 20) - 4096) + " bytes; its state says " + (MEMORY_MIB << 20),
+                shortRam.getMessage());
 
         Path state = dir.resolve(SnapshotFile.STATE_FILE);
         byte[] bytes = Files.readAllBytes(state);
