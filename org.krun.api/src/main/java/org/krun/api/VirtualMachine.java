@@ -1,6 +1,7 @@
 package org.krun.api;
 
 import java.io.OutputStream;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.Optional;
@@ -71,6 +72,43 @@ public interface VirtualMachine extends AutoCloseable {
 
     /** Tells the guest terminal its new size (terminal mode). */
     void resizeConsole(int columns, int rows);
+
+    /**
+     * Stops the guest at a safe point: every vCPU outside the hypervisor and the device event loop idle
+     * between queue notifications. The VM's {@link #state()} stays {@link VmState#RUNNING}; timers in the
+     * guest do not advance while paused (its clock is frozen with it). Returns once paused.
+     *
+     * @throws IllegalStateException when the VM is not running
+     * @throws KrunException when a vCPU does not reach a safe point in time
+     * @since 1.2
+     */
+    default void pause() {
+        throw new UnsupportedOperationException("this VM cannot pause");
+    }
+
+    /**
+     * Lets a paused guest go on. Does nothing when the VM is not paused.
+     *
+     * @since 1.2
+     */
+    default void resume() {
+        throw new UnsupportedOperationException("this VM cannot resume");
+    }
+
+    /**
+     * Writes a snapshot of this paused VM into directory {@code dir} (created if absent; an earlier
+     * snapshot there is replaced): guest RAM as a sparse file and a state file with every vCPU's, the
+     * interrupt controllers', and each device's state. {@link Krun#restore(VmConfig, Path)} makes new VMs
+     * from it. The VM stays paused.
+     *
+     * @throws IllegalStateException when the VM is not paused
+     * @throws KrunException when a device of the VM or the hypervisor backend cannot snapshot (one line,
+     *         naming it), or writing fails
+     * @since 1.2
+     */
+    default void snapshot(Path dir) {
+        throw new UnsupportedOperationException("this VM cannot snapshot");
+    }
 
     /** Stops the VM at once, as pulling the plug would; {@link #exit()} then reports {@link VmExit.Reason#KILLED}. */
     void kill();

@@ -34,4 +34,25 @@ public interface Hypervisor {
     default List<String> guestKernelArgs() {
         return List.of();
     }
+
+    /**
+     * Whether this backend can save and restore VM and vCPU state ({@link HypervisorVm#saveState()},
+     * {@link Vcpu#saveState()}). False by default: the core then refuses snapshots with one line.
+     *
+     * @since 1.1
+     */
+    default boolean supportsSnapshots() {
+        return false;
+    }
+
+    /**
+     * What a restored guest would notice of this host's CPU: a short stable string (for KVM a digest of
+     * the CPUID the host supports). A snapshot taken on a host with another signature is refused, since
+     * the guest kernel chose its code paths from the CPU features it saw at boot.
+     *
+     * @since 1.1
+     */
+    default String hostCpuSignature() {
+        return "";
+    }
 }

@@ -49,6 +49,29 @@ public interface HypervisorVm extends AutoCloseable {
     /** Sets interrupt line {@code gsi} to {@code level}. */
     void setIrqLine(int gsi, boolean level);
 
+    /**
+     * The VM-wide state besides memory and vCPUs (x86: PIC, IOAPIC, PIT, the guest clock) as an opaque
+     * blob of this backend, versioned by the backend. Called while every vCPU is paused outside
+     * {@link Vcpu#run()}.
+     *
+     * @throws UnsupportedOperationException when the backend cannot ({@link Hypervisor#supportsSnapshots()})
+     * @since 1.1
+     */
+    default byte[] saveState() {
+        throw new UnsupportedOperationException("this hypervisor backend cannot save VM state");
+    }
+
+    /**
+     * Restores what {@link #saveState()} gave (by a backend of the same kind), after
+     * {@link #createInterruptControllers()} and before any vCPU runs.
+     *
+     * @throws IllegalArgumentException when the blob is not one this backend wrote (one line)
+     * @since 1.1
+     */
+    default void restoreState(byte[] state) {
+        throw new UnsupportedOperationException("this hypervisor backend cannot restore VM state");
+    }
+
     @Override
     void close();
 }

@@ -28,6 +28,30 @@ public interface Vcpu extends AutoCloseable {
      */
     void kick();
 
+    /**
+     * This vCPU's whole architectural state (registers, FPU, MSRs, local APIC, pending events, run state)
+     * as an opaque blob of this backend. Called (from any thread) only while the vCPU's thread waits outside
+     * {@link #run()} after {@link VcpuExit.Interrupted} (never in the middle of a string I/O exit); the backend first
+     * completes an I/O or MMIO exit whose read the core answered, so the state is consistent.
+     *
+     * @throws UnsupportedOperationException when the backend cannot ({@link Hypervisor#supportsSnapshots()})
+     * @since 1.1
+     */
+    default byte[] saveState() {
+        throw new UnsupportedOperationException("this hypervisor backend cannot save vCPU state");
+    }
+
+    /**
+     * Restores what {@link #saveState()} gave, on a vCPU created the same way (same index, same VM shape),
+     * before its first {@link #run()}.
+     *
+     * @throws IllegalArgumentException when the blob is not one this backend wrote (one line)
+     * @since 1.1
+     */
+    default void restoreState(byte[] state) {
+        throw new UnsupportedOperationException("this hypervisor backend cannot restore vCPU state");
+    }
+
     /** Called on the vCPU's thread before its first {@link #run()}. */
     void attachThread();
 

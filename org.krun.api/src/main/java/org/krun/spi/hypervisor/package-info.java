@@ -8,9 +8,13 @@
  * {@link org.krun.spi.hypervisor.HypervisorVm}, {@link org.krun.spi.hypervisor.Vcpu}) are implemented by
  * backend bundles, so a new abstract method is a major change (new methods come with defaults);
  * {@code @ProviderType} types ({@link org.krun.spi.hypervisor.Notifier}) are implemented by the core only.
+ *
+ * <p>1.1: snapshots. A backend that can save and restore state says so in
+ * {@link org.krun.spi.hypervisor.Hypervisor#supportsSnapshots()}; state crosses as opaque blobs that only a
+ * backend of the same kind restores.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package org.krun.spi.hypervisor;
 
 import org.osgi.annotation.bundle.Export;

@@ -88,6 +88,45 @@ public final class Virtqueue {
         return descTable;
     }
 
+    /**
+     * The device's indices, for a snapshot: the next available ring entry it will take, the next used ring
+     * entry it will fill, and the used index when the driver was last interrupted (each 0-65535).
+     *
+     * @since 1.2
+     */
+    public Indices indices() {
+        return new Indices(nextAvail & 0xffff, nextUsed & 0xffff, signalledUsed & 0xffff);
+    }
+
+    /**
+     * Puts the device's indices back where a snapshot found them, on a queue made for the same layout and
+     * before the device uses it.
+     *
+     * @throws IllegalStateException on a disabled queue
+     * @since 1.2
+     */
+    public void restoreIndices(Indices indices) {
+        if (!ready) {
+            throw new IllegalStateException("a disabled queue has no indices");
+        }
+        nextAvail = (short) indices.nextAvail();
+        nextUsed = (short) indices.nextUsed();
+        signalledUsed = (short) indices.signalledUsed();
+    }
+
+    /**
+     * A queue's device-side indices (virtio 1.2 §2.7: free-running 16-bit counters).
+     *
+     * @since 1.2
+     */
+    public record Indices(int nextAvail, int nextUsed, int signalledUsed) {
+        public Indices {
+            if ((nextAvail | nextUsed | signalledUsed) >>> 16 != 0) {
+                throw new IllegalArgumentException("queue indices are 16-bit: " + nextAvail + ", " + nextUsed + ", " + signalledUsed);
+            }
+        }
+    }
+
     /** Whether VIRTIO_F_RING_EVENT_IDX was negotiated. */
     public boolean eventIdx() {
         return eventIdx;

@@ -11,9 +11,13 @@
  * {@link org.krun.spi.virtio.AbstractVirtioDevice}) are implemented or extended by device bundles;
  * {@code @ProviderType} types ({@link org.krun.spi.virtio.DeviceContext},
  * {@link org.krun.spi.virtio.EventLoop}, {@link org.krun.spi.virtio.InterruptTrigger}) by the core only.
+ *
+ * <p>1.2: snapshots. A device whose state can be saved implements
+ * {@link org.krun.spi.virtio.SnapshottableDevice}; a VM with any device that does not is refused a snapshot.
+ * The transport saves the queues' addresses and {@link org.krun.spi.virtio.Virtqueue.Indices}.
  */
 @Export
-@Version("1.1.0")
+@Version("1.2.0")
 package org.krun.spi.virtio;
 
 import org.osgi.annotation.bundle.Export;

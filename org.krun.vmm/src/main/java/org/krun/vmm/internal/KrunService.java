@@ -24,6 +24,9 @@ import org.krun.api.VmConfigException;
 import org.krun.spi.hypervisor.Hypervisor;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
+import org.krun.vmm.internal.snapshot.SnapshotException;
+import org.krun.vmm.internal.snapshot.SnapshotFile;
+import org.krun.vmm.internal.snapshot.SnapshotState;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
@@ -103,14 +106,42 @@ public final class KrunService implements Krun {
 
     @Override
     public VirtualMachine create(VmConfig config) {
+        return create(config, null, null);
+    }
+
+    /**
+     * A VM from the snapshot in {@code dir}: its state file is read and checked (format, backend, host CPU)
+     * before anything else, and the configuration's shape against the snapshot's once its devices exist.
+     */
+    @Override
+    public VirtualMachine restore(VmConfig config, Path dir) {
+        SnapshotState state = SnapshotFile.read(dir.resolve(SnapshotFile.STATE_FILE));
+        Path ram = dir.resolve(SnapshotFile.RAM_FILE);
+        long size;
+        try {
+            size = Files.size(ram);
+        } catch (IOException e) {
+            throw new SnapshotException("snapshot " + dir + " has no readable RAM file " + ram);
+        }
+        if (size != state.ramBytes()) {
+            throw new SnapshotException("snapshot RAM " + ram + " has " + size + " bytes; its state says " + state.ramBytes());
+        }
+        return create(config, dir, state);
+    }
+
+    private VirtualMachine create(VmConfig config, Path snapshotDir, SnapshotState snapshot) {
         Hypervisor hv = hypervisors.best().orElseThrow(() -> new VmConfigException(
                 "no hypervisor backend is available: no active backend bundle can use this host (KVM needs a usable /dev/kvm)"));
         if (config.cpus() > hv.capabilities().maxVcpus()) {
             throw new VmConfigException("this host allows at most " + hv.capabilities().maxVcpus() + " vCPUs per VM");
         }
         hostMemory.check(config.memoryMib(), config.memoryOvercommit());
-        checkReadableFile(config.kernel(), "kernel");
-        config.initrd().ifPresent(p -> checkReadableFile(p, "initrd"));
+        if (snapshot == null) {
+            checkReadableFile(config.kernel(), "kernel");
+            config.initrd().ifPresent(p -> checkReadableFile(p, "initrd"));
+        } else {
+            checkSnapshotHost(snapshotDir, snapshot, hv);
+        }
         config.root().ifPresent(p -> {
             if (!Files.isDirectory(p)) {
                 throw new VmConfigException("root directory " + p + " does not exist or is not a directory");
@@ -145,8 +176,16 @@ public final class KrunService implements Krun {
             devices.forEach(VirtioDevice::close);
             throw e;
         }
+        if (snapshot != null) {
+            String shape = Machine.shape(config, devices);
+            if (!shape.equals(snapshot.shape())) {
+                devices.forEach(VirtioDevice::close);
+                throw new SnapshotException("snapshot " + snapshotDir + " is of a VM with " + snapshot.shape()
+                        + "; this configuration makes " + shape);
+            }
+        }
         Machine m = new Machine("vm" + ids.incrementAndGet(), config, console, tail, hv, devices, initBinary(),
-                machines::remove);
+                machines::remove, snapshotDir, snapshot);
         machines.add(m);
         return m;
     }
@@ -172,6 +211,20 @@ public final class KrunService implements Krun {
         devices.add(rootFs.get().device());
         devices.addAll(config.devices());
         return config.toBuilder().rootMount(rootFs.get().mount()).devices(devices).build();
+    }
+
+    private static void checkSnapshotHost(Path dir, SnapshotState s, Hypervisor hv) {
+        if (!hv.name().equals(s.backend())) {
+            throw new SnapshotException("snapshot " + dir + " was taken with hypervisor backend " + s.backend()
+                    + "; this host's is " + hv.name());
+        }
+        if (!hv.supportsSnapshots()) {
+            throw new SnapshotException("hypervisor backend " + hv.name() + " cannot restore snapshots");
+        }
+        if (!hv.hostCpuSignature().equals(s.cpuSignature())) {
+            throw new SnapshotException("snapshot " + dir + " was taken on another CPU (" + s.cpuSignature()
+                    + "); this host is " + hv.hostCpuSignature());
+        }
     }
 
     private static void checkReadableFile(Path p, String what) {

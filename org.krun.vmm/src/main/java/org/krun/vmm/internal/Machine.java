@@ -1,13 +1,19 @@
 package org.krun.vmm.internal;
 
 import java.lang.System.Logger.Level;
+import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -30,7 +36,9 @@ import org.krun.spi.hypervisor.VcpuExit;
 import org.krun.spi.hypervisor.X86BootState;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.virtio.HostConsole;
+import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.RateLimitedLog;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.vmm.internal.boot.E820;
 import org.krun.vmm.internal.boot.Gdt;
@@ -48,6 +56,8 @@ import org.krun.vmm.internal.legacy.I8042;
 import org.krun.vmm.internal.legacy.InitPorts;
 import org.krun.vmm.internal.legacy.Serial8250;
 import org.krun.vmm.internal.memory.GuestRam;
+import org.krun.vmm.internal.snapshot.SnapshotFile;
+import org.krun.vmm.internal.snapshot.SnapshotState;
 import org.krun.vmm.internal.virtio.MmioTransport;
 
 /**
@@ -99,9 +109,33 @@ final class Machine implements VirtualMachine {
     private Bus mmio;
     private boolean vcpusStuck;
     private GuestRam ram;
+    private HypervisorVm hypervisorVm;
+    private Serial8250 serial;
+    private Cmos cmos;
+
+    /** Where {@link #start()} restores from instead of booting; null for a boot. */
+    private final Path snapshotDir;
+    private final SnapshotState snapshot;
+
+    /** How long {@link #pause()} waits for every vCPU to reach its safe point. */
+    static final Duration PAUSE_TIMEOUT = Duration.ofSeconds(10);
+    private final Object pauseMonitor = new Object();
+    /** Guarded by pauseMonitor. */
+    private boolean pauseRequested;
+    private int vcpusPaused;
+    /** pauseRequested, for the vCPU loop's cheap check. */
+    private volatile boolean pausing;
 
     Machine(String id, VmConfig config, ConsoleSpec consoleStreams, ConsoleTail tail, Hypervisor hypervisor,
             List<VirtioDevice> devices, byte[] init, Consumer<Machine> onClosed) {
+        this(id, config, consoleStreams, tail, hypervisor, devices, init, onClosed, null, null);
+    }
+
+    /** A VM that starts from the snapshot {@code state} in {@code snapshotDir} rather than booting. */
+    Machine(String id, VmConfig config, ConsoleSpec consoleStreams, ConsoleTail tail, Hypervisor hypervisor,
+            List<VirtioDevice> devices, byte[] init, Consumer<Machine> onClosed, Path snapshotDir, SnapshotState state) {
+        this.snapshotDir = snapshotDir;
+        this.snapshot = state;
         this.id = id;
         this.config = config;
         this.consoleStreams = consoleStreams;
@@ -153,7 +187,11 @@ final class Machine implements VirtualMachine {
         }
         timeline.mark(BootTimeline.Event.START);
         try {
-            boot();
+            if (snapshot != null) {
+                restore();
+            } else {
+                boot();
+            }
         } catch (RuntimeException | Error e) {
             resources.releaseAll();
             closeDevices();
@@ -176,6 +214,7 @@ final class Machine implements VirtualMachine {
         ram = resources.push("guest RAM", GuestRam.allocate(config.memoryMib() * MIB));
         GuestMemory mem = ram.memory();
         HypervisorVm vm = resources.push("hypervisor VM", hypervisor.createVm(config.cpus()));
+        hypervisorVm = vm;
         ram.mapInto(vm);
         vm.createInterruptControllers();
         for (int i = 0; i < config.cpus(); i++) {
@@ -208,10 +247,224 @@ final class Machine implements VirtualMachine {
                 () -> stop(VmExit.timedOut("timed out after " + t.toMillis() / 1000.0 + " s: VM stopped"))));
     }
 
+    /**
+     * The restore sequence, one step a line: the snapshot's RAM mapped copy-on-write, the VM and its
+     * devices made as a boot makes them, then each part's saved state put back (transports and devices,
+     * the VM's interrupt controllers and clock, the vCPUs last), and the threads started.
+     */
+    private void restore() {
+        long started = System.nanoTime();
+        ram = resources.push("guest RAM", GuestRam.mapSnapshot(snapshotDir.resolve(SnapshotFile.RAM_FILE), snapshot.ramBytes()));
+        GuestMemory mem = ram.memory();
+        hypervisorVm = resources.push("hypervisor VM", hypervisor.createVm(config.cpus()));
+        ram.mapInto(hypervisorVm);
+        hypervisorVm.createInterruptControllers();
+        for (int i = 0; i < config.cpus(); i++) {
+            vcpus.add(hypervisorVm.createVcpu(i));
+        }
+        loop = resources.push("event loop", new EpollEventLoop());
+        io = legacyDevices();
+        restoreLegacy(snapshot.legacy());
+        mmio = new Bus("mmio");
+        attachDevices(hypervisorVm, mem, new KernelCommandLine());
+        for (int n = 0; n < transports.size(); n++) {
+            transports.get(n).restoreState(snapshot.transports().get(n), snapshot.devices().get(n));
+        }
+        hypervisorVm.restoreState(snapshot.vm());
+        for (int i = 0; i < vcpus.size(); i++) {
+            vcpus.get(i).restoreState(snapshot.vcpus().get(i));
+        }
+        LOG.log(Level.DEBUG, () -> "vm " + id + ": restored from " + snapshotDir + " in "
+                + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms");
+        startThreads();
+        config.timeout().ifPresent(t -> loop.setDeadline(System.nanoTime() + t.toNanos(),
+                () -> stop(VmExit.timedOut("timed out after " + t.toMillis() / 1000.0 + " s: VM stopped"))));
+    }
+
+    /**
+     * The VM's shape as a snapshot records it: what a configuration restoring the snapshot must make the
+     * same (memory, vCPUs, and the devices in slot order with their queue counts and features).
+     */
+    static String shape(VmConfig config, List<VirtioDevice> devices) {
+        StringBuilder b = new StringBuilder();
+        b.append(config.memoryMib()).append(" MiB, ").append(config.cpus()).append(config.cpus() == 1 ? " vCPU" : " vCPUs")
+                .append(", devices [");
+        for (int i = 0; i < devices.size(); i++) {
+            VirtioDevice d = devices.get(i);
+            b.append(i == 0 ? "" : ", ").append(deviceName(d)).append(" (type ").append(d.deviceType()).append(", ")
+                    .append(d.queueCount()).append(" queues, features 0x").append(Long.toHexString(d.deviceFeatures())).append(')');
+        }
+        return b.append(']').toString();
+    }
+
+    static String deviceName(VirtioDevice d) {
+        return d instanceof AbstractVirtioDevice<?> a ? a.name() : "virtio device type " + d.deviceType();
+    }
+
+    private Map<String, byte[]> saveLegacy() {
+        Map<String, byte[]> m = new LinkedHashMap<>();
+        m.put("serial", serial.saveState());
+        m.put("cmos", cmos.saveState());
+        Integer status = reportedStatus;
+        m.put("machine", ByteBuffer.allocate(5).put((byte) (initStarted ? 1 : 0)).putInt(status == null ? -1 : status).array());
+        return m;
+    }
+
+    private void restoreLegacy(Map<String, byte[]> m) {
+        for (String name : List.of("serial", "cmos", "machine")) {
+            if (!m.containsKey(name)) {
+                throw new IllegalArgumentException("the snapshot lacks the state of " + name);
+            }
+        }
+        serial.restoreState(m.get("serial"));
+        cmos.restoreState(m.get("cmos"));
+        byte[] machine = m.get("machine");
+        if (machine.length != 5) {
+            throw new IllegalArgumentException("the snapshot's machine state has " + machine.length + " bytes, not 5");
+        }
+        ByteBuffer b = ByteBuffer.wrap(machine);
+        initStarted = b.get() != 0;
+        int status = b.getInt();
+        reportedStatus = status < 0 ? null : status;
+    }
+
+    @Override
+    public void pause() {
+        synchronized (lock) {
+            if (phase != Phase.RUNNING) {
+                throw new IllegalStateException("VM " + id + " is not running");
+            }
+        }
+        synchronized (pauseMonitor) {
+            if (pauseRequested) {
+                return;
+            }
+            pauseRequested = true;
+            pausing = true;
+        }
+        vcpus.forEach(Vcpu::kick);
+        long deadline = System.nanoTime() + PAUSE_TIMEOUT.toNanos();
+        synchronized (pauseMonitor) {
+            while (vcpusPaused < vcpus.size()) {
+                if (stopping) {
+                    throw new IllegalStateException("VM " + id + " stopped while pausing");
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    int paused = vcpusPaused;
+                    resume();
+                    throw new KrunException("VM " + id + ": only " + paused + " of " + vcpus.size()
+                            + " vCPUs paused within " + PAUSE_TIMEOUT.toSeconds() + " s; resumed");
+                }
+                try {
+                    pauseMonitor.wait(Math.max(1, TimeUnit.NANOSECONDS.toMillis(Math.min(left, 50_000_000L))));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    resume();
+                    throw new KrunException("VM " + id + ": interrupted while pausing; resumed");
+                }
+            }
+        }
+        // The device loop finishes what it has queued (queue notifications, activations): no chain in flight.
+        try {
+            loop.call(() -> null);
+        } catch (java.util.concurrent.CancellationException e) {
+            throw new IllegalStateException("VM " + id + " stopped while pausing");
+        }
+    }
+
+    @Override
+    public void resume() {
+        synchronized (pauseMonitor) {
+            if (!pauseRequested) {
+                return;
+            }
+            pauseRequested = false;
+            pausing = false;
+            pauseMonitor.notifyAll();
+        }
+    }
+
+    /** On a vCPU's thread after an {@link VcpuExit.Interrupted}: waits there while the VM is paused. */
+    private void pausePoint() {
+        synchronized (pauseMonitor) {
+            vcpusPaused++;
+            pauseMonitor.notifyAll();
+            try {
+                while (pauseRequested && !stopping) {
+                    pauseMonitor.wait();
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } finally {
+                vcpusPaused--;
+            }
+        }
+    }
+
+    @Override
+    public void snapshot(Path dir) {
+        synchronized (pauseMonitor) {
+            if (!pauseRequested || vcpusPaused < vcpus.size() || stopping) {
+                throw new IllegalStateException("VM " + id + " must be paused to take a snapshot");
+            }
+        }
+        if (!hypervisor.supportsSnapshots()) {
+            throw new KrunException("cannot snapshot VM " + id + ": hypervisor backend " + hypervisor.name() + " cannot save VM state");
+        }
+        for (VirtioDevice d : devices) {
+            if (!(d instanceof SnapshottableDevice)) {
+                throw new KrunException("cannot snapshot VM " + id + ": device " + deviceName(d) + " does not support snapshots");
+            }
+        }
+        long started = System.nanoTime();
+        try {
+            Files.createDirectories(dir);
+            Path ramTmp = dir.resolve(SnapshotFile.RAM_FILE + ".tmp");
+            // All of it on the loop: no device runs while its state and guest RAM are read, and a kill meanwhile
+            // cannot close vCPUs or unmap RAM under the snapshot (the loop thread releases them, afterwards).
+            SnapshotState state = loop.call(() -> {
+                List<byte[]> vcpuStates = new ArrayList<>();
+                for (Vcpu v : vcpus) {
+                    vcpuStates.add(v.saveState());
+                }
+                byte[] vmState = hypervisorVm.saveState();
+                List<byte[]> transportStates = new ArrayList<>();
+                List<byte[]> deviceStates = new ArrayList<>();
+                for (MmioTransport t : transports) {
+                    transportStates.add(t.saveState());
+                    deviceStates.add(((SnapshottableDevice) t.device()).saveState());
+                }
+                long pages;
+                try {
+                    pages = ram.writeSnapshot(ramTmp);
+                } catch (IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+                LOG.log(Level.DEBUG, () -> "vm " + id + ": snapshot RAM " + pages + " pages of " + (ram.memory().size() >> 12));
+                return new SnapshotState(hypervisor.name(), hypervisor.hostCpuSignature(), shape(config, devices),
+                        ram.memory().size(), vmState, vcpuStates, transportStates, deviceStates, saveLegacy());
+            });
+            // A new file renamed over the old: VMs restored from an earlier snapshot here keep their mapping.
+            Files.move(ramTmp, dir.resolve(SnapshotFile.RAM_FILE), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            SnapshotFile.write(dir.resolve(SnapshotFile.STATE_FILE), state);
+        } catch (IOException e) {
+            throw new KrunException("cannot snapshot VM " + id + " to " + dir + ": " + e.getMessage(), e);
+        } catch (java.io.UncheckedIOException e) {
+            throw new KrunException("cannot snapshot VM " + id + " to " + dir + ": " + e.getCause().getMessage(), e);
+        } catch (java.util.concurrent.CancellationException e) {
+            throw new KrunException("cannot snapshot VM " + id + ": it stopped meanwhile", e);
+        } catch (UnsupportedOperationException | IllegalStateException e) {
+            throw new KrunException("cannot snapshot VM " + id + ": " + e.getMessage(), e);
+        }
+        LOG.log(Level.DEBUG, () -> "vm " + id + ": snapshot to " + dir + " in " + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms");
+    }
+
     private Bus legacyDevices() {
         Bus bus = new Bus("port I/O");
         bus.insert(I8042.BASE, I8042.LENGTH, new I8042(this::guestReset));
-        bus.insert(Cmos.BASE, Cmos.LENGTH, new Cmos(Clock.systemUTC()));
+        cmos = new Cmos(Clock.systemUTC());
+        bus.insert(Cmos.BASE, Cmos.LENGTH, cmos);
         bus.insert(InitPorts.BASE, InitPorts.LENGTH, new InitPorts(s -> {
             reportedStatus = s;
             timeline.mark(BootTimeline.Event.STATUS);
@@ -220,7 +473,8 @@ final class Machine implements VirtualMachine {
             timeline.mark(BootTimeline.Event.INIT);
         }));
         OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();
-        bus.insert(Serial8250.COM1, Serial8250.LENGTH, new Serial8250(kernelLog.tee(serialOut)));
+        serial = new Serial8250(kernelLog.tee(serialOut));
+        bus.insert(Serial8250.COM1, Serial8250.LENGTH, serial);
         return bus;
     }
 
@@ -322,6 +576,9 @@ final class Machine implements VirtualMachine {
                     // anyway gets the vCPU back after a short sleep, never a spin that burns a core.
                     case VcpuExit.Halted h -> LockSupport.parkNanos(HALT_SLEEP_NANOS);
                     case VcpuExit.Interrupted i -> {
+                        if (pausing) {
+                            pausePoint();
+                        }
                     }
                     case VcpuExit.Shutdown s -> guestStopped(s.cause());
                     case VcpuExit.Failed f -> stop(VmExit.failed("vCPU " + vcpu.index() + ": " + f.reason()));
@@ -371,6 +628,9 @@ final class Machine implements VirtualMachine {
         }
         timeline.mark(BootTimeline.Event.STOP);
         stopping = true;
+        synchronized (pauseMonitor) {
+            pauseMonitor.notifyAll(); // paused vCPUs leave their pause point
+        }
         // quiesce first: once stopped, the loop may return and close everything before a later task arrives.
         loop.execute(this::quiesce);
         loop.stop();

@@ -16,6 +16,7 @@ import org.krun.api.ConsoleSpec;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestMemoryException;
 import org.krun.spi.virtio.AbstractVirtioDevice;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.ChainReader;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
@@ -32,7 +33,7 @@ import org.krun.spi.virtio.VirtioIds;
  *
  * <p>All protocol work runs on the VM's event loop; host input arrives through an {@link InputPipe}.
  */
-final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> implements HostConsole {
+final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> implements HostConsole, SnapshottableDevice {
 
     static final long F_SIZE = 1L;
     static final long F_MULTIPORT = 1L << 1;
@@ -412,5 +413,84 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
     protected void onClose() {
         input.discard();
         flush();
+    }
+
+    // ---- snapshots
+
+    /**
+     * The multiport protocol state of the activation (ports ready, open in the guest, failed on the host,
+     * control messages waiting for the driver's buffers); nothing when inactive. Every chain is answered
+     * within the notification that took it, so no chain is held. Host input not yet given to the guest
+     * stays with this VM: a restored VM has its own host side (and its own terminal size).
+     */
+    @Override
+    public byte[] saveState() {
+        Active<Ports> a = active();
+        if (a == null) {
+            return new byte[0];
+        }
+        Ports p = a.state();
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        java.io.DataOutputStream out = new java.io.DataOutputStream(bytes);
+        try {
+            out.writeInt(p.ready.length);
+            for (int i = 0; i < p.ready.length; i++) {
+                out.writeByte((p.ready[i] ? 1 : 0) | (p.guestOpen[i] ? 2 : 0) | (p.hostFailed[i] ? 4 : 0));
+            }
+            out.writeByte((p.deviceReady ? 1 : 0) | (p.hostClosedInput ? 2 : 0));
+            out.writeInt(p.controlOut.size());
+            for (byte[] m : p.controlOut) {
+                out.writeInt(m.length);
+                out.write(m);
+            }
+            out.flush();
+        } catch (IOException e) {
+            throw new IllegalStateException(e); // a ByteArrayOutputStream does not fail
+        }
+        return bytes.toByteArray();
+    }
+
+    @Override
+    public void restoreState(byte[] state) {
+        Active<Ports> a = active();
+        if (state.length == 0) {
+            return; // saved inactive (the transport restores activation, so this one is too)
+        }
+        if (a == null) {
+            throw new IllegalArgumentException("virtio-console state of an active device given to an inactive one");
+        }
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(state);
+        Ports p = a.state();
+        try {
+            int n = b.getInt();
+            if (n != p.ready.length) {
+                throw new IllegalArgumentException("virtio-console state has " + n + " ports; this console has " + p.ready.length);
+            }
+            for (int i = 0; i < n; i++) {
+                int f = b.get();
+                p.ready[i] = (f & 1) != 0;
+                p.guestOpen[i] = (f & 2) != 0;
+                p.hostFailed[i] = (f & 4) != 0;
+            }
+            int f = b.get();
+            p.deviceReady = (f & 1) != 0;
+            p.hostClosedInput = (f & 2) != 0;
+            int messages = b.getInt();
+            if (messages < 0 || messages > MAX_PENDING_CONTROL) {
+                throw new IllegalArgumentException("virtio-console state has " + messages + " pending control messages");
+            }
+            p.controlOut.clear();
+            for (int i = 0; i < messages; i++) {
+                int length = b.getInt();
+                if (length < 0 || length > b.remaining()) {
+                    throw new IllegalArgumentException("virtio-console state is truncated");
+                }
+                byte[] m = new byte[length];
+                b.get(m);
+                p.controlOut.add(m);
+            }
+        } catch (java.nio.BufferUnderflowException e) {
+            throw new IllegalArgumentException("virtio-console state is truncated");
+        }
     }
 }

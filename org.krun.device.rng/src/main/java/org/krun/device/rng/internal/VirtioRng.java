@@ -7,6 +7,7 @@ import java.util.List;
 import org.krun.posix.PosixException;
 import org.krun.spi.memory.GuestMemoryException;
 import org.krun.spi.virtio.AbstractVirtioDevice;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.VirtioIds;
@@ -20,7 +21,7 @@ import org.krun.spi.virtio.VirtioIds;
  * §5.4.6.2 lets the device use less than the whole buffer, and the bound keeps a guest from having the
  * host spend long on one chain.
  */
-final class VirtioRng extends AbstractVirtioDevice<Void> {
+final class VirtioRng extends AbstractVirtioDevice<Void> implements SnapshottableDevice {
 
     static final int REQUESTQ = 0;
     static final int QUEUE_SIZE = 64;
@@ -97,5 +98,21 @@ final class VirtioRng extends AbstractVirtioDevice<Void> {
     @Override
     protected void onClose() {
         log().log(Level.DEBUG, () -> "virtio-rng: served " + bytesServed + " bytes in " + requestsServed + " requests");
+    }
+
+    /**
+     * Snapshots: nothing of its own. Every chain is answered within the notification that took it, so the
+     * transport's queue indices are the whole state.
+     */
+    @Override
+    public byte[] saveState() {
+        return new byte[0];
+    }
+
+    @Override
+    public void restoreState(byte[] state) {
+        if (state.length != 0) {
+            throw new IllegalArgumentException("virtio-rng has no state of its own; the snapshot gives it " + state.length + " bytes");
+        }
     }
 }

@@ -1,6 +1,14 @@
 package org.krun.hv.kvm.internal;
 
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 import java.nio.file.Files;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
 import java.nio.file.Path;
 
 import org.krun.api.KrunException;
@@ -19,6 +27,10 @@ final class Kvm implements AutoCloseable {
     private final boolean pvm;
     private final boolean hardwareVirtualization;
     private final CpuidTemplate cpuid;
+    /** What KVM_GET_MSR_INDEX_LIST gives, read once. */
+    private int[] msrIndexList;
+    /** The subset of the MSR list (and a few more) that a vCPU lets krun read, probed once. */
+    private int[] savableMsrs;
 
     private Kvm(int fd) {
         this.fd = fd;
@@ -101,6 +113,74 @@ final class Kvm implements AutoCloseable {
 
     CpuidTemplate cpuid() {
         return cpuid;
+    }
+
+    /**
+     * The MSRs KVM says it saves and restores (KVM API: KVM_GET_MSR_INDEX_LIST: the MSRs of the host's
+     * CPU KVM virtualises plus the ones it emulates, kvmclock's among them). Asked with a zero count first,
+     * which fails with E2BIG and fills in the count.
+     */
+    synchronized int[] msrIndexList() {
+        if (msrIndexList == null) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment probe = a.allocate(KvmStructs.MSR_LIST);
+                int r = Posix.ioctl(fd, KvmIoctls.KVM_GET_MSR_INDEX_LIST, probe);
+                int n = probe.get(JAVA_INT, 0);
+                if (r < 0 && r != -Errno.E2BIG) {
+                    throw new PosixException("KVM_GET_MSR_INDEX_LIST", -r);
+                }
+                if (n < 0 || n > 4096) {
+                    throw new KrunException("KVM_GET_MSR_INDEX_LIST reports " + n + " MSRs");
+                }
+                MemorySegment list = a.allocate(4L + 4L * n);
+                list.set(JAVA_INT, 0, n);
+                Posix.check("KVM_GET_MSR_INDEX_LIST", Posix.ioctl(fd, KvmIoctls.KVM_GET_MSR_INDEX_LIST, list));
+                int got = Math.min(list.get(JAVA_INT, 0), n);
+                msrIndexList = list.asSlice(4, 4L * got).toArray(JAVA_INT);
+            }
+        }
+        return msrIndexList.clone();
+    }
+
+    /** The MSRs to save, probed once with {@code probe} (which keeps those a vCPU lets KVM_GET_MSRS read). */
+    synchronized int[] savableMsrs(java.util.function.UnaryOperator<int[]> probe) {
+        if (savableMsrs == null) {
+            savableMsrs = probe.apply(msrIndexList());
+        }
+        return savableMsrs.clone();
+    }
+
+    /**
+     * The size of this host's XSAVE buffer (KVM_CAP_XSAVE2 answers with it; 4096 without), or 0 when KVM
+     * has no XSAVE state for vCPUs (then the legacy FPU state is saved instead).
+     */
+    int xsaveSize() {
+        int size = checkExtension(KvmIoctls.KVM_CAP_XSAVE2);
+        if (size > 0) {
+            return Math.max(size, (int) KvmStructs.XSAVE.byteSize());
+        }
+        return checkExtension(KvmIoctls.KVM_CAP_XSAVE) > 0 ? (int) KvmStructs.XSAVE.byteSize() : 0;
+    }
+
+    /**
+     * A digest of the CPUID KVM supports here: what a guest saw of the CPU at boot, so what a snapshot
+     * depends on. Hosts with the same CPU model, microcode-visible features and KVM give the same value.
+     */
+    String cpuSignature() {
+        try {
+            MessageDigest sha = MessageDigest.getInstance("SHA-256");
+            for (CpuidEntry e : cpuid.entries()) {
+                // The APIC ids of the host CPU that answered (leaf 1 EBX[31:24], leaves 0xb/0x1f EDX) vary
+                // with the CPU the thread ran on: not part of what the guest depends on.
+                int ebx = e.function() == 1 ? e.ebx() & 0x00ffffff : e.ebx();
+                int edx = e.function() == 0xb || e.function() == 0x1f ? 0 : e.edx();
+                sha.update(ByteBuffer.allocate(28).putInt(e.function()).putInt(e.index()).putInt(e.flags())
+                        .putInt(e.eax()).putInt(ebx).putInt(e.ecx()).putInt(edx).array());
+            }
+            return "kvm-cpuid-" + HexFormat.of().formatHex(sha.digest(), 0, 12);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     /** Creates a VM fd. */

@@ -59,6 +59,16 @@ public final class KvmHypervisor implements Hypervisor, AutoCloseable {
     }
 
     @Override
+    public boolean supportsSnapshots() {
+        return true;
+    }
+
+    @Override
+    public String hostCpuSignature() {
+        return kvm.cpuSignature();
+    }
+
+    @Override
     public void close() {
         kvm.close();
     }

@@ -89,6 +89,35 @@ final class KvmStructs {
     static final StructLayout SIGNAL_MASK = structLayout(JAVA_INT.withName("len"),
             sequenceLayout(8, JAVA_BYTE).withName("sigset"));
 
+    /** linux/kvm.h struct kvm_msr_list header (u32 indices follow). */
+    static final StructLayout MSR_LIST = structLayout(JAVA_INT.withName("nmsrs"));
+
+    /** linux/kvm.h struct kvm_mp_state. */
+    static final StructLayout MP_STATE = structLayout(JAVA_INT.withName("mp_state"));
+
+    /** asm/kvm.h struct kvm_xsave (the 4 KiB legacy size; KVM_CAP_XSAVE2 may ask for more). */
+    static final StructLayout XSAVE = structLayout(sequenceLayout(1024, JAVA_INT).withName("region"));
+
+    /** asm/kvm.h struct kvm_xcrs: nr_xcrs, flags, 16 x struct kvm_xcr {xcr, reserved, value}, padding. */
+    static final StructLayout XCRS = structLayout(JAVA_INT.withName("nr_xcrs"), JAVA_INT.withName("flags"),
+            sequenceLayout(16 * 16, JAVA_BYTE).withName("xcrs"), sequenceLayout(16, JAVA_LONG).withName("padding"));
+
+    /** asm/kvm.h struct kvm_vcpu_events (exception, interrupt, nmi, sipi_vector, flags, smi, payload). */
+    static final StructLayout VCPU_EVENTS = structLayout(sequenceLayout(64, JAVA_BYTE).withName("events"));
+
+    /** linux/kvm.h struct kvm_irqchip: chip_id, pad, a 512-byte union (PIC state or IOAPIC state). */
+    static final StructLayout IRQCHIP = structLayout(JAVA_INT.withName("chip_id"), JAVA_INT.withName("pad"),
+            sequenceLayout(512, JAVA_BYTE).withName("chip"));
+
+    /** asm/kvm.h struct kvm_pit_state2: 3 x struct kvm_pit_channel_state (24 bytes), flags, reserved[9]. */
+    static final StructLayout PIT_STATE2 = structLayout(sequenceLayout(72, JAVA_BYTE).withName("channels"),
+            JAVA_INT.withName("flags"), sequenceLayout(9, JAVA_INT).withName("reserved"));
+
+    /** linux/kvm.h struct kvm_clock_data. */
+    static final StructLayout CLOCK_DATA = structLayout(JAVA_LONG.withName("clock"), JAVA_INT.withName("flags"),
+            JAVA_INT.withName("pad0"), JAVA_LONG.withName("realtime"), JAVA_LONG.withName("host_tsc"),
+            sequenceLayout(4, JAVA_INT).withName("pad"));
+
     private KvmStructs() {
     }
 }

@@ -8,6 +8,14 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
 
 import org.krun.spi.hypervisor.Vcpu;
 import org.krun.spi.hypervisor.VcpuExit;
@@ -54,6 +62,7 @@ final class KvmVcpu implements Vcpu {
     private static final int APIC_MODE_NMI = 0x4;
     private static final int APIC_MODE_EXTINT = 0x7;
 
+    private final Kvm kvm;
     private final int index;
     private final int fd;
     private final KvmRun run;
@@ -68,8 +77,15 @@ final class KvmVcpu implements Vcpu {
     /** What the pending read exit needs: 0 none, 1 I/O in at ioDataOffset, 2 MMIO read. */
     private int pendingRead;
     private long pendingReadOffset;
+    /**
+     * The last KVM_RUN ended in an I/O or MMIO exit: KVM finishes the instruction (stores an IN's value,
+     * advances RIP) only on the next KVM_RUN, so saving state first needs that entry (KVM API: KVM_RUN,
+     * "the corresponding operations are complete only after userspace has re-entered the kernel").
+     */
+    private boolean exitNeedsCompletion;
 
     KvmVcpu(Kvm kvm, KvmVm vm, int index, int count) {
+        this.kvm = kvm;
         this.index = index;
         this.fd = Posix.check("KVM_CREATE_VCPU", Posix.ioctl(vm.fd(), KvmIoctls.KVM_CREATE_VCPU, index));
         MemorySegment mapping = null;
@@ -236,6 +252,7 @@ final class KvmVcpu implements Vcpu {
             return VcpuExit.INTERRUPTED;
         }
         int r = Posix.ioctl(fd, KvmIoctls.KVM_RUN, 0L);
+        exitNeedsCompletion = false;
         if (r < 0) {
             if (r == -Errno.EINTR || r == -Errno.EAGAIN) {
                 kicked = false;
@@ -247,11 +264,13 @@ final class KvmVcpu implements Vcpu {
         int reason = run.exitReason();
         return switch (reason) {
             case KvmRun.EXIT_IO -> {
+                exitNeedsCompletion = true;
                 ioIndex = 0;
                 ioCount = Math.max(run.ioCount(), 1);
                 yield nextStringIo();
             }
             case KvmRun.EXIT_MMIO -> {
+                exitNeedsCompletion = true;
                 long address = run.mmioAddress();
                 int len = run.mmioLength();
                 if (run.mmioIsWrite()) {
@@ -297,6 +316,211 @@ final class KvmVcpu implements Vcpu {
             default -> throw new IllegalStateException("no read exit pending on vcpu " + index);
         }
         pendingRead = 0;
+    }
+
+    // ---- snapshots: sections of the vCPU state blob (KvmStateBlob), one KVM structure each
+
+    static final int TAG_INDEX = 1;
+    static final int TAG_MP_STATE = 2;
+    static final int TAG_REGS = 3;
+    static final int TAG_SREGS = 4;
+    static final int TAG_XSAVE = 5;
+    static final int TAG_FPU = 6;
+    static final int TAG_XCRS = 7;
+    static final int TAG_LAPIC = 8;
+    static final int TAG_MSRS = 9;
+    static final int TAG_EVENTS = 10;
+
+    /** MSRs worth saving that KVM_GET_MSR_INDEX_LIST may leave out: PAT and the MTRR default type. */
+    private static final int[] EXTRA_MSRS = {0x277, MSR_MTRR_DEF_TYPE};
+    private static final int MAX_MSRS = 4096;
+
+    /**
+     * Saves registers, special registers, FPU/XSAVE and XCRs, MSRs, the local APIC, pending events and
+     * the run state. KVM_GET_MP_STATE comes first: it lets the local APIC take INIT/SIPI it has latched,
+     * which changes other state (KVM API: KVM_GET_MP_STATE; Firecracker saves in the same order).
+     */
+    @Override
+    public synchronized byte[] saveState() {
+        if (ioIndex < ioCount) {
+            throw new IllegalStateException("vcpu " + index + " is in the middle of a string I/O exit");
+        }
+        completePendingExit();
+        try (Arena a = Arena.ofConfined()) {
+            KvmStateBlob.Writer w = new KvmStateBlob.Writer(KvmStateBlob.VCPU_MAGIC);
+            w.put(TAG_INDEX, ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(index).array());
+            if (kvm.checkExtension(KvmIoctls.KVM_CAP_MP_STATE) > 0) {
+                w.put(TAG_MP_STATE, get(a, "KVM_GET_MP_STATE", KvmIoctls.KVM_GET_MP_STATE, KvmStructs.MP_STATE.byteSize()));
+            }
+            w.put(TAG_REGS, get(a, "KVM_GET_REGS", KvmIoctls.KVM_GET_REGS, KvmStructs.REGS.byteSize()));
+            w.put(TAG_SREGS, get(a, "KVM_GET_SREGS", KvmIoctls.KVM_GET_SREGS, KvmStructs.SREGS.byteSize()));
+            int xsave = kvm.xsaveSize();
+            MemorySegment fpuState = xsave <= 0 ? null : tryGet(a, "KVM_GET_XSAVE",
+                    xsave > KvmStructs.XSAVE.byteSize() ? KvmIoctls.KVM_GET_XSAVE2 : KvmIoctls.KVM_GET_XSAVE, xsave);
+            if (fpuState != null) {
+                w.put(TAG_XSAVE, fpuState);
+            } else {
+                w.put(TAG_FPU, get(a, "KVM_GET_FPU", KvmIoctls.KVM_GET_FPU, KvmStructs.FPU.byteSize()));
+            }
+            if (kvm.checkExtension(KvmIoctls.KVM_CAP_XCRS) > 0) {
+                MemorySegment xcrs = tryGet(a, "KVM_GET_XCRS", KvmIoctls.KVM_GET_XCRS, KvmStructs.XCRS.byteSize());
+                if (xcrs != null) {
+                    w.put(TAG_XCRS, xcrs);
+                }
+            }
+            w.put(TAG_LAPIC, get(a, "KVM_GET_LAPIC", KvmIoctls.KVM_GET_LAPIC, KvmStructs.LAPIC_STATE.byteSize()));
+            w.put(TAG_MSRS, getMsrs(a, kvm.savableMsrs(this::readableMsrs)));
+            if (kvm.checkExtension(KvmIoctls.KVM_CAP_VCPU_EVENTS) > 0) {
+                w.put(TAG_EVENTS, get(a, "KVM_GET_VCPU_EVENTS", KvmIoctls.KVM_GET_VCPU_EVENTS, KvmStructs.VCPU_EVENTS.byteSize()));
+            }
+            return w.toBytes();
+        }
+    }
+
+    /**
+     * Restores in the order KVM needs: special registers (CR0/CR4/EFER and the APIC base) before the
+     * general registers; FPU/XSAVE and XCRs; the local APIC after the APIC base; MSRs after the local APIC
+     * (the TSC deadline only sticks once the APIC timer is in TSC-deadline mode); pending events after
+     * everything they refer to; the run state last.
+     */
+    @Override
+    public synchronized void restoreState(byte[] state) {
+        Map<Integer, byte[]> s = KvmStateBlob.read(state, KvmStateBlob.VCPU_MAGIC, "vCPU");
+        int savedIndex = ByteBuffer.wrap(KvmStateBlob.require(s, TAG_INDEX, 4, "vCPU")).order(ByteOrder.LITTLE_ENDIAN).getInt();
+        if (savedIndex != index) {
+            throw new IllegalArgumentException("vCPU state of vCPU " + savedIndex + " given to vCPU " + index);
+        }
+        try (Arena a = Arena.ofConfined()) {
+            set(a, "KVM_SET_SREGS", KvmIoctls.KVM_SET_SREGS, KvmStateBlob.require(s, TAG_SREGS, KvmStructs.SREGS.byteSize(), "vCPU"));
+            set(a, "KVM_SET_REGS", KvmIoctls.KVM_SET_REGS, KvmStateBlob.require(s, TAG_REGS, KvmStructs.REGS.byteSize(), "vCPU"));
+            if (s.containsKey(TAG_XSAVE)) {
+                int size = kvm.xsaveSize();
+                byte[] xsave = s.get(TAG_XSAVE);
+                if (xsave.length != size) {
+                    throw new IllegalArgumentException("the vCPU's XSAVE area has " + xsave.length + " bytes; this host's has " + size);
+                }
+                set(a, "KVM_SET_XSAVE", KvmIoctls.KVM_SET_XSAVE, xsave);
+            } else {
+                set(a, "KVM_SET_FPU", KvmIoctls.KVM_SET_FPU, KvmStateBlob.require(s, TAG_FPU, KvmStructs.FPU.byteSize(), "vCPU"));
+            }
+            if (s.containsKey(TAG_XCRS)) {
+                set(a, "KVM_SET_XCRS", KvmIoctls.KVM_SET_XCRS, KvmStateBlob.require(s, TAG_XCRS, KvmStructs.XCRS.byteSize(), "vCPU"));
+            }
+            set(a, "KVM_SET_LAPIC", KvmIoctls.KVM_SET_LAPIC, KvmStateBlob.require(s, TAG_LAPIC, KvmStructs.LAPIC_STATE.byteSize(), "vCPU"));
+            setMsrs(a, s.get(TAG_MSRS));
+            if (s.containsKey(TAG_EVENTS)) {
+                set(a, "KVM_SET_VCPU_EVENTS", KvmIoctls.KVM_SET_VCPU_EVENTS,
+                        KvmStateBlob.require(s, TAG_EVENTS, KvmStructs.VCPU_EVENTS.byteSize(), "vCPU"));
+            }
+            if (s.containsKey(TAG_MP_STATE)) {
+                set(a, "KVM_SET_MP_STATE", KvmIoctls.KVM_SET_MP_STATE,
+                        KvmStateBlob.require(s, TAG_MP_STATE, KvmStructs.MP_STATE.byteSize(), "vCPU"));
+            }
+        }
+    }
+
+    /** Re-enters KVM_RUN with immediate_exit set: KVM completes the pending exit and returns EINTR at once. */
+    private void completePendingExit() {
+        if (!exitNeedsCompletion) {
+            return;
+        }
+        run.setImmediateExit(true);
+        try {
+            int r = Posix.ioctl(fd, KvmIoctls.KVM_RUN, 0L);
+            if (r < 0 && r != -Errno.EINTR && r != -Errno.EAGAIN) {
+                throw new PosixException("KVM_RUN (completing an exit before saving vcpu " + index + ")", -r);
+            }
+        } finally {
+            run.setImmediateExit(false);
+        }
+        exitNeedsCompletion = false;
+    }
+
+    private MemorySegment get(Arena a, String name, long request, long size) {
+        MemorySegment s = a.allocate(size, 8);
+        Posix.check(name, Posix.ioctl(fd, request, s));
+        return s;
+    }
+
+    /** An optional part of the state: null (and a debug line) when this host's KVM refuses it. */
+    private MemorySegment tryGet(Arena a, String name, long request, long size) {
+        MemorySegment s = a.allocate(size, 8);
+        int r = Posix.ioctl(fd, request, s);
+        if (r < 0) {
+            LOG.log(Level.DEBUG, () -> "vcpu " + index + ": " + name + " refused (" + Errno.name(-r) + "); not saved");
+            return null;
+        }
+        return s;
+    }
+
+    private void set(Arena a, String name, long request, byte[] data) {
+        MemorySegment s = a.allocate(data.length, 8);
+        MemorySegment.copy(data, 0, s, JAVA_BYTE, 0, data.length);
+        Posix.check(name, Posix.ioctl(fd, request, s));
+    }
+
+    /** Of {@code candidates} and {@link #EXTRA_MSRS}, those KVM_GET_MSRS reads on this vCPU, one by one. */
+    private int[] readableMsrs(int[] candidates) {
+        Set<Integer> all = new LinkedHashSet<>();
+        Arrays.stream(candidates).forEach(all::add);
+        Arrays.stream(EXTRA_MSRS).forEach(all::add);
+        List<Integer> readable = new ArrayList<>();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment one = a.allocate(KvmStructs.MSRS.byteSize() + KvmStructs.MSR_ENTRY.byteSize());
+            for (int msr : all) {
+                one.set(JAVA_INT, 0, 1);
+                one.set(JAVA_INT, 8, msr);
+                if (Posix.ioctl(fd, KvmIoctls.KVM_GET_MSRS, one) == 1) {
+                    readable.add(msr);
+                }
+            }
+        }
+        LOG.log(Level.DEBUG, () -> "KVM saves " + readable.size() + " of " + all.size() + " MSRs");
+        return readable.stream().mapToInt(Integer::intValue).limit(MAX_MSRS).toArray();
+    }
+
+    /** struct kvm_msrs with the values of {@code msrs}, as saved: nmsrs, pad, then the entries. */
+    private MemorySegment getMsrs(Arena a, int[] msrs) {
+        long entry = KvmStructs.MSR_ENTRY.byteSize();
+        MemorySegment s = a.allocate(KvmStructs.MSRS.byteSize() + msrs.length * entry, 8);
+        s.set(JAVA_INT, 0, msrs.length);
+        for (int i = 0; i < msrs.length; i++) {
+            s.set(JAVA_INT, KvmStructs.MSRS.byteSize() + i * entry, msrs[i]);
+        }
+        int got = Posix.check("KVM_GET_MSRS", Posix.ioctl(fd, KvmIoctls.KVM_GET_MSRS, s));
+        if (got != msrs.length) {
+            throw new PosixException("KVM_GET_MSRS (read " + got + " of " + msrs.length + ", stopped at 0x"
+                    + Integer.toHexString(msrs[got]) + ")", Errno.EINVAL);
+        }
+        return s;
+    }
+
+    /** KVM_SET_MSRS stops at the first MSR it refuses: report it and go on with the rest. */
+    private void setMsrs(Arena a, byte[] saved) {
+        long header = KvmStructs.MSRS.byteSize();
+        long entry = KvmStructs.MSR_ENTRY.byteSize();
+        if (saved == null || saved.length < header) {
+            throw new IllegalArgumentException("vCPU state lacks its MSRs");
+        }
+        int n = ByteBuffer.wrap(saved).order(ByteOrder.LITTLE_ENDIAN).getInt();
+        if (n < 0 || n > MAX_MSRS || saved.length != header + n * entry) {
+            throw new IllegalArgumentException("vCPU state's MSR section is corrupt (" + n + " MSRs in " + saved.length + " bytes)");
+        }
+        MemorySegment s = a.allocate(saved.length, 8);
+        MemorySegment.copy(saved, 0, s, JAVA_BYTE, 0, saved.length);
+        int done = 0;
+        while (done < n) {
+            MemorySegment rest = a.allocate(header + (n - done) * entry, 8);
+            rest.set(JAVA_INT, 0, n - done);
+            MemorySegment.copy(s, header + done * entry, rest, header, (n - done) * entry);
+            int set = Posix.check("KVM_SET_MSRS", Posix.ioctl(fd, KvmIoctls.KVM_SET_MSRS, rest));
+            done += set;
+            if (done < n) {
+                int refused = s.get(JAVA_INT, header + done * entry);
+                LOG.log(Level.WARNING, "vcpu " + index + ": KVM refused to restore MSR 0x" + Integer.toHexString(refused));
+                done++;
+            }
+        }
     }
 
     /** For tests: the general registers (rax .. rflags). */

@@ -1,12 +1,16 @@
 package org.krun.hv.kvm.internal;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 import org.krun.spi.hypervisor.HypervisorVm;
 import org.krun.spi.hypervisor.IoEventAddress;
@@ -158,6 +162,76 @@ final class KvmVm implements HypervisorVm {
             s.set(JAVA_INT, 4, level ? 1 : 0);
             Posix.check("KVM_IRQ_LINE", Posix.ioctl(fd, KvmIoctls.KVM_IRQ_LINE, s));
         }
+    }
+
+    // ---- snapshots: sections of the VM state blob (KvmStateBlob)
+
+    static final int TAG_PIC_MASTER = 1;
+    static final int TAG_PIC_SLAVE = 2;
+    static final int TAG_IOAPIC = 3;
+    static final int TAG_PIT = 4;
+    static final int TAG_CLOCK = 5;
+
+    /** The in-kernel PICs and IOAPIC (KVM_GET_IRQCHIP, one chip at a time), the PIT and kvmclock. */
+    @Override
+    public byte[] saveState() {
+        try (Arena a = Arena.ofConfined()) {
+            KvmStateBlob.Writer w = new KvmStateBlob.Writer(KvmStateBlob.VM_MAGIC);
+            w.put(TAG_PIC_MASTER, irqchip(a, KvmIoctls.KVM_IRQCHIP_PIC_MASTER));
+            w.put(TAG_PIC_SLAVE, irqchip(a, KvmIoctls.KVM_IRQCHIP_PIC_SLAVE));
+            w.put(TAG_IOAPIC, irqchip(a, KvmIoctls.KVM_IRQCHIP_IOAPIC));
+            MemorySegment pit = a.allocate(KvmStructs.PIT_STATE2);
+            Posix.check("KVM_GET_PIT2", Posix.ioctl(fd, KvmIoctls.KVM_GET_PIT2, pit));
+            w.put(TAG_PIT, pit);
+            if (kvm.checkExtension(KvmIoctls.KVM_CAP_ADJUST_CLOCK) > 0) {
+                MemorySegment clock = a.allocate(KvmStructs.CLOCK_DATA);
+                Posix.check("KVM_GET_CLOCK", Posix.ioctl(fd, KvmIoctls.KVM_GET_CLOCK, clock));
+                w.put(TAG_CLOCK, clock);
+            }
+            return w.toBytes();
+        }
+    }
+
+    /**
+     * Restores the PIT, the guest clock and the interrupt controllers, in Firecracker's order, before any
+     * vCPU runs. The clock goes back to the saved kvmclock value without KVM_CLOCK_REALTIME: the guest's
+     * monotonic time continues from where it was paused (the guest's wall time is the guest's business,
+     * set after restore by whoever needs it).
+     */
+    @Override
+    public void restoreState(byte[] state) {
+        Map<Integer, byte[]> s = KvmStateBlob.read(state, KvmStateBlob.VM_MAGIC, "VM");
+        try (Arena a = Arena.ofConfined()) {
+            set(a, "KVM_SET_PIT2", KvmIoctls.KVM_SET_PIT2, KvmStateBlob.require(s, TAG_PIT, KvmStructs.PIT_STATE2.byteSize(), "VM"));
+            if (s.containsKey(TAG_CLOCK)) {
+                MemorySegment clock = a.allocate(KvmStructs.CLOCK_DATA);
+                clock.set(JAVA_LONG, 0, ByteBuffer.wrap(KvmStateBlob.require(s, TAG_CLOCK, KvmStructs.CLOCK_DATA.byteSize(), "VM"))
+                        .order(ByteOrder.LITTLE_ENDIAN).getLong());
+                Posix.check("KVM_SET_CLOCK", Posix.ioctl(fd, KvmIoctls.KVM_SET_CLOCK, clock));
+            }
+            int[][] chips = {{TAG_PIC_MASTER, KvmIoctls.KVM_IRQCHIP_PIC_MASTER}, {TAG_PIC_SLAVE, KvmIoctls.KVM_IRQCHIP_PIC_SLAVE},
+                {TAG_IOAPIC, KvmIoctls.KVM_IRQCHIP_IOAPIC}};
+            for (int[] chip : chips) {
+                byte[] data = KvmStateBlob.require(s, chip[0], KvmStructs.IRQCHIP.byteSize(), "VM");
+                if (ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN).getInt() != chip[1]) {
+                    throw new IllegalArgumentException("VM state has the wrong interrupt controller in section " + chip[0]);
+                }
+                set(a, "KVM_SET_IRQCHIP", KvmIoctls.KVM_SET_IRQCHIP, data);
+            }
+        }
+    }
+
+    private MemorySegment irqchip(Arena a, int chipId) {
+        MemorySegment chip = a.allocate(KvmStructs.IRQCHIP);
+        chip.set(JAVA_INT, 0, chipId);
+        Posix.check("KVM_GET_IRQCHIP", Posix.ioctl(fd, KvmIoctls.KVM_GET_IRQCHIP, chip));
+        return chip;
+    }
+
+    private void set(Arena a, String name, long request, byte[] data) {
+        MemorySegment s = a.allocate(data.length, 8);
+        MemorySegment.copy(data, 0, s, JAVA_BYTE, 0, data.length);
+        Posix.check(name, Posix.ioctl(fd, request, s));
     }
 
     @Override

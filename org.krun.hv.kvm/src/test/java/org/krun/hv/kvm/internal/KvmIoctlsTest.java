@@ -81,4 +81,27 @@ class KvmIoctlsTest {
         assertThrows(IllegalArgumentException.class, () -> Ioctl.iow(KvmIoctls.KVMIO, 0, 1 << 14));
         assertThrows(IllegalArgumentException.class, () -> Ioctl.iow(KvmIoctls.KVMIO, 0, -1));
     }
+
+    /** The values linux/kvm.h gives (a C program printing them on this host's headers). */
+    @Test
+    void snapshotIoctlsMatchLinuxKvmH() {
+        assertEquals(0xc004ae02L, KvmIoctls.KVM_GET_MSR_INDEX_LIST);
+        assertEquals(0xc008ae88L, KvmIoctls.KVM_GET_MSRS);
+        assertEquals(0x4008ae89L, KvmIoctls.KVM_SET_MSRS);
+        assertEquals(0x8004ae98L, KvmIoctls.KVM_GET_MP_STATE);
+        assertEquals(0x4004ae99L, KvmIoctls.KVM_SET_MP_STATE);
+        assertEquals(0xc208ae62L, KvmIoctls.KVM_GET_IRQCHIP);
+        assertEquals(0x8208ae63L, KvmIoctls.KVM_SET_IRQCHIP);
+        assertEquals(0x8030ae7cL, KvmIoctls.KVM_GET_CLOCK);
+        assertEquals(0x4030ae7bL, KvmIoctls.KVM_SET_CLOCK);
+        assertEquals(0x8070ae9fL, KvmIoctls.KVM_GET_PIT2);
+        assertEquals(0x4070aea0L, KvmIoctls.KVM_SET_PIT2);
+        assertEquals(0x8040ae9fL, KvmIoctls.KVM_GET_VCPU_EVENTS);
+        assertEquals(0x4040aea0L, KvmIoctls.KVM_SET_VCPU_EVENTS);
+        assertEquals(0x9000aea4L, KvmIoctls.KVM_GET_XSAVE);
+        assertEquals(0x5000aea5L, KvmIoctls.KVM_SET_XSAVE);
+        assertEquals(0x9000aecfL, KvmIoctls.KVM_GET_XSAVE2);
+        assertEquals(0x8188aea6L, KvmIoctls.KVM_GET_XCRS);
+        assertEquals(0x4188aea7L, KvmIoctls.KVM_SET_XCRS);
+    }
 }

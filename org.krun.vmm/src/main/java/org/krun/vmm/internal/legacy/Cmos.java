@@ -73,4 +73,16 @@ public final class Cmos implements BusDevice {
     static int bcd(int v) {
         return ((v / 10) << 4) | (v % 10);
     }
+
+    /** For a snapshot: the selected register (the clock itself is the host's). */
+    public synchronized byte[] saveState() {
+        return new byte[] {(byte) index};
+    }
+
+    public synchronized void restoreState(byte[] state) {
+        if (state.length != 1) {
+            throw new IllegalArgumentException("CMOS state has " + state.length + " bytes, not 1");
+        }
+        index = state[0] & 0x7f;
+    }
 }

@@ -63,4 +63,17 @@ public final class Serial8250 implements BusDevice {
             }
         }
     }
+
+    /** For a snapshot: the line control and scratch registers (nothing else of the UART keeps state). */
+    public synchronized byte[] saveState() {
+        return new byte[] {(byte) lcr, (byte) scratch};
+    }
+
+    public synchronized void restoreState(byte[] state) {
+        if (state.length != 2) {
+            throw new IllegalArgumentException("serial 8250 state has " + state.length + " bytes, not 2");
+        }
+        lcr = state[0] & 0xff;
+        scratch = state[1] & 0xff;
+    }
 }

@@ -1,6 +1,8 @@
 package org.krun.vmm.internal.virtio;
 
 import java.lang.System.Logger.Level;
+import java.nio.BufferUnderflowException;
+import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -16,6 +18,7 @@ import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.InterruptTrigger;
 import org.krun.spi.virtio.RateLimitedLog;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioFeatures;
 import org.krun.spi.virtio.Virtqueue;
@@ -412,6 +415,132 @@ public final class MmioTransport implements BusDevice {
         driverFeatures = 0;
         queueSel = 0;
         interruptStatus.set(0);
+    }
+
+    // ---- snapshots
+
+    static final int STATE_VERSION = 1;
+
+    /**
+     * The transport's registers and, while active, each queue's device indices (virtio 1.2 §4.2.2 and
+     * §2.7), big-endian: version, status, needs-reset, feature selects, driver features, queue select,
+     * config generation, interrupt status, active, then per queue its size, ready, three ring addresses
+     * and, for a ready queue of an active device, its {@link Virtqueue.Indices}. Call on the VM's event
+     * loop (the queues' indices are the loop's) while every vCPU is paused (the registers are theirs).
+     */
+    public synchronized byte[] saveState() {
+        Virtqueue[] q = queues;
+        boolean saveIndices = active && q != null;
+        ByteBuffer b = ByteBuffer.allocate(64 + queueRegisters.length * 48);
+        b.putInt(STATE_VERSION).putInt(status).put((byte) (needsReset ? 1 : 0)).putInt(deviceFeaturesSel)
+                .putInt(driverFeaturesSel).putLong(driverFeatures).putInt(queueSel).putInt(configGeneration.get())
+                .putInt(interruptStatus.get()).put((byte) (saveIndices ? 1 : 0)).putInt(queueRegisters.length);
+        for (int i = 0; i < queueRegisters.length; i++) {
+            QueueRegisters r = queueRegisters[i];
+            b.putInt(r.size).put((byte) (r.ready ? 1 : 0)).putLong(r.descTable).putLong(r.availRing).putLong(r.usedRing);
+            if (saveIndices && q[i].ready()) {
+                Virtqueue.Indices x = q[i].indices();
+                b.putInt(x.nextAvail()).putInt(x.nextUsed()).putInt(x.signalledUsed());
+            }
+        }
+        byte[] out = new byte[b.position()];
+        b.flip().get(out);
+        return out;
+    }
+
+    /**
+     * Puts a new transport (attached, its loop not yet running) where {@link #saveState()} found the old
+     * one, and schedules on the loop what the device needs: activation with its queues at their saved
+     * indices when it was active, then {@code deviceState} for a {@link SnapshottableDevice}, then one
+     * notification per queue for buffers the driver made available meanwhile.
+     *
+     * @throws IllegalArgumentException when {@code state} does not fit this transport's device (one line)
+     */
+    public synchronized void restoreState(byte[] state, byte[] deviceState) {
+        ByteBuffer b = ByteBuffer.wrap(state);
+        boolean restoreActive;
+        Virtqueue[] restored;
+        try {
+            int version = b.getInt();
+            if (version != STATE_VERSION) {
+                throw new IllegalArgumentException("virtio-mmio state version " + version + " (this krun reads " + STATE_VERSION + ")");
+            }
+            status = b.getInt();
+            needsReset = b.get() != 0;
+            deviceFeaturesSel = b.getInt();
+            driverFeaturesSel = b.getInt();
+            driverFeatures = b.getLong();
+            queueSel = b.getInt();
+            configGeneration.set(b.getInt());
+            interruptStatus.set(b.getInt());
+            restoreActive = b.get() != 0;
+            int count = b.getInt();
+            if (count != queueRegisters.length) {
+                throw new IllegalArgumentException("virtio device " + device.deviceType() + " has " + queueRegisters.length
+                        + " queues; its saved transport has " + count);
+            }
+            if ((driverFeatures & ~offeredFeatures) != 0) {
+                throw new IllegalArgumentException("virtio device " + device.deviceType() + " does not offer the saved driver features 0x"
+                        + Long.toHexString(driverFeatures));
+            }
+            boolean eventIdx = (driverFeatures & VirtioFeatures.RING_EVENT_IDX) != 0;
+            restored = new Virtqueue[count];
+            for (int i = 0; i < count; i++) {
+                QueueRegisters r = queueRegisters[i];
+                r.size = b.getInt();
+                r.ready = b.get() != 0;
+                r.descTable = b.getLong();
+                r.availRing = b.getLong();
+                r.usedRing = b.getLong();
+                if (!restoreActive) {
+                    continue;
+                }
+                if (!r.ready) {
+                    restored[i] = Virtqueue.disabled();
+                    continue;
+                }
+                String problem = r.layout().problem(memory, r.maxSize);
+                if (problem != null) {
+                    throw new IllegalArgumentException("virtio device " + device.deviceType() + " queue " + i + ": " + problem);
+                }
+                restored[i] = new Virtqueue(r.layout(), eventIdx);
+                restored[i].restoreIndices(new Virtqueue.Indices(b.getInt(), b.getInt(), b.getInt()));
+            }
+            if (b.hasRemaining()) {
+                throw new IllegalArgumentException("virtio-mmio state of device " + device.deviceType() + " has " + b.remaining() + " extra bytes");
+            }
+        } catch (BufferUnderflowException e) {
+            throw new IllegalArgumentException("virtio-mmio state of device " + device.deviceType() + " is truncated");
+        }
+        SnapshottableDevice snapshottable = device instanceof SnapshottableDevice d ? d : null;
+        if (snapshottable == null && deviceState.length > 0) {
+            throw new IllegalArgumentException("virtio device " + device.deviceType() + " cannot restore its saved state");
+        }
+        if (!restoreActive) {
+            if (snapshottable != null) {
+                loop.execute(() -> snapshottable.restoreState(deviceState));
+            }
+            return;
+        }
+        queues = restored;
+        active = true;
+        DeviceContext context = new Context(List.of(restored), driverFeatures);
+        loop.execute(() -> {
+            try {
+                device.activate(context);
+                deviceActive = true;
+                if (snapshottable != null) {
+                    snapshottable.restoreState(deviceState);
+                }
+            } catch (RuntimeException e) {
+                guestErrors.warn("virtio device " + device.deviceType() + " failed to resume from a snapshot: " + e);
+                active = false;
+                needsReset = true;
+                interrupt(InterruptTrigger.CONFIG);
+                return;
+            }
+            notifyAllQueues();
+        });
     }
 
     private long readConfig(int offset, int size) {

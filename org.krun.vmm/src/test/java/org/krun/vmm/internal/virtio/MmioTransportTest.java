@@ -181,6 +181,79 @@ class MmioTransportTest {
         assertNull(device.calls.poll(), "device was called");
     }
 
+    // --- snapshots ---
+
+    @Test
+    void restoredTransportActivatesItsDeviceWithTheQueuesWhereTheSnapshotLeftThem() throws Exception {
+        DeviceContext context = activate(ACCEPTED | VirtioFeatures.RING_EVENT_IDX);
+        loop.call(() -> {
+            context.queues().get(0).restoreIndices(new Virtqueue.Indices(7, 5, 4)); // as if chains had been used
+            return null;
+        });
+        context.interrupt().trigger(InterruptTrigger.CONFIG);
+        write(QUEUE_SEL, 1);
+        byte[] state = loop.call(transport::saveState);
+
+        FakeVirtioDevice other = new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX);
+        MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
+        restored.attach(new FakeHypervisorVm(), loop);
+        try {
+            restored.restoreState(state, new byte[0]);
+            DeviceContext c = other.awaitActivation();
+            assertEquals(ACCEPTED | VirtioFeatures.RING_EVENT_IDX, c.driverFeatures());
+            Virtqueue q0 = c.queues().get(0);
+            assertEquals(new QueueLayout(QUEUE0_MAX, DESC0, AVAIL0, USED0), q0.layout());
+            assertEquals(new Virtqueue.Indices(7, 5, 4), loop.call(q0::indices));
+            assertTrue(q0.eventIdx());
+            assertFalse(c.queues().get(1).ready());
+            assertEquals(RUNNING, (int) restored.read(STATUS, 4));
+            assertEquals(InterruptTrigger.CONFIG, (int) restored.read(INTERRUPT_STATUS, 4));
+            assertEquals(read(CONFIG_GENERATION), (int) restored.read(CONFIG_GENERATION, 4));
+            restored.write(QUEUE_SEL, 4, 0);
+            assertEquals(1, (int) restored.read(QUEUE_READY, 4));
+            assertEquals("activate", other.awaitCall());
+            assertEquals("notify 0", other.awaitCall(), "restored queues are notified once, for buffers made available meanwhile");
+        } finally {
+            restored.detach();
+        }
+    }
+
+    @Test
+    void inactiveTransportRestoresItsRegistersWithoutActivating() throws Exception {
+        negotiate(ACCEPTED);
+        configureQueue(1, 4, DESC1, AVAIL1, USED1);
+        byte[] state = loop.call(transport::saveState);
+        FakeVirtioDevice other = new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX);
+        MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
+        restored.attach(new FakeHypervisorVm(), loop);
+        try {
+            restored.restoreState(state, new byte[0]);
+            assertEquals(NEGOTIATED, (int) restored.read(STATUS, 4));
+            restored.write(QUEUE_SEL, 4, 1);
+            assertEquals(1, (int) restored.read(QUEUE_READY, 4));
+            settleLoop();
+            assertNull(other.calls.poll(), "an inactive device is not activated");
+        } finally {
+            restored.detach();
+        }
+    }
+
+    @Test
+    void stateOfAnotherDeviceShapeIsRefusedWithOneLine() throws Exception {
+        byte[] state = loop.call(transport::saveState);
+        MmioTransport other = new MmioTransport(new FakeVirtioDevice(QUEUE0_MAX), memory, BASE, GSI);
+        other.attach(new FakeHypervisorVm(), loop);
+        try {
+            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> other.restoreState(state, new byte[0]));
+            assertEquals("virtio device " + FakeVirtioDevice.TYPE + " has 1 queues; its saved transport has 2", e.getMessage());
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> other.restoreState(java.util.Arrays.copyOf(state, 10), new byte[0]));
+        } finally {
+            other.detach();
+        }
+    }
+
     // --- identification and features ---
 
     @Test

@@ -1,0 +1,39 @@
+package org.krun.spi.virtio;
+
+import org.osgi.annotation.versioning.ConsumerType;
+
+/**
+ * A {@link VirtioDevice} whose state can go into a VM snapshot and come back in a new VM. The transport
+ * saves and restores the generic half itself (status, features, queue addresses and indices, interrupt
+ * status, config generation); the device saves only what is its own (a console's port state, a device's
+ * configuration space that the driver may change). A VM with a device that does not implement this is
+ * refused a snapshot with a one-line error naming the device.
+ *
+ * <p>A device that holds descriptor chains between queue notifications (taken from the available ring,
+ * not yet returned to the used ring) or runs requests on other threads must either finish them before
+ * {@link #saveState()} returns or not implement this interface: a chain the device had taken would be lost
+ * in the restored VM.
+ *
+ * @since 1.2
+ */
+@ConsumerType
+public interface SnapshottableDevice extends VirtioDevice {
+
+    /**
+     * The device's own state, at most {@link #MAX_STATE_BYTES} bytes. Called on the VM's event loop while
+     * every vCPU is paused.
+     */
+    byte[] saveState();
+
+    /**
+     * Restores what {@link #saveState()} gave, on a new device made from the same specification. Called on
+     * the new VM's event loop once, before its vCPUs run: after {@link #activate(DeviceContext)} (with the
+     * queues at their saved indices) when the saved device was active, otherwise on the inactive device.
+     *
+     * @throws IllegalArgumentException when {@code state} is not one this device wrote (one line)
+     */
+    void restoreState(byte[] state);
+
+    /** The most bytes a device's saved state may have (a snapshot reader's bound). */
+    int MAX_STATE_BYTES = 1 << 20;
+}
