@@ -80,7 +80,7 @@ class TapLinuxGuestTest {
      */
     private static long transferBytes() {
         try (var kvm = org.krun.hv.kvm.internal.KvmHypervisor.open()) {
-            long bytes = Long.getLong("krun.tap.test.bytes", kvm.capabilities().hardwareVirtualization() ? 100L << 20 : 4L << 20);
+            long bytes = Long.getLong("krun.tap.test.bytes", kvm.capabilities().hardwareVirtualization() ? 100L << 20 : 1L << 20);
             System.out.println("*** TAP transfer: " + bytes + " bytes each way"
                     + (bytes < 100L << 20 ? " instead of 100 MiB (this host interprets guest kernel code: kvm-pvm)" : "") + " ***");
             return bytes;
