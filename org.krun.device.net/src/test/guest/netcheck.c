@@ -12,6 +12,9 @@
  *                      HTTP's clients do), send BYTES of the test pattern and close it
  *   udp:IP:PORT:TEXT   send TEXT in a datagram and expect it back (an echo), 5 tries, 2 s each
  *   userve:PORT:SECS   bind UDP PORT and echo the first datagram that comes within SECS seconds to its sender
+ *   ping:IP            an ICMP echo request (raw socket) and its reply, 10 tries, 1 s each
+ *   offload:MAC        the interface with address MAC: prints "offload NAME FEATURE..." with the features the
+ *                      kernel has active on it (ethtool's names, SIOCETHTOOL ETHTOOL_GFEATURES)
  * Prints one line per step ("... ok MS" or "... FAIL reason"); exits with the number of failed steps.
  *
  * The pattern is xorshift64 from seed 42, eight bytes little-endian at a time; the checksum is 64-bit
@@ -24,6 +27,8 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -76,6 +81,165 @@ static void fail(const char *step, const char *fmt, const char *detail)
     printf("\n");
     fflush(stdout);
     failures++;
+}
+
+
+/* The name of the interface with address MAC into name (IF_NAMESIZE bytes); -1 when none has it. */
+static int ifname_of(const char *mac, char *name)
+{
+    DIR *d = opendir("/sys/class/net");
+    struct dirent *e;
+    int found = -1;
+    while (found && d && (e = readdir(d))) {
+        char path[300], buf[64];
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= IF_NAMESIZE)
+            continue;
+        snprintf(path, sizeof path, "/sys/class/net/%s/address", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n >= 17 && !strncasecmp(buf, mac, 17)) {
+            snprintf(name, IF_NAMESIZE, "%s", e->d_name);
+            found = 0;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* linux/ethtool.h, which musl's headers lack */
+#define SIOCETHTOOL_ 0x8946
+#define ETHTOOL_GSTRINGS_ 0x1b
+#define ETHTOOL_GSSET_INFO_ 0x37
+#define ETHTOOL_GFEATURES_ 0x3a
+#define ETH_SS_FEATURES_ 4
+#define ETH_GSTRING_LEN_ 32
+
+static void offload(const char *step, const char *mac)
+{
+    char name[IF_NAMESIZE];
+    if (ifname_of(mac, name)) {
+        fail(step, "no interface has address %s", mac);
+        return;
+    }
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+    /* struct ethtool_sset_info: cmd, reserved, sset_mask (u64), then one u32 per set in the mask */
+    struct {
+        uint32_t cmd, reserved;
+        uint64_t mask;
+        uint32_t data[1];
+    } info = {ETHTOOL_GSSET_INFO_, 0, 1ULL << ETH_SS_FEATURES_, {0}};
+    ifr.ifr_data = (void *)&info;
+    if (ioctl(s, SIOCETHTOOL_, &ifr) || !info.mask || info.data[0] == 0 || info.data[0] > 256) {
+        close(s);
+        fail(step, "ETHTOOL_GSSET_INFO: %s", strerror(errno));
+        return;
+    }
+    uint32_t count = info.data[0];
+    static uint32_t strings[3 + 256 * ETH_GSTRING_LEN_ / 4]; /* struct ethtool_gstrings: cmd, string_set, len, data */
+    strings[0] = ETHTOOL_GSTRINGS_;
+    strings[1] = ETH_SS_FEATURES_;
+    strings[2] = count;
+    ifr.ifr_data = (void *)strings;
+    static uint32_t features[2 + 4 * 8]; /* struct ethtool_gfeatures: cmd, size, then {available, requested, active, never_changed} */
+    features[0] = ETHTOOL_GFEATURES_;
+    features[1] = 8;
+    if (ioctl(s, SIOCETHTOOL_, &ifr)) {
+        close(s);
+        fail(step, "ETHTOOL_GSTRINGS: %s", strerror(errno));
+        return;
+    }
+    ifr.ifr_data = (void *)features;
+    if (ioctl(s, SIOCETHTOOL_, &ifr)) {
+        close(s);
+        fail(step, "ETHTOOL_GFEATURES: %s", strerror(errno));
+        return;
+    }
+    close(s);
+    printf("offload %s", name);
+    for (uint32_t i = 0; i < count && i < 8 * 32; i++) {
+        if (features[2 + 4 * (i / 32) + 2] & (1u << (i % 32))) {
+            char f[ETH_GSTRING_LEN_ + 1];
+            memcpy(f, (char *)&strings[3] + i * ETH_GSTRING_LEN_, ETH_GSTRING_LEN_);
+            f[ETH_GSTRING_LEN_] = 0;
+            printf(" %s", f);
+        }
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+static uint16_t icmp_checksum(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint32_t sum = 0;
+    for (size_t i = 0; i + 1 < len; i += 2)
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (len & 1)
+        sum += (uint32_t)(p[len - 1] << 8);
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return htons((uint16_t)~sum);
+}
+
+/* An ICMP echo request to IP and its reply, over a raw socket (the guest's program runs as root). */
+static void ping(const char *step, const char *ip)
+{
+    long start = now_ms();
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    if (!inet_aton(ip, &a.sin_addr)) {
+        fail(step, "bad address %s", ip);
+        return;
+    }
+    int s = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    if (s < 0) {
+        fail(step, "raw socket: %s", strerror(errno));
+        return;
+    }
+    uint16_t id = (uint16_t)getpid();
+    for (uint16_t seq = 1; seq <= 10; seq++) {
+        unsigned char req[64] = {0};
+        struct icmphdr *h = (struct icmphdr *)req;
+        h->type = ICMP_ECHO;
+        h->un.echo.id = htons(id);
+        h->un.echo.sequence = htons(seq);
+        memcpy(req + sizeof *h, "krun-netcheck-ping", 18);
+        h->checksum = icmp_checksum(req, sizeof req);
+        if (sendto(s, req, sizeof req, 0, (struct sockaddr *)&a, sizeof a) < 0) {
+            fail(step, "sendto: %s", strerror(errno));
+            close(s);
+            return;
+        }
+        long until = now_ms() + 1000;
+        for (long left; (left = until - now_ms()) > 0;) {
+            struct pollfd p = {.fd = s, .events = POLLIN};
+            if (poll(&p, 1, (int)left) != 1)
+                break;
+            unsigned char buf[1500];
+            struct sockaddr_in from;
+            socklen_t fl = sizeof from;
+            ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+            if (n < 20)
+                continue;
+            size_t ihl = (size_t)(buf[0] & 15) * 4;
+            struct icmphdr *r = (struct icmphdr *)(buf + ihl);
+            if ((size_t)n >= ihl + sizeof *r + 18 && from.sin_addr.s_addr == a.sin_addr.s_addr && r->type == ICMP_ECHOREPLY
+                && ntohs(r->un.echo.id) == id && !memcmp(buf + ihl + sizeof *r, "krun-netcheck-ping", 18)) {
+                close(s);
+                printf("%s ok %ld seq %u\n", step, now_ms() - start, seq);
+                fflush(stdout);
+                return;
+            }
+        }
+    }
+    close(s);
+    fail(step, "no reply in %s", "10 tries");
 }
 
 static int iface(const char *step, const char *mac)
@@ -441,6 +605,10 @@ int main(int argc, char **argv)
             dev();
         } else if (!strcmp(kind, "kmsg")) {
             kmsg();
+        } else if (!strcmp(kind, "ping")) {
+            ping(step, step + 5);
+        } else if (!strcmp(kind, "offload")) {
+            offload(step, step + 8);
         } else if (!strcmp(kind, "serve") || !strcmp(kind, "userve")) {
             char *port = strtok(NULL, ":"), *arg = strtok(NULL, "");
             if (!port || !arg)

@@ -238,7 +238,7 @@ class NetLinuxGuestTest {
     }
 
     /** Reads the guest's stream to its end and answers with its checksum, then closes. */
-    private static String receiveAndAnswer(ServerSocket sink, long bytes) {
+    static String receiveAndAnswer(ServerSocket sink, long bytes) {
         try (Socket c = sink.accept()) {
             byte[] buf = new byte[64 * 1024];
             long sum = Fnv.START;
@@ -259,7 +259,7 @@ class NetLinuxGuestTest {
     }
 
     /** Sends the guest the pattern, then closes. */
-    private static long send(ServerSocket source, long bytes) {
+    static long send(ServerSocket source, long bytes) {
         try (Socket c = source.accept()) {
             Pattern p = new Pattern();
             ByteBuffer buf = ByteBuffer.allocate(64 * 1024).order(ByteOrder.LITTLE_ENDIAN);
@@ -413,7 +413,7 @@ class NetLinuxGuestTest {
         }
     }
 
-    private static Path testRootfs(Path root) throws Exception {
+    static Path testRootfs(Path root) throws Exception {
         Process cp = new ProcessBuilder("cp", "-a", LinuxGuest.rootfs().toRealPath() + "/.", root.toString())
                 .inheritIO().start();
         assertEquals(0, cp.waitFor());

@@ -1,0 +1,318 @@
+package org.krun.device.net.internal;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.invoke.MethodHandle;
+import java.net.DatagramPacket;
+import java.net.DatagramSocket;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.SocketException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.krun.api.NetSpec;
+import org.krun.api.VmExit;
+import org.krun.posix.Posix;
+import org.krun.vmm.testing.LinuxGuest;
+
+/**
+ * One boot of krun's kernel with two network cards on two TAP devices ({@code --net tap=NAME}, virtio-net
+ * headers, offloads on), checked from inside by netcheck (src/test/guest) against a network namespace this
+ * test makes:
+ * <ul>
+ * <li>eth0 (10.213.X.2/24) pings the namespace's 10.213.X.1, sends it a sized TCP stream whose checksum the
+ * namespace answers, receives one from it, and has a UDP datagram echoed;
+ * <li>eth1 (10.214.X.2/24) pings 10.214.X.1 and has a UDP datagram echoed: two cards on two TAPs, both reached;
+ * <li>the guest's kernel shows the offloads the TAP backend offered as active on both cards (checksum, TSO,
+ * hardware GRO), and eth0's counters show frames larger than the MTU went out (TSO was used).
+ * </ul>
+ *
+ * <p>How the network stays on this machine and leaves nothing behind: the test makes a namespace of its own
+ * ({@code krun-tap-XXXX}) and two persistent TAP devices with unique names ({@code krtapXXXXa/b}) in the
+ * host's namespace, without addresses. krun (in this JVM, so in the host's namespace, where TUNSETIFF finds a
+ * device by name) attaches to them; as soon as a device shows krun's virtio-net headers in its
+ * {@code tun_flags} the test moves it into its namespace (a TAP keeps its attached descriptor across the
+ * move) and gives it its address there. Nothing in the host's namespace gets an address, route, firewall
+ * rule, bridge or sysctl; the namespace has no route but its two /24s and no link outside, so the guest can
+ * reach only it. The namespace's servers are sockets this test makes on a thread that joined the namespace
+ * ({@code setns}), bound to its wildcard address. Afterwards, even on failure, the devices are deleted in
+ * either namespace and the namespace is removed.
+ *
+ * <p>Needs root with CAP_NET_ADMIN, /dev/net/tun and iproute2's {@code ip}; otherwise SKIPPED, loudly.
+ */
+class TapLinuxGuestTest {
+
+    private static final String MAC0 = NetSpec.defaultMac(0);
+    private static final String MAC1 = NetSpec.defaultMac(1);
+    private static final int SINK_PORT = 5001;
+    private static final int SOURCE_PORT = 5002;
+    private static final int ECHO_PORT = 9999;
+    private static final int CLONE_NEWNET = 0x40000000;
+    private static final int IFF_VNET_HDR = 0x4000;
+    private static final int CAP_NET_ADMIN = 12;
+
+    @TempDir
+    Path dir;
+
+    /**
+     * Bytes each way over eth0: 100 MiB where guest code runs natively; on hosts that interpret guest kernel
+     * code (kvm-pvm) less ({@code -Dkrun.tap.test.bytes} overrides), since the guest's own TCP stack is the
+     * bottleneck there.
+     */
+    private static long transferBytes() {
+        try (var kvm = org.krun.hv.kvm.internal.KvmHypervisor.open()) {
+            long bytes = Long.getLong("krun.tap.test.bytes", kvm.capabilities().hardwareVirtualization() ? 100L << 20 : 1L << 20);
+            System.out.println("*** TAP transfer: " + bytes + " bytes each way"
+                    + (bytes < 100L << 20 ? " instead of 100 MiB (this host interprets guest kernel code: kvm-pvm)" : "") + " ***");
+            return bytes;
+        }
+    }
+
+    @Test
+    void aGuestWithTwoCardsOnTwoTapsReachesANetworkNamespaceWithOffloads() throws Exception {
+        LinuxGuest.assumeKvm();
+        assumeTapAllowed();
+        long bytes = transferBytes();
+        // -Dkrun.tap.test.offloads=false measures the same boot without offloads (their checks are skipped then)
+        boolean offloads = Boolean.parseBoolean(System.getProperty("krun.tap.test.offloads", "true"));
+        String id = HexFormat.of().toHexDigits((short) ThreadLocalRandom.current().nextInt());
+        int subnet = 1 + ThreadLocalRandom.current().nextInt(254);
+        String ns = "krun-tap-" + id;
+        String tap0 = "krtap" + id + "a";
+        String tap1 = "krtap" + id + "b";
+        String host0 = "10.213." + subnet + ".1";
+        String host1 = "10.214." + subnet + ".1";
+        Path root = NetLinuxGuestTest.testRootfs(dir.resolve("rootfs"));
+        List<String> log = new ArrayList<>();
+        try {
+            ip(log, "netns", "add", ns);
+            ip(log, "-n", ns, "link", "set", "lo", "up");
+            ip(log, "tuntap", "add", "dev", tap0, "mode", "tap");
+            ip(log, "tuntap", "add", "dev", tap1, "mode", "tap");
+            Sockets s = inNamespace(ns);
+            try (ExecutorService hostSide = Executors.newVirtualThreadPerTaskExecutor();
+                    ServerSocket sink = s.sink();
+                    ServerSocket source = s.source();
+                    DatagramSocket echo = s.echo()) {
+                CompletableFuture<String> received = CompletableFuture.supplyAsync(() -> NetLinuxGuestTest.receiveAndAnswer(sink, bytes), hostSide);
+                CompletableFuture<Long> sent = CompletableFuture.supplyAsync(() -> NetLinuxGuestTest.send(source, bytes), hostSide);
+                AtomicInteger echoed = new AtomicInteger();
+                hostSide.execute(() -> echo(echo, echoed));
+                AtomicReference<String> moved = new AtomicReference<>("not yet");
+                Thread mover = Thread.ofPlatform().daemon(true).name("tap-mover").start(() -> moved.set(
+                        moveWhenAttached(log, ns, tap0, host0 + "/24") + "; " + moveWhenAttached(log, ns, tap1, host1 + "/24")));
+
+                NetSpec card0 = NetSpec.tap(tap0).withOffloads(offloads).withMac(MAC0).withIpv4(NetSpec.Ipv4.parse("10.213." + subnet + ".2/24", null));
+                NetSpec card1 = NetSpec.tap(tap1).withOffloads(offloads).withMac(MAC1).withIpv4(NetSpec.Ipv4.parse("10.214." + subnet + ".2/24", null));
+                long started = System.nanoTime();
+                LinuxGuest.Result r = LinuxGuest.run(LinuxGuest.krun(new NetFactory()), LinuxGuest.config()
+                        .root(root).memoryMib(256).device(card0).device(card1)
+                        .command("/usr/local/bin/netcheck", "iface:" + MAC0, "iface:" + MAC1, "offload:" + MAC0, "offload:" + MAC1,
+                                "ping:" + host0, "ping:" + host1, "dev",
+                                "put:" + host0 + ":" + SINK_PORT + ":" + bytes, "dev",
+                                "get:" + host0 + ":" + SOURCE_PORT + ":" + bytes, "dev",
+                                "udp:" + host0 + ":" + ECHO_PORT + ":hello-from-eth0",
+                                "udp:" + host1 + ":" + ECHO_PORT + ":hello-from-eth1", "dev", "kmsg"), null, Duration.ofSeconds(1500));
+                long seconds = TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started);
+                mover.join(5000);
+                String out = r.out();
+                out.lines().forEach(l -> System.out.println("[tap guest] " + l));
+                System.out.println("[tap guest] boot to exit " + seconds + " s; TAPs: " + moved.get() + "; " + echoed + " datagrams echoed");
+                List<String> lines = out.lines().toList();
+                assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
+                assertTrue(lines.contains("iface eth0 " + MAC0 + " up 10.213." + subnet + ".2/24 1500"), r.toString());
+                assertTrue(lines.contains("iface eth1 " + MAC1 + " up 10.214." + subnet + ".2/24 1500"), r.toString());
+                for (String card : offloads ? List.of("eth0", "eth1") : List.<String>of()) {
+                    String active = lines.stream().filter(l -> l.startsWith("offload " + card + " ")).findFirst().orElse("") + " ";
+                    for (String f : List.of("tx-checksum-ip-generic", "tx-tcp-segmentation", "tx-tcp6-segmentation", "rx-checksum", "rx-gro-hw")) {
+                        assertTrue(active.contains(" " + f + " "), card + " has " + f + " active (the TAP backend offered it): " + active);
+                    }
+                }
+                assertTrue(lines.stream().anyMatch(l -> l.startsWith("ping:" + host0 + " ok")), r.toString());
+                assertTrue(lines.stream().anyMatch(l -> l.startsWith("ping:" + host1 + " ok")), r.toString());
+                assertTrue(lines.stream().anyMatch(l -> l.startsWith("put:" + host0 + ":" + SINK_PORT + ":" + bytes + " ok")), r.toString());
+                assertTrue(lines.stream().anyMatch(l -> l.startsWith("get:" + host0 + ":" + SOURCE_PORT + ":" + bytes + " ok")), r.toString());
+                assertTrue(lines.stream().anyMatch(l -> l.startsWith("udp:" + host0 + ":" + ECHO_PORT + ":hello-from-eth0 ok")), r.toString());
+                assertTrue(lines.stream().anyMatch(l -> l.startsWith("udp:" + host1 + ":" + ECHO_PORT + ":hello-from-eth1 ok")), r.toString());
+                assertEquals(0, r.exit().status(), r.toString());
+                assertEquals(16, received.get(60, TimeUnit.SECONDS).length(), "the namespace got every byte and answered its checksum");
+                assertEquals(bytes, sent.get(60, TimeUnit.SECONDS));
+                // The offloads in use: eth0's frames each way averaged more than an MTU-sized frame could be, so
+                // the guest sent TSO frames (put) and the TAP handed it GSO ones (get).
+                List<long[]> eth0 = lines.stream().filter(l -> l.startsWith("dev eth0 ")).map(TapLinuxGuestTest::counters).toList();
+                long txPerFrame = (eth0.get(1)[2] - eth0.get(0)[2]) / Math.max(1, eth0.get(1)[3] - eth0.get(0)[3]);
+                long rxPerFrame = (eth0.get(2)[0] - eth0.get(1)[0]) / Math.max(1, eth0.get(2)[1] - eth0.get(1)[1]);
+                System.out.println("[tap guest] eth0 frames during put: " + txPerFrame + " bytes on average sent; during get: "
+                        + rxPerFrame + " bytes on average received");
+                if (!offloads) {
+                    System.out.println("*** offloads were off (krun.tap.test.offloads=false): their checks SKIPPED ***");
+                    return;
+                }
+                assertTrue(txPerFrame > 1514, "the guest's TCP frames averaged more than an MTU (TSO): " + txPerFrame);
+                assertTrue(rxPerFrame > 1514, "the TAP handed the guest frames larger than an MTU (GSO): " + rxPerFrame);
+            }
+        } finally {
+            cleanUp(ns, tap0, tap1);
+            log.forEach(l -> System.out.println("[tap host] " + l));
+        }
+    }
+
+    /** rx bytes, rx frames, tx bytes, tx frames from netcheck's "dev NAME rx B bytes P packets E errs D drop, tx B bytes P packets ..." */
+    private static long[] counters(String line) {
+        String[] w = line.split(" ");
+        return new long[] {Long.parseLong(w[3]), Long.parseLong(w[5]), Long.parseLong(w[12]), Long.parseLong(w[14])};
+    }
+
+    /** Skips, loudly, unless this process may make TAP devices and network namespaces. */
+    private static void assumeTapAllowed() throws Exception {
+        String why = null;
+        long caps = Files.readAllLines(Path.of("/proc/self/status")).stream().filter(l -> l.startsWith("CapEff:"))
+                .map(l -> Long.parseUnsignedLong(l.substring(7).trim(), 16)).findFirst().orElse(0L);
+        if (!"root".equals(System.getProperty("user.name")) || (caps & 1L << CAP_NET_ADMIN) == 0) {
+            why = "it does not run as root with CAP_NET_ADMIN";
+        } else if (!Files.exists(Path.of("/dev/net/tun"))) {
+            why = "the host has no /dev/net/tun";
+        } else {
+            try {
+                if (new ProcessBuilder("ip", "-V").redirectErrorStream(true).start().waitFor() != 0) {
+                    why = "iproute2's ip does not run";
+                }
+            } catch (java.io.IOException e) {
+                why = "iproute2's ip is not installed (apt-get install iproute2)";
+            }
+        }
+        if (why != null) {
+            String message = "the TAP guest test was SKIPPED because " + why;
+            System.err.println("*** " + message + " ***");
+            Assumptions.abort(message);
+        }
+    }
+
+    /** The namespace's servers, made on a thread that joined the namespace: a socket belongs to its maker's. */
+    private record Sockets(ServerSocket sink, ServerSocket source, DatagramSocket echo) {
+    }
+
+    private static Sockets inNamespace(String ns) throws Exception {
+        AtomicReference<Object> made = new AtomicReference<>();
+        Thread t = Thread.ofPlatform().name("netns-" + ns).start(() -> {
+            try {
+                int fd = Posix.open("/run/netns/" + ns, Posix.O_RDONLY | Posix.O_CLOEXEC);
+                Posix.check("open /run/netns/" + ns, fd);
+                try {
+                    int r = (int) SETNS.invokeExact(fd, CLONE_NEWNET);
+                    if (r != 0) {
+                        throw new IllegalStateException("setns " + ns + " failed");
+                    }
+                } finally {
+                    Posix.close(fd);
+                }
+                ServerSocket sink = new ServerSocket();
+                sink.bind(new InetSocketAddress(SINK_PORT), 4);
+                ServerSocket source = new ServerSocket();
+                source.bind(new InetSocketAddress(SOURCE_PORT), 4);
+                made.set(new Sockets(sink, source, new DatagramSocket(ECHO_PORT)));
+            } catch (Throwable e) {
+                made.set(e);
+            }
+        });
+        t.join();
+        if (made.get() instanceof Sockets s) {
+            return s;
+        }
+        throw new IllegalStateException("sockets in namespace " + ns, (Throwable) made.get());
+    }
+
+    private static final MethodHandle SETNS = Linker.nativeLinker().downcallHandle(
+            Linker.nativeLinker().defaultLookup().find("setns").orElseThrow(), FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+
+    /** Echoes every datagram to its sender until the socket closes. */
+    private static void echo(DatagramSocket s, AtomicInteger echoed) {
+        byte[] buf = new byte[2048];
+        while (!s.isClosed()) {
+            DatagramPacket p = new DatagramPacket(buf, buf.length);
+            try {
+                s.receive(p);
+                s.send(new DatagramPacket(buf, p.getLength(), p.getSocketAddress()));
+                echoed.incrementAndGet();
+            } catch (SocketException e) {
+                return; // closed
+            } catch (java.io.IOException e) {
+                // one datagram lost: the guest tries again
+            }
+        }
+    }
+
+    /**
+     * Waits (2 minutes at most) until krun attached to {@code tap} (its tun_flags show virtio-net headers), then
+     * moves it into {@code ns} and gives it {@code address} there.
+     */
+    private static String moveWhenAttached(List<String> log, String ns, String tap, String address) {
+        Path flags = Path.of("/sys/class/net", tap, "tun_flags");
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(2);
+        try {
+            while (System.nanoTime() < deadline) {
+                if (Files.exists(flags) && (Integer.decode(Files.readString(flags).trim()) & IFF_VNET_HDR) != 0) {
+                    ip(log, "link", "set", tap, "netns", ns);
+                    ip(log, "-n", ns, "addr", "add", address, "dev", tap);
+                    ip(log, "-n", ns, "link", "set", tap, "up");
+                    return tap + " attached and moved to " + ns + " as " + address;
+                }
+                Thread.sleep(20);
+            }
+            return tap + ": krun never attached";
+        } catch (Exception e) {
+            return tap + ": " + e;
+        }
+    }
+
+    private static synchronized void ip(List<String> log, String... args) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of("ip"));
+        cmd.addAll(List.of(args));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes()).trim();
+        int rc = p.waitFor();
+        log.add(String.join(" ", cmd) + (rc == 0 ? "" : " -> " + rc + " " + out));
+        if (rc != 0) {
+            throw new IllegalStateException(String.join(" ", cmd) + ": " + out);
+        }
+    }
+
+    /** Deletes the devices wherever they are and the namespace; nothing the test made survives it. */
+    private static void cleanUp(String ns, String... taps) {
+        List<List<String>> steps = new ArrayList<>();
+        for (String tap : taps) {
+            steps.add(List.of("ip", "-n", ns, "link", "del", tap));
+            steps.add(List.of("ip", "link", "del", tap));
+        }
+        steps.add(List.of("ip", "netns", "del", ns));
+        for (List<String> step : steps) {
+            try {
+                new ProcessBuilder(step).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
+            } catch (Exception e) {
+                System.err.println("cleaning up: " + step + ": " + e);
+            }
+        }
+        for (String tap : taps) {
+            assertTrue(!Files.exists(Path.of("/sys/class/net", tap)), tap + " is gone from the host");
+        }
+    }
+}
