@@ -459,6 +459,27 @@ public abstract class AbstractVirtioDevice<S> implements VirtioDevice {
             flushInterrupts();
         }
 
+        /**
+         * For a snapshot ({@link SnapshottableDevice#saveState()}, on the loop while the vCPUs are paused):
+         * waits up to {@code timeout} for every request {@link #submit submitted} off the loop to finish,
+         * then returns their chains to the driver at once, so the queues' indices that the transport saves
+         * next account for them. Whether nothing is in flight any more; when false, the device must refuse
+         * the snapshot (a chain still running would be lost in the restored VM).
+         *
+         * @since 1.2
+         */
+        public boolean awaitIdle(Duration timeout) {
+            boolean idle = inFlight.awaitIdle(timeout);
+            if (current) {
+                Completion c;
+                while ((c = completions.poll()) != null) {
+                    addUsed(c.queue(), c.head(), c.length());
+                }
+                flushInterrupts();
+            }
+            return idle;
+        }
+
         /** Requests submitted and not yet finished, for tests and statistics. */
         public int requestsInFlight() {
             return inFlight.count();

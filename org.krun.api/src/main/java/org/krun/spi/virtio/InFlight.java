@@ -19,12 +19,14 @@ final class InFlight {
 
     synchronized void rejected() {
         queued--;
+        notifyIfIdle();
     }
 
     /** A worker picks a request up; false when the activation has ended (skip it). */
     synchronized boolean start() {
         queued--;
         if (closed) {
+            notifyIfIdle();
             return false;
         }
         running++;
@@ -34,6 +36,39 @@ final class InFlight {
     synchronized void finish() {
         if (--running == 0) {
             notifyAll();
+        }
+    }
+
+    private void notifyIfIdle() {
+        if (queued + running == 0) {
+            notifyAll();
+        }
+    }
+
+    /**
+     * Waits up to {@code timeout} until no request is queued or running (without closing: requests queued
+     * meanwhile still run); whether that happened.
+     */
+    synchronized boolean awaitIdle(Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        boolean interrupted = false;
+        try {
+            while (queued + running > 0) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return false;
+                }
+                try {
+                    wait(Math.max(1, left / 1_000_000));
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            return true;
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
         }
     }
 

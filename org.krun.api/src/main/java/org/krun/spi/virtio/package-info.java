@@ -14,7 +14,9 @@
  *
  * <p>1.2: snapshots. A device whose state can be saved implements
  * {@link org.krun.spi.virtio.SnapshottableDevice}; a VM with any device that does not is refused a snapshot.
- * The transport saves the queues' addresses and {@link org.krun.spi.virtio.Virtqueue.Indices}.
+ * The transport saves the queues' addresses and {@link org.krun.spi.virtio.Virtqueue.Indices}. A device
+ * serving requests off the loop drains them in its {@code saveState} with
+ * {@link org.krun.spi.virtio.AbstractVirtioDevice.Active#awaitIdle}.
  */
 @Export
 @Version("1.2.0")

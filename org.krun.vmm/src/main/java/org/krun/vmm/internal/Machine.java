@@ -424,16 +424,20 @@ final class Machine implements VirtualMachine {
             // All of it on the loop: no device runs while its state and guest RAM are read, and a kill meanwhile
             // cannot close vCPUs or unmap RAM under the snapshot (the loop thread releases them, afterwards).
             SnapshotState state = loop.call(() -> {
+                // Devices first: one that drains requests running off the loop (Active.awaitIdle) returns
+                // their chains now, so the interrupts that raises reach the irqchip and vCPU state saved next.
+                List<byte[]> deviceStates = new ArrayList<>();
+                for (MmioTransport t : transports) {
+                    deviceStates.add(((SnapshottableDevice) t.device()).saveState());
+                }
                 List<byte[]> vcpuStates = new ArrayList<>();
                 for (Vcpu v : vcpus) {
                     vcpuStates.add(v.saveState());
                 }
                 byte[] vmState = hypervisorVm.saveState();
                 List<byte[]> transportStates = new ArrayList<>();
-                List<byte[]> deviceStates = new ArrayList<>();
                 for (MmioTransport t : transports) {
                     transportStates.add(t.saveState());
-                    deviceStates.add(((SnapshottableDevice) t.device()).saveState());
                 }
                 long pages;
                 try {

@@ -2,11 +2,13 @@ package org.krun.device.balloon.internal;
 
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 
 import org.krun.api.BalloonSpec;
 import org.krun.posix.PosixException;
 import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioIds;
 
 /**
@@ -27,7 +29,7 @@ import org.krun.spi.virtio.VirtioIds;
  *
  * <p>All queue work runs on the VM's event loop; configuration space is accessed from vCPU threads.
  */
-final class VirtioBalloon extends AbstractVirtioDevice<VirtioBalloon.Queues> {
+final class VirtioBalloon extends AbstractVirtioDevice<VirtioBalloon.Queues> implements SnapshottableDevice {
 
     static final long F_MUST_TELL_HOST = 1L;
     static final long F_STATS_VQ = 1L << 1;
@@ -72,6 +74,9 @@ final class VirtioBalloon extends AbstractVirtioDevice<VirtioBalloon.Queues> {
         // features not offered. Only actual is the driver's to write (§5.5.4), possibly a byte at a time.
         config().driverWritable(CONFIG_ACTUAL, 4);
     }
+
+    static final int STATE_VERSION = 1;
+    static final int STATE_BYTES = 13;
 
     @Override
     protected Queues onActivate(Active<Queues> a) {
@@ -175,5 +180,50 @@ final class VirtioBalloon extends AbstractVirtioDevice<VirtioBalloon.Queues> {
         log().log(Level.DEBUG, () -> "virtio-balloon: " + freePageReports + " free page reports (" + (reportedBytes >> 20)
                 + " MiB), " + inflatedPages + " pages inflated, " + (releasedBytes >> 20) + " MiB released, "
                 + rejected + " refused");
+    }
+
+    // ---- snapshots
+
+    /**
+     * Snapshots: every chain is acknowledged within the notification that took it, so the queues' indices
+     * (the transport's) are the whole queue state. The device's own: num_pages (the target), actual (the
+     * driver's count), and whether free page reporting was offered; whether the driver accepted it follows
+     * from the saved features, as {@link #onActivate} derives it. Pages released before the snapshot read as
+     * zeros in the snapshot's RAM; in a VM restored copy-on-write, releasing a page again returns it to the
+     * snapshot's contents, which the driver does not rely on (it never assumes released pages are zero: no
+     * PAGE_POISON).
+     */
+    @Override
+    public byte[] saveState() {
+        return ByteBuffer.allocate(STATE_BYTES).putInt(STATE_VERSION).putInt(config().getInt(CONFIG_NUM_PAGES))
+                .putInt(config().getInt(CONFIG_ACTUAL)).put((byte) (spec.freePageReporting() ? 1 : 0)).array();
+    }
+
+    @Override
+    public void restoreState(byte[] state) {
+        if (state.length != STATE_BYTES) {
+            throw new IllegalArgumentException("virtio-balloon: saved state has " + state.length + " bytes, not " + STATE_BYTES);
+        }
+        ByteBuffer b = ByteBuffer.wrap(state);
+        int version = b.getInt();
+        if (version != STATE_VERSION) {
+            throw new IllegalArgumentException("virtio-balloon: saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
+        }
+        int numPages = b.getInt();
+        int actual = b.getInt();
+        byte reporting = b.get();
+        if (reporting != 0 && reporting != 1) {
+            throw new IllegalArgumentException("virtio-balloon: saved state has free page reporting " + reporting);
+        }
+        if ((reporting == 1) != spec.freePageReporting()) {
+            throw new IllegalArgumentException("virtio-balloon: the snapshot's balloon had free page reporting "
+                    + (reporting == 1 ? "on" : "off") + ", this configuration's " + (spec.freePageReporting() ? "on" : "off"));
+        }
+        // The device never asks for pages (num_pages 0); a target it did not set is not taken from a file.
+        if (numPages != 0) {
+            throw new IllegalArgumentException("virtio-balloon: saved state asks for " + Integer.toUnsignedString(numPages)
+                    + " pages; this device never does");
+        }
+        config().putInt(CONFIG_NUM_PAGES, numPages).putInt(CONFIG_ACTUAL, actual);
     }
 }

@@ -2,6 +2,7 @@ package org.krun.device.balloon.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -480,5 +481,57 @@ class VirtioBalloonTest {
         assertTrue(inflateq().usedEntries().isEmpty());
         assertTrue(discarder.discarded.isEmpty());
         assertFalse(balloon.releasedBytes() > 0);
+    }
+
+    // ---- snapshots
+
+    @Test
+    void restoredBalloonKeepsActualAndServesTheNextReport() {
+        activate();
+        balloon.writeConfig(VirtioBalloon.CONFIG_ACTUAL, new byte[] {0x10, 0, 0, 0});
+        long a = pages(2, (byte) 1);
+        report(a, PAGE);
+        balloon.queueNotify(VirtioBalloon.REPORTING_VQ);
+        byte[] state = balloon.saveState();
+
+        VirtioBalloon fresh = new VirtioBalloon(BalloonSpec.withFreePageReporting(), discarder);
+        List<Virtqueue> restored = new ArrayList<>();
+        for (int i = 0; i < queues.size(); i++) {
+            Virtqueue q = new Virtqueue(queues.get(i).layout(), false);
+            q.restoreIndices(context.queues().get(i).indices());
+            restored.add(q);
+        }
+        FakeDeviceContext restoredContext = new FakeDeviceContext(ram.memory(), context.driverFeatures(), restored);
+        fresh.restoreState(state); // before activation: the config the driver reads on resume
+        fresh.activate(restoredContext);
+        fresh.restoreState(state);
+        assertEquals(0x10, readConfigInt(fresh, VirtioBalloon.CONFIG_ACTUAL));
+        assertEquals(0, readConfigInt(fresh, VirtioBalloon.CONFIG_NUM_PAGES));
+        int head = report(a + PAGE, PAGE);
+        fresh.queueNotify(VirtioBalloon.REPORTING_VQ);
+        List<MockDriverQueue.Used> used = reportingVq().usedEntries();
+        assertEquals(2, used.size(), "the report before the snapshot and the one after the restore");
+        assertEquals(head, used.get(1).id());
+        assertEquals(1, fresh.freePageReports());
+        assertReleased(discarder.discarded, a, PAGE, a + PAGE, PAGE);
+        fresh.close();
+    }
+
+    @Test
+    void tamperedOrMismatchedBalloonStateIsRefusedWithOneLine() {
+        byte[] state = new VirtioBalloon(BalloonSpec.withFreePageReporting(), discarder).saveState();
+        VirtioBalloon without = new VirtioBalloon(new BalloonSpec(false), discarder);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> without.restoreState(state));
+        assertEquals("virtio-balloon: the snapshot's balloon had free page reporting on, this configuration's off", e.getMessage());
+        VirtioBalloon with = new VirtioBalloon(BalloonSpec.withFreePageReporting(), discarder);
+        e = assertThrows(IllegalArgumentException.class, () -> with.restoreState(java.util.Arrays.copyOf(state, 4)));
+        assertEquals("virtio-balloon: saved state has 4 bytes, not 13", e.getMessage());
+        byte[] target = state.clone();
+        target[7] = 1;
+        e = assertThrows(IllegalArgumentException.class, () -> with.restoreState(target));
+        assertEquals("virtio-balloon: saved state asks for 1 pages; this device never does", e.getMessage());
+        byte[] flag = state.clone();
+        flag[12] = 7;
+        assertThrows(IllegalArgumentException.class, () -> with.restoreState(flag));
     }
 }

@@ -5,12 +5,14 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 
 import org.krun.api.DiskSpec;
 import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioIds;
 
 /**
@@ -25,7 +27,7 @@ import org.krun.spi.virtio.VirtioIds;
  * <p>Reset and close wait for the I/O in flight (bounded), so no request touches guest memory after the
  * device let go of it; completions of an earlier activation are dropped.
  */
-final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> {
+final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> implements SnapshottableDevice {
 
     static final long F_SEG_MAX = 1L << 2;
     static final long F_RO = 1L << 5;
@@ -69,6 +71,11 @@ final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> {
      * device leaves chains in the ring until requests finish and the driver notifies again.
      */
     static final int MAX_IN_FLIGHT = QUEUE_SIZE;
+
+    /** How long a snapshot waits for I/O in flight before it is refused. */
+    static final Duration SNAPSHOT_DRAIN_TIMEOUT = Duration.ofSeconds(10);
+    static final int STATE_VERSION = 1;
+    static final int STATE_BYTES = 12;
 
     /** How long reset and close wait for I/O in flight. */
     static final Duration IO_DRAIN_TIMEOUT = Duration.ofSeconds(30);
@@ -227,6 +234,51 @@ final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> {
             // file while that thread still uses it. Keep it open, and say so.
             log().log(Level.ERROR, "disk " + spec.file() + ": I/O threads did not finish within "
                     + IO_DRAIN_TIMEOUT.toSeconds() + " s; leaving the image open");
+        }
+    }
+
+    // ---- snapshots
+
+    /**
+     * Snapshots: the requests running on the I/O threads finish first (bounded by
+     * {@link #SNAPSHOT_DRAIN_TIMEOUT}; a snapshot is refused past it) and their chains go back to the
+     * driver, so the transport's queue indices are the whole queue state. The device's own: the capacity
+     * in sectors the guest was shown. The image's contents are not in the snapshot: the restoring
+     * configuration names the image, and what the guest cached of it must still be true there.
+     */
+    @Override
+    public byte[] saveState() {
+        return saveState(SNAPSHOT_DRAIN_TIMEOUT);
+    }
+
+    byte[] saveState(Duration drainTimeout) {
+        Active<Negotiated> a = active();
+        if (a != null && !a.awaitIdle(drainTimeout)) {
+            throw new IllegalStateException(name() + ": " + a.requestsInFlight() + " requests still running after "
+                    + drainTimeout.toMillis() + " ms");
+        }
+        return ByteBuffer.allocate(STATE_BYTES).putInt(STATE_VERSION).putLong(config().getLong(CONFIG_CAPACITY)).array();
+    }
+
+    /**
+     * Restores on a device over the image the restoring configuration names. If its capacity differs from
+     * the saved one, an active device tells the driver with a configuration change (virtio 1.2 §5.2.2: Linux
+     * then reads the capacity again), as a resized disk would.
+     */
+    @Override
+    public void restoreState(byte[] state) {
+        if (state.length != STATE_BYTES) {
+            throw new IllegalArgumentException(name() + ": saved state has " + state.length + " bytes, not " + STATE_BYTES);
+        }
+        ByteBuffer b = ByteBuffer.wrap(state);
+        int version = b.getInt();
+        if (version != STATE_VERSION) {
+            throw new IllegalArgumentException(name() + ": saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
+        }
+        long savedCapacity = b.getLong();
+        Active<Negotiated> a = active();
+        if (savedCapacity != config().getLong(CONFIG_CAPACITY) && a != null) {
+            a.configChanged();
         }
     }
 }

@@ -1,7 +1,9 @@
 package org.krun.device.virtiofs.internal;
 
 import java.lang.System.Logger.Level;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -13,6 +15,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.krun.api.FsShareSpec;
 import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioIds;
 
 /**
@@ -34,7 +37,7 @@ import org.krun.spi.virtio.VirtioIds;
  * <p>Reset and close first end every lock wait ({@link FuseServer#cancelWaits}), then the base waits for
  * the requests still running, then the filesystem's descriptors are closed.
  */
-final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> {
+final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements SnapshottableDevice {
 
     static final int HIPRIO_QUEUE = 0;
     static final int REQUEST_QUEUE = 1;
@@ -45,6 +48,10 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> {
     static final int MAX_WORKERS = 16;
     static final int MAX_IN_FLIGHT = QUEUE_SIZE;
     static final int BATCH = 256;
+    /** How long a snapshot waits for requests running on the workers before it is refused. */
+    static final Duration SNAPSHOT_DRAIN_TIMEOUT = Duration.ofSeconds(5);
+    static final int STATE_VERSION = 1;
+    static final int STATE_BYTES = 4;
 
     /** One activation: the server, and the requests it has in flight. */
     static final class Session {
@@ -187,6 +194,60 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> {
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    // ---- snapshots
+
+    /**
+     * Snapshots: only of a session in which the guest holds nothing on the host. A FUSE session's node ids
+     * and file handles stand for host descriptors (O_PATH inodes, open files, OFD locks), which cannot go
+     * into a snapshot, so a snapshot is refused, with one line, once the guest knows any inode besides the
+     * root (node id 1, which a restored device gives to the share's directory again), has a file or directory
+     * open, holds or waits for a lock, or has a request that does not finish within
+     * {@link #SNAPSHOT_DRAIN_TIMEOUT}. Before the guest's FUSE_INIT, or after it with only the root known,
+     * nothing is lost: the session's negotiated options live in the guest, this server keeps none, and a
+     * restored device (a new server over the directory the restoring configuration names) answers the
+     * guest's next request, or a new FUSE_INIT, as the old one would have.
+     */
+    @Override
+    public byte[] saveState() {
+        return saveState(SNAPSHOT_DRAIN_TIMEOUT);
+    }
+
+    byte[] saveState(Duration drainTimeout) {
+        Active<Session> a = active();
+        if (a != null) {
+            FuseServer server = a.state().server;
+            int waiting = server.waits().waiting();
+            if (waiting > 0) {
+                throw new IllegalStateException(name() + ": the guest waits for " + waiting
+                        + " file locks; a FUSE session's host state cannot go into a snapshot");
+            }
+            if (!a.awaitIdle(drainTimeout)) {
+                throw new IllegalStateException(name() + ": " + a.requestsInFlight() + " requests still running after "
+                        + drainTimeout.toMillis() + " ms");
+            }
+            PassthroughFs fs = server.fs();
+            int inodes = fs.inodeCount() - 1;
+            int handles = fs.handleCount();
+            int lockOwners = fs.lockOwnerCount();
+            if (inodes > 0 || handles > 0 || lockOwners > 0) {
+                throw new IllegalStateException(name() + ": the guest holds " + inodes + " inodes, " + handles
+                        + " open files and " + lockOwners + " lock owners (host descriptors cannot go into a snapshot)");
+            }
+        }
+        return ByteBuffer.allocate(STATE_BYTES).putInt(STATE_VERSION).array();
+    }
+
+    @Override
+    public void restoreState(byte[] state) {
+        if (state.length != STATE_BYTES) {
+            throw new IllegalArgumentException(name() + ": saved state has " + state.length + " bytes, not " + STATE_BYTES);
+        }
+        int version = ByteBuffer.wrap(state).getInt();
+        if (version != STATE_VERSION) {
+            throw new IllegalArgumentException(name() + ": saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
         }
     }
 }

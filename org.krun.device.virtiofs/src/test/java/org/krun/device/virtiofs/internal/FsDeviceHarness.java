@@ -38,7 +38,9 @@ final class FsDeviceHarness implements AutoCloseable {
     final TestGuestMemory ram;
     final MockDriverQueue hiprio;
     final MockDriverQueue requests;
-    final VirtioFs device;
+    volatile VirtioFs device;
+    private final Path share;
+    private volatile List<Virtqueue> deviceQueues;
     final List<String> resetReasons = new CopyOnWriteArrayList<>();
     private final ExecutorService loopExecutor;
     private volatile Thread loopThread;
@@ -83,9 +85,18 @@ final class FsDeviceHarness implements AutoCloseable {
                 throw new UnsupportedOperationException();
             }
         };
+        this.share = share;
         device = new VirtioFs(new FsShareSpec("test", share, false), limits);
-        List<Virtqueue> queues = List.of(hiprio.configuredQueue(), requests.configuredQueue());
-        DeviceContext context = new DeviceContext() {
+        deviceQueues = List.of(hiprio.configuredQueue(), requests.configuredQueue());
+        DeviceContext context = context(deviceQueues);
+        onLoop(() -> {
+            device.activate(context);
+            return null;
+        });
+    }
+
+    private DeviceContext context(List<Virtqueue> queues) {
+        return new DeviceContext() {
             @Override
             public GuestMemory memory() {
                 return ram.memory();
@@ -116,8 +127,38 @@ final class FsDeviceHarness implements AutoCloseable {
                 resetReasons.add(reason);
             }
         };
+    }
+
+    /** The device's snapshot state, taken on the loop, or the exception it refused with. */
+    Object saveState(Duration drainTimeout) {
+        return onLoop(() -> {
+            try {
+                return device.saveState(drainTimeout);
+            } catch (IllegalStateException e) {
+                return e;
+            }
+        });
+    }
+
+    /**
+     * What a restored VM does: the old device closed, a new one over the same share activated with the
+     * queues at the indices the old one left, given {@code state}, then notified as the transport does.
+     */
+    void restore(byte[] state, FsLimits limits) {
+        List<Virtqueue.Indices> saved = onLoop(() -> List.of(deviceQueues.get(0).indices(), deviceQueues.get(1).indices()));
+        closeDevice(Duration.ofSeconds(10));
+        VirtioFs fresh = new VirtioFs(new FsShareSpec("test", share, false), limits);
+        List<Virtqueue> queues = List.of(new Virtqueue(hiprio.layout(), false), new Virtqueue(requests.layout(), false));
+        for (int i = 0; i < 2; i++) {
+            queues.get(i).restoreIndices(saved.get(i));
+        }
+        deviceQueues = queues;
+        device = fresh;
         onLoop(() -> {
-            device.activate(context);
+            fresh.activate(context(queues));
+            fresh.restoreState(state);
+            fresh.queueNotify(VirtioFs.HIPRIO_QUEUE);
+            fresh.queueNotify(VirtioFs.REQUEST_QUEUE);
             return null;
         });
     }

@@ -41,6 +41,11 @@ final class Tsi {
     private final Map<Long, Pending> pending = new HashMap<>();
     private long nextId = 1;
 
+    /** Host connections accepted for the guest's listeners and not yet claimed (for snapshots). */
+    int pendingCount() {
+        return pending.size();
+    }
+
     /** A host connection to a published port, accepted, waiting for the guest's ACCEPT. */
     private record Pending(int fd, Listener listener) {
     }

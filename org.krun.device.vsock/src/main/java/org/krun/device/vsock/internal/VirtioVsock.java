@@ -1,5 +1,6 @@
 package org.krun.device.vsock.internal;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -14,6 +15,7 @@ import org.krun.posix.PosixNet;
 import org.krun.posix.SockAddr;
 import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.EventLoop;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.GuestSetup;
 import org.krun.spi.virtio.VirtioIds;
 
@@ -23,7 +25,7 @@ import org.krun.spi.virtio.VirtioIds;
  * stands behind a host port: the unix socket of a port map, or (transparent socket impersonation) the
  * device's TSI service. Everything runs on the VM's event loop; host sockets are non-blocking.
  */
-final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
+final class VirtioVsock extends AbstractVirtioDevice<VsockSession> implements SnapshottableDevice {
 
     static final int RX = 0;
     static final int TX = 1;
@@ -33,6 +35,8 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
     static final int CONFIG_SIZE = 8;
     /** The guest's name for the host's loopback (TSI.md). */
     static final String HOST_ALIAS = "host.krun.internal";
+    static final int STATE_VERSION = 1;
+    static final int STATE_BYTES = 12;
 
     private final VsockSpec spec;
     /** Port maps the guest connects to, by vsock port. */
@@ -168,5 +172,51 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> {
     @Override
     protected void onClose() {
         listeners.forEach(PortMapListener::close);
+    }
+
+    // ---- snapshots
+
+    /**
+     * Snapshots: only of a device with nothing open. The rx buffers the guest posted stay in the rx ring
+     * until the device has a packet (the transport's indices carry them), the event queue's buffers are
+     * never used, and chains taken from tx are answered at once; so an idle device's own state is just the
+     * next host port it hands out. A guest with connections (port maps, TSI sockets, TSI listeners of
+     * published ports) or packets waiting for rx buffers is refused with one line: host sockets cannot go
+     * into a snapshot. The host's own listeners (listen maps, published ports) belong to the configuration
+     * and are bound again by the restoring VM; a guest that listens on a vsock port keeps its listener, in
+     * its own memory, and host clients reach it through the new VM's listen maps.
+     */
+    @Override
+    public byte[] saveState() {
+        Active<VsockSession> a = active();
+        long nextEphemeral = VsockSession.FIRST_EPHEMERAL_PORT;
+        if (a != null) {
+            String refusal = a.state().snapshotRefusal();
+            if (refusal != null) {
+                throw new IllegalStateException(name() + ": " + refusal);
+            }
+            nextEphemeral = a.state().nextEphemeral();
+        }
+        return ByteBuffer.allocate(STATE_BYTES).putInt(STATE_VERSION).putLong(nextEphemeral).array();
+    }
+
+    @Override
+    public void restoreState(byte[] state) {
+        if (state.length != STATE_BYTES) {
+            throw new IllegalArgumentException(name() + ": saved state has " + state.length + " bytes, not " + STATE_BYTES);
+        }
+        ByteBuffer b = ByteBuffer.wrap(state);
+        int version = b.getInt();
+        if (version != STATE_VERSION) {
+            throw new IllegalArgumentException(name() + ": saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
+        }
+        long nextEphemeral = b.getLong();
+        if (nextEphemeral < VsockSession.FIRST_EPHEMERAL_PORT || nextEphemeral > VsockSession.LAST_EPHEMERAL_PORT) {
+            throw new IllegalArgumentException(name() + ": saved next host port " + nextEphemeral + " is out of range");
+        }
+        Active<VsockSession> a = active();
+        if (a != null) {
+            a.state().nextEphemeral(nextEphemeral);
+        }
     }
 }

@@ -44,6 +44,8 @@ final class VsockSession {
     static final int MAX_RX_PAYLOAD = 64 * 1024;
     /** Host-initiated connections take host ports from here up (below the TSI range). */
     static final long FIRST_EPHEMERAL_PORT = 49152;
+    /** The last host port {@link #nextFreePort} hands out before it wraps. */
+    static final long LAST_EPHEMERAL_PORT = 0x3ffff;
 
     private record Key(long hostPort, long guestPort) {
     }
@@ -258,7 +260,7 @@ final class VsockSession {
     private long nextFreePort(long guestPort) {
         for (int tries = 0; tries < 65536; tries++) {
             long p = nextEphemeral;
-            nextEphemeral = nextEphemeral >= 0x3ffff ? FIRST_EPHEMERAL_PORT : nextEphemeral + 1;
+            nextEphemeral = nextEphemeral >= LAST_EPHEMERAL_PORT ? FIRST_EPHEMERAL_PORT : nextEphemeral + 1;
             if (!connections.containsKey(new Key(p, guestPort)) && !device.isServicePort(p)) {
                 return p;
             }
@@ -512,6 +514,34 @@ final class VsockSession {
         control.clear();
         replies.clear();
         creditUpdates.clear();
+    }
+
+    // ---- snapshots
+
+    /**
+     * Why this session cannot go into a snapshot, or null when it holds nothing of the guest's: no
+     * connection (TSI sockets and listeners are connections to the TSI port), no accepted host connection
+     * waiting for a guest listener, no packet waiting for an rx buffer.
+     */
+    String snapshotRefusal() {
+        int accepted = tsi == null ? 0 : tsi.pendingCount();
+        if (!connections.isEmpty() || accepted > 0) {
+            return "the guest has " + connections.size() + " connections and " + accepted
+                    + " accepted host connections (host sockets cannot go into a snapshot)";
+        }
+        int packets = control.size() + replies.size() + creditUpdates.size() + wantRx.size();
+        if (packets > 0) {
+            return packets + " packets wait for guest rx buffers";
+        }
+        return null;
+    }
+
+    long nextEphemeral() {
+        return nextEphemeral;
+    }
+
+    void nextEphemeral(long port) {
+        nextEphemeral = port;
     }
 
     /** EAGAIN-safe errno check for callers that connect host sockets. */

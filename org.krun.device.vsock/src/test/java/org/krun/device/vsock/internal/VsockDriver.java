@@ -49,7 +49,8 @@ final class VsockDriver implements AutoCloseable {
     final MockDriverQueue event;
     final EpollEventLoop loop = new EpollEventLoop();
     private final Thread loopThread;
-    final VirtioVsock device;
+    volatile VirtioVsock device;
+    private volatile List<Virtqueue> deviceQueues;
     final List<Packet> received = new ArrayList<>();
     private int rxUsedSeen;
 
@@ -64,9 +65,16 @@ final class VsockDriver implements AutoCloseable {
         event = new MockDriverQueue(ram, 16);
         loopThread = Thread.ofPlatform().name("vsock-test-loop").daemon(true).start(loop::run);
         device = (VirtioVsock) new VsockFactory().create(spec);
-        DeviceContext context = new DeviceContext() {
-            private final List<Virtqueue> queues = List.of(rx.configuredQueue(), tx.configuredQueue(), event.configuredQueue());
+        deviceQueues = List.of(rx.configuredQueue(), tx.configuredQueue(), event.configuredQueue());
+        DeviceContext context = context(deviceQueues);
+        onLoop(() -> {
+            device.activate(context);
+            return null;
+        });
+    }
 
+    private DeviceContext context(List<Virtqueue> queues) {
+        return new DeviceContext() {
             @Override
             public GuestMemory memory() {
                 return ram.memory();
@@ -97,8 +105,29 @@ final class VsockDriver implements AutoCloseable {
                 throw new AssertionError("device asked for a reset: " + reason);
             }
         };
+    }
+
+    /**
+     * What a restored VM does: the old device closed, a new one made from {@code spec} activated with the
+     * queues at the indices the old one left, given {@code state}, then notified as the transport does.
+     */
+    void restore(VsockSpec spec, byte[] state) {
         onLoop(() -> {
-            device.activate(context);
+            List<Virtqueue.Indices> saved = deviceQueues.stream().map(Virtqueue::indices).toList();
+            device.close();
+            VirtioVsock fresh = (VirtioVsock) new VsockFactory().create(spec);
+            List<Virtqueue> queues = List.of(new Virtqueue(rx.layout(), false), new Virtqueue(tx.layout(), false),
+                    new Virtqueue(event.layout(), false));
+            for (int i = 0; i < queues.size(); i++) {
+                queues.get(i).restoreIndices(saved.get(i));
+            }
+            deviceQueues = queues;
+            device = fresh;
+            fresh.activate(context(queues));
+            fresh.restoreState(state);
+            for (int i = 0; i < queues.size(); i++) {
+                fresh.queueNotify(i);
+            }
             return null;
         });
     }
