@@ -51,6 +51,8 @@ final class VsockDriver implements AutoCloseable {
     private final Thread loopThread;
     final VirtioVsock device;
     final List<Packet> received = new ArrayList<>();
+    /** Rx buffers the device gave back without a packet in them. */
+    int emptyRx;
     private int rxUsedSeen;
 
     VsockDriver(VsockSpec spec) {
@@ -146,6 +148,7 @@ final class VsockDriver implements AutoCloseable {
             List<Packet> out = new ArrayList<>();
             for (MockDriverQueue.Used u : rx.usedEntries()) {
                 if (u.len() < VsockHeader.SIZE) {
+                    emptyRx++;
                     continue;
                 }
                 VsockHeader h = VsockHeader.decode(Arrays.copyOf(u.written(), VsockHeader.SIZE));
