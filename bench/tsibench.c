@@ -1,14 +1,16 @@
 /*
- * tsibench: the guest side of bench/net. TCP through transparent socket impersonation to servers of
- * NetBench.java on the host's loopback (reached as host.krun.internal, 192.0.2.1):
+ * tsibench: the guest side of bench/net. TCP to servers of NetBench.java on the host's loopback, reached
+ * through transparent socket impersonation as host.krun.internal (192.0.2.1, the default HOST_ADDR) or
+ * through a network card (passt's gateway address, 10.0.2.2, maps to the host's loopback):
  *
- *   tsibench SINK_PORT SOURCE_PORT CLOSE_PORT BYTES CONNECTIONS
+ *   tsibench SINK_PORT SOURCE_PORT CLOSE_PORT BYTES CONNECTIONS [HOST_ADDR]
  *
  *   upload:   writes BYTES to SINK_PORT, ends its side, waits for the server's close
  *   download: reads SOURCE_PORT to its end (the server sends BYTES and closes)
  *   connect:  CONNECTIONS times, one after the other: connect to CLOSE_PORT, read its one byte, close
  *
  * Prints "NAME AMOUNT SECONDS" per line (AMOUNT in bytes or connections), "error NAME: why" on failure.
+ * A read or write that waits 120 s fails (a network card that went down must not hang the bench).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,11 +31,19 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static const char *host_addr = "192.0.2.1";
+
 static int dial(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-    inet_pton(AF_INET, "192.0.2.1", &a.sin_addr);
+    struct timeval limit = { .tv_sec = 120 };
+    inet_pton(AF_INET, host_addr, &a.sin_addr);
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit)) < 0 ||
+                    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) < 0)) {
+        close(fd);
+        return -1;
+    }
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
         if (fd >= 0)
             close(fd);
@@ -45,10 +56,13 @@ static char buf[256 * 1024];
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: tsibench SINK_PORT SOURCE_PORT CLOSE_PORT BYTES CONNECTIONS\n");
+    struct in_addr check;
+    if (argc < 6 || argc > 7 || (argc == 7 && inet_pton(AF_INET, argv[6], &check) != 1)) {
+        fprintf(stderr, "usage: tsibench SINK_PORT SOURCE_PORT CLOSE_PORT BYTES CONNECTIONS [HOST_ADDR]\n");
         return 125;
     }
+    if (argc == 7)
+        host_addr = argv[6];
     int sink = atoi(argv[1]), source = atoi(argv[2]), closer = atoi(argv[3]);
     long bytes = atol(argv[4]);
     int conns = atoi(argv[5]);

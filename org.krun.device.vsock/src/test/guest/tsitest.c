@@ -953,20 +953,28 @@ static int check_tcp_refused(void)
     }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = sin4(HOST_ADDR, opt_closed);
+    double t0 = now();
     int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
     CHECK(r < 0 && errno == ECONNREFUSED, "blocking connect: %d %s", r, E);
+    double t1 = now();
     /* the same socket may try again, as with TCP */
     r = connect(fd, (struct sockaddr *)&a, sizeof(a));
     CHECK(r < 0 && errno == ECONNREFUSED, "second connect: %d %s", r, E);
+    double t2 = now();
     close(fd);
+    double t3 = now();
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     r = connect(fd, (struct sockaddr *)&a, sizeof(a));
     CHECK(r < 0 && errno == EINPROGRESS, "non-blocking connect: %d %s", r, E);
+    double t4 = now();
     int ev = wait_fd(fd, POLLOUT, 10000);
     CHECK(ev & POLLERR, "poll %#x", ev);
     int e = so_error(fd);
     CHECK(e == ECONNREFUSED, "SO_ERROR %s", strerror(e));
+    double t5 = now();
     close(fd);
+    snprintf(why, sizeof(why), "refused in %.3f s, again %.3f s, close %.3f s, non-blocking connect %.3f s + poll %.3f s",
+             t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4);
     return 0;
 }
 

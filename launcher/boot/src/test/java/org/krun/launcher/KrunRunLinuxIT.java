@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.ExecutorService;
@@ -19,6 +21,8 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
+
+import com.sun.net.httpserver.HttpServer;
 
 /**
  * {@code krun run} end to end: the packaged launcher boots krun's Linux kernel and the default busybox
@@ -59,6 +63,31 @@ class KrunRunLinuxIT {
     }
 
     private java.nio.file.Path shared;
+    /** What the host's HTTP server gives the guest's wget, and the requests it answered (method, path, peer). */
+    private static final byte[] SERVED = served();
+    private HttpServer http;
+    private final List<String> httpRequests = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    private static byte[] served() {
+        byte[] b = new byte[256 * 1024];
+        new Random(12).nextBytes(b);
+        return b;
+    }
+
+    /** An HTTP server on the host's 127.0.0.1 (a port of its own), serving {@link #SERVED} at /file. */
+    private HttpServer startHttpServer() throws java.io.IOException {
+        HttpServer server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 8);
+        server.createContext("/file", exchange -> {
+            httpRequests.add(exchange.getRequestMethod() + " " + exchange.getRequestURI() + " from "
+                    + exchange.getRemoteAddress().getAddress().getHostAddress());
+            exchange.sendResponseHeaders(200, SERVED.length);
+            try (var body = exchange.getResponseBody()) {
+                body.write(SERVED);
+            }
+        });
+        server.start();
+        return server;
+    }
 
     @BeforeAll
     void bootAll() throws java.io.IOException {
@@ -66,6 +95,7 @@ class KrunRunLinuxIT {
         shared = java.nio.file.Files.createTempDirectory("krun-it-share");
         java.nio.file.Files.writeString(shared.resolve("from-host"), "shared by the host\n");
         lanes = Executors.newFixedThreadPool(2);
+        http = startHttpServer();
         exit42 = boot(null, "run", "--", "/bin/sh", "-c", "echo hello; exit 42");
         killed = boot(null, "run", "--", "/bin/sh", "-c", "kill -9 $$");
         smp = boot(null, "run", "--cpus", "2", "--mem", "512", "--", "/bin/sh", "-c", "nproc; grep MemTotal /proc/meminfo");
@@ -78,7 +108,9 @@ class KrunRunLinuxIT {
                         + "grep -c ' /dev/pts devpts ' /proc/mounts; test -t 0 && echo tty || echo notty; "
                         + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept; "
                         + "echo written > /probe-of-this-run && cat /probe-of-this-run; cat /share-at-the-top/from-host; "
-                        + "grep -c ' host.krun.internal$' /etc/hosts; grep -c '^nameserver ' /etc/resolv.conf");
+                        + "grep -c ' host.krun.internal$' /etc/hosts; grep -c '^nameserver ' /etc/resolv.conf; "
+                        // last: networking with no options (TSI), the host's loopback by its name in the guest
+                        + "wget -q -O - http://host.krun.internal:" + http.getAddress().getPort() + "/file | md5sum");
         exit0 = boot(null, "run", "--no-default-devices", "--device", "rng", "--", "/bin/sh", "-c",
                 "cat /sys/bus/virtio/devices/*/device | sort; exit 0");
         missingCommand = boot(null, "run", "--", "/no/such/command");
@@ -143,6 +175,9 @@ class KrunRunLinuxIT {
         if (lanes != null) {
             lanes.shutdownNow();
         }
+        if (http != null) {
+            http.stop(0);
+        }
     }
 
     @Test
@@ -196,10 +231,24 @@ class KrunRunLinuxIT {
     void workdirEnvironmentHostnameRlimitsMountsReadOnlyVolumeAndSeparateStderr() throws Exception {
         KrunProcess.Result r = environment.get();
         assertEquals(0, r.status(), r.toString());
+        List<String> lines = r.out().lines().toList();
         assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty", "shared by the host",
-                "ro-kept", "written", "shared by the host", "2", resolvers()), r.out().lines().toList(), r.toString());
+                "ro-kept", "written", "shared by the host", "2", resolvers()), lines.subList(0, Math.max(0, lines.size() - 1)),
+                r.toString()); // the last line is the wget's, checked below
         assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
+    }
+
+    @Test
+    void busyboxWgetFetchesAFileFromAServerOnTheHostsLoopbackByTheNameHostKrunInternal() throws Exception {
+        KrunProcess.Result r = environment.get(); // no network options: TSI, the default for a VM without a NIC
+        assertEquals(0, r.status(), r.toString());
+        List<String> lines = r.out().lines().toList();
+        String md5 = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("MD5").digest(SERVED));
+        assertEquals(md5 + "  -", lines.isEmpty() ? "" : lines.getLast(),
+                "md5sum of what wget got, against the " + SERVED.length + " bytes served\n" + r);
+        // The VMM made the connection on the guest's behalf: the server saw the host's loopback.
+        assertEquals(List.of("GET /file from 127.0.0.1"), httpRequests, r.toString());
     }
 
     /** How many resolvers the guest gets: the host's, at most three (HostResolvers). */

@@ -122,6 +122,25 @@ final class Connection {
         return watch == null ? 0 : watch.events();
     }
 
+    private void unwatch() {
+        if (watch != null) {
+            watch.close();
+            watch = null;
+        }
+    }
+
+    /**
+     * Closes the host socket and keeps the connection (a refused request still answers the guest). Watching
+     * with no events is not enough for a socket that failed: epoll reports its HUP and ERR regardless.
+     */
+    void closeHost() {
+        unwatch();
+        if (fd >= 0) {
+            Posix.close(fd);
+            fd = -1;
+        }
+    }
+
     private void onHostEvent(int events) {
         if (state == State.CLOSED) {
             return;
@@ -136,9 +155,18 @@ final class Connection {
                     flushToHost();
                 }
                 if ((events & (Posix.EPOLLIN | Posix.EPOLLHUP | Posix.EPOLLERR)) != 0 && state == State.ESTABLISHED) {
-                    // Data (or end of stream) waits: the rx pump reads it when the guest has room.
-                    watchFor(watchedEvents() & ~Posix.EPOLLIN);
-                    session.wantRx(this);
+                    if ((events & (Posix.EPOLLHUP | Posix.EPOLLERR)) != 0 && toHost == null) {
+                        // Done both ways: epoll reports HUP and ERR whatever it is asked for, so a watched dead
+                        // socket would wake the loop for ever. What is left to read the rx pump reads unwatched;
+                        // a later write fails (EPIPE) and resets.
+                        unwatch();
+                    } else {
+                        watchFor(watchedEvents() & ~Posix.EPOLLIN);
+                    }
+                    if (mayHaveOutput()) {
+                        // Data (or end of stream) waits: the rx pump reads it when the guest has room.
+                        session.wantRx(this);
+                    }
                 }
             }
         } finally {
@@ -346,7 +374,10 @@ final class Connection {
         return done;
     }
 
-    /** Whether the host socket (or the device) may have something for the guest now. */
+    /**
+     * Whether the host socket (or the device) may have something for the guest now. Not while epoll watches
+     * the socket for input: it says when there is some, and a read now would only spend an rx buffer.
+     */
     boolean mayHaveOutput() {
         if (toGuest != null && toGuest.hasRemaining()) {
             return true;
@@ -354,7 +385,7 @@ final class Connection {
         if (endAfterPending) {
             return !shutdownSent;
         }
-        return protocol == null && fd >= 0 && !hostEof && !guestShutRecv;
+        return protocol == null && fd >= 0 && !hostEof && !guestShutRecv && (watchedEvents() & Posix.EPOLLIN) == 0;
     }
 
     /** Called when the rx pump found nothing more to read: watch the host socket again. */
@@ -375,14 +406,7 @@ final class Connection {
         if (protocol != null) {
             protocol.close();
         }
-        if (watch != null) {
-            watch.close();
-            watch = null;
-        }
-        if (fd >= 0) {
-            Posix.close(fd);
-            fd = -1;
-        }
+        closeHost();
         toHost = null;
         toGuest = null;
     }

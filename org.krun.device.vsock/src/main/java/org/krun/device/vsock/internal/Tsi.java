@@ -282,7 +282,7 @@ final class Tsi {
             }
             int error = PosixNet.getIntOption(c.fd, PosixNet.SOL_SOCKET, PosixNet.SO_ERROR);
             if (error != 0) {
-                c.watchFor(0);
+                c.closeHost(); // never asked again: SO_ERROR reads 0 the second time
                 refuse(c, error < 0 ? -error : error);
                 return;
             }

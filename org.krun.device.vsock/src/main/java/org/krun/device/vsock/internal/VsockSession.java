@@ -351,6 +351,10 @@ final class VsockSession {
             if (c.state != Connection.State.ESTABLISHED) {
                 continue;
             }
+            if (!c.mayHaveOutput()) {
+                c.drained(); // nothing after all: no rx buffer goes back empty for it
+                continue;
+            }
             if (!deliver(c)) {
                 return; // no rx buffer: c stays wanting
             }

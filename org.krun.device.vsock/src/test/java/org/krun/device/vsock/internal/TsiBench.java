@@ -109,18 +109,22 @@ public final class TsiBench {
         tx.usedEntries(); // the device took the packet (tx is handled in queueNotify): the buffer is ours again
     }
 
-    /** A TSI connection from guest port {@code port}: vsock connect, then the request for 127.0.0.1:hostPort. */
-    private void connect(long port, int hostPort) throws InterruptedException {
+    /**
+     * A TSI connection from guest port {@code port}: vsock connect, then the request for 127.0.0.1:hostPort.
+     * Returns the request's length: bytes of the stream, which the device's fwd_cnt counts too.
+     */
+    private int connect(long port, int hostPort) throws InterruptedException {
         driver.onLoop(() -> {
             send(VsockHeader.OP_REQUEST, port, TSI, new byte[0], 0, 0, 0);
             return null;
         });
         await(port, VsockHeader.OP_RESPONSE);
+        byte[] request = TsiTest.request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, hostPort, HOST_ALIAS, 0, 0);
         driver.onLoop(() -> {
-            send(VsockHeader.OP_RW, port, TSI, TsiTest.request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, hostPort, HOST_ALIAS, 0, 0),
-                    0, 0, 0);
+            send(VsockHeader.OP_RW, port, TSI, request, 0, 0, 0);
             return null;
         });
+        return request.length;
     }
 
     /** Polls the rx queue until a packet of {@code op} arrives for {@code port}; fails on a reset. */
@@ -162,7 +166,7 @@ public final class TsiBench {
                 }
             });
             long port = nextPort++;
-            connect(port, sink.getLocalPort());
+            int request = connect(port, sink.getLocalPort());
             VsockHeader answer = await(port, VsockHeader.OP_RW); // the TSI response (status 0)
             long[] peer = {answer.bufAlloc(), answer.fwdCnt()};
             long[] sent = {0};
@@ -177,7 +181,8 @@ public final class TsiBench {
                         }
                     });
                     long credit;
-                    while (sent[0] < bytes && (credit = peer[0] - (sent[0] - peer[1])) > 0) {
+                    // in flight: every byte of the stream (the request's too) less what the device forwarded
+                    while (sent[0] < bytes && (credit = peer[0] - (request + sent[0] - peer[1])) > 0) {
                         int n = (int) Math.min(Math.min(PAYLOAD, credit), bytes - sent[0]);
                         send(VsockHeader.OP_RW, port, TSI, null, n, 0, 0);
                         sent[0] += n;

@@ -157,6 +157,58 @@ class TsiTest {
     }
 
     @Test
+    void aRefusedConnectIsAnsweredOnceAndItsDeadSocketNeverWakesTheDeviceAgain() throws Exception {
+        int closed;
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            closed = s.getLocalPort();
+        }
+        start(VsockSpec.create());
+        long port = open(request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, closed, HOST_ALIAS, 0, 0));
+        assertEquals(Errno.ECONNREFUSED, response(port).status());
+        guest.await(p -> p.op() == VsockHeader.OP_SHUTDOWN && p.header().dstPort() == port);
+        // A second refused request: the device's loop has long seen the first host socket's HUP by its answer.
+        long again = open(request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, closed, HOST_ALIAS, 0, 0));
+        assertEquals(Errno.ECONNREFUSED, response(again).status());
+        guest.await(p -> p.op() == VsockHeader.OP_SHUTDOWN && p.header().dstPort() == again);
+        // The guest closes as Linux does after reading the answer: SHUTDOWN both ways, the device's RST ends it.
+        guest.send(VsockHeader.OP_SHUTDOWN, port, TSI, new byte[0],
+                VsockHeader.SHUTDOWN_SEND | VsockHeader.SHUTDOWN_RCV, 256 * 1024, 0);
+        guest.await(p -> p.op() == VsockHeader.OP_RST && p.header().dstPort() == port);
+        guest.take();
+        assertTrue(guest.received.stream().noneMatch(p -> p.header().dstPort() == port),
+                "after its answer and SHUTDOWN a refused connection sends nothing (no second answer): " + guest.received);
+        assertEquals(0, guest.emptyRx, "rx buffers the device gave back empty (woken by a dead host socket)");
+        assertEquals(1, guest.onLoop(guest.device::connectionCount), "only the second connection is left");
+    }
+
+    @Test
+    void aHostSocketClosedBothWaysIsLeftAloneUntilTheGuestCloses() throws Exception {
+        try (ServerSocket server = new ServerSocket(0, 4, InetAddress.getLoopbackAddress())) {
+            start(VsockSpec.create());
+            long port = open(request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, server.getLocalPort(), HOST_ALIAS, 0, 0));
+            try (Socket host = server.accept()) {
+                assertEquals(0, response(port).status());
+                // The guest ends its side (the device shuts the host socket's write side), then the host closes:
+                // the device's socket is shut both ways, which epoll reports as HUP whatever it is asked for.
+                guest.send(VsockHeader.OP_SHUTDOWN, port, TSI, new byte[0], VsockHeader.SHUTDOWN_SEND, 256 * 1024, 0);
+                assertEquals(-1, host.getInputStream().read(), "the guest's end of stream reached the host");
+            }
+            guest.await(p -> p.op() == VsockHeader.OP_SHUTDOWN && p.header().dstPort() == port);
+            // Another connection's whole round trip: the device's loop has long seen the first socket's HUP.
+            try (ServerSocket other = new ServerSocket(0, 4, InetAddress.getLoopbackAddress())) {
+                long second = open(request(TsiMessages.OP_CONNECT, SockAddr.AF_INET, other.getLocalPort(), HOST_ALIAS, 0, 0));
+                try (Socket s = other.accept()) {
+                    assertEquals(0, response(second).status());
+                }
+            }
+            guest.send(VsockHeader.OP_SHUTDOWN, port, TSI, new byte[0],
+                    VsockHeader.SHUTDOWN_SEND | VsockHeader.SHUTDOWN_RCV, 256 * 1024, 0);
+            guest.await(p -> p.op() == VsockHeader.OP_RST && p.header().dstPort() == port);
+            assertEquals(0, guest.emptyRx, "rx buffers the device gave back empty (woken by a dead host socket)");
+        }
+    }
+
+    @Test
     void datagramsTravelInFramesBothWaysWithTheirAddresses() throws Exception {
         try (DatagramSocket echo = new DatagramSocket(0, InetAddress.getLoopbackAddress())) {
             CompletableFuture<Void> echoing = CompletableFuture.runAsync(() -> {

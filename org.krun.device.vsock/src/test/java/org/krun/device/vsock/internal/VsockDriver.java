@@ -52,6 +52,8 @@ final class VsockDriver implements AutoCloseable {
     volatile VirtioVsock device;
     private volatile List<Virtqueue> deviceQueues;
     final List<Packet> received = new ArrayList<>();
+    /** Rx buffers the device gave back without a packet in them. */
+    int emptyRx;
     private int rxUsedSeen;
 
     VsockDriver(VsockSpec spec) {
@@ -175,6 +177,7 @@ final class VsockDriver implements AutoCloseable {
             List<Packet> out = new ArrayList<>();
             for (MockDriverQueue.Used u : rx.usedEntries()) {
                 if (u.len() < VsockHeader.SIZE) {
+                    emptyRx++;
                     continue;
                 }
                 VsockHeader h = VsockHeader.decode(Arrays.copyOf(u.written(), VsockHeader.SIZE));
