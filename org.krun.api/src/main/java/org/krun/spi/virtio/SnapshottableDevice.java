@@ -33,7 +33,9 @@ public interface SnapshottableDevice extends VirtioDevice {
      * the new VM's event loop once, before its vCPUs run: after {@link #activate(DeviceContext)} (with the
      * queues at their saved indices) when the saved device was active, otherwise on the inactive device.
      *
-     * @throws IllegalArgumentException when {@code state} is not one this device wrote (one line)
+     * @throws IllegalArgumentException when {@code state} is not one this device wrote, or does not fit
+     *         how this device is configured (one line): the restore fails with it, naming the device, before
+     *         any vCPU runs, and the new VM is released
      */
     void restoreState(byte[] state);
 

@@ -56,6 +56,7 @@ import org.krun.vmm.internal.legacy.I8042;
 import org.krun.vmm.internal.legacy.InitPorts;
 import org.krun.vmm.internal.legacy.Serial8250;
 import org.krun.vmm.internal.memory.GuestRam;
+import org.krun.vmm.internal.snapshot.SnapshotException;
 import org.krun.vmm.internal.snapshot.SnapshotFile;
 import org.krun.vmm.internal.snapshot.SnapshotState;
 import org.krun.vmm.internal.virtio.MmioTransport;
@@ -193,8 +194,9 @@ final class Machine implements VirtualMachine {
                 boot();
             }
         } catch (RuntimeException | Error e) {
-            resources.releaseAll();
+            // Devices first, as finish() does: a restore may have activated them on this RAM.
             closeDevices();
+            resources.releaseAll();
             String message = e.getMessage() == null ? e.toString() : e.getMessage();
             synchronized (lock) {
                 phase = Phase.STOPPED;
@@ -267,9 +269,7 @@ final class Machine implements VirtualMachine {
         restoreLegacy(snapshot.legacy());
         mmio = new Bus("mmio");
         attachDevices(hypervisorVm, mem, new KernelCommandLine());
-        for (int n = 0; n < transports.size(); n++) {
-            transports.get(n).restoreState(snapshot.transports().get(n), snapshot.devices().get(n));
-        }
+        loop.callBeforeRun(this::restoreDevices);
         hypervisorVm.restoreState(snapshot.vm());
         for (int i = 0; i < vcpus.size(); i++) {
             vcpus.get(i).restoreState(snapshot.vcpus().get(i));
@@ -279,6 +279,31 @@ final class Machine implements VirtualMachine {
         startThreads();
         config.timeout().ifPresent(t -> loop.setDeadline(System.nanoTime() + t.toNanos(),
                 () -> stop(VmExit.timedOut("timed out after " + t.toMillis() / 1000.0 + " s: VM stopped"))));
+    }
+
+    /**
+     * Each transport's registers and each device's own state, applied on the loop before any thread of the
+     * VM runs: a state a device refuses (a file changed since, or a device configured otherwise) fails the
+     * restore with one line naming the device, and {@link #start()} releases what was built.
+     */
+    private Void restoreDevices() {
+        for (int n = 0; n < transports.size(); n++) {
+            VirtioDevice d = transports.get(n).device();
+            try {
+                transports.get(n).restoreState(snapshot.transports().get(n), snapshot.devices().get(n));
+            } catch (RuntimeException e) {
+                String name = deviceName(d);
+                String reason = e.getMessage() == null ? e.toString() : e.getMessage();
+                if (reason.startsWith(name + ": ")) {
+                    reason = reason.substring(name.length() + 2);
+                }
+                String line = "cannot restore device " + name + " from snapshot " + snapshotDir + ": "
+                        + reason.lines().findFirst().orElse("");
+                // A refused state is the snapshot's or the configuration's; anything else is the host's.
+                throw e instanceof IllegalArgumentException ? new SnapshotException(line) : new KrunException(line, e);
+            }
+        }
+        return null;
     }
 
     /**

@@ -30,9 +30,11 @@ import org.krun.api.VmConfigException;
 import org.krun.api.VmExit;
 import org.krun.hv.kvm.internal.KvmHypervisor;
 import org.krun.spi.virtio.DeviceContext;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.krun.vmm.internal.snapshot.SnapshotFile;
+import org.krun.vmm.internal.snapshot.SnapshotState;
 
 /**
  * VM snapshot and restore under the real KVM backend with counter.elf (src/test/guest), a guest that
@@ -222,6 +224,143 @@ class SnapshotGuestTest {
                 () -> krun.restore(config(new ByteArrayOutputStream(), new ByteArrayOutputStream()), dir));
         assertEquals("snapshot state " + state + " is corrupt (checksum mismatch)", corrupt.getMessage());
         assertTrue(krun.list().isEmpty(), "a refused restore left a VM behind");
+    }
+
+    @Test
+    void restoreOfADeviceStateTheDeviceRefusesFailsWithOneLineAndLeavesNothingBehind() throws Exception {
+        KrunService withPicky = FastGuests.krun(kvm);
+        withPicky.addDeviceFactory(new PickyFactory());
+        ByteArrayOutputStream serial = new ByteArrayOutputStream();
+        VmConfig reportingOn = config(new ByteArrayOutputStream(), serial).toBuilder()
+                .devices(List.of(new GenericDeviceSpec("picky", Map.of("reporting", "on")))).build();
+        try (VirtualMachine vm = withPicky.create(reportingOn)) {
+            vm.start();
+            assertTrue(FastGuests.awaitWhileRunning(vm, () -> lines(text(serial)).size() >= 1), () -> "no line: " + serial);
+            vm.pause();
+            vm.snapshot(dir);
+            vm.kill();
+            FastGuests.await(vm, serial);
+        }
+        // One good restore first: what a restored VM's first run loads stays loaded and is no leak.
+        try (VirtualMachine warm = withPicky.restore(config(new ByteArrayOutputStream(), new ByteArrayOutputStream()).toBuilder()
+                .devices(reportingOn.devices()).build(), dir)) {
+            warm.start();
+        }
+        VmResourceLeakTest.Snapshot before = settled(null);
+        Path ram = dir.resolve(SnapshotFile.RAM_FILE);
+        Path statePath = dir.resolve(SnapshotFile.STATE_FILE);
+        SnapshotState good = SnapshotFile.read(statePath);
+        List<String> messages = new ArrayList<>();
+        int closedBefore = PickyFactory.closed.get();
+
+        // The configured device does not fit the saved state (as a balloon with another reporting setting).
+        VmConfig reportingOff = config(new ByteArrayOutputStream(), new ByteArrayOutputStream()).toBuilder()
+                .devices(List.of(new GenericDeviceSpec("picky", Map.of("reporting", "off")))).build();
+        messages.add(refusedRestore(withPicky, reportingOff, "cannot restore device virtio device type 43 from snapshot " + dir
+                + ": picky: the snapshot's device had reporting on; this one has it off"));
+        // Tampered states: the console's (given to a console the snapshot had inactive) and the picky device's.
+        SnapshotFile.write(statePath, withDeviceState(good, 0, new byte[] {1}));
+        messages.add(refusedRestore(withPicky, reportingOn, "cannot restore device virtio-console"));
+        SnapshotFile.write(statePath, withDeviceState(good, 1, new byte[] {7}));
+        messages.add(refusedRestore(withPicky, reportingOn, "cannot restore device virtio device type 43 from snapshot " + dir
+                + ": picky: saved reporting flag 7"));
+
+        settled(before);
+        assertEquals(0, mappingsOf(ram), "the snapshot's RAM is still mapped");
+        assertTrue(withPicky.list().isEmpty(), "a refused restore left a VM behind");
+        assertEquals(closedBefore + 3, PickyFactory.closed.get(), "every refused VM's devices were closed");
+        System.out.println("SnapshotGuestTest refused restores: " + messages);
+    }
+
+    /** Restores {@code config} from {@code dir}; start() must throw one line starting with {@code expected}. */
+    private String refusedRestore(KrunService service, VmConfig config, String expected) {
+        VirtualMachine vm = service.restore(config, dir);
+        KrunException e = assertThrows(KrunException.class, vm::start);
+        assertTrue(e.getMessage().startsWith(expected), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        assertEquals(VmExit.Reason.FAILED, vm.exit().getNow(null).reason());
+        return e.getMessage();
+    }
+
+    private static SnapshotState withDeviceState(SnapshotState s, int index, byte[] state) {
+        List<byte[]> devices = new ArrayList<>(s.devices());
+        devices.set(index, state);
+        return new SnapshotState(s.backend(), s.cpuSignature(), s.shape(), s.ramBytes(), s.vm(), s.vcpus(), s.transports(),
+                devices, s.legacy());
+    }
+
+    /**
+     * What this process holds once the VM threads have gone (polled for up to 2 s), compared with
+     * {@code before} when given: fds, threads (krun's and all others), and kvm_run mappings.
+     */
+    private static VmResourceLeakTest.Snapshot settled(VmResourceLeakTest.Snapshot before) throws InterruptedException {
+        long deadline = System.nanoTime() + 2_000_000_000L;
+        VmResourceLeakTest.Snapshot now = VmResourceLeakTest.Snapshot.take();
+        while (!(now.krunThreads().isEmpty() && (before == null
+                || (now.fds().size() == before.fds().size() && now.threads() == before.threads()))) && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+            now = VmResourceLeakTest.Snapshot.take();
+        }
+        VmResourceLeakTest.Snapshot after = now;
+        assertEquals(List.of(), after.krunThreads(), "krun threads left");
+        if (before != null) {
+            assertEquals(before.threadNames(), after.threadNames(), "threads (JIT compiler threads aside)");
+            assertEquals(before.fds().size(), after.fds().size(), () -> "open fds: before " + before.fds() + ", after " + after.fds());
+            assertEquals(before.guestMappings(), after.guestMappings(), "kvm_run mappings");
+        }
+        return after;
+    }
+
+    /** How many mappings of {@code file} this process has (/proc/self/maps). */
+    private static long mappingsOf(Path file) throws IOException {
+        return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.endsWith(" " + file)).count();
+    }
+
+    /**
+     * Device type 43 ("picky"), which saves a flag from its configuration ({@code reporting=on|off}, as a
+     * balloon's free page reporting) and refuses a state with another flag, or one it could not have written.
+     */
+    static final class PickyFactory implements VirtioDeviceFactory {
+        static final java.util.concurrent.atomic.AtomicInteger closed = new java.util.concurrent.atomic.AtomicInteger();
+        @Override
+        public String type() {
+            return "picky";
+        }
+
+        @Override
+        public VirtioDevice create(DeviceSpec spec) {
+            boolean reporting = "on".equals(((GenericDeviceSpec) spec).options().get("reporting"));
+            return new SnapshottableDevice() {
+                @Override public int deviceType() { return 43; }
+                @Override public long deviceFeatures() { return 0; }
+                @Override public int queueCount() { return 1; }
+                @Override public int queueMaxSize(int index) { return 16; }
+                @Override public int configSize() { return 0; }
+                @Override public void readConfig(int offset, byte[] data) { }
+                @Override public void writeConfig(int offset, byte[] data) { }
+                @Override public void activate(DeviceContext context) { }
+                @Override public void queueNotify(int index) { }
+                @Override public void reset() { }
+                @Override public void close() { closed.incrementAndGet(); }
+                @Override public byte[] saveState() { return new byte[] {(byte) (reporting ? 1 : 0)}; }
+
+                @Override
+                public void restoreState(byte[] state) {
+                    if (state.length != 1 || (state[0] & ~1) != 0) {
+                        throw new IllegalArgumentException("picky: saved reporting flag " + (state.length == 1 ? state[0] : "of " + state.length + " bytes"));
+                    }
+                    if ((state[0] == 1) != reporting) {
+                        throw new IllegalArgumentException("picky: the snapshot's device had reporting " + (state[0] == 1 ? "on" : "off")
+                                + "; this one has it " + (reporting ? "on" : "off"));
+                    }
+                }
+            };
+        }
+
+        @Override
+        public Optional<DeviceSpec> defaultSpec() {
+            return Optional.empty();
+        }
     }
 
     /** Rss, shared and private pages of every mapping of {@code ram} in this process (/proc/self/smaps). */

@@ -196,7 +196,7 @@ class VmResourceLeakTest {
      * What this process holds, from /proc/self. HotSpot starts and stops JIT compiler threads by itself
      * (UseDynamicNumberOfCompilerThreads), so those are left out of the thread count.
      */
-    private record Snapshot(Map<String, String> fds, List<String> threadNames, int guestMappings) {
+    record Snapshot(Map<String, String> fds, List<String> threadNames, int guestMappings) {
 
         static Snapshot take() {
             return new Snapshot(readFds(Path.of("/proc/self/fd")), readThreadNames(Path.of("/proc/self/task")),

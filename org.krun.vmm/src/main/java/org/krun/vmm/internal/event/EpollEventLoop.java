@@ -54,6 +54,8 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
     private volatile long deadlineNanos = Long.MAX_VALUE;
     private volatile Runnable onDeadline;
     private boolean closed;
+    /** Set once {@link #run()} starts, under this object's lock: {@link #callBeforeRun} is for before. */
+    private boolean ran;
 
     public EpollEventLoop() {
         this.epfd = Posix.check("epoll_create1", Posix.epollCreate());
@@ -80,7 +82,13 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
 
     /** The loop's body; returns once {@link #stop()} was called and the remaining tasks ran. */
     public void run() {
-        thread = Thread.currentThread();
+        synchronized (this) {
+            if (thread != null) {
+                throw new IllegalStateException("the event loop is already running on " + thread.getName());
+            }
+            ran = true;
+            thread = Thread.currentThread();
+        }
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment events = arena.allocate(EVENT_SIZE * MAX_EVENTS, 8);
             while (!stopping) {
@@ -188,6 +196,33 @@ public final class EpollEventLoop implements EventLoop, AutoCloseable {
                 }
                 throw new IllegalStateException(e.getCause());
             }
+        }
+    }
+
+    /**
+     * Runs {@code task} as the loop before {@link #run()} has started: on the calling thread, which is the
+     * loop's meanwhile ({@link #inEventLoop()} holds), and returns its result or throws what it threw. For
+     * steps that must finish, or fail, before anything else runs (a restored VM's devices take their saved
+     * state): no loop thread exists yet, so a failure leaves none to stop. The thread that later runs the
+     * loop sees what the task did ({@link Thread#start()} orders it); tasks it queued run then.
+     *
+     * @throws IllegalStateException when the loop has already run
+     */
+    public <T> T callBeforeRun(Callable<T> task) {
+        synchronized (this) {
+            if (ran || closed) {
+                throw new IllegalStateException("the event loop has already run");
+            }
+            thread = Thread.currentThread();
+        }
+        try {
+            return task.call();
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        } finally {
+            thread = null;
         }
     }
 

@@ -450,16 +450,44 @@ public final class MmioTransport implements BusDevice {
 
     /**
      * Puts a new transport (attached, its loop not yet running) where {@link #saveState()} found the old
-     * one, and schedules on the loop what the device needs: activation with its queues at their saved
-     * indices when it was active, then {@code deviceState} for a {@link SnapshottableDevice}, then one
-     * notification per queue for buffers the driver made available meanwhile.
+     * one, and gives the device its state at once: activation with its queues at their saved indices when
+     * it was active, then {@code deviceState} for a {@link SnapshottableDevice}. Call on the VM's event loop
+     * before its vCPUs run ({@link EpollEventLoop#callBeforeRun}), so that a state the device refuses fails
+     * the restore before anything runs. One notification per queue, for buffers the driver made available
+     * meanwhile, is left to the loop.
      *
-     * @throws IllegalArgumentException when {@code state} does not fit this transport's device (one line)
+     * @throws IllegalArgumentException when {@code state} does not fit this transport's device, or the
+     *         device refuses {@code deviceState} or cannot be activated (one line); the caller discards the VM
      */
-    public synchronized void restoreState(byte[] state, byte[] deviceState) {
+    public void restoreState(byte[] state, byte[] deviceState) {
+        if (!loop.inEventLoop()) {
+            throw new IllegalStateException("virtio device " + device.deviceType() + " restored off its event loop");
+        }
+        Virtqueue[] restored = restoreRegisters(state);
+        SnapshottableDevice snapshottable = device instanceof SnapshottableDevice d ? d : null;
+        if (snapshottable == null && deviceState.length > 0) {
+            throw new IllegalArgumentException("virtio device " + device.deviceType() + " cannot restore its saved state");
+        }
+        if (restored == null) {
+            if (snapshottable != null) {
+                snapshottable.restoreState(deviceState);
+            }
+            return;
+        }
+        // Active before activate, as at DRIVER_OK: the device may interrupt from activate on.
+        queues = restored;
+        active = true;
+        device.activate(new Context(List.of(restored), driverFeatures));
+        deviceActive = true;
+        if (snapshottable != null) {
+            snapshottable.restoreState(deviceState);
+        }
+        loop.execute(this::notifyAllQueues);
+    }
+
+    /** The registers from {@code state}; the queues to activate the device with, or null if it was not active. */
+    private synchronized Virtqueue[] restoreRegisters(byte[] state) {
         ByteBuffer b = ByteBuffer.wrap(state);
-        boolean restoreActive;
-        Virtqueue[] restored;
         try {
             int version = b.getInt();
             if (version != STATE_VERSION) {
@@ -473,7 +501,7 @@ public final class MmioTransport implements BusDevice {
             queueSel = b.getInt();
             configGeneration.set(b.getInt());
             interruptStatus.set(b.getInt());
-            restoreActive = b.get() != 0;
+            boolean restoreActive = b.get() != 0;
             int count = b.getInt();
             if (count != queueRegisters.length) {
                 throw new IllegalArgumentException("virtio device " + device.deviceType() + " has " + queueRegisters.length
@@ -484,7 +512,7 @@ public final class MmioTransport implements BusDevice {
                         + Long.toHexString(driverFeatures));
             }
             boolean eventIdx = (driverFeatures & VirtioFeatures.RING_EVENT_IDX) != 0;
-            restored = new Virtqueue[count];
+            Virtqueue[] restored = new Virtqueue[count];
             for (int i = 0; i < count; i++) {
                 QueueRegisters r = queueRegisters[i];
                 r.size = b.getInt();
@@ -509,38 +537,10 @@ public final class MmioTransport implements BusDevice {
             if (b.hasRemaining()) {
                 throw new IllegalArgumentException("virtio-mmio state of device " + device.deviceType() + " has " + b.remaining() + " extra bytes");
             }
+            return restoreActive ? restored : null;
         } catch (BufferUnderflowException e) {
             throw new IllegalArgumentException("virtio-mmio state of device " + device.deviceType() + " is truncated");
         }
-        SnapshottableDevice snapshottable = device instanceof SnapshottableDevice d ? d : null;
-        if (snapshottable == null && deviceState.length > 0) {
-            throw new IllegalArgumentException("virtio device " + device.deviceType() + " cannot restore its saved state");
-        }
-        if (!restoreActive) {
-            if (snapshottable != null) {
-                loop.execute(() -> snapshottable.restoreState(deviceState));
-            }
-            return;
-        }
-        queues = restored;
-        active = true;
-        DeviceContext context = new Context(List.of(restored), driverFeatures);
-        loop.execute(() -> {
-            try {
-                device.activate(context);
-                deviceActive = true;
-                if (snapshottable != null) {
-                    snapshottable.restoreState(deviceState);
-                }
-            } catch (RuntimeException e) {
-                guestErrors.warn("virtio device " + device.deviceType() + " failed to resume from a snapshot: " + e);
-                active = false;
-                needsReset = true;
-                interrupt(InterruptTrigger.CONFIG);
-                return;
-            }
-            notifyAllQueues();
-        });
     }
 
     private long readConfig(int offset, int size) {

@@ -76,6 +76,35 @@ class EpollEventLoopTest {
     }
 
     @Test
+    void callBeforeRunRunsOnTheCallerAsTheLoopAndItsQueuedTasksRunLater() throws Exception {
+        try (EpollEventLoop fresh = new EpollEventLoop()) {
+            List<String> ran = new ArrayList<>();
+            CompletableFuture<Boolean> later = new CompletableFuture<>();
+            assertEquals("done", fresh.callBeforeRun(() -> {
+                ran.add("step on loop: " + fresh.inEventLoop());
+                fresh.execute(() -> later.complete(fresh.inEventLoop()));
+                return "done";
+            }));
+            assertEquals(List.of("step on loop: true"), ran);
+            assertFalse(fresh.inEventLoop(), "the caller is the loop only during the step");
+            assertFalse(later.isDone(), "tasks the step queued wait for run()");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> fresh.callBeforeRun(() -> {
+                throw new IllegalArgumentException("refused");
+            }));
+            assertEquals("refused", e.getMessage());
+            assertFalse(fresh.inEventLoop());
+            Thread t = Thread.ofPlatform().name("test-fresh-loop").start(fresh::run);
+            try {
+                assertTrue(await(later));
+                assertThrows(IllegalStateException.class, () -> fresh.callBeforeRun(() -> null));
+            } finally {
+                fresh.stop();
+                t.join();
+            }
+        }
+    }
+
+    @Test
     void callReturnsTheResultComputedOnTheLoop() {
         assertSame(thread, loop.call(Thread::currentThread));
     }

@@ -7,13 +7,14 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 import org.krun.spi.virtio.DeviceContext;
-import org.krun.spi.virtio.VirtioDevice;
+import org.krun.spi.virtio.SnapshottableDevice;
 
 /**
  * A device with fixed features, queue sizes and configuration space that records what the transport
- * does to it, in order, as "activate", "notify N" and "reset".
+ * does to it, in order, as "activate", "notify N" and "reset". Its saved state is {@link #state}; the
+ * states it is given back are kept in {@link #restoredStates} (not among the calls).
  */
-final class FakeVirtioDevice implements VirtioDevice {
+final class FakeVirtioDevice implements SnapshottableDevice {
     static final int TYPE = 4;
     /** Device-specific bits in both feature words; the transport adds its own. */
     static final long FEATURES = 1L | 1L << 5 | 1L << 40;
@@ -27,6 +28,12 @@ final class FakeVirtioDevice implements VirtioDevice {
     /** Whether {@link #activate} was called on the event loop thread, for each activation. */
     final List<Boolean> activatedOnLoop = new ArrayList<>();
     volatile RuntimeException activationFailure;
+    volatile byte[] state = new byte[0];
+    final BlockingQueue<byte[]> restoredStates = new LinkedBlockingQueue<>();
+    /** Whether {@link #restoreState} was called on the event loop thread, for each call. */
+    final List<Boolean> restoredOnLoop = new ArrayList<>();
+    volatile RuntimeException restoreFailure;
+    private volatile DeviceContext context;
 
     FakeVirtioDevice(int... queueMaxSizes) {
         this.queueMaxSizes = queueMaxSizes;
@@ -100,7 +107,26 @@ final class FakeVirtioDevice implements VirtioDevice {
         if (failure != null) {
             throw failure;
         }
+        this.context = context;
         activations.add(context);
+    }
+
+    @Override
+    public byte[] saveState() {
+        return state.clone();
+    }
+
+    @Override
+    public void restoreState(byte[] saved) {
+        DeviceContext c = context;
+        synchronized (this) {
+            restoredOnLoop.add(c == null || c.eventLoop().inEventLoop());
+        }
+        RuntimeException failure = restoreFailure;
+        if (failure != null) {
+            throw failure;
+        }
+        restoredStates.add(saved.clone());
     }
 
     @Override
@@ -110,6 +136,7 @@ final class FakeVirtioDevice implements VirtioDevice {
 
     @Override
     public void reset() {
+        context = null;
         calls.add("reset");
     }
 }

@@ -1,10 +1,12 @@
 package org.krun.vmm.internal.virtio;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.krun.vmm.internal.virtio.DeviceStatus.ACKNOWLEDGE;
 import static org.krun.vmm.internal.virtio.DeviceStatus.DEVICE_NEEDS_RESET;
@@ -198,7 +200,7 @@ class MmioTransportTest {
         MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
         restored.attach(new FakeHypervisorVm(), loop);
         try {
-            restored.restoreState(state, new byte[0]);
+            restore(restored, state, new byte[0]);
             DeviceContext c = other.awaitActivation();
             assertEquals(ACCEPTED | VirtioFeatures.RING_EVENT_IDX, c.driverFeatures());
             Virtqueue q0 = c.queues().get(0);
@@ -218,6 +220,99 @@ class MmioTransportTest {
         }
     }
 
+    /** Restores {@code t} on the loop, as the core does before the vCPUs run. */
+    private void restore(MmioTransport t, byte[] state, byte[] deviceState) {
+        loop.call(() -> {
+            t.restoreState(state, deviceState);
+            return null;
+        });
+    }
+
+    @Test
+    void restoredActiveDeviceGetsItsStateOnTheLoopBeforeRestoreReturns() throws Exception {
+        activate(ACCEPTED);
+        byte[] state = loop.call(transport::saveState);
+        FakeVirtioDevice other = new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX);
+        MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
+        restored.attach(new FakeHypervisorVm(), loop);
+        try {
+            restore(restored, state, new byte[] {1, 2, 3});
+            assertEquals("activate", other.calls.poll(), "activated before restoreState returned");
+            assertArrayEquals(new byte[] {1, 2, 3}, other.restoredStates.poll(), "state given before restoreState returned");
+            assertEquals(List.of(true), other.restoredOnLoop);
+            assertEquals("notify 0", other.awaitCall(), "the queue notification is left to the loop");
+        } finally {
+            restored.detach();
+        }
+    }
+
+    @Test
+    void stateTheActiveDeviceRefusesFailsTheRestoreAtOnceAndSchedulesNothing() throws Exception {
+        activate(ACCEPTED);
+        byte[] state = loop.call(transport::saveState);
+        FakeVirtioDevice other = new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX);
+        other.restoreFailure = new IllegalArgumentException("fake: saved state asks for 9 pages");
+        MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
+        restored.attach(new FakeHypervisorVm(), loop);
+        try {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> restore(restored, state, new byte[] {9}));
+            assertEquals("fake: saved state asks for 9 pages", e.getMessage());
+            assertEquals("activate", other.calls.poll());
+            settleLoop();
+            assertNull(other.calls.poll(), "no notification after a refused state");
+            assertEquals(0, (int) restored.read(INTERRUPT_STATUS, 4), "no DEVICE_NEEDS_RESET interrupt: the restore failed instead");
+        } finally {
+            restored.detach();
+        }
+    }
+
+    @Test
+    void stateTheInactiveDeviceRefusesFailsTheRestoreAtOnce() throws Exception {
+        negotiate(ACCEPTED);
+        byte[] state = loop.call(transport::saveState);
+        FakeVirtioDevice other = new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX);
+        other.restoreFailure = new IllegalArgumentException("fake: state of an active device given to an inactive one");
+        MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
+        restored.attach(new FakeHypervisorVm(), loop);
+        try {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> restore(restored, state, new byte[] {1}));
+            assertEquals("fake: state of an active device given to an inactive one", e.getMessage());
+            assertEquals(List.of(true), other.restoredOnLoop);
+            settleLoop();
+            assertNull(other.calls.poll(), "an inactive device is not activated");
+        } finally {
+            restored.detach();
+        }
+    }
+
+    @Test
+    void activationFailureFailsTheRestoreAtOnce() throws Exception {
+        activate(ACCEPTED);
+        byte[] state = loop.call(transport::saveState);
+        FakeVirtioDevice other = new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX);
+        other.activationFailure = new IllegalStateException("fake: backend gone");
+        MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
+        restored.attach(new FakeHypervisorVm(), loop);
+        try {
+            assertEquals("fake: backend gone", assertThrows(IllegalStateException.class, () -> restore(restored, state, new byte[0])).getMessage());
+            assertTrue(other.restoredStates.isEmpty());
+        } finally {
+            restored.detach();
+        }
+    }
+
+    @Test
+    void restoreOffTheLoopIsRefused() throws Exception {
+        byte[] state = loop.call(transport::saveState);
+        MmioTransport restored = new MmioTransport(new FakeVirtioDevice(QUEUE0_MAX, QUEUE1_MAX), memory, BASE, GSI);
+        restored.attach(new FakeHypervisorVm(), loop);
+        try {
+            assertThrows(IllegalStateException.class, () -> restored.restoreState(state, new byte[0]));
+        } finally {
+            restored.detach();
+        }
+    }
+
     @Test
     void inactiveTransportRestoresItsRegistersWithoutActivating() throws Exception {
         negotiate(ACCEPTED);
@@ -227,7 +322,7 @@ class MmioTransportTest {
         MmioTransport restored = new MmioTransport(other, memory, BASE, GSI);
         restored.attach(new FakeHypervisorVm(), loop);
         try {
-            restored.restoreState(state, new byte[0]);
+            restore(restored, state, new byte[0]);
             assertEquals(NEGOTIATED, (int) restored.read(STATUS, 4));
             restored.write(QUEUE_SEL, 4, 1);
             assertEquals(1, (int) restored.read(QUEUE_READY, 4));
@@ -245,10 +340,10 @@ class MmioTransportTest {
         other.attach(new FakeHypervisorVm(), loop);
         try {
             IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
-                    () -> other.restoreState(state, new byte[0]));
+                    () -> restore(other, state, new byte[0]));
             assertEquals("virtio device " + FakeVirtioDevice.TYPE + " has 1 queues; its saved transport has 2", e.getMessage());
             org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
-                    () -> other.restoreState(java.util.Arrays.copyOf(state, 10), new byte[0]));
+                    () -> restore(other, java.util.Arrays.copyOf(state, 10), new byte[0]));
         } finally {
             other.detach();
         }
