@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure this host has what krun needs to build and run: JDK 25, Maven, a C toolchain with musl,
 # the Linux source and kernel build tools, busybox-static (the default rootfs), and for the tests tmux,
-# qemu-utils (qemu-img: qcow2 images), e2fsprogs (ext4 images) and passt (--net passt, and the virtio-net
-# guest test).
+# qemu-utils (qemu-img: qcow2 images), e2fsprogs (ext4 images), passt (--net passt, and the virtio-net
+# guest test) and socat (the third-party unix datagram peer of the virtio-net TAP guest test).
 # Installs missing Debian packages when run as root; otherwise prints the command to run.
 # Usage: scripts/host-setup.sh [--quiet]
 set -euo pipefail
@@ -36,6 +36,7 @@ declare -A need=(
     [file]=/usr/bin/file
     [debootstrap]=/usr/sbin/debootstrap
     [passt]=/usr/bin/passt
+    [socat]=/usr/bin/socat
     [e2fsprogs]=/sbin/mkfs.ext4
     [qemu-utils]=/usr/bin/qemu-img
 )

@@ -13,6 +13,8 @@
  *   udp:IP:PORT:TEXT   send TEXT in a datagram and expect it back (an echo), 5 tries, 2 s each
  *   userve:PORT:SECS   bind UDP PORT and echo the first datagram that comes within SECS seconds to its sender
  *   ping:IP            an ICMP echo request (raw socket) and its reply, 10 tries, 1 s each
+ *   resolve:NAME:IP    NAME's IPv4 address through the C library's resolver (getaddrinfo, which reads the
+ *                      /etc/resolv.conf init wrote) must be IP
  *   offload:MAC        the interface with address MAC: prints "offload NAME FEATURE..." with the features the
  *                      kernel has active on it (ethtool's names, SIOCETHTOOL ETHTOOL_GFEATURES)
  * Prints one line per step ("... ok MS" or "... FAIL reason"); exits with the number of failed steps.
@@ -26,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
@@ -240,6 +243,27 @@ static void ping(const char *step, const char *ip)
     }
     close(s);
     fail(step, "no reply in %s", "10 tries");
+}
+
+/* NAME's IPv4 address by the resolver the guest is configured with, compared with IP. */
+static void resolve(const char *step, const char *name, const char *ip)
+{
+    long start = now_ms();
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *res = NULL;
+    int r = getaddrinfo(name, NULL, &hints, &res);
+    if (r) {
+        fail(step, "getaddrinfo: %s", gai_strerror(r));
+        return;
+    }
+    char got[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, got, sizeof got);
+    freeaddrinfo(res);
+    if (strcmp(got, ip)) {
+        fail(step, "resolved to %s", got);
+        return;
+    }
+    printf("%s ok %ld %s\n", step, now_ms() - start, got);
+    fflush(stdout);
 }
 
 static int iface(const char *step, const char *mac)
@@ -607,6 +631,12 @@ int main(int argc, char **argv)
             kmsg();
         } else if (!strcmp(kind, "ping")) {
             ping(step, step + 5);
+        } else if (!strcmp(kind, "resolve")) {
+            char *name = strtok(NULL, ":"), *ip = strtok(NULL, "");
+            if (!name || !ip)
+                fail(step, "is not %s:NAME:IP", kind);
+            else
+                resolve(step, name, ip);
         } else if (!strcmp(kind, "offload")) {
             offload(step, step + 8);
         } else if (!strcmp(kind, "serve") || !strcmp(kind, "userve")) {
