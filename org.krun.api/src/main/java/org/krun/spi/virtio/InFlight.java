@@ -50,26 +50,7 @@ final class InFlight {
      * meanwhile still run); whether that happened.
      */
     synchronized boolean awaitIdle(Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        boolean interrupted = false;
-        try {
-            while (queued + running > 0) {
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    return false;
-                }
-                try {
-                    wait(Math.max(1, left / 1_000_000));
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                }
-            }
-            return true;
-        } finally {
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
-        }
+        return awaitUntil(timeout, () -> queued + running == 0);
     }
 
     synchronized int count() {
@@ -83,10 +64,18 @@ final class InFlight {
     /** Closes, then waits up to {@code timeout} for the running requests; whether they all finished. */
     synchronized boolean closeAndAwait(Duration timeout) {
         closed = true;
+        return awaitUntil(timeout, () -> running == 0);
+    }
+
+    /**
+     * Waits (holding this monitor between checks) until {@code done} holds or {@code timeout} passed; an
+     * interrupt does not end the wait early and is restored for the caller. Whether {@code done} held.
+     */
+    private synchronized boolean awaitUntil(Duration timeout, java.util.function.BooleanSupplier done) {
         long deadline = System.nanoTime() + timeout.toNanos();
         boolean interrupted = false;
         try {
-            while (running > 0) {
+            while (!done.getAsBoolean()) {
                 long left = deadline - System.nanoTime();
                 if (left <= 0) {
                     return false;

@@ -1,5 +1,6 @@
 package org.krun.spi.virtio;
 
+import java.nio.ByteBuffer;
 import org.osgi.annotation.versioning.ConsumerType;
 
 /**
@@ -41,4 +42,24 @@ public interface SnapshottableDevice extends VirtioDevice {
 
     /** The most bytes a device's saved state may have (a snapshot reader's bound). */
     int MAX_STATE_BYTES = 1 << 20;
+
+    /**
+     * Opens a fixed-size state written as a 4-byte version followed by the device's fields: checks that
+     * {@code state} has exactly {@code bytes} bytes and starts with {@code version}.
+     *
+     * @param device the device's name, for the message
+     * @return a big-endian buffer over {@code state}, positioned after the version
+     * @throws IllegalArgumentException (one line naming {@code device}) when the length or version differs
+     */
+    static ByteBuffer openState(String device, byte[] state, int bytes, int version) {
+        if (state.length != bytes) {
+            throw new IllegalArgumentException(device + ": saved state has " + state.length + " bytes, not " + bytes);
+        }
+        ByteBuffer b = ByteBuffer.wrap(state);
+        int saved = b.getInt();
+        if (saved != version) {
+            throw new IllegalArgumentException(device + ": saved state version " + saved + " (this krun reads " + version + ")");
+        }
+        return b;
+    }
 }

@@ -5,8 +5,10 @@ import java.util.Map;
 import java.util.function.IntConsumer;
 
 /**
- * An {@link EventLoop} for device tests that runs every task at once on the calling thread, and lets the
- * test fire file-descriptor readiness by hand with {@link #fire(int, int)}.
+ * An {@link EventLoop} for device tests that runs every task at once on the calling thread, one task at a
+ * time (as the real loop's single thread does: completions of requests served off the loop arrive from
+ * several worker threads at once, and the used ring they write is not meant for concurrent writers), and
+ * lets the test fire file-descriptor readiness by hand with {@link #fire(int, int)}.
  */
 public final class InlineEventLoop implements EventLoop {
 
@@ -15,7 +17,7 @@ public final class InlineEventLoop implements EventLoop {
     private int executed;
 
     @Override
-    public void execute(Runnable task) {
+    public synchronized void execute(Runnable task) {
         executed++;
         task.run();
     }
@@ -74,7 +76,7 @@ public final class InlineEventLoop implements EventLoop {
     }
 
     /** Number of tasks run through {@link #execute}. */
-    public int executedTasks() {
+    public synchronized int executedTasks() {
         return executed;
     }
 }

@@ -201,14 +201,7 @@ final class VirtioBalloon extends AbstractVirtioDevice<VirtioBalloon.Queues> imp
 
     @Override
     public void restoreState(byte[] state) {
-        if (state.length != STATE_BYTES) {
-            throw new IllegalArgumentException("virtio-balloon: saved state has " + state.length + " bytes, not " + STATE_BYTES);
-        }
-        ByteBuffer b = ByteBuffer.wrap(state);
-        int version = b.getInt();
-        if (version != STATE_VERSION) {
-            throw new IllegalArgumentException("virtio-balloon: saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
-        }
+        ByteBuffer b = SnapshottableDevice.openState("virtio-balloon", state, STATE_BYTES, STATE_VERSION);
         int numPages = b.getInt();
         int actual = b.getInt();
         byte reporting = b.get();

@@ -267,14 +267,7 @@ final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> impleme
      */
     @Override
     public void restoreState(byte[] state) {
-        if (state.length != STATE_BYTES) {
-            throw new IllegalArgumentException(name() + ": saved state has " + state.length + " bytes, not " + STATE_BYTES);
-        }
-        ByteBuffer b = ByteBuffer.wrap(state);
-        int version = b.getInt();
-        if (version != STATE_VERSION) {
-            throw new IllegalArgumentException(name() + ": saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
-        }
+        ByteBuffer b = SnapshottableDevice.openState(name(), state, STATE_BYTES, STATE_VERSION);
         long savedCapacity = b.getLong();
         Active<Negotiated> a = active();
         if (savedCapacity != config().getLong(CONFIG_CAPACITY) && a != null) {

@@ -242,12 +242,6 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
 
     @Override
     public void restoreState(byte[] state) {
-        if (state.length != STATE_BYTES) {
-            throw new IllegalArgumentException(name() + ": saved state has " + state.length + " bytes, not " + STATE_BYTES);
-        }
-        int version = ByteBuffer.wrap(state).getInt();
-        if (version != STATE_VERSION) {
-            throw new IllegalArgumentException(name() + ": saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
-        }
+        SnapshottableDevice.openState(name(), state, STATE_BYTES, STATE_VERSION);
     }
 }

@@ -202,14 +202,7 @@ final class VirtioVsock extends AbstractVirtioDevice<VsockSession> implements Sn
 
     @Override
     public void restoreState(byte[] state) {
-        if (state.length != STATE_BYTES) {
-            throw new IllegalArgumentException(name() + ": saved state has " + state.length + " bytes, not " + STATE_BYTES);
-        }
-        ByteBuffer b = ByteBuffer.wrap(state);
-        int version = b.getInt();
-        if (version != STATE_VERSION) {
-            throw new IllegalArgumentException(name() + ": saved state version " + version + " (this krun reads " + STATE_VERSION + ")");
-        }
+        ByteBuffer b = SnapshottableDevice.openState(name(), state, STATE_BYTES, STATE_VERSION);
         long nextEphemeral = b.getLong();
         if (nextEphemeral < VsockSession.FIRST_EPHEMERAL_PORT || nextEphemeral > VsockSession.LAST_EPHEMERAL_PORT) {
             throw new IllegalArgumentException(name() + ": saved next host port " + nextEphemeral + " is out of range");
