@@ -70,7 +70,15 @@ final class Passt {
         a.addAll(List.of("--address", ip.address().getHostAddress(), "--netmask", String.valueOf(ip.prefixLength())));
         ip.gateway().ifPresent(g -> a.addAll(List.of("--gateway", g.getHostAddress())));
         if (spec.dns().isEmpty()) {
-            a.addAll(List.of("--dns-forward", NAME_SERVER, "--dns", NAME_SERVER));
+            // Debian 12's passt (2023-03-09) keeps one list of name servers for both what DHCP hands out and
+            // where --dns-forward sends queries (its first entry). Given --dns 10.0.2.3, it forwarded the
+            // guest's queries to the host's 127.0.0.1:53 and answered from the gateway address, which a
+            // resolver drops. Without --dns the list is the host's /etc/resolv.conf: queries to 10.0.2.3 reach
+            // the host's first resolver and the answers come back from 10.0.2.3. DHCP would hand out that
+            // host resolver's own address instead (the gateway address for one on the host's loopback, which
+            // maps to 127.0.0.1, not to 127.0.0.53): it hands out none, and the guest's init writes 10.0.2.3
+            // to its resolv.conf (nameServers).
+            a.addAll(List.of("--dns-forward", NAME_SERVER, "--no-dhcp-dns"));
         } else {
             spec.dns().forEach(d -> a.addAll(List.of("--dns", d.getHostAddress())));
         }
@@ -84,6 +92,14 @@ final class Passt {
 
     /** Starts passt for {@code spec}: the backend that speaks to it, or a one-line error. */
     static StreamBackend start(NetSpec spec) {
+        return start(spec, List.of());
+    }
+
+    /**
+     * Starts passt for {@code spec} through {@code wrapper}, a command that ends by running the rest of its
+     * arguments (passt's path and arguments): for tests, which run passt in a mount namespace of their own.
+     */
+    static StreamBackend start(NetSpec spec, List<String> wrapper) {
         Path program = find(PROGRAM).orElseThrow(() -> new VmConfigException(
                 "--net passt needs passt, which is not installed: apt-get install passt (Debian's package)"));
         for (PortForward f : spec.published()) {
@@ -104,7 +120,7 @@ final class Passt {
             Posix.check("open " + log, logFd);
             pair = PosixNet.socketPair(SockAddr.AF_UNIX, PosixNet.SOCK_STREAM);
             blocking(pair[1]);
-            List<String> argv = new ArrayList<>();
+            List<String> argv = new ArrayList<>(wrapper);
             argv.add(program.toString());
             argv.addAll(arguments(spec));
             try {

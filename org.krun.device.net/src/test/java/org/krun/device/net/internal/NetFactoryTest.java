@@ -23,8 +23,17 @@ class NetFactoryTest {
                 .withPublished(new PortForward(5353, 53, PortForward.Protocol.UDP));
         List<String> a = Passt.arguments(spec);
         assertEquals(List.of("--foreground", "--quiet", "--fd", "3", "--address", "10.0.2.15", "--netmask", "24",
-                "--gateway", "10.0.2.2", "--dns-forward", "10.0.2.3", "--dns", "10.0.2.3", "--tcp-ports", "8080:80",
+                "--gateway", "10.0.2.2", "--dns-forward", "10.0.2.3", "--no-dhcp-dns", "--tcp-ports", "8080:80",
                 "--udp-ports", "5353:53"), a);
+        assertTrue(!a.contains("--dns"), "--dns would make passt forward 10.0.2.3 to itself, not to the host's resolver: " + a);
+    }
+
+    @Test
+    void aCardsOwnNameServersAreHandedOutAndNotForwarded() {
+        List<String> a = Passt.arguments(NetSpec.passt().withDns(List.of(java.net.InetAddress.ofLiteral("10.0.2.2"),
+                java.net.InetAddress.ofLiteral("192.0.2.53"))));
+        assertEquals(List.of("--foreground", "--quiet", "--fd", "3", "--address", "10.0.2.15", "--netmask", "24",
+                "--gateway", "10.0.2.2", "--dns", "10.0.2.2", "--dns", "192.0.2.53"), a);
     }
 
     @Test

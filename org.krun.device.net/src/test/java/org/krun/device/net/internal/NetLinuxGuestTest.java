@@ -49,10 +49,10 @@ import org.krun.vmm.testing.LinuxGuest;
  * <li>a name through passt: the guest resolves {@value #TEST_NAME} with its C library's resolver, which reads
  * the {@code /etc/resolv.conf} krun's init wrote (name server 10.0.2.2, the card's {@code dns=}, which passt's
  * DHCP hands out too), and passt's gateway mapping carries the query to a name server this test runs on the
- * host's 127.0.0.1:53 (the real resolver path; the host's own resolver is never touched). Not passt's
- * {@code --dns-forward}: Debian 12's passt (2023-03-09), given {@code --dns}, forwards to 0.0.0.0:53 (the
- * local host) and answers from the gateway address rather than the forwarded one, so krun's default
- * 10.0.2.3 cannot be pointed at a test server. Port 53 needs root: without it this check is skipped loudly;
+ * host's 127.0.0.1:53 (the real resolver path; the host's own resolver is never touched). krun's default
+ * 10.0.2.3 (passt's {@code --dns-forward} to the first resolver in the host's /etc/resolv.conf) is not used
+ * here, as this test's passt reads the host's real resolv.conf: PasstDnsTest checks it without a VM, with
+ * passt in a mount namespace of its own. Port 53 needs root: without it this check is skipped loudly;
  * <li>eth1 on a unix datagram socket whose peer is this test (as gvproxy would be): a static address from the
  * kernel command line, and the peer answers the guest's ARP request and echoes its UDP datagram, so frames
  * flow both ways;
