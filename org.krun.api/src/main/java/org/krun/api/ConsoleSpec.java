@@ -76,8 +76,8 @@ public final class ConsoleSpec implements DeviceSpec {
     }
 
     /**
-     * Where the command's standard error goes (and the console in pipes mode, and the kernel's early
-     * messages with {@link VmConfig#kernelLog()}).
+     * Where the command's standard error goes (and the console in pipes mode once the guest's init has
+     * started, and all the kernel's messages with {@link VmConfig#kernelLog()}).
      */
     public OutputStream stderr() {
         return stderr;

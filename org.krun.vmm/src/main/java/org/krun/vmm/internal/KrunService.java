@@ -149,7 +149,8 @@ public final class KrunService implements Krun {
         });
         config = withRootFilesystem(config);
         ConsoleTail tail = new ConsoleTail(VirtualMachine.CONSOLE_TAIL_BYTES);
-        ConsoleSpec console = tail.tee(config.console());
+        BootConsoleGate bootGate = new BootConsoleGate(config.kernelLog());
+        ConsoleSpec console = tail.tee(bootGate.wrap(config.console()));
         // The console is the one device the core asks for itself: VirtualMachine's console streams
         // (consoleInput, resizeConsole, consoleTail) and the init's stdio are part of the API's contract, so
         // every VM has one, first, and hvc0 is the first virtio device the guest finds. Whichever device
@@ -184,7 +185,7 @@ public final class KrunService implements Krun {
                         + "; this configuration makes " + shape);
             }
         }
-        Machine m = new Machine("vm" + ids.incrementAndGet(), config, console, tail, hv, devices, initBinary(),
+        Machine m = new Machine("vm" + ids.incrementAndGet(), config, console, tail, bootGate, hv, devices, initBinary(),
                 machines::remove, snapshotDir, snapshot);
         machines.add(m);
         return m;

@@ -82,6 +82,7 @@ final class Machine implements VirtualMachine {
     /** The kernel's errors, from its early serial console: why a guest that never reported a status stopped. */
     private final ConsoleTail kernelLog = new ConsoleTail(KernelLog.TAIL_BYTES);
     private volatile boolean initStarted;
+    private final BootConsoleGate bootGate;
     private final Hypervisor hypervisor;
     private final List<VirtioDevice> devices;
     private final HostConsole console;
@@ -127,20 +128,20 @@ final class Machine implements VirtualMachine {
     /** pauseRequested, for the vCPU loop's cheap check. */
     private volatile boolean pausing;
 
-    Machine(String id, VmConfig config, ConsoleSpec consoleStreams, ConsoleTail tail, Hypervisor hypervisor,
-            List<VirtioDevice> devices, byte[] init, Consumer<Machine> onClosed) {
-        this(id, config, consoleStreams, tail, hypervisor, devices, init, onClosed, null, null);
-    }
-
-    /** A VM that starts from the snapshot {@code state} in {@code snapshotDir} rather than booting. */
-    Machine(String id, VmConfig config, ConsoleSpec consoleStreams, ConsoleTail tail, Hypervisor hypervisor,
-            List<VirtioDevice> devices, byte[] init, Consumer<Machine> onClosed, Path snapshotDir, SnapshotState state) {
+    /**
+     * A VM; with a {@code snapshotDir} and its {@code state}, one that starts from that snapshot rather than
+     * booting. {@code bootGate} shuts {@code consoleStreams} until init starts.
+     */
+    Machine(String id, VmConfig config, ConsoleSpec consoleStreams, ConsoleTail tail, BootConsoleGate bootGate,
+            Hypervisor hypervisor, List<VirtioDevice> devices, byte[] init, Consumer<Machine> onClosed,
+            Path snapshotDir, SnapshotState state) {
         this.snapshotDir = snapshotDir;
         this.snapshot = state;
         this.id = id;
         this.config = config;
         this.consoleStreams = consoleStreams;
         this.tail = tail;
+        this.bootGate = bootGate;
         this.hypervisor = hypervisor;
         this.devices = List.copyOf(devices);
         this.console = devices.stream().filter(HostConsole.class::isInstance).map(HostConsole.class::cast)
@@ -349,6 +350,9 @@ final class Machine implements VirtualMachine {
         }
         ByteBuffer b = ByteBuffer.wrap(machine);
         initStarted = b.get() != 0;
+        if (initStarted) {
+            bootGate.open();
+        }
         int status = b.getInt();
         reportedStatus = status < 0 ? null : status;
     }
@@ -499,6 +503,7 @@ final class Machine implements VirtualMachine {
             timeline.mark(BootTimeline.Event.STATUS);
         }, () -> {
             initStarted = true;
+            bootGate.open();
             timeline.mark(BootTimeline.Event.INIT);
         }));
         OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();

@@ -1,6 +1,8 @@
 package org.krun.device.blk.internal;
 
 import java.time.Duration;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.ThreadPoolExecutor;
@@ -18,8 +20,8 @@ interface IoExecutor {
     void execute(Runnable task);
 
     /**
-     * Takes no more tasks and waits up to {@code timeout} for the ones running or queued to finish; returns
-     * whether they all did.
+     * Takes no more tasks and waits up to {@code timeout} for the ones running or queued to finish and for
+     * the threads that ran them to end; returns whether they all did.
      */
     boolean shutdown(Duration timeout);
 
@@ -29,7 +31,15 @@ interface IoExecutor {
      */
     static IoExecutor threads(String name, int threads) {
         AtomicInteger n = new AtomicInteger();
-        ThreadFactory factory = r -> Thread.ofPlatform().daemon(true).name(name + "-io-" + n.incrementAndGet()).unstarted(r);
+        // The pool's threads, so shutdown can wait until they have ended: the pool counts as terminated
+        // while its last thread is still on its way out. Ended threads are dropped when a new one starts.
+        Set<Thread> started = ConcurrentHashMap.newKeySet();
+        ThreadFactory factory = r -> {
+            started.removeIf(t -> !t.isAlive());
+            Thread thread = Thread.ofPlatform().daemon(true).name(name + "-io-" + n.incrementAndGet()).unstarted(r);
+            started.add(thread);
+            return thread;
+        };
         ThreadPoolExecutor pool = new ThreadPoolExecutor(threads, threads, 5, TimeUnit.SECONDS,
                 new LinkedBlockingQueue<>(), factory);
         pool.allowCoreThreadTimeOut(true);
@@ -47,7 +57,15 @@ interface IoExecutor {
                 try {
                     while (true) {
                         try {
-                            return pool.awaitTermination(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                            if (!pool.awaitTermination(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS)) {
+                                return false;
+                            }
+                            for (Thread thread : started) {
+                                // Terminated: each thread is past its last task and only has to return.
+                                thread.join(Duration.ofNanos(Math.max(1, deadline - System.nanoTime())));
+                            }
+                            started.removeIf(t -> !t.isAlive());
+                            return started.isEmpty();
                         } catch (InterruptedException e) {
                             interrupted = true;
                         }
