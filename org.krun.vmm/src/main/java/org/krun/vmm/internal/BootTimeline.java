@@ -18,6 +18,8 @@ final class BootTimeline {
         FIRST_RUN,
         /** The guest init announced itself (I/O port 0xf5). */
         INIT,
+        /** The guest init reached its template point (I/O port 0xf6; templated VMs only). */
+        TEMPLATE,
         /** The guest init reported the command's exit status. */
         STATUS,
         /** The guest reset the machine, or the VM was stopped otherwise. */
