@@ -20,6 +20,8 @@ final class BootTimeline {
         INIT,
         /** The guest init reached its template point (I/O port 0xf6; templated VMs only). */
         TEMPLATE,
+        /** A templated init has read its configuration (port 0xf7). */
+        CONFIG,
         /** The guest init reported the command's exit status. */
         STATUS,
         /** The guest reset the machine, or the VM was stopped otherwise. */

@@ -655,7 +655,7 @@ final class Machine implements VirtualMachine {
         }, () -> {
             initStarted = true;
             timeline.mark(BootTimeline.Event.INIT);
-        }, this::templatePoint);
+        }, this::templatePoint, () -> timeline.mark(BootTimeline.Event.CONFIG));
         bus.insert(InitPorts.BASE, InitPorts.LENGTH, initPorts);
         OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();
         serial = new Serial8250(kernelLog.tee(serialOut));

@@ -33,18 +33,21 @@ public final class InitPorts implements BusDevice {
     private final IntConsumer exitStatus;
     private final Runnable initStarted;
     private final Runnable templatePoint;
+    private final Runnable runConfigRead;
     /** The length-prefixed configuration, once it is ready; guarded by this. */
     private byte[] runConfig;
-    private int runConfigRead;
+    private int runConfigPosition;
 
     public InitPorts(IntConsumer exitStatus, Runnable initStarted) {
-        this(exitStatus, initStarted, () -> { });
+        this(exitStatus, initStarted, () -> { }, () -> { });
     }
 
-    public InitPorts(IntConsumer exitStatus, Runnable initStarted, Runnable templatePoint) {
+    /** With {@code runConfigRead} run once the init has read the last byte of its configuration. */
+    public InitPorts(IntConsumer exitStatus, Runnable initStarted, Runnable templatePoint, Runnable runConfigRead) {
         this.exitStatus = exitStatus;
         this.initStarted = initStarted;
         this.templatePoint = templatePoint;
+        this.runConfigRead = runConfigRead;
     }
 
     /** Makes {@code json} the configuration the init reads on {@link #CONFIG_PORT}, and says it is ready. */
@@ -56,7 +59,7 @@ public final class InitPorts implements BusDevice {
         b[3] = (byte) (json.length >>> 24);
         System.arraycopy(json, 0, b, 4, json.length);
         runConfig = b;
-        runConfigRead = 0;
+        runConfigPosition = 0;
     }
 
     @Override
@@ -68,8 +71,12 @@ public final class InitPorts implements BusDevice {
         if (offset == TEMPLATE_PORT - BASE) {
             return runConfig == null ? 0 : 1;
         }
-        if (offset == CONFIG_PORT - BASE && runConfig != null && runConfigRead < runConfig.length) {
-            return runConfig[runConfigRead++] & 0xff;
+        if (offset == CONFIG_PORT - BASE && runConfig != null && runConfigPosition < runConfig.length) {
+            int b = runConfig[runConfigPosition++] & 0xff;
+            if (runConfigPosition == runConfig.length) {
+                runConfigRead.run();
+            }
+            return b;
         }
         return ones;
     }
