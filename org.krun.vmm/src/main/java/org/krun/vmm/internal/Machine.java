@@ -397,7 +397,9 @@ final class Machine implements VirtualMachine {
     private byte[] runConfig() {
         byte[] seed = new byte[64];
         new java.security.SecureRandom().nextBytes(seed);
-        return InitConfig.forTemplatedInit(config, files.replace(), files.append(), Instant.now(), seed);
+        byte[] json = InitConfig.forTemplatedInit(config, files.replace(), files.append(), Instant.now(), seed);
+        LOG.log(Level.DEBUG, () -> "vm " + id + ": the init's configuration is " + json.length + " bytes");
+        return json;
     }
 
     /** The init reached its template point (on the vCPU's thread: the snapshot is taken from another). */
