@@ -7,7 +7,9 @@
  *
  * Configuration, in order of preference:
  *   1. /krun/config.json, written by the VMM (see parse_config for the schema);
- *   2. libkrun's contract: KRUN_INIT (the command), KRUN_WORKDIR, KRUN_RLIMITS from the kernel
+ *   2. with /krun/template instead (a templated VM, docs/templates.md): the same JSON read from I/O port
+ *      KRUN_CONFIG_PORT after the template point, where the VMM snapshots the VM for later runs;
+ *   3. libkrun's contract: KRUN_INIT (the command), KRUN_WORKDIR, KRUN_RLIMITS from the kernel
  *      command line's environment, and the command's arguments after "--".
  *
  * Exit status contract (as libkrun's): 125 setup failed, 126 command not executable,
@@ -39,7 +41,13 @@
 
 #define KRUN_EXIT_PORT 0xf4
 #define KRUN_INIT_MARKER_PORT 0xf5
+#define KRUN_TEMPLATE_PORT 0xf6
+#define KRUN_CONFIG_PORT 0xf7
 #define CONFIG_PATH "/krun/config.json"
+#define TEMPLATE_MARKER_PATH "/krun/template"
+/* linux/random.h: RNDADDENTROPY is _IOW('R', 0x03, int[2]), RNDRESEEDCRNG _IO('R', 0x07) */
+#define KRUN_RNDADDENTROPY 0x40085203
+#define KRUN_RNDRESEEDCRNG 0x5207
 #define MAX_ITEMS 4096
 
 struct config {
@@ -68,6 +76,9 @@ struct config {
     int nfiles;
     char *appends[2 * 32];
     int nappends;
+    /* Templated VMs only: the host's wall clock ("SECONDS.NANOS") and fresh host entropy (hex). */
+    char *clock;
+    char *seed;
 };
 
 static struct config cfg;
@@ -378,6 +389,10 @@ static int parse_config(const char *text, size_t len)
             rc = parse_string_array(&j, cfg.files, 2 * 32, &cfg.nfiles) || cfg.nfiles % 2 ? -1 : 0;
         else if (!strcmp(key, "appends"))
             rc = parse_string_array(&j, cfg.appends, 2 * 32, &cfg.nappends) || cfg.nappends % 2 ? -1 : 0;
+        else if (!strcmp(key, "clock"))
+            rc = (cfg.clock = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "seed"))
+            rc = (cfg.seed = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "mounts"))
             rc = parse_string_array(&j, cfg.mounts, 4 * 64, &cfg.nmounts) || cfg.nmounts % 4 ? -1 : 0;
         else
@@ -417,6 +432,104 @@ static int load_config_file(void)
         fail_setup("%s is malformed", CONFIG_PATH);
     free(buf);
     return 0;
+}
+
+/* One byte from I/O port `port` through /dev/port (each read is one exit to the VMM). */
+static int port_read(int fd, int port)
+{
+    unsigned char b;
+    return pread(fd, &b, 1, port) == 1 ? b : -1;
+}
+
+/*
+ * The template point (docs/templates.md). Nothing of the run is known yet: no root, no command, no console
+ * opened. The write to KRUN_TEMPLATE_PORT tells the VMM, which may pause and snapshot the VM here; every VM
+ * restored from that snapshot wakes up in the loop below. The VMM answers 1 on KRUN_TEMPLATE_PORT once this
+ * run's configuration is ready, then streams it on KRUN_CONFIG_PORT: a 4-byte little-endian length, then JSON.
+ */
+static void load_config_from_vmm(void)
+{
+    unsigned char one = 1;
+    int fd = open("/dev/port", O_RDWR | O_CLOEXEC);
+    if (fd < 0 || pwrite(fd, &one, 1, KRUN_TEMPLATE_PORT) != 1)
+        fail_setup("cannot reach the VMM's template port: %s", strerror(errno));
+    for (;;) {
+        int ready = port_read(fd, KRUN_TEMPLATE_PORT);
+        if (ready == 1)
+            break;
+        if (ready < 0)
+            fail_setup("template port: %s", strerror(errno));
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    size_t len = 0;
+    for (int i = 0; i < 4; i++) {
+        int b = port_read(fd, KRUN_CONFIG_PORT);
+        if (b < 0)
+            fail_setup("config port: %s", strerror(errno));
+        len |= (size_t)b << (8 * i);
+    }
+    if (len == 0 || len > (64 << 20))
+        fail_setup("the VMM's configuration has a bad length %zu", len);
+    char *buf = malloc(len);
+    if (!buf)
+        fail_setup("no memory for the configuration (%zu bytes)", len);
+    for (size_t i = 0; i < len; i++) {
+        int b = port_read(fd, KRUN_CONFIG_PORT);
+        if (b < 0)
+            fail_setup("config port: %s", strerror(errno));
+        buf[i] = (char)b;
+    }
+    close(fd);
+    if (parse_config(buf, len))
+        fail_setup("the VMM's configuration is malformed");
+    free(buf);
+}
+
+static int unhex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * What VMs restored from one template must not share: the wall clock goes on from the snapshot's moment
+ * until set, and the random pool is the snapshot's. The host's time and entropy from the configuration fix
+ * both before anything of the run uses them; RNDRESEEDCRNG makes the pool's output depend on the new
+ * entropy at once, rather than at the next scheduled reseed.
+ */
+static void apply_per_run_state(void)
+{
+    if (cfg.clock) {
+        char *dot;
+        struct timespec ts = {.tv_sec = strtoll(cfg.clock, &dot, 10), .tv_nsec = 0};
+        if (*dot == '.')
+            ts.tv_nsec = strtol(dot + 1, NULL, 10);
+        if (clock_settime(CLOCK_REALTIME, &ts))
+            say("cannot set the clock: %s", strerror(errno));
+    }
+    if (cfg.seed) {
+        size_t n = strlen(cfg.seed) / 2;
+        struct {
+            int entropy_count;
+            int buf_size;
+            unsigned char buf[256];
+        } pool;
+        if (n > sizeof pool.buf)
+            n = sizeof pool.buf;
+        for (size_t i = 0; i < n; i++) {
+            int hi = unhex(cfg.seed[2 * i]), lo = unhex(cfg.seed[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                fail_setup("the VMM's seed is not hex");
+            pool.buf[i] = (unsigned char)(hi << 4 | lo);
+        }
+        pool.entropy_count = (int)(8 * n);
+        pool.buf_size = (int)n;
+        int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ioctl(fd, KRUN_RNDADDENTROPY, &pool) || ioctl(fd, KRUN_RNDRESEEDCRNG))
+            say("cannot reseed the random pool: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
 }
 
 /* libkrun's contract: the command in KRUN_INIT, its arguments in argv after the kernel's "--". */
@@ -856,8 +969,12 @@ int main(int argc, char **argv)
     dev_mounted = 1;
     reserve_stdio_fds();
     mark_init_started();
-    if (load_config_file())
+    if (access(TEMPLATE_MARKER_PATH, F_OK) == 0) {
+        load_config_from_vmm();
+        apply_per_run_state();
+    } else if (load_config_file()) {
         load_config_env(argc, argv);
+    }
     switch_root();
     setup_filesystems();
     extra_mounts();

@@ -46,6 +46,7 @@ public final class VmConfig {
     private final List<String> kernelArgs;
     private final boolean kernelLog;
     private final Optional<Duration> timeout;
+    private final Optional<Path> templateCache;
 
     private VmConfig(Builder b) {
         if (b.cpus < 1 || b.cpus > MAX_CPUS) {
@@ -105,6 +106,7 @@ public final class VmConfig {
         }
         this.kernelLog = b.kernelLog;
         this.timeout = Optional.ofNullable(b.timeout);
+        this.templateCache = Optional.ofNullable(b.templateCache);
         timeout.ifPresent(t -> {
             if (t.isNegative() || t.isZero()) {
                 throw new VmConfigException("timeout must be positive");
@@ -292,6 +294,17 @@ public final class VmConfig {
         return timeout;
     }
 
+    /**
+     * Where booted templates of VMs shaped like this one are kept, or empty (the default) to boot cold.
+     * With a cache, a VM whose template is there starts from it rather than booting; one whose template is
+     * missing boots, is snapshotted into the cache at the init's template point (kernel up, devices probed,
+     * nothing of this run read), and goes on. A VM that cannot be templated (a device that cannot snapshot,
+     * a root packed into the initramfs, a user initrd) boots cold. Experimental (API 1.3): see docs/templates.md.
+     */
+    public Optional<Path> templateCache() {
+        return templateCache;
+    }
+
     public static Builder builder() {
         return new Builder();
     }
@@ -320,6 +333,7 @@ public final class VmConfig {
         b.kernelArgs = new ArrayList<>(kernelArgs);
         b.kernelLog = kernelLog;
         b.timeout = timeout.orElse(null);
+        b.templateCache = templateCache.orElse(null);
         return b;
     }
 
@@ -334,13 +348,14 @@ public final class VmConfig {
                 && workdir.equals(c.workdir) && hostname.equals(c.hostname) && rlimits.equals(c.rlimits)
                 && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
                 && withoutDefaults.equals(c.withoutDefaults)
-                && kernelArgs.equals(c.kernelArgs) && kernelLog == c.kernelLog && timeout.equals(c.timeout);
+                && kernelArgs.equals(c.kernelArgs) && kernelLog == c.kernelLog && timeout.equals(c.timeout)
+                && templateCache.equals(c.templateCache);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(cpus, memoryMib, memoryOvercommit, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
-                rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout);
+                rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout, templateCache);
     }
 
     @Override
@@ -372,6 +387,7 @@ public final class VmConfig {
         private List<String> kernelArgs = new ArrayList<>();
         private boolean kernelLog;
         private Duration timeout;
+        private Path templateCache;
 
         private Builder() {
         }
@@ -498,6 +514,12 @@ public final class VmConfig {
 
         public Builder timeout(Duration timeout) {
             this.timeout = timeout;
+            return this;
+        }
+
+        /** See {@link VmConfig#templateCache()}; null (the default) boots cold. */
+        public Builder templateCache(Path dir) {
+            this.templateCache = dir;
             return this;
         }
 

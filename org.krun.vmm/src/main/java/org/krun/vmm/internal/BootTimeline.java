@@ -18,6 +18,10 @@ final class BootTimeline {
         FIRST_RUN,
         /** The guest init announced itself (I/O port 0xf5). */
         INIT,
+        /** The guest init reached its template point (I/O port 0xf6; templated VMs only). */
+        TEMPLATE,
+        /** A templated init has read its configuration (port 0xf7). */
+        CONFIG,
         /** The guest init reported the command's exit status. */
         STATUS,
         /** The guest reset the machine, or the VM was stopped otherwise. */

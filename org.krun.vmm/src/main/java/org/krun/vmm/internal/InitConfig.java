@@ -76,6 +76,24 @@ final class InitConfig {
         return sb.toString().getBytes(StandardCharsets.UTF_8);
     }
 
+    /**
+     * The configuration a templated init reads after the template point (docs/templates.md): the same, plus
+     * what restored siblings must not share, the host's wall clock as {@code "clock": "SECONDS.NANOS"} and
+     * fresh host entropy as {@code "seed"} (hex) for the guest's random pool.
+     */
+    static byte[] forTemplatedInit(VmConfig c, Map<String, String> files, Map<String, String> appends,
+            java.time.Instant now, byte[] seed) {
+        String json = new String(json(c, files, appends), StandardCharsets.UTF_8).stripTrailing();
+        StringBuilder sb = new StringBuilder(json.length() + 200);
+        sb.append(json, 0, json.length() - 1); // without the closing brace
+        sb.append(",\"clock\":");
+        string(sb, now.getEpochSecond() + "." + String.format("%09d", now.getNano()));
+        sb.append(",\"seed\":");
+        string(sb, java.util.HexFormat.of().formatHex(seed));
+        sb.append("}\n");
+        return sb.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
     private static void pairs(StringBuilder sb, String key, Map<String, String> map) {
         if (map.isEmpty()) {
             return;

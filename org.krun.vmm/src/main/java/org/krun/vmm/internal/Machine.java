@@ -59,6 +59,8 @@ import org.krun.vmm.internal.memory.GuestRam;
 import org.krun.vmm.internal.snapshot.SnapshotException;
 import org.krun.vmm.internal.snapshot.SnapshotFile;
 import org.krun.vmm.internal.snapshot.SnapshotState;
+import org.krun.vmm.internal.template.TemplateCache;
+import org.krun.vmm.internal.template.TemplateKey;
 import org.krun.vmm.internal.virtio.MmioTransport;
 
 /**
@@ -115,9 +117,21 @@ final class Machine implements VirtualMachine {
     private Serial8250 serial;
     private Cmos cmos;
 
-    /** Where {@link #start()} restores from instead of booting; null for a boot. */
-    private final Path snapshotDir;
-    private final SnapshotState snapshot;
+    /** Where {@link #start()} restores from instead of booting (a snapshot, or a template found); null for a boot. */
+    private Path snapshotDir;
+    private SnapshotState snapshot;
+
+    /** What the devices need of the guest, asked once when the VM is built. */
+    private final List<org.krun.spi.virtio.GuestSetup> setups = new ArrayList<>();
+    private GuestFiles files;
+    private InitPorts initPorts;
+    /** Set when the init reads its configuration from the VMM after the template point (docs/templates.md). */
+    private boolean templatedInit;
+    /** The cache and key to snapshot this boot into at the template point; null when not making a template. */
+    private TemplateCache templateCache;
+    private TemplateKey templateKey;
+    private String templateDigest;
+    private final java.util.concurrent.atomic.AtomicBoolean templatePointSeen = new java.util.concurrent.atomic.AtomicBoolean();
 
     /** How long {@link #pause()} waits for every vCPU to reach its safe point. */
     static final Duration PAUSE_TIMEOUT = Duration.ofSeconds(10);
@@ -189,6 +203,14 @@ final class Machine implements VirtualMachine {
         }
         timeline.mark(BootTimeline.Event.START);
         try {
+            if (snapshot == null) {
+                for (VirtioDevice d : devices) {
+                    setups.add(d.guestSetup());
+                }
+                files = new GuestFiles();
+                setups.forEach(files::add);
+                config.templateCache().ifPresent(this::findOrPlanTemplate);
+            }
             if (snapshot != null) {
                 restore();
             } else {
@@ -229,14 +251,11 @@ final class Machine implements VirtualMachine {
         mmio = new Bus("mmio");
         KernelCommandLine cmdline = baseCommandLine();
         attachDevices(vm, mem, cmdline);
-        GuestFiles files = new GuestFiles();
-        for (VirtioDevice d : devices) {
-            org.krun.spi.virtio.GuestSetup setup = d.guestSetup();
+        for (org.krun.spi.virtio.GuestSetup setup : setups) {
             cmdline.addAll(setup.kernelArgs());
-            files.add(setup);
         }
         cmdline.addAll(hypervisor.guestKernelArgs()).addAll(config.kernelArgs());
-        long[] initrd = loadInitramfs(mem, ram.lowEnd(), kernel.end(), files);
+        long[] initrd = loadInitramfs(mem, ram.lowEnd(), kernel.end());
         int cmdlineSize = cmdline.write(mem);
         ZeroPage.write(mem, kernel.isBzImage() ? kernel.setupHeader() : null, X86Layout.CMDLINE_ADDRESS, cmdlineSize,
                 initrd[0], initrd[1], E820.of(mem));
@@ -277,9 +296,147 @@ final class Machine implements VirtualMachine {
         }
         LOG.log(Level.DEBUG, () -> "vm " + id + ": restored from " + snapshotDir + " in "
                 + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms");
+        if (templatedInit) {
+            // A VM restored from a template: its init waits at the template point for this run's configuration.
+            initPorts.offerRunConfig(runConfig());
+        }
         startThreads();
         config.timeout().ifPresent(t -> loop.setDeadline(System.nanoTime() + t.toNanos(),
                 () -> stop(VmExit.timedOut("timed out after " + t.toMillis() / 1000.0 + " s: VM stopped"))));
+    }
+
+    /**
+     * Templates (docs/templates.md): a VM that can be templated restores the template of its key when the
+     * cache has a sound one, and otherwise boots with an init that stops at the template point, where
+     * {@link #takeTemplate()} snapshots it into the cache. A VM that cannot be templated boots cold.
+     */
+    private void findOrPlanTemplate(Path cacheDir) {
+        String why = untemplatable();
+        if (why != null) {
+            LOG.log(Level.DEBUG, () -> "vm " + id + ": booting cold, no template: " + why);
+            return;
+        }
+        TemplateKey key;
+        try {
+            key = templateKey();
+        } catch (IOException e) {
+            LOG.log(Level.WARNING, "vm " + id + ": booting cold, no template key: " + e.getMessage());
+            return;
+        }
+        TemplateCache cache = new TemplateCache(cacheDir, TemplateCache.DEFAULT_MAX_TEMPLATES);
+        String digest = key.digest();
+        Optional<Path> found = cache.lookup(digest);
+        if (found.isPresent()) {
+            try {
+                SnapshotState state = SnapshotFile.read(found.get().resolve(SnapshotFile.STATE_FILE));
+                long size = Files.size(found.get().resolve(SnapshotFile.RAM_FILE));
+                if (size != state.ramBytes() || !state.shape().equals(shape(config, devices))
+                        || !state.backend().equals(hypervisor.name()) || !state.cpuSignature().equals(hypervisor.hostCpuSignature())) {
+                    throw new SnapshotException("its RAM, shape or host differs from its state");
+                }
+                snapshotDir = found.get();
+                snapshot = state;
+                templatedInit = true;
+                LOG.log(Level.DEBUG, () -> "vm " + id + ": restoring template " + digest);
+                return;
+            } catch (SnapshotException | IOException e) {
+                LOG.log(Level.WARNING, "vm " + id + ": template " + found.get() + " is unusable, removed: " + e.getMessage());
+                cache.remove(digest);
+            }
+        }
+        templateCache = cache;
+        templateKey = key;
+        templateDigest = digest;
+        templatedInit = true;
+    }
+
+    /** Why this VM cannot be templated, or null if it can. */
+    private String untemplatable() {
+        if (!hypervisor.supportsSnapshots()) {
+            return "hypervisor backend " + hypervisor.name() + " cannot snapshot";
+        }
+        if (config.initrd().isPresent()) {
+            return "a user initrd is unpacked before the template point";
+        }
+        if (config.root().isPresent() && config.rootMount().isEmpty()) {
+            return "the root is packed into the initramfs";
+        }
+        for (VirtioDevice d : devices) {
+            if (!(d instanceof SnapshottableDevice)) {
+                return "device " + deviceName(d) + " cannot snapshot";
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Everything the guest saw or ran before the template point: the host (backend, CPU), the kernel and init
+     * builds, the kernel command line's parts, memory, vCPUs, the devices in order with their features and
+     * config space (a virtio-fs tag, a disk's capacity). Not in it: what the init reads afterwards (command,
+     * environment, root, mounts, hostname, files) and the host side of devices (a share's directory, an image path).
+     */
+    private TemplateKey templateKey() throws IOException {
+        TemplateKey k = new TemplateKey()
+                .add("backend", hypervisor.name())
+                .add("cpu", hypervisor.hostCpuSignature())
+                .addFile("kernel", config.kernel())
+                .addDigestOf("init", init)
+                .add("cmdline", baseCommandLine().toString())
+                .add("hypervisor args", String.join(" ", hypervisor.guestKernelArgs()))
+                .add("user args", String.join(" ", config.kernelArgs()))
+                .add("shape", shape(config, devices));
+        for (int i = 0; i < devices.size(); i++) {
+            VirtioDevice d = devices.get(i);
+            byte[] space = new byte[d.configSize()];
+            d.readConfig(0, space);
+            k.add("device " + i + " config", space).add("device " + i + " args", String.join(" ", setups.get(i).kernelArgs()));
+        }
+        return k;
+    }
+
+    /** This run's configuration for an init that reads it after the template point. */
+    private byte[] runConfig() {
+        byte[] seed = new byte[64];
+        new java.security.SecureRandom().nextBytes(seed);
+        byte[] json = InitConfig.forTemplatedInit(config, files.replace(), files.append(), Instant.now(), seed);
+        LOG.log(Level.DEBUG, () -> "vm " + id + ": the init's configuration is " + json.length + " bytes");
+        return json;
+    }
+
+    /** The init reached its template point (on the vCPU's thread: the snapshot is taken from another). */
+    private void templatePoint() {
+        if (!templatedInit || !templatePointSeen.compareAndSet(false, true)) {
+            return;
+        }
+        timeline.mark(BootTimeline.Event.TEMPLATE);
+        if (templateCache == null) {
+            initPorts.offerRunConfig(runConfig()); // cannot happen: a restored init has its configuration already
+            return;
+        }
+        Thread.ofPlatform().name("krun-" + id + "-template").daemon(true).start(this::takeTemplate);
+    }
+
+    /** Pauses the VM at its template point, snapshots it into the cache, hands the init its configuration, resumes. */
+    private void takeTemplate() {
+        long started = System.nanoTime();
+        try {
+            pause();
+            Path staged = templateCache.stage();
+            try {
+                snapshot(staged);
+                Path dir = templateCache.commit(templateDigest, staged, templateKey.description());
+                LOG.log(Level.DEBUG, () -> "vm " + id + ": template " + dir + " made in "
+                        + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms");
+            } catch (RuntimeException | IOException e) {
+                templateCache.discard(staged);
+                throw e;
+            }
+        } catch (RuntimeException | IOException e) {
+            LOG.log(Level.WARNING, "vm " + id + ": no template made, the run goes on: " + e.getMessage());
+        } finally {
+            initPorts.offerRunConfig(runConfig());
+            resume();
+        }
     }
 
     /**
@@ -498,14 +655,15 @@ final class Machine implements VirtualMachine {
         bus.insert(I8042.BASE, I8042.LENGTH, new I8042(this::guestReset));
         cmos = new Cmos(Clock.systemUTC());
         bus.insert(Cmos.BASE, Cmos.LENGTH, cmos);
-        bus.insert(InitPorts.BASE, InitPorts.LENGTH, new InitPorts(s -> {
+        initPorts = new InitPorts(s -> {
             reportedStatus = s;
             timeline.mark(BootTimeline.Event.STATUS);
         }, () -> {
             initStarted = true;
             bootGate.open();
             timeline.mark(BootTimeline.Event.INIT);
-        }));
+        }, this::templatePoint, () -> timeline.mark(BootTimeline.Event.CONFIG));
+        bus.insert(InitPorts.BASE, InitPorts.LENGTH, initPorts);
         OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();
         serial = new Serial8250(kernelLog.tee(serialOut));
         bus.insert(Serial8250.COM1, Serial8250.LENGTH, serial);
@@ -543,10 +701,12 @@ final class Machine implements VirtualMachine {
     }
 
     /** Places the initramfs at the top of low RAM; returns {address, size}. */
-    private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd, GuestFiles files) {
+    private long[] loadInitramfs(GuestMemory mem, long lowEnd, long kernelEnd) {
         // With a root mount (a virtio-fs share or a disk) the initramfs carries only the init and its config.
         Optional<java.nio.file.Path> packedRoot = config.rootMount().isPresent() ? Optional.empty() : config.root();
-        Initramfs initramfs = Initramfs.plan(packedRoot, config.initrd(), init, InitConfig.json(config, files.replace(), files.append()));
+        // A templated init finds no configuration here: it reads this run's from the VMM after its template point.
+        Initramfs initramfs = Initramfs.plan(packedRoot, config.initrd(), init,
+                templatedInit ? null : InitConfig.json(config, files.replace(), files.append()));
         long size = initramfs.size();
         long top = Math.min(lowEnd, 0x8000_0000L);
         long address = (top - size) & ~0xfffL;

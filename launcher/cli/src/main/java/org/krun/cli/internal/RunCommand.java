@@ -116,6 +116,10 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--kernel-log", description = "Show the guest kernel's messages on stderr.")
     boolean kernelLog;
 
+    @Option(names = "--template", description = {"Experimental: start from a booted template of a VM of this shape",
+            "(made by the first such run, kept in ~/.cache/krun/templates) instead of booting."})
+    boolean template;
+
     @Option(names = "--kernel-arg", paramLabel = "ARG", description = "Extra kernel command-line argument. Repeatable.")
     List<String> kernelArgs = new ArrayList<>();
 
@@ -261,6 +265,7 @@ final class RunCommand implements Callable<Integer> {
                 .kernel(kernel != null ? kernel : defaultPath("krun.kernel", "--kernel"))
                 .console(console)
                 .kernelLog(kernelLog)
+                .templateCache(template ? defaultPath("krun.templates", "--template") : null)
                 .defaultDevices(!noDefaultDevices)
                 .command(command.isEmpty() ? List.of("/bin/sh") : command);
         if (initrd != null) {

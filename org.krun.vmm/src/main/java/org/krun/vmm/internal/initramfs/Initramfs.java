@@ -31,6 +31,8 @@ public final class Initramfs {
     /** Where krun's files live in the guest. */
     public static final String INIT_PATH = "/krun/init";
     public static final String CONFIG_PATH = "/krun/config.json";
+    /** Present instead of the configuration in a templated VM: the init reads it from the VMM after its template point. */
+    public static final String TEMPLATE_MARKER_PATH = "/krun/template";
 
     private final Optional<Path> userInitrd;
     private final long userInitrdSize;
@@ -49,6 +51,7 @@ public final class Initramfs {
      *
      * @throws VmConfigException if the root or initrd cannot be read
      */
+    /** With {@code config} null, the archive holds the template marker instead (docs/templates.md). */
     public static Initramfs plan(Optional<Path> root, Optional<Path> userInitrd, byte[] init, byte[] config) {
         List<CpioEntry> entries = new ArrayList<>();
         if (root.isPresent()) {
@@ -59,7 +62,11 @@ public final class Initramfs {
         entries.add(CpioEntry.node("dev/console", CpioEntry.S_IFCHR | 0600, now, 5, 1));
         entries.add(CpioEntry.directory("krun", 0755, now));
         entries.add(CpioEntry.file(INIT_PATH.substring(1), 0755, now, init));
-        entries.add(CpioEntry.file(CONFIG_PATH.substring(1), 0644, now, config));
+        if (config != null) {
+            entries.add(CpioEntry.file(CONFIG_PATH.substring(1), 0644, now, config));
+        } else {
+            entries.add(CpioEntry.file(TEMPLATE_MARKER_PATH.substring(1), 0644, now, new byte[0]));
+        }
         long initrdSize = 0;
         if (userInitrd.isPresent()) {
             try {

@@ -43,4 +43,28 @@ class InitPortsTest {
         assertEquals(0xf4, InitPorts.EXIT_STATUS_PORT);
         assertEquals(0xf5, InitPorts.INIT_MARKER_PORT);
     }
+
+    @Test
+    void theTemplatePortAnswersZeroUntilTheConfigurationIsReadyThenStreamsItLengthFirst() {
+        int[] points = {0};
+        int[] read = {0};
+        InitPorts ports = new InitPorts(s -> { }, () -> { }, () -> points[0]++, () -> read[0]++);
+        ports.write(2, 1, 1);
+        assertEquals(1, points[0]);
+        assertEquals(0, ports.read(2, 1));
+        assertEquals(0xff, ports.read(3, 1), "nothing to read before the configuration is offered");
+        ports.offerRunConfig("{}".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        assertEquals(1, ports.read(2, 1));
+        assertEquals(List.of(2, 0, 0, 0, (int) '{', (int) '}'), List.of(ports.read(3, 1), ports.read(3, 1), ports.read(3, 1),
+                ports.read(3, 1), ports.read(3, 1), ports.read(3, 1)).stream().map(Long::intValue).toList());
+        assertEquals(1, read[0], "the last byte read is reported once");
+        assertEquals(0xff, ports.read(3, 1), "all ones past the end");
+        assertEquals(1, read[0]);
+    }
+
+    @Test
+    void theTemplateAndConfigPortsFollowTheOthers() {
+        assertEquals(0xf6, InitPorts.TEMPLATE_PORT);
+        assertEquals(0xf7, InitPorts.CONFIG_PORT);
+    }
 }
