@@ -17,10 +17,12 @@ import org.krun.api.ConsoleSpec;
  * {@link org.krun.api.VmConfig#kernelLog()} the gate starts open: the user asked to see the kernel.
  */
 final class BootConsoleGate {
+    private final boolean alwaysOpen;
     private volatile boolean open;
 
-    BootConsoleGate(boolean open) {
-        this.open = open;
+    BootConsoleGate(boolean alwaysOpen) {
+        this.alwaysOpen = alwaysOpen;
+        this.open = alwaysOpen;
     }
 
     /** Lets everything through from now on (init has started). */
@@ -28,8 +30,9 @@ final class BootConsoleGate {
         open = true;
     }
 
-    boolean isOpen() {
-        return open;
+    /** Drops output again, unless it is always open (a restore that had opened it failed; the VM boots). */
+    void shut() {
+        open = alwaysOpen;
     }
 
     /** {@code spec}, in pipes mode with a stderr that drops what is written while the gate is shut. */

@@ -127,6 +127,12 @@ final class Machine implements VirtualMachine {
     private InitPorts initPorts;
     /** Set when the init reads its configuration from the VMM after the template point (docs/templates.md). */
     private boolean templatedInit;
+    /** The template this VM restores, with its cache and key; null unless restoring one. */
+    private FoundTemplate restoringTemplate;
+
+    private record FoundTemplate(TemplateCache cache, TemplateKey key, String digest) {
+    }
+
     /** The cache and key to snapshot this boot into at the template point; null when not making a template. */
     private TemplateCache templateCache;
     private TemplateKey templateKey;
@@ -211,7 +217,9 @@ final class Machine implements VirtualMachine {
                 setups.forEach(files::add);
                 config.templateCache().ifPresent(this::findOrPlanTemplate);
             }
-            if (snapshot != null) {
+            if (snapshot != null && restoringTemplate != null) {
+                restoreTemplateOrBoot();
+            } else if (snapshot != null) {
                 restore();
             } else {
                 boot();
@@ -306,6 +314,65 @@ final class Machine implements VirtualMachine {
     }
 
     /**
+     * Restores the template found for this VM; if that fails before the VM ran, undoes the restore and boots
+     * cold instead, so a template never costs a run more than the time it took to find out. A template
+     * whose state is refused (a device, the hypervisor or the host CPU will not take it) is removed, and the
+     * boot makes a new one; after any other failure (the host's: memory, files) the template stays.
+     */
+    private void restoreTemplateOrBoot() {
+        try {
+            restore();
+            return;
+        } catch (RuntimeException e) {
+            synchronized (lock) {
+                if (phase != Phase.STARTING || !vcpuThreads.isEmpty()) {
+                    throw e; // it ran: nothing to fall back from
+                }
+            }
+            String reason = e.getMessage() == null ? e.toString() : e.getMessage();
+            boolean refused = e instanceof SnapshotException || e instanceof IllegalArgumentException;
+            LOG.log(Level.WARNING, "vm " + id + ": template " + snapshotDir + " could not be restored"
+                    + (refused ? " and was removed" : "") + "; booting cold: " + reason.lines().findFirst().orElse(""));
+            undoRestore();
+            if (refused) {
+                restoringTemplate.cache().remove(restoringTemplate.digest());
+                templateCache = restoringTemplate.cache();
+                templateKey = restoringTemplate.key();
+                templateDigest = restoringTemplate.digest();
+            } else {
+                templatedInit = false; // a plain cold boot: the init finds its configuration in the initramfs
+            }
+        }
+        restoringTemplate = null;
+        snapshot = null;
+        snapshotDir = null;
+        boot();
+    }
+
+    /** Takes back what a failed {@link #restore()} built, keeping the devices for a boot. */
+    private void undoRestore() {
+        if (loop != null) {
+            try {
+                loop.callBeforeRun(() -> {
+                    transports.forEach(MmioTransport::resetDevice);
+                    return null;
+                });
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, "vm " + id + ": resetting devices after a failed restore: " + e);
+            }
+        }
+        resources.releaseAll();
+        transports.clear();
+        vcpus.clear();
+        ram = null;
+        hypervisorVm = null;
+        loop = null;
+        initStarted = false;
+        reportedStatus = null;
+        bootGate.shut();
+    }
+
+    /**
      * Templates (docs/templates.md): a VM that can be templated restores the template of its key when the
      * cache has a sound one, and otherwise boots with an init that stops at the template point, where
      * {@link #takeTemplate()} snapshots it into the cache. A VM that cannot be templated boots cold.
@@ -336,6 +403,7 @@ final class Machine implements VirtualMachine {
                 }
                 snapshotDir = found.get();
                 snapshot = state;
+                restoringTemplate = new FoundTemplate(cache, key, digest);
                 templatedInit = true;
                 LOG.log(Level.DEBUG, () -> "vm " + id + ": restoring template " + digest);
                 return;

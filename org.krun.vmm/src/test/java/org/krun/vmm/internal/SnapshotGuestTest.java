@@ -293,7 +293,7 @@ class SnapshotGuestTest {
      * What this process holds once the VM threads have gone (polled for up to 2 s), compared with
      * {@code before} when given: fds, threads (krun's and all others), and kvm_run mappings.
      */
-    private static VmResourceLeakTest.Snapshot settled(VmResourceLeakTest.Snapshot before) throws InterruptedException {
+    static VmResourceLeakTest.Snapshot settled(VmResourceLeakTest.Snapshot before) throws InterruptedException {
         long deadline = System.nanoTime() + 2_000_000_000L;
         VmResourceLeakTest.Snapshot now = VmResourceLeakTest.Snapshot.take();
         while (!(now.krunThreads().isEmpty() && (before == null

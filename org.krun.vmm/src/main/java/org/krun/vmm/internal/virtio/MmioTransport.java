@@ -485,6 +485,17 @@ public final class MmioTransport implements BusDevice {
         loop.execute(this::notifyAllQueues);
     }
 
+    /**
+     * Puts the device back to its reset state after {@link #restoreState} activated it and the VM's restore
+     * then failed elsewhere, so that the device can serve a fresh boot. Call on the event loop before it runs.
+     */
+    public void resetDevice() {
+        if (!loop.inEventLoop()) {
+            throw new IllegalStateException("virtio device " + device.deviceType() + " reset off its event loop");
+        }
+        reset();
+    }
+
     /** The registers from {@code state}; the queues to activate the device with, or null if it was not active. */
     private synchronized Virtqueue[] restoreRegisters(byte[] state) {
         ByteBuffer b = ByteBuffer.wrap(state);

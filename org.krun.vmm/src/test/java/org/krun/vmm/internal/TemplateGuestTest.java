@@ -1,0 +1,127 @@
+package org.krun.vmm.internal;
+
+import static java.nio.charset.StandardCharsets.US_ASCII;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.krun.api.GenericDeviceSpec;
+import org.krun.api.VirtualMachine;
+import org.krun.api.VmConfig;
+import org.krun.api.VmExit;
+import org.krun.hv.kvm.internal.KvmHypervisor;
+import org.krun.vmm.internal.snapshot.SnapshotFile;
+import org.krun.vmm.internal.snapshot.SnapshotState;
+
+/**
+ * Templates (docs/templates.md) under the real KVM backend with template.elf (src/test/guest), a guest that
+ * speaks the init's side of the template protocol: it prints "boot", stops at the template point (port
+ * 0xf6), then reads and prints its run's configuration (port 0xf7). The first run for a key boots and
+ * leaves a template; later runs restore it and print only their own configuration; a template whose
+ * state a device refuses is removed, the run boots cold and makes a new one, and what the failed restore
+ * had built is gone with the run. Needs /dev/kvm.
+ */
+class TemplateGuestTest {
+    private static final Pattern SEED = Pattern.compile("\"seed\":\"([0-9a-f]+)\"");
+    private static KvmHypervisor kvm;
+    private static KrunService krun;
+
+    @TempDir
+    Path cache;
+
+    @BeforeAll
+    static void openKvm() {
+        FastGuests.assumeKvm();
+        kvm = KvmHypervisor.open();
+        krun = FastGuests.krun(kvm);
+        krun.addDeviceFactory(new SnapshotGuestTest.PickyFactory());
+    }
+
+    @AfterAll
+    static void closeKvm() {
+        if (kvm != null) {
+            kvm.close();
+        }
+    }
+
+    private VmConfig config(String word, ByteArrayOutputStream serial) {
+        return FastGuests.config("template.elf", 64, new ByteArrayOutputStream(), serial).toBuilder()
+                .command("fast-guest", word)
+                .devices(List.of(new GenericDeviceSpec("picky", Map.of("reporting", "on"))))
+                .templateCache(cache)
+                .build();
+    }
+
+    /** Runs the guest with {@code word} as its argument; returns what it printed on its serial line. */
+    private String run(String word) throws Exception {
+        ByteArrayOutputStream serial = new ByteArrayOutputStream();
+        try (VirtualMachine vm = krun.create(config(word, serial))) {
+            vm.start();
+            VmExit exit = FastGuests.await(vm, serial);
+            assertEquals(VmExit.commandExited(5), exit, () -> word + ": " + serial);
+        }
+        String out = serial.toString(US_ASCII);
+        assertTrue(out.contains("\"" + word + "\""), () -> word + " got another run's configuration: " + out);
+        assertTrue(out.endsWith("\nend\n"), () -> word + ": " + out);
+        return out;
+    }
+
+    private List<Path> templates() throws IOException {
+        try (Stream<Path> s = Files.list(cache)) {
+            return s.filter(p -> !p.getFileName().toString().startsWith(".")).toList();
+        }
+    }
+
+    private static String seed(String out) {
+        Matcher m = SEED.matcher(out);
+        assertTrue(m.find(), () -> "no seed in " + out);
+        return m.group(1);
+    }
+
+    @Test
+    void firstRunMakesTheTemplateLaterRunsRestoreItAndARefusedTemplateIsRemadeByAColdBoot() throws Exception {
+        String first = run("first");
+        assertTrue(first.startsWith("boot\nconfig "), first);
+        List<Path> made = templates();
+        assertEquals(1, made.size(), "one template: " + made);
+        Path state = made.get(0).resolve(SnapshotFile.STATE_FILE);
+
+        String second = run("second");
+        assertTrue(second.startsWith("config "), () -> "restored at the template point, so no boot line: " + second);
+        assertEquals(made, templates());
+        assertNotEquals(seed(first), seed(second), "each run gets its own entropy");
+
+        // The picky device (slot 1) refuses a state it could not have written.
+        SnapshotState good = SnapshotFile.read(state);
+        List<byte[]> devices = new ArrayList<>(good.devices());
+        devices.set(1, new byte[] {7});
+        SnapshotFile.write(state, new SnapshotState(good.backend(), good.cpuSignature(), good.shape(), good.ramBytes(),
+                good.vm(), good.vcpus(), good.transports(), devices, good.legacy()));
+
+        VmResourceLeakTest.Snapshot before = SnapshotGuestTest.settled(null);
+        String third = run("third");
+        assertTrue(third.startsWith("boot\nconfig "), () -> "booted cold after the refused restore: " + third);
+        assertEquals(made, templates(), "the same key's template, made again");
+        assertArrayEquals(new byte[] {1}, SnapshotFile.read(state).devices().get(1), "the new template's device state");
+        SnapshotGuestTest.settled(before); // the failed restore's RAM, VM, threads and fds are gone with the run
+
+        String fourth = run("fourth");
+        assertTrue(fourth.startsWith("config "), () -> "restored from the new template: " + fourth);
+    }
+}
