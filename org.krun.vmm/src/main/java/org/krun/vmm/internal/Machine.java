@@ -257,6 +257,7 @@ final class Machine implements VirtualMachine {
         loop = resources.push("event loop", new EpollEventLoop());
         io = legacyDevices();
         mmio = new Bus("mmio");
+        mmio.insert(X86Layout.CONFIG_WINDOW_BASE, InitPorts.CONFIG_WINDOW_SIZE, initPorts.configWindow());
         KernelCommandLine cmdline = baseCommandLine();
         attachDevices(vm, mem, cmdline);
         for (org.krun.spi.virtio.GuestSetup setup : setups) {
@@ -296,6 +297,7 @@ final class Machine implements VirtualMachine {
         io = legacyDevices();
         restoreLegacy(snapshot.legacy());
         mmio = new Bus("mmio");
+        mmio.insert(X86Layout.CONFIG_WINDOW_BASE, InitPorts.CONFIG_WINDOW_SIZE, initPorts.configWindow());
         attachDevices(hypervisorVm, mem, new KernelCommandLine());
         loop.callBeforeRun(this::restoreDevices);
         hypervisorVm.restoreState(snapshot.vm());

@@ -32,7 +32,8 @@ import org.krun.vmm.internal.snapshot.SnapshotState;
 /**
  * Templates (docs/templates.md) under the real KVM backend with template.elf (src/test/guest), a guest that
  * speaks the init's side of the template protocol: it prints "boot", stops at the template point (port
- * 0xf6), then reads and prints its run's configuration (port 0xf7). The first run for a key boots and
+ * 0xf6), then reads and prints its run's configuration (port 0xf7, compared with the MMIO window at
+ * 0xd8000000). The first run for a key boots and
  * leaves a template; later runs restore it and print only their own configuration; a template whose
  * state a device refuses is removed, the run boots cold and makes a new one, and what the failed restore
  * had built is gone with the run. Needs /dev/kvm.
@@ -78,7 +79,7 @@ class TemplateGuestTest {
         }
         String out = serial.toString(US_ASCII);
         assertTrue(out.contains("\"" + word + "\""), () -> word + " got another run's configuration: " + out);
-        assertTrue(out.endsWith("\nend\n"), () -> word + ": " + out);
+        assertTrue(out.endsWith("\nwindow same\nend\n"), () -> word + ": the MMIO window and the port disagree: " + out);
         return out;
     }
 

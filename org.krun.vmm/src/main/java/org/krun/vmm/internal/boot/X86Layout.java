@@ -29,6 +29,11 @@ public final class X86Layout {
     public static final long VIRTIO_MMIO_SIZE = 0x1000;
     public static final int VIRTIO_FIRST_IRQ = 5;
     public static final int VIRTIO_MAX_DEVICES = IOAPIC_PINS - VIRTIO_FIRST_IRQ;
+    /**
+     * The run's configuration for an init restored from a template (InitPorts.configWindow, 16 MiB of
+     * address space, no RAM behind it): in the MMIO hole, well clear of the virtio-mmio slots.
+     */
+    public static final long CONFIG_WINDOW_BASE = 0xd800_0000L;
 
     private X86Layout() {
     }

@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 import org.junit.jupiter.api.Test;
+import org.krun.vmm.internal.bus.BusDevice;
 
 class InitPortsTest {
 
@@ -60,6 +61,37 @@ class InitPortsTest {
         assertEquals(1, read[0], "the last byte read is reported once");
         assertEquals(0xff, ports.read(3, 1), "all ones past the end");
         assertEquals(1, read[0]);
+    }
+
+    @Test
+    void theConfigWindowHoldsTheLengthThenTheJsonForWideLoadsAndReportsTheReadOnce() {
+        int[] read = {0};
+        InitPorts ports = new InitPorts(s -> { }, () -> { }, () -> { }, () -> read[0]++);
+        BusDevice window = ports.configWindow();
+        assertEquals(0, window.read(0, 4), "a length of 0 until the configuration is offered");
+        window.write(0, 1, 1);
+        assertEquals(0, read[0], "nothing to report before the offer");
+        byte[] json = "{\"args\":[\"sh\"]}".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        ports.offerRunConfig(json);
+        assertEquals(json.length, window.read(0, 4));
+        byte[] back = new byte[(json.length + 8 + 7) / 8 * 8];
+        for (int at = 0; at < back.length; at += 8) {
+            long word = window.read(4 + at, 8);
+            for (int i = 0; i < 8; i++) {
+                back[at + i] = (byte) (word >>> (8 * i));
+            }
+        }
+        assertEquals(new String(json, java.nio.charset.StandardCharsets.UTF_8),
+                new String(back, 0, json.length, java.nio.charset.StandardCharsets.UTF_8));
+        assertEquals(0, back[json.length], "zeros after the end");
+        assertEquals(0L, window.read(InitPorts.CONFIG_WINDOW_SIZE - 8, 8));
+        window.write(0, 1, 1);
+        window.write(0, 1, 1);
+        assertEquals(1, read[0], "a guest writing again and again is reported once");
+        for (int i = 0; i < 4 + json.length; i++) {
+            ports.read(3, 1);
+        }
+        assertEquals(1, read[0], "reading the port as well reports nothing more");
     }
 
     @Test
