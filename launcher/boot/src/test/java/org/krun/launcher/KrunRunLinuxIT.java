@@ -48,6 +48,9 @@ class KrunRunLinuxIT {
     private Future<KrunProcess.Result> readerGoesAway;
     private Future<KrunProcess.Result> stdinClosed;
     private Future<KrunProcess.Result> garbageInitrd;
+    /** exit42's command run twice with a template folder: the run that makes the template, then one restoring it. */
+    private Future<List<KrunProcess.Result>> templated;
+    private java.nio.file.Path templates;
     private java.nio.file.Path bzImage;
 
     private static byte[] binaryInput() {
@@ -125,6 +128,9 @@ class KrunRunLinuxIT {
         java.nio.file.Path initrd = java.nio.file.Files.write(java.nio.file.Files.createTempFile("krun-it", ".initrd"), garbage);
         initrd.toFile().deleteOnExit();
         garbageInitrd = boot(null, "run", "--initrd", initrd.toString(), "--", "/bin/true");
+        templates = java.nio.file.Files.createTempDirectory("krun-it-templates");
+        templated = lanes.submit(() -> List.of(withTemplates("--", "/bin/sh", "-c", "echo hello; exit 42"),
+                withTemplates("--", "/bin/sh", "-c", "echo hello; exit 42")));
         readerGoesAway = lanes.submit(KrunRunLinuxIT::yesIntoAReaderThatGoesAway);
         // fd 0 closed: the JVM's first file takes its number; the command must read end-of-file, not that file
         List<String> closedStdin = new java.util.ArrayList<>(List.of("/bin/sh", "-c", "exec \"$0\" \"$@\" <&-"));
@@ -166,6 +172,15 @@ class KrunRunLinuxIT {
         return new KrunProcess.Result(List.of("run", "--", "yes", "|", "head", "-1"), p.exitValue(), line, err.toByteArray());
     }
 
+    /** {@code krun --log-level debug run ARGS} with {@link #templates} as the launcher's template folder. */
+    private KrunProcess.Result withTemplates(String... runArgs) throws Exception {
+        List<String> args = new java.util.ArrayList<>(List.of("--log-level", "debug", "run"));
+        args.addAll(List.of(runArgs));
+        List<String> cmd = new java.util.ArrayList<>(KrunProcess.command(args));
+        cmd.add(1, "-Dkrun.templates=" + templates);
+        return KrunProcess.run(new ProcessBuilder(cmd), args, null, BOOT_TIMEOUT_SECONDS);
+    }
+
     private Future<KrunProcess.Result> boot(byte[] stdin, String... args) {
         return lanes.submit(() -> KrunProcess.run(stdin, BOOT_TIMEOUT_SECONDS, args));
     }
@@ -177,6 +192,28 @@ class KrunRunLinuxIT {
         }
         if (http != null) {
             http.stop(0);
+        }
+        if (templates != null) {
+            try (var files = java.nio.file.Files.walk(templates)) {
+                files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            } catch (java.io.IOException e) {
+                // a temporary folder: the test's result stands
+            }
+        }
+    }
+
+    @Test
+    void aRunFromATemplateGivesWhatAColdBootGives() throws Exception {
+        KrunProcess.Result cold = exit42.get();
+        List<KrunProcess.Result> runs = templated.get();
+        KrunProcess.Result making = runs.get(0);
+        KrunProcess.Result restored = runs.get(1);
+        assertTrue(making.err().contains("DEBUG Machine: vm vm1: template " + templates), "the first run made it: " + making);
+        assertTrue(restored.err().contains("DEBUG Machine: vm vm1: restoring template "), "the second restored it: " + restored);
+        assertFalse(restored.err().contains("could not be restored"), restored.toString());
+        for (KrunProcess.Result r : runs) {
+            assertEquals(cold.status(), r.status(), r.toString());
+            assertEquals(cold.out(), r.out(), r.toString());
         }
     }
 

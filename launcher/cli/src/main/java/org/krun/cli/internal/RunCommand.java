@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -116,9 +117,9 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--kernel-log", description = "Show the guest kernel's messages on stderr.")
     boolean kernelLog;
 
-    @Option(names = "--template", description = {"Experimental: start from a booted template of a VM of this shape",
-            "(made by the first such run, kept in ~/.cache/krun/templates) instead of booting."})
-    boolean template;
+    @Option(names = "--no-template", description = {"Boot the guest kernel even when a booted template of a VM of this",
+            "shape is cached (templates: ~/.cache/krun/templates, made by the first run of each shape)."})
+    boolean noTemplate;
 
     @Option(names = "--kernel-arg", paramLabel = "ARG", description = "Extra kernel command-line argument. Repeatable.")
     List<String> kernelArgs = new ArrayList<>();
@@ -265,7 +266,7 @@ final class RunCommand implements Callable<Integer> {
                 .kernel(kernel != null ? kernel : defaultPath("krun.kernel", "--kernel"))
                 .console(console)
                 .kernelLog(kernelLog)
-                .templateCache(template ? defaultPath("krun.templates", "--template") : null)
+                .templateCache(templates())
                 .defaultDevices(!noDefaultDevices)
                 .command(command.isEmpty() ? List.of("/bin/sh") : command);
         if (initrd != null) {
@@ -364,6 +365,25 @@ final class RunCommand implements Callable<Integer> {
     }
 
     /** A default the installation provides; without it, krun is installed wrong (a failure, not bad usage). */
+    /**
+     * Where this run's templates are kept, or null to boot cold: with --no-template, with --kernel-log (a
+     * restored VM's kernel has nothing to show: the user wants to see it boot), where the launcher names no
+     * template folder, and where that folder cannot be written (a read-only cache: the run simply boots).
+     */
+    private Path templates() {
+        String dir = System.getProperty("krun.templates");
+        if (noTemplate || kernelLog || dir == null || dir.isEmpty()) {
+            return null;
+        }
+        Path p = Path.of(dir);
+        try {
+            Files.createDirectories(p);
+        } catch (IOException | RuntimeException e) {
+            return null;
+        }
+        return Files.isWritable(p) ? p : null;
+    }
+
     private static Path defaultPath(String property, String flag) {
         String p = System.getProperty(property);
         if (p == null || p.isEmpty()) {

@@ -36,6 +36,34 @@ class RunCommandTest {
     }
 
     @Test
+    void templatesAreOnWhereTheLauncherNamesAWritableFolderUnlessTurnedOffOrTheKernelLogIsWanted(@TempDir Path dir)
+            throws java.io.IOException {
+        String before = System.getProperty("krun.templates");
+        try {
+            System.clearProperty("krun.templates");
+            assertTrue(parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache().isEmpty(), "no folder named");
+            Path templates = dir.resolve("cache").resolve("templates");
+            System.setProperty("krun.templates", templates.toString());
+            assertEquals(java.util.Optional.of(templates), parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache());
+            assertTrue(java.nio.file.Files.isDirectory(templates), "made on first use");
+            assertTrue(parse("--no-template", "--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache().isEmpty());
+            assertTrue(parse("--kernel-log", "--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache().isEmpty(),
+                    "a restored kernel has no boot to show");
+            Path readOnly = java.nio.file.Files.createDirectory(dir.resolve("ro"));
+            java.nio.file.Files.writeString(readOnly.resolve("templates"), "a file where the folder would go");
+            System.setProperty("krun.templates", readOnly.resolve("templates").toString());
+            assertTrue(parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache().isEmpty(),
+                    "a folder that cannot be made means booting");
+        } finally {
+            if (before == null) {
+                System.clearProperty("krun.templates");
+            } else {
+                System.setProperty("krun.templates", before);
+            }
+        }
+    }
+
+    @Test
     void defaultDevicesAreOnUnlessTurnedOff() {
         assertTrue(parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
         assertFalse(parse("--no-default-devices", "--kernel", "/k", "--root", "/r", "--", "/bin/true").defaultDevices());
