@@ -13,8 +13,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * bench/boot: runs {@code krun run -- /bin/true} several times and prints the median of each phase,
- * read from the VM's boot timeline (logged at INFO) and the wall clock around the process. Where the
+ * bench/boot: runs {@code krun run -- /bin/true} several times booting cold ({@code --no-template}) and as
+ * many times from a template, alternating, and prints the median of each phase, read from the VM's boot
+ * timeline (logged at DEBUG) and the wall clock around the process, and the cold/template ratio. Where the
  * host has hardware virtualisation it alternates with QEMU's microvm on the same kernel and initramfs
  * and prints the ratio; on kvm-pvm hosts it records whether QEMU boots at all.
  *
@@ -42,6 +43,18 @@ public class BootBench {
         {"JVM exit", "released", "end"},
         {"total wall time", "spawn", "end"},
     };
+    /** A run restored from a template (docs/templates.md): no kernel boot; the init gets its configuration. */
+    static final String[][] TEMPLATE_PHASES = {
+        {"krun script and JVM launch", "spawn", "jvm"},
+        {"JVM and framework start (to VirtualMachine.start)", "jvm", "start"},
+        {"template lookup and restore to first KVM_RUN", "start", "first_run"},
+        {"first KVM_RUN to init's configuration read", "first_run", "config"},
+        {"configuration to command exit (/bin/true)", "config", "status"},
+        {"guest reboot", "status", "stop"},
+        {"VM teardown", "stop", "released"},
+        {"JVM exit", "released", "end"},
+        {"total wall time", "spawn", "end"},
+    };
 
     public static void main(String[] args) throws Exception {
         Path repo = Path.of(args[0]);
@@ -57,28 +70,56 @@ public class BootBench {
                     + "with hardware virtualisation; the VMM's own phases are.");
         }
 
-        krun(repo); // warm-up: page cache, CDS
-        List<Run> krunRuns = new ArrayList<>();
+        krun(repo, false); // warm-up: page cache, CDS
+        krun(repo, true); // makes the template (or finds it)
+        List<Run> cold = new ArrayList<>();
+        List<Run> warm = new ArrayList<>();
+        // Alternating, so that the host's load shifts both alike.
         for (int i = 0; i < runs; i++) {
-            Run r = krun(repo);
-            if (r.status != 0) {
-                System.out.println("run " + i + " exited " + r.status + "; ignoring it");
-                continue;
-            }
-            krunRuns.add(r);
+            keep(cold, krun(repo, false), "cold run " + i);
+            keep(warm, krun(repo, true), "template run " + i);
         }
         System.out.println();
+        System.out.println("cold boot (krun run --no-template -- /bin/true), " + cold.size() + " runs:");
+        table(cold, PHASES);
+        System.out.println();
+        System.out.println("from a template (krun run -- /bin/true), " + warm.size() + " runs:");
+        table(warm, TEMPLATE_PHASES);
+        if (!cold.isEmpty() && !warm.isEmpty()) {
+            long c = median(cold.stream().map(r -> r.between("spawn", "end")).sorted().toList());
+            long w = median(warm.stream().map(r -> r.between("spawn", "end")).sorted().toList());
+            System.out.printf("%ncold / template, median whole process: %.1f s / %.1f s = %.1fx%n", c / 1e6, w / 1e6, (double) c / w);
+            List<Long> cvs = cold.stream().map(r -> r.between("start", "released")).filter(x -> x >= 0).sorted().toList();
+            List<Long> wvs = warm.stream().map(r -> r.between("start", "released")).filter(x -> x >= 0).sorted().toList();
+            if (!cvs.isEmpty() && !wvs.isEmpty()) {
+                long cv = median(cvs);
+                long wv = median(wvs);
+                System.out.printf("cold / template, median VM part (start to released): %.1f s / %.1f s = %.1fx%n",
+                        cv / 1e6, wv / 1e6, (double) cv / wv);
+            }
+        }
+        System.out.println();
+        compareWithQemu(repo, kernel, runs, hardware);
+    }
+
+    static void keep(List<Run> runs, Run r, String what) {
+        if (r.status != 0) {
+            System.out.println(what + " exited " + r.status + "; ignoring it");
+        } else {
+            runs.add(r);
+        }
+    }
+
+    static void table(List<Run> runs, String[][] phases) {
         System.out.printf("%-52s %10s %10s %10s%n", "phase", "median ms", "min ms", "max ms");
-        for (String[] p : PHASES) {
-            List<Long> v = krunRuns.stream().map(r -> r.between(p[1], p[2])).filter(x -> x >= 0).sorted().toList();
+        for (String[] p : phases) {
+            List<Long> v = runs.stream().map(r -> r.between(p[1], p[2])).filter(x -> x >= 0).sorted().toList();
             if (v.isEmpty()) {
                 continue;
             }
             System.out.printf("%-52s %10.1f %10.1f %10.1f%n", p[0], median(v) / 1000.0, v.get(0) / 1000.0,
                     v.get(v.size() - 1) / 1000.0);
         }
-        System.out.println();
-        compareWithQemu(repo, kernel, runs, hardware);
     }
 
     /**
@@ -126,9 +167,15 @@ public class BootBench {
         return t.getEpochSecond() * 1_000_000 + t.getNano() / 1_000;
     }
 
-    static Run krun(Path repo) throws IOException, InterruptedException {
+    /** One {@code krun run -- /bin/true}; from a template (made by an earlier run) or, without, booting cold. */
+    static Run krun(Path repo, boolean template) throws IOException, InterruptedException {
         long spawn = nowMicros();
-        Process p = new ProcessBuilder(repo.resolve("krun").toString(), "--log-level", "info", "run", "--", "/bin/true")
+        List<String> cmd = new ArrayList<>(List.of(repo.resolve("krun").toString(), "--log-level", "debug", "run"));
+        if (!template) {
+            cmd.add("--no-template");
+        }
+        cmd.addAll(List.of("--", "/bin/true"));
+        Process p = new ProcessBuilder(cmd)
                 .redirectInput(Redirect.from(new java.io.File("/dev/null")))
                 .redirectOutput(Redirect.DISCARD).start();
         String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);

@@ -36,7 +36,8 @@ import org.krun.vmm.internal.snapshot.SnapshotState;
  * 0xd8000000). The first run for a key boots and
  * leaves a template; later runs restore it and print only their own configuration; a template whose
  * state a device refuses is removed, the run boots cold and makes a new one, and what the failed restore
- * had built is gone with the run. Needs /dev/kvm.
+ * had built is gone with the run; ten VMs restored at once each get their own configuration and entropy.
+ * Needs /dev/kvm.
  */
 class TemplateGuestTest {
     private static final Pattern SEED = Pattern.compile("\"seed\":\"([0-9a-f]+)\"");
@@ -96,7 +97,7 @@ class TemplateGuestTest {
     }
 
     @Test
-    void firstRunMakesTheTemplateLaterRunsRestoreItAndARefusedTemplateIsRemadeByAColdBoot() throws Exception {
+    void firstRunMakesTheTemplateLaterRunsRestoreItARefusedOneIsRemadeAndTenSiblingsDiffer() throws Exception {
         String first = run("first");
         assertTrue(first.startsWith("boot\nconfig "), first);
         List<Path> made = templates();
@@ -124,5 +125,21 @@ class TemplateGuestTest {
 
         String fourth = run("fourth");
         assertTrue(fourth.startsWith("config "), () -> "restored from the new template: " + fourth);
+
+        // Ten at once from the one template: each its own configuration and its own entropy.
+        List<java.util.concurrent.Future<String>> siblings = new ArrayList<>();
+        try (var pool = java.util.concurrent.Executors.newFixedThreadPool(10)) {
+            for (int i = 0; i < 10; i++) {
+                String word = "sibling-" + i;
+                siblings.add(pool.submit(() -> run(word)));
+            }
+        }
+        java.util.Set<String> seeds = new java.util.HashSet<>(List.of(seed(first), seed(second), seed(third), seed(fourth)));
+        for (java.util.concurrent.Future<String> f : siblings) {
+            String out = f.get();
+            assertTrue(out.startsWith("config "), () -> "restored: " + out);
+            assertTrue(seeds.add(seed(out)), () -> "a seed given twice: " + out);
+        }
+        assertEquals(made, templates(), "restores leave the cache as it was");
     }
 }
