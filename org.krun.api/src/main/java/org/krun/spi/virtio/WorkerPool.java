@@ -196,6 +196,7 @@ public final class WorkerPool implements Executor {
         @Override
         public void run() {
             Runnable task = first;
+            boolean counted = true;
             try {
                 while (task != null) {
                     try {
@@ -206,39 +207,53 @@ public final class WorkerPool implements Executor {
                     }
                     task = next();
                 }
+                counted = false; // next() has counted this worker out
             } finally {
-                lock.lock();
-                try {
-                    live--;
-                    idle.remove(this);
-                    threadEnded.signalAll();
-                } finally {
-                    lock.unlock();
+                if (counted) {
+                    lock.lock();
+                    try {
+                        ended();
+                    } finally {
+                        lock.unlock();
+                    }
                 }
             }
         }
 
-        /** The next task: one waiting in line, or one handed over within the keep-alive; null to end. */
+        /** Counts this worker out (holding the lock). */
+        private void ended() {
+            live--;
+            idle.remove(this);
+            threadEnded.signalAll();
+        }
+
+        /**
+         * The next task: one waiting in line, or one handed over within the keep-alive; null to end, in which
+         * case this worker is counted out in the same step, so that a task that comes meanwhile starts a
+         * thread instead of waiting for this one.
+         */
         private Runnable next() {
             lock.lock();
             try {
                 Thread.interrupted(); // an interrupt meant for the task just run
                 Runnable task = waiting.pollFirst();
-                if (task != null || shutdown) {
-                    return task;
-                }
-                idle.addFirst(this);
-                long left = keepAliveNanos;
-                while (next == null && !shutdown && left > 0) {
-                    try {
-                        left = wake.awaitNanos(left);
-                    } catch (InterruptedException e) {
-                        // shutdownNow: the loop sees the flag
+                if (task == null && !shutdown) {
+                    idle.addFirst(this);
+                    long left = keepAliveNanos;
+                    while (next == null && !shutdown && left > 0) {
+                        try {
+                            left = wake.awaitNanos(left);
+                        } catch (InterruptedException e) {
+                            // shutdownNow: the loop sees the flag
+                        }
                     }
+                    idle.remove(this);
+                    task = next;
+                    next = null;
                 }
-                idle.remove(this);
-                task = next;
-                next = null;
+                if (task == null) {
+                    ended();
+                }
                 return task;
             } finally {
                 lock.unlock();

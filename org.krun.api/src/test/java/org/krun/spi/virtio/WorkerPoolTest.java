@@ -143,6 +143,21 @@ class WorkerPoolTest {
     }
 
     @Test
+    void aTaskThatComesWhileTheLastWorkerEndsStillRuns() throws InterruptedException {
+        // The keep-alive runs out about when the next task comes: that task must never wait for a worker on
+        // its way out (it would wait until some later task started a thread).
+        pool = new WorkerPool("krun-test-pool", 1, Duration.ofNanos(200_000));
+        for (int i = 0; i < 2000; i++) {
+            CountDownLatch done = new CountDownLatch(1);
+            pool.execute(done::countDown);
+            assertTrue(done.await(30, TimeUnit.SECONDS), "task " + i + " ran");
+            if (i % 2 == 0) {
+                Thread.sleep(0, 150_000 + (i % 7) * 20_000);
+            }
+        }
+    }
+
+    @Test
     void shutdownRunsWhatItTookThenTheThreadsEnd() throws InterruptedException {
         pool = new WorkerPool("krun-test-pool", 1, LONG_KEEP_ALIVE);
         CountDownLatch release = new CountDownLatch(1);
