@@ -127,7 +127,7 @@ public class DensityBench {
                     vms.add(vm);
                     vm.start();
                 }
-                long deadline = System.nanoTime() + Duration.ofSeconds(guest.equals("linux") ? 120 + 60L * n : 60).toNanos();
+                long deadline = System.nanoTime() + Duration.ofSeconds(guest.equals("linux") ? 300 + 120L * n : 60).toNanos();
                 for (VirtualMachine vm : vms) {
                     while (!idle(vm)) {
                         if (vm.exit().isDone() || System.nanoTime() > deadline) {

@@ -126,7 +126,7 @@ public class IdleVmFootprintIT {
             }
             Usage burst = Usage.take();
             // The devices' workers end after their keep-alive: wait for it, with a bound, never asserting how long.
-            ItSupport.await(() -> Usage.take().workers() == 0);
+            boolean workersEnded = ItSupport.await(() -> Usage.take().workers() == 0);
             Usage idle = Usage.take();
             System.out.printf("idle VM footprint: %d VMs; threads %d before, %d after the burst (%.1f per VM: %s), "
                     + "%d idle (%.1f per VM: %s); fds %d before, %d idle (%.1f per VM)%n", VMS, before.threads().size(),
@@ -136,6 +136,7 @@ public class IdleVmFootprintIT {
             assertTrue("threads per VM right after one request at a time to each device: " + burst.perVm(before)
                     + ", at most " + AFTER_BURST_THREADS_PER_VM + " expected; new threads: " + burst.added(before),
                     burst.perVm(before) <= AFTER_BURST_THREADS_PER_VM);
+            assertTrue("the devices' workers ended once idle; left: " + idle.added(before), workersEnded);
             assertTrue("threads per idle VM: " + idle.perVm(before) + ", at most " + IDLE_THREADS_PER_VM
                     + " expected; new threads: " + idle.added(before), idle.perVm(before) <= IDLE_THREADS_PER_VM);
             assertTrue("fds per idle VM: " + (idle.fds() - before.fds()) / (double) VMS + ", at most " + FDS_PER_VM
