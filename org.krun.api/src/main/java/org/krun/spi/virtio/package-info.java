@@ -17,9 +17,11 @@
  * The transport saves the queues' addresses and {@link org.krun.spi.virtio.Virtqueue.Indices}. A device
  * serving requests off the loop drains them in its {@code saveState} with
  * {@link org.krun.spi.virtio.AbstractVirtioDevice.Active#awaitIdle}.
+ *
+ * <p>1.3: {@link org.krun.spi.virtio.WorkerPool}, worker threads that exist only while a device has work.
  */
 @Export
-@Version("1.2.0")
+@Version("1.3.0")
 package org.krun.spi.virtio;
 
 import org.osgi.annotation.bundle.Export;

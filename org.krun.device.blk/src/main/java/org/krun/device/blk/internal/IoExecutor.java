@@ -1,16 +1,14 @@
 package org.krun.device.blk.internal;
 
 import java.time.Duration;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.ThreadFactory;
-import java.util.concurrent.ThreadPoolExecutor;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicInteger;
+
+import org.krun.spi.virtio.WorkerPool;
 
 /** Where a disk's blocking I/O runs, off the VM's event loop. */
 interface IoExecutor {
+
+    /** How long an idle I/O thread waits for a request before it ends. */
+    Duration KEEP_ALIVE = Duration.ofSeconds(5);
 
     /**
      * Runs {@code task} soon, possibly at the same time as others.
@@ -26,23 +24,12 @@ interface IoExecutor {
     boolean shutdown(Duration timeout);
 
     /**
-     * A bounded pool of {@code threads} daemon threads named {@code name-io-N}; idle threads end after a
-     * few seconds, so an idle disk holds none.
+     * A bounded pool of {@code threads} daemon threads named {@code name-io-N} (a {@link WorkerPool}): a
+     * thread starts only when no idle one can take the request, and idle threads end after a few seconds, so
+     * an idle disk holds none.
      */
     static IoExecutor threads(String name, int threads) {
-        AtomicInteger n = new AtomicInteger();
-        // The pool's threads, so shutdown can wait until they have ended: the pool counts as terminated
-        // while its last thread is still on its way out. Ended threads are dropped when a new one starts.
-        Set<Thread> started = ConcurrentHashMap.newKeySet();
-        ThreadFactory factory = r -> {
-            started.removeIf(t -> !t.isAlive());
-            Thread thread = Thread.ofPlatform().daemon(true).name(name + "-io-" + n.incrementAndGet()).unstarted(r);
-            started.add(thread);
-            return thread;
-        };
-        ThreadPoolExecutor pool = new ThreadPoolExecutor(threads, threads, 5, TimeUnit.SECONDS,
-                new LinkedBlockingQueue<>(), factory);
-        pool.allowCoreThreadTimeOut(true);
+        WorkerPool pool = new WorkerPool(name + "-io", threads, KEEP_ALIVE);
         return new IoExecutor() {
             @Override
             public void execute(Runnable task) {
@@ -57,15 +44,7 @@ interface IoExecutor {
                 try {
                     while (true) {
                         try {
-                            if (!pool.awaitTermination(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS)) {
-                                return false;
-                            }
-                            for (Thread thread : started) {
-                                // Terminated: each thread is past its last task and only has to return.
-                                thread.join(Duration.ofNanos(Math.max(1, deadline - System.nanoTime())));
-                            }
-                            started.removeIf(t -> !t.isAlive());
-                            return started.isEmpty();
+                            return pool.awaitTermination(Duration.ofNanos(Math.max(0, deadline - System.nanoTime())));
                         } catch (InterruptedException e) {
                             interrupted = true;
                         }

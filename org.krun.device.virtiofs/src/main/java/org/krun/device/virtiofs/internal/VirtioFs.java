@@ -6,8 +6,6 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -17,6 +15,7 @@ import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioIds;
+import org.krun.spi.virtio.WorkerPool;
 
 /**
  * virtio-fs (virtio 1.2 §5.11): a hiprio queue and one request queue, served by a {@link FuseServer} over a
@@ -25,7 +24,8 @@ import org.krun.spi.virtio.VirtioIds;
  * <p>Threads: the hiprio queue (FORGET, BATCH_FORGET, INTERRUPT: quick, never waiting) is served on the
  * VM's event loop, so an INTERRUPT is never stuck behind the requests it interrupts (§5.11.6.2: the device
  * must not pause the hiprio queue for activity on a request queue); other opcodes there are refused. Requests
- * run on a small pool of workers, several in flight at once, except those that may wait for a lock
+ * run on a small pool of workers (a {@link WorkerPool}: threads only while there are requests), several in
+ * flight at once, except those that may wait for a lock
  * (SETLKW), which get a virtual thread each, so waiting locks never starve the pool. Completions go back to
  * the event loop, the only thread that touches the queues.
  *
@@ -46,6 +46,8 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
     static final int CONFIG_SIZE = 40;
     static final int CONFIG_NUM_REQUEST_QUEUES = 36;
     static final int MAX_WORKERS = 16;
+    /** How long an idle worker waits for a request before it ends: an idle share holds no thread. */
+    static final Duration WORKER_KEEP_ALIVE = Duration.ofSeconds(5);
     static final int MAX_IN_FLIGHT = QUEUE_SIZE;
     static final int BATCH = 256;
     /** How long a snapshot waits for requests running on the workers before it is refused. */
@@ -67,7 +69,7 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
 
     private final FsShareSpec spec;
     private final FsLimits limits;
-    private final ThreadPoolExecutor workers;
+    private final WorkerPool workers;
     private final ExecutorService lockWaiters;
 
     VirtioFs(FsShareSpec spec) {
@@ -80,11 +82,8 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
         this.limits = limits;
         // read-only (virtio 1.2 §5.11.4)
         config().putBytes(0, spec.tag().getBytes(StandardCharsets.UTF_8)).putInt(CONFIG_NUM_REQUEST_QUEUES, 1);
-        AtomicInteger n = new AtomicInteger();
         String name = "krun-fs-" + spec.tag().replace('/', '_');
-        this.workers = new ThreadPoolExecutor(MAX_WORKERS, MAX_WORKERS, 10, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
-                r -> Thread.ofPlatform().daemon(true).name(name + "-" + n.incrementAndGet()).unstarted(r));
-        workers.allowCoreThreadTimeOut(true);
+        this.workers = new WorkerPool(name, MAX_WORKERS, WORKER_KEEP_ALIVE);
         this.lockWaiters = Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name(name + "-lock-", 1).factory());
     }
 
@@ -189,7 +188,7 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
         workers.shutdownNow();
         lockWaiters.shutdownNow();
         try {
-            if (!workers.awaitTermination(5, TimeUnit.SECONDS) || !lockWaiters.awaitTermination(5, TimeUnit.SECONDS)) {
+            if (!workers.awaitTermination(Duration.ofSeconds(5)) || !lockWaiters.awaitTermination(5, TimeUnit.SECONDS)) {
                 log().log(Level.WARNING, "virtio-fs workers for " + spec.tag() + " did not stop");
             }
         } catch (InterruptedException e) {
