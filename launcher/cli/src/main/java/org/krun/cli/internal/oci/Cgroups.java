@@ -22,6 +22,11 @@ final class Cgroups {
 
     /** Joins; returns the note to report when some hierarchy could not be joined. */
     static Optional<String> join(String cgroupsPath, long pid) {
+        return join(cgroupsPath, pid, new ArrayList<>());
+    }
+
+    /** The same, adding the directories joined to {@code joined} (for {@link #remove} once the container is gone). */
+    static Optional<String> join(String cgroupsPath, long pid, List<Path> joined) {
         if (cgroupsPath == null || cgroupsPath.isEmpty()) {
             return Optional.empty();
         }
@@ -39,7 +44,9 @@ final class Cgroups {
         for (Path dir : directories(lines, Path.of("/sys/fs/cgroup"), cgroupsPath)) {
             try {
                 Files.createDirectories(dir);
+                inheritCpuset(dir);
                 Files.writeString(dir.resolve("cgroup.procs"), Long.toString(pid));
+                joined.add(dir);
             } catch (IOException | RuntimeException e) {
                 failed.add(dir + " (" + (e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage()) + ")");
             }
@@ -49,6 +56,41 @@ final class Cgroups {
         }
         return Optional.of("cgroup " + cgroupsPath + " not joined in " + String.join(", ", failed)
                 + "; the VM runs outside it there");
+    }
+
+    /** Removes cgroup directories whose processes are gone (best effort: one still in use stays). */
+    static void remove(List<Path> dirs) {
+        for (Path d : dirs) {
+            try {
+                Files.deleteIfExists(d);
+            } catch (IOException e) {
+                // busy, or removed by the engine already
+            }
+        }
+    }
+
+    /**
+     * A new v1 cpuset cgroup has no CPUs and no memory nodes, and takes no process until it has (ENOSPC): each
+     * empty level gets its parent's, from the top down, as runc and crun do.
+     */
+    private static void inheritCpuset(Path dir) throws IOException {
+        if (!Files.isRegularFile(dir.resolve("cpuset.cpus"))) {
+            return;
+        }
+        java.util.ArrayDeque<Path> levels = new java.util.ArrayDeque<>();
+        for (Path d = dir; d != null && Files.isRegularFile(d.resolve("cpuset.cpus")); d = d.getParent()) {
+            levels.push(d);
+        }
+        Path parent = levels.pop();
+        while (!levels.isEmpty()) {
+            Path d = levels.pop();
+            for (String f : new String[] {"cpuset.cpus", "cpuset.mems"}) {
+                if (Files.readString(d.resolve(f)).isBlank()) {
+                    Files.writeString(d.resolve(f), Files.readString(parent.resolve(f)).strip());
+                }
+            }
+            parent = d;
+        }
     }
 
     /**

@@ -98,12 +98,34 @@ public final class OciCommand implements Runnable {
 
     /** Writes {@code message} to --log when given (as runc does: engines read it when a command fails). */
     void log(String message) {
+        log("error", message);
+    }
+
+    /**
+     * A note that is no error (what was left out, a cgroup not joined): once, to --log when given, to the
+     * state directory's {@code notes} file, and to stderr only when that is a terminal: the engine hands a
+     * runtime the container's own output streams, where a note would read as the container's output.
+     */
+    void note(OciState st, String message) {
+        log("warning", message);
+        try {
+            Files.writeString(st.dir().resolve("notes"), message + "\n", StandardCharsets.UTF_8,
+                    java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
+        } catch (IOException e) {
+            // the state directory is going away
+        }
+        if (org.krun.posix.Posix.isatty(2)) {
+            System.err.println("krun: note: " + message);
+        }
+    }
+
+    private void log(String level, String message) {
         if (log == null) {
             return;
         }
         String line = "json".equals(logFormat)
-                ? Json.write(Map.of("level", "error", "msg", message, "time", Instant.now().toString()))
-                : "krun: " + message;
+                ? Json.write(Map.of("level", level, "msg", message, "time", Instant.now().toString()))
+                : "krun: " + level + ": " + message;
         try {
             Files.writeString(log, line + "\n", StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE,
                     java.nio.file.StandardOpenOption.APPEND);
@@ -179,7 +201,12 @@ public final class OciCommand implements Runnable {
             Process p = null;
             try {
                 p = spawnVmm(st, spec);
-                Cgroups.join(spec.cgroupsPath(), p.pid()).ifPresent(note -> System.err.println("krun: note: " + note));
+                spec.notes().forEach(n -> oci.note(st, n));
+                List<Path> joined = new ArrayList<>();
+                Cgroups.join(spec.cgroupsPath(), p.pid(), joined).ifPresent(n -> oci.note(st, n));
+                if (!joined.isEmpty()) {
+                    Files.write(st.cgroupsFile(), joined.stream().map(Path::toString).toList());
+                }
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(CREATE_TIMEOUT_SECONDS);
                 while (true) {
                     if (!p.isAlive()) {
@@ -200,7 +227,7 @@ public final class OciCommand implements Runnable {
                     writePidFile(pidFile.toAbsolutePath(), p.pid());
                 }
                 return p;
-            } catch (RuntimeException | InterruptedException e) {
+            } catch (RuntimeException | InterruptedException | IOException e) {
                 if (p != null) {
                     p.destroyForcibly();
                     try {
@@ -212,6 +239,9 @@ public final class OciCommand implements Runnable {
                 st.delete();
                 if (e instanceof InterruptedException) {
                     throw new OciException("interrupted");
+                }
+                if (e instanceof IOException) {
+                    throw new OciException("cannot record the cgroups of container " + id + ": " + e.getMessage());
                 }
                 throw (RuntimeException) e;
             }
@@ -485,7 +515,7 @@ public final class OciCommand implements Runnable {
     /** Sends one request to the VMM process and returns its answer, or fails with the VMM's error. */
     static String control(OciState st, String request) {
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
-            ch.connect(UnixDomainSocketAddress.of(st.socket()));
+            st.withSocketPath(p -> ch.connect(UnixDomainSocketAddress.of(p)));
             ch.write(ByteBuffer.wrap((request + "\n").getBytes(StandardCharsets.UTF_8)));
             BufferedReader r = new BufferedReader(new InputStreamReader(Channels.newInputStream(ch), StandardCharsets.UTF_8));
             String answer = r.readLine();
@@ -538,7 +568,8 @@ public final class OciCommand implements Runnable {
                 Networking.apply(b, List.of(), List.of(), List.of(), Optional.of(spec.root()), Networking.OPTIONS);
                 vm = oci.krun.create(b.build());
                 server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-                server.bind(UnixDomainSocketAddress.of(st.socket()));
+                ServerSocketChannel bound = server;
+                st.withSocketPath(p -> bound.bind(UnixDomainSocketAddress.of(p)));
             } catch (RuntimeException | IOException e) {
                 String why = e.getMessage() == null ? e.toString() : e.getMessage();
                 Files.writeString(st.errorFile(), why + "\n");

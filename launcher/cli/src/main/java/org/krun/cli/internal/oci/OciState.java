@@ -83,9 +83,57 @@ final class OciState {
         return dir.resolve("ctl.sock");
     }
 
+    /** What a unix socket's path may hold (sun_path is 108 bytes, with its NUL). */
+    static final int MAX_SOCKET_PATH = 107;
+
+    /** Work on a path, which may fail with an I/O error. */
+    interface PathAction<T> {
+        T apply(Path p) throws IOException;
+    }
+
+    /**
+     * Runs {@code action} with a path of the control socket short enough for a unix socket: the socket's own,
+     * or, when that is too long (engines' ids are 64 characters, and --root may be long), the same file
+     * reached through an O_PATH descriptor of the state directory, {@code /proc/self/fd/N/ctl.sock}.
+     */
+    <T> T withSocketPath(PathAction<T> action) throws IOException {
+        Path p = socket();
+        if (p.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length <= MAX_SOCKET_PATH) {
+            return action.apply(p);
+        }
+        int fd;
+        try {
+            fd = org.krun.posix.Posix.open(dir.toString(), org.krun.posix.PosixIo.O_PATH | org.krun.posix.PosixIo.O_DIRECTORY
+                    | org.krun.posix.Posix.O_CLOEXEC);
+        } catch (RuntimeException e) {
+            throw new IOException("cannot open " + dir + ": " + e.getMessage(), e);
+        }
+        try {
+            return action.apply(Path.of("/proc/self/fd/" + fd + "/" + p.getFileName()));
+        } finally {
+            org.krun.posix.Posix.close(fd);
+        }
+    }
+
     /** Where the VMM process leaves the reason it could not make the VM, for {@code create} to report. */
     Path errorFile() {
         return dir.resolve("error");
+    }
+
+    /** The cgroup directories {@code create} joined the VMM process to, one a line, for delete to remove. */
+    Path cgroupsFile() {
+        return dir.resolve("cgroups");
+    }
+
+    /** Removes the cgroup directories the VMM process was joined to (once it is gone; best effort). */
+    void removeCgroups() {
+        try {
+            if (Files.isRegularFile(cgroupsFile())) {
+                Cgroups.remove(Files.readAllLines(cgroupsFile()).stream().filter(l -> !l.isBlank()).map(Path::of).toList());
+            }
+        } catch (IOException e) {
+            // nothing recorded
+        }
     }
 
     boolean exists() {
@@ -144,11 +192,12 @@ final class OciState {
         }
     }
 
-    /** Removes the state directory and everything in it. */
+    /** Removes the state directory and everything in it, and the cgroups the VMM process was joined to. */
     void delete() {
         if (!Files.exists(dir)) {
             return;
         }
+        removeCgroups();
         try (Stream<Path> walk = Files.walk(dir)) {
             for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
                 Files.deleteIfExists(p);
