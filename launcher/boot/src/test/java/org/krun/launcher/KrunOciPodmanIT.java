@@ -30,8 +30,8 @@ import org.junit.jupiter.api.TestInstance;
  * {@code krun oci} under a real container engine: Debian's podman (4.3) pointed at a krun-oci wrapper that runs
  * the packaged launcher, no registry (the image is krun's busybox rootfs, {@code podman import}ed). Three
  * containers, the first two booting side by side: a foreground one (output, exit status, krun's kernel, podman's
- * rlimits, a shared directory), a detached one (logs, stop passing SIGTERM to the guest command, its exit
- * status), and one whose VMM process is killed with -9. Each leaves nothing in the state directory. Without
+ * rlimits, a shared directory, a read-only root), a detached one as another user (logs, stop passing SIGTERM to
+ * the guest command, its exit status), and one with a terminal whose VMM process is killed with -9. Each leaves nothing in the state directory. Without
  * /dev/kvm or podman the test is SKIPPED, loudly. Podman runs with its defaults as root (cgroupfs, netavark,
  * overlay); nothing else is needed.
  */
@@ -81,8 +81,9 @@ class KrunOciPodmanIT {
 
         lanes = Executors.newFixedThreadPool(2);
         foreground = lanes.submit(() -> timed("foreground container", () -> podman(BOOT_TIMEOUT_SECONDS, "run", "--rm", "--name", "krun-oci-it-fg",
-                "-v", share + ":/data", IMAGE, "sh", "-c",
-                "echo hi; uname -r; id -u; ulimit -n; hostname; cat /data/in; echo written > /data/out; exit 3")));
+                "--read-only", "-v", share + ":/data", IMAGE, "sh", "-c",
+                "echo hi; uname -r; id -u; ulimit -n; hostname; cat /data/in; echo written > /data/out;"
+                        + " touch /x 2>/dev/null || echo read-only; exit 3")));
         detached = lanes.submit(() -> timed("detached container", this::detached));
     }
 
@@ -117,8 +118,8 @@ class KrunOciPodmanIT {
     }
 
     private Detached detached() throws Exception {
-        KrunProcess.Result run = podman(120, "run", "-d", "--name", "krun-oci-it-bg", IMAGE, "sh", "-c",
-                "echo started; trap 'echo got TERM; exit 7' TERM; while true; do sleep 1; done");
+        KrunProcess.Result run = podman(120, "run", "-d", "--name", "krun-oci-it-bg", "--user", "1000:100", IMAGE, "sh", "-c",
+                "echo started as $(id -u):$(id -g); trap 'echo got TERM; exit 7' TERM; while true; do sleep 1; done");
         assertEquals(0, run.status(), run.toString());
         String id = run.out().strip();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(BOOT_TIMEOUT_SECONDS);
@@ -178,6 +179,7 @@ class KrunOciPodmanIT {
         assertFalse(lines.get(4).isBlank(), r.toString());
         assertEquals("from the host", lines.get(5), r.toString());
         assertEquals("written\n", Files.readString(share.resolve("out")));
+        assertEquals("read-only", lines.get(6), "--read-only: the root cannot be written: " + r);
         assertTrue(!r.err().contains("krun:"), "no note in the container's output: " + r);
         assertEquals(List.of(), stateLeftOnceBothBooted());
     }
@@ -185,7 +187,7 @@ class KrunOciPodmanIT {
     @Test
     void aDetachedContainerLogsAndStopsOnTheSignalItTraps() throws Exception {
         Detached d = detached.get();
-        assertTrue(d.runningLogs().contains("started"), d.toString());
+        assertTrue(d.runningLogs().contains("started as 1000:100"), "--user: " + d);
         assertEquals(0, d.state().status(), d.state().toString());
         assertTrue(d.state().out().contains("\"status\":\"running\""), d.state().toString());
         assertEquals(0, d.stop().status(), d.stop().toString());
@@ -205,7 +207,8 @@ class KrunOciPodmanIT {
     void killingTheVmmProcessStopsTheContainerAndDeleteLeavesNothing() throws Exception {
         foreground.get();
         detached.get(); // one boot at a time beside the others
-        KrunProcess.Result run = podman(120, "run", "-d", "--name", "krun-oci-it-k9", IMAGE, "sleep", "1000");
+        // With a terminal (-t): the pty's master end goes to conmon over its console socket.
+        KrunProcess.Result run = podman(120, "run", "-d", "-t", "--name", "krun-oci-it-k9", IMAGE, "sleep", "1000");
         assertEquals(0, run.status(), run.toString());
         String id = run.out().strip();
         String pid = podman(60, "inspect", "--format", "{{.State.Pid}}", "krun-oci-it-k9").out().strip();

@@ -38,6 +38,11 @@ import org.krun.api.VmConfig;
 import org.krun.api.VmExit;
 import org.krun.cli.internal.oci.OciSpec.OciException;
 import org.krun.cli.internal.oci.OciState.State;
+import org.krun.posix.Posix;
+import org.krun.posix.PosixException;
+import org.krun.posix.PosixNet;
+import org.krun.posix.SockAddr;
+import org.krun.posix.Termios;
 
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -187,10 +192,10 @@ public final class OciCommand implements Runnable {
             if (preserveFds > 0) {
                 throw new OciException("--preserve-fds: krun cannot pass host file descriptors into a VM");
             }
-            if (spec.terminal()) {
-                throw new OciException("process.terminal (-t) is not supported yet by krun oci: run without a terminal");
+            if (spec.terminal() && consoleSocket == null) {
+                throw new OciException("process.terminal needs --console-socket: where to send the terminal's master end");
             }
-            if (consoleSocket != null) {
+            if (!spec.terminal() && consoleSocket != null) {
                 throw new OciException("--console-socket is for process.terminal, which this config.json does not ask for");
             }
             if (!Files.isDirectory(spec.root())) {
@@ -199,8 +204,17 @@ public final class OciCommand implements Runnable {
             OciState st = new OciState(oci.stateRoot(), id);
             st.create(new State(id, OciState.CREATING, 0, 0, b.toString(), spec.annotations(), Instant.now().toString(), -1));
             Process p = null;
+            Termios.Pty pty = null;
             try {
-                p = spawnVmm(st, spec);
+                if (spec.terminal()) {
+                    pty = Termios.openPty();
+                }
+                p = spawnVmm(st, spec, pty);
+                if (pty != null) {
+                    sendMaster(consoleSocket, pty);
+                    Posix.close(pty.master()); // the engine has its own copy now; the VMM process has the slave
+                    pty = null;
+                }
                 spec.notes().forEach(n -> oci.note(st, n));
                 List<Path> joined = new ArrayList<>();
                 Cgroups.join(spec.cgroupsPath(), p.pid(), joined).ifPresent(n -> oci.note(st, n));
@@ -228,6 +242,10 @@ public final class OciCommand implements Runnable {
                 }
                 return p;
             } catch (RuntimeException | InterruptedException | IOException e) {
+                if (pty != null) {
+                    Posix.close(pty.master());
+                    pty = null;
+                }
                 if (p != null) {
                     p.destroyForcibly();
                     try {
@@ -239,6 +257,9 @@ public final class OciCommand implements Runnable {
                 st.delete();
                 if (e instanceof InterruptedException) {
                     throw new OciException("interrupted");
+                }
+                if (e instanceof PosixException) {
+                    throw new OciException("terminal: " + e.getMessage());
                 }
                 if (e instanceof IOException) {
                     throw new OciException("cannot record the cgroups of container " + id + ": " + e.getMessage());
@@ -260,7 +281,30 @@ public final class OciCommand implements Runnable {
          * {@code krun oci --root DIR vmm ID}, in the container's network namespace (nsenter execs, so the pid is
          * the JVM's), with this process's standard streams (the engine's for the container).
          */
-        private Process spawnVmm(OciState st, OciSpec spec) {
+        /**
+         * Hands the terminal's master end to the engine over its console socket, as runc does: one message
+         * carrying the descriptor (SCM_RIGHTS), whose bytes name the terminal.
+         */
+        private static void sendMaster(Path socket, Termios.Pty pty) {
+            int fd = PosixNet.socket(1 /* AF_UNIX */, PosixNet.SOCK_STREAM, 0);
+            if (fd < 0) {
+                throw new OciException("console socket: cannot make a socket (errno " + -fd + ")");
+            }
+            try {
+                int rc = PosixNet.connect(fd, SockAddr.Unix.of(socket.toString()));
+                if (rc < 0) {
+                    throw new OciException("cannot connect to console socket " + socket + " (errno " + -rc + ")");
+                }
+                long sent = PosixNet.sendWithDescriptor(fd, pty.slavePath().getBytes(StandardCharsets.UTF_8), pty.master());
+                if (sent < 0) {
+                    throw new OciException("cannot send the terminal to console socket " + socket + " (errno " + -sent + ")");
+                }
+            } finally {
+                Posix.close(fd);
+            }
+        }
+
+        private Process spawnVmm(OciState st, OciSpec spec, Termios.Pty pty) {
             List<String> cmd = new ArrayList<>();
             if (spec.netns() != null) {
                 if (!Files.exists(spec.netns())) {
@@ -271,6 +315,12 @@ public final class OciCommand implements Runnable {
             cmd.addAll(launcherCommand());
             cmd.addAll(List.of("oci", "--root", oci.stateRoot().toString(), "vmm", st.id()));
             ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
+            if (pty != null) {
+                // The container's terminal: the pty's slave end as all three streams (opened by path).
+                java.io.File slave = new java.io.File(pty.slavePath());
+                pb.redirectInput(ProcessBuilder.Redirect.from(slave)).redirectOutput(ProcessBuilder.Redirect.appendTo(slave))
+                        .redirectError(ProcessBuilder.Redirect.appendTo(slave));
+            }
             try {
                 return pb.start();
             } catch (IOException e) {
@@ -543,6 +593,7 @@ public final class OciCommand implements Runnable {
 
         private VirtualMachine vm;
         private boolean started;
+        private boolean terminal;
         /** The signal that ended the container from the host's side (KILL, or one before start), or 0. */
         private volatile int killedBy;
         private final CompletableFuture<Integer> done = new CompletableFuture<>();
@@ -559,12 +610,17 @@ public final class OciCommand implements Runnable {
                 OciSpec spec = OciSpec.load(Path.of(s.bundle()));
                 OutputStream stdout = new FileOutputStream(FileDescriptor.out);
                 OutputStream stderr = new FileOutputStream(FileDescriptor.err);
+                terminal = spec.terminal() && Posix.isatty(0) && Posix.isatty(1);
+                Termios.Size size = terminal ? Termios.size(1).orElse(null) : null;
+                ConsoleSpec console = terminal
+                        ? ConsoleSpec.terminal(stdout, size == null ? 0 : size.columns(), size == null ? 0 : size.rows())
+                        : ConsoleSpec.pipes(stdout, stderr, true);
                 String kernel = System.getProperty("krun.kernel");
                 if (kernel == null || kernel.isEmpty()) {
                     throw new OciException("no guest kernel: system property krun.kernel is not set (run through krun-oci)");
                 }
                 VmConfig.Builder b = spec.apply(VmConfig.builder()).kernel(Path.of(kernel))
-                        .console(ConsoleSpec.pipes(stdout, stderr, true));
+                        .console(console);
                 Networking.apply(b, List.of(), List.of(), List.of(), Optional.of(spec.root()), Networking.OPTIONS);
                 vm = oci.krun.create(b.build());
                 server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
@@ -623,6 +679,11 @@ public final class OciCommand implements Runnable {
                 vm.start();
                 started = true;
                 st.write(mine.withStatus(OciState.RUNNING));
+                if (terminal) {
+                    // The guest's terminal does the line discipline: the host's end passes bytes as they are.
+                    Termios.enterRawMode(0);
+                    watchWindowSize(vm);
+                }
                 pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
                 vm.exit().whenComplete((exit, ex) -> done.complete(status(exit)));
                 return "ok";
@@ -659,6 +720,25 @@ public final class OciCommand implements Runnable {
                 System.err.println("krun: " + exit.detail());
             }
             return exit.status();
+        }
+
+        /** Passes the terminal's size changes (the engine resizes its master end) to the guest. */
+        private static void watchWindowSize(VirtualMachine vm) {
+            Thread.ofPlatform().daemon(true).name("krun-winsize").start(() -> {
+                Termios.Size last = Termios.size(1).orElse(null);
+                while (vm.state() != org.krun.api.VmState.STOPPED) {
+                    try {
+                        Thread.sleep(200);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                    Termios.Size now = Termios.size(1).orElse(null);
+                    if (now != null && !now.equals(last)) {
+                        vm.resizeConsole(now.columns(), now.rows());
+                        last = now;
+                    }
+                }
+            });
         }
 
         /** Copies the container's stdin to the guest until end-of-file. */
