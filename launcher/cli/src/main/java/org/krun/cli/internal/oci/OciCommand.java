@@ -201,6 +201,9 @@ public final class OciCommand implements Runnable {
             if (!Files.isDirectory(spec.root())) {
                 throw new OciException("root.path " + spec.root() + " is not a directory");
             }
+            if (spec.rootReadOnly()) {
+                makeMountPoints(spec);
+            }
             OciState st = new OciState(oci.stateRoot(), id);
             st.create(new State(id, OciState.CREATING, 0, 0, b.toString(), spec.annotations(), Instant.now().toString(), -1));
             Process p = null;
@@ -325,6 +328,38 @@ public final class OciCommand implements Runnable {
                 return pb.start();
             } catch (IOException e) {
                 throw new OciException("cannot start the VMM process: " + e.getMessage());
+            }
+        }
+    }
+
+    /**
+     * The mount points of a read-only root's shares and tmpfs mounts, made in the root on the host before the
+     * guest mounts it read-only (as runc makes them before it remounts a root read-only). Each missing
+     * directory is made inside the root; a path that meets a symlink or a non-directory is left to the guest,
+     * whose mount then fails with one line.
+     */
+    static void makeMountPoints(OciSpec spec) {
+        List<String> targets = new ArrayList<>();
+        spec.shares().forEach(sh -> targets.add(sh.guest()));
+        spec.mounts().forEach(m -> targets.add(m.target()));
+        for (String target : targets) {
+            Path at = spec.root();
+            for (Path part : Path.of("/").relativize(Path.of(target).normalize())) {
+                if (part.toString().equals("..")) {
+                    break;
+                }
+                at = at.resolve(part);
+                try {
+                    if (Files.isSymbolicLink(at) || (Files.exists(at, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                            && !Files.isDirectory(at, java.nio.file.LinkOption.NOFOLLOW_LINKS))) {
+                        break;
+                    }
+                    if (!Files.exists(at, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                        Files.createDirectory(at);
+                    }
+                } catch (IOException e) {
+                    break;
+                }
             }
         }
     }
@@ -676,7 +711,14 @@ public final class OciCommand implements Runnable {
                 if (done.isDone()) {
                     throw new OciException("container " + id + " has stopped");
                 }
-                vm.start();
+                try {
+                    vm.start();
+                } catch (RuntimeException e) {
+                    // The VM cannot run (the host refused what it needs): the container ends, as one that exits.
+                    System.err.println("krun: " + (e.getMessage() == null ? e.toString() : e.getMessage()));
+                    done.complete(1);
+                    throw e;
+                }
                 started = true;
                 st.write(mine.withStatus(OciState.RUNNING));
                 if (terminal) {

@@ -100,6 +100,22 @@ class OciStateTest {
     }
 
     @Test
+    void aReadOnlyRootGetsItsMountPointsMadeInsideIt() throws Exception {
+        Path rootfs = Files.createDirectories(root.resolve("rootfs"));
+        Path outside = Files.createDirectories(root.resolve("outside"));
+        Files.createSymbolicLink(rootfs.resolve("link"), outside);
+        Path share = Files.createDirectories(root.resolve("share"));
+        OciSpec spec = OciSpec.from(Json.parse("{\"process\":{\"args\":[\"true\"]},\"root\":{\"path\":\"" + rootfs
+                + "\",\"readonly\":true},\"mounts\":[{\"destination\":\"/data/deep\",\"type\":\"bind\",\"source\":\"" + share
+                + "\"},{\"destination\":\"/link/x\",\"type\":\"bind\",\"source\":\"" + share
+                + "\"},{\"destination\":\"/scratch\",\"type\":\"tmpfs\",\"source\":\"tmpfs\"}]}"), root);
+        OciCommand.makeMountPoints(spec);
+        assertTrue(Files.isDirectory(rootfs.resolve("data/deep")));
+        assertTrue(Files.isDirectory(rootfs.resolve("scratch")));
+        assertFalse(Files.exists(outside.resolve("x")), "never through a symlink");
+    }
+
+    @Test
     void idsAreOnePathComponent() {
         for (String bad : new String[] {"", ".", "..", "a/b", "../x", "-x", "a b"}) {
             assertThrows(OciException.class, () -> new OciState(root, bad), bad);
