@@ -32,7 +32,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.krun.api.ConsoleSpec;
 import org.krun.api.Krun;
-import org.krun.api.Networking;
+import org.krun.api.VsockSpec;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
 import org.krun.api.VmExit;
@@ -656,7 +656,10 @@ public final class OciCommand implements Runnable {
                 }
                 VmConfig.Builder b = spec.apply(VmConfig.builder()).kernel(Path.of(kernel))
                         .console(console);
-                Networking.apply(b, List.of(), List.of(), List.of(), Optional.of(spec.root()), Networking.OPTIONS);
+                // TSI for IPv4 and IPv6 (not unix sockets: the host's paths are not the container's), in the
+                // container's network namespace: every port the guest listens on is the namespace's, so the engine's
+                // port forwarding (-p, to the container's address) reaches it.
+                b.device(VsockSpec.create().withTsi(VsockSpec.Tsi.INET).withPublishAll(true));
                 vm = oci.krun.create(b.build());
                 server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
                 ServerSocketChannel bound = server;
