@@ -30,8 +30,8 @@ import org.junit.jupiter.api.TestInstance;
  * {@code krun oci} under a real container engine: Debian's podman (4.3) pointed at a krun-oci wrapper that runs
  * the packaged launcher, no registry (the image is krun's busybox rootfs, {@code podman import}ed). Three
  * containers, the first two booting side by side: a foreground one (output, exit status, krun's kernel, podman's
- * rlimits, a shared directory, a read-only root), a detached one as another user (logs, stop passing SIGTERM to
- * the guest command, its exit status), and one with a terminal whose VMM process is killed with -9. Each leaves nothing in the state directory. Without
+ * rlimits, a shared directory, a read-only root), a detached one as another user (logs, a guest server reached
+ * through -p, stop passing SIGTERM to the guest command, its exit status), and one with a terminal whose VMM process is killed with -9. Each leaves nothing in the state directory. Without
  * /dev/kvm or podman the test is SKIPPED, loudly. Podman runs with its defaults as root (cgroupfs, netavark,
  * overlay); nothing else is needed.
  */
@@ -50,7 +50,8 @@ class KrunOciPodmanIT {
     private long started;
 
     /** What the detached container showed: its logs while running, krun oci state then, stop, exit code, logs. */
-    record Detached(String runningLogs, KrunProcess.Result state, KrunProcess.Result stop, String exitCode, String logs) {
+    record Detached(String runningLogs, String served, KrunProcess.Result state, KrunProcess.Result stop, String exitCode,
+            String logs) {
     }
 
     @BeforeAll
@@ -118,8 +119,15 @@ class KrunOciPodmanIT {
     }
 
     private Detached detached() throws Exception {
-        KrunProcess.Result run = podman(120, "run", "-d", "--name", "krun-oci-it-bg", "--user", "1000:100", IMAGE, "sh", "-c",
-                "echo started as $(id -u):$(id -g); trap 'echo got TERM; exit 7' TERM; while true; do sleep 1; done");
+        int port;
+        try (java.net.ServerSocket probe = new java.net.ServerSocket(0)) {
+            port = probe.getLocalPort();
+        }
+        // -p: podman forwards the host port to the container's address; the guest's httpd listens through TSI there.
+        KrunProcess.Result run = podman(120, "run", "-d", "--name", "krun-oci-it-bg", "--user", "1000:100",
+                "-p", port + ":8080", "-v", share + ":/www:ro", IMAGE, "sh", "-c",
+                "httpd -p 8080 -h /www; echo started as $(id -u):$(id -g); trap 'echo got TERM; exit 7' TERM;"
+                        + " while true; do sleep 1; done");
         assertEquals(0, run.status(), run.toString());
         String id = run.out().strip();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(BOOT_TIMEOUT_SECONDS);
@@ -129,12 +137,30 @@ class KrunOciPodmanIT {
             logs = podman(60, "logs", "krun-oci-it-bg").out();
         }
         System.err.printf("KrunOciPodmanIT: detached container: running, logs seen%n");
+        String served = "";
+        for (int i = 0; i < 30 && !served.contains("from the host"); i++) {
+            served = fetch(port, "/in");
+        }
         KrunProcess.Result st = runtime(60, "state", id);
         KrunProcess.Result stop = timed("podman stop", () -> podman(180, "stop", "-t", "60", "krun-oci-it-bg"));
         String code = podman(60, "inspect", "--format", "{{.State.ExitCode}}", "krun-oci-it-bg").out().strip();
         String after = podman(60, "logs", "krun-oci-it-bg").out();
         podman(60, "rm", "krun-oci-it-bg");
-        return new Detached(logs, st, stop, code, after);
+        return new Detached(logs, served, st, stop, code, after);
+    }
+
+    /** An HTTP GET of {@code path} on the host's 127.0.0.1:{@code port}: the body, or what went wrong. */
+    private static String fetch(int port, String path) throws InterruptedException {
+        try {
+            java.net.http.HttpClient client = java.net.http.HttpClient.newBuilder()
+                    .version(java.net.http.HttpClient.Version.HTTP_1_1).connectTimeout(java.time.Duration.ofSeconds(5)).build();
+            java.net.http.HttpRequest request = java.net.http.HttpRequest.newBuilder(
+                    java.net.URI.create("http://127.0.0.1:" + port + path)).timeout(java.time.Duration.ofSeconds(10)).build();
+            return client.send(request, java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+        } catch (IOException e) {
+            Thread.sleep(1000);
+            return e.toString();
+        }
     }
 
     private KrunProcess.Result podman(long timeout, String... args) throws IOException, InterruptedException {
@@ -188,6 +214,7 @@ class KrunOciPodmanIT {
     void aDetachedContainerLogsAndStopsOnTheSignalItTraps() throws Exception {
         Detached d = detached.get();
         assertTrue(d.runningLogs().contains("started as 1000:100"), "--user: " + d);
+        assertEquals("from the host\n", d.served(), "-p: the guest's httpd answers on the published host port: " + d);
         assertEquals(0, d.state().status(), d.state().toString());
         assertTrue(d.state().out().contains("\"status\":\"running\""), d.state().toString());
         assertEquals(0, d.stop().status(), d.stop().toString());
