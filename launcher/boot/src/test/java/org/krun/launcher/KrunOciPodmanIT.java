@@ -255,6 +255,10 @@ class KrunOciPodmanIT {
         KrunProcess.Result rm = podman(60, "rm", "krun-oci-it-k9");
         assertEquals(0, rm.status(), rm.toString());
         assertFalse(Files.exists(state.resolve(id)), "delete after kill -9 leaves nothing");
+        try (Stream<Path> hierarchies = Files.list(Path.of("/sys/fs/cgroup"))) {
+            List<Path> left = hierarchies.map(h -> h.resolve("libpod_parent").resolve("libpod-" + id)).filter(Files::exists).toList();
+            assertEquals(List.of(), left, "the container's cgroups (podman's cgroupfs paths) are gone");
+        }
         assertFalse(Files.exists(Path.of("/proc", pid)) && Files.readString(Path.of("/proc", pid, "cmdline")).contains("krun-launcher"));
     }
 

@@ -25,7 +25,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Optional;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -554,13 +553,12 @@ public final class OciCommand implements Runnable {
                     throw new OciException("container " + id + " is running: stop it first, or delete --force");
                 }
                 if (alive) {
-                    Optional<ProcessHandle> h = ProcessHandle.of(s.pid());
+                    // A created container (runc deletes those too) or --force: its VMM process goes first.
                     Signals.send(s.pid(), Signals.SIGKILL);
                     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
                     while (OciState.alive(s.pid(), s.pidStart()) && System.nanoTime() < deadline) {
                         Thread.sleep(10);
                     }
-                    h.ifPresent(ProcessHandle::isAlive);
                 }
                 st.delete();
                 return 0;
