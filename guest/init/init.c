@@ -14,7 +14,9 @@
  *
  * Exit status contract (as libkrun's): 125 setup failed, 126 command not executable,
  * 127 command not found, 128+n command killed by signal n, else the command's own status.
- * The status is written as one byte to I/O port KRUN_EXIT_PORT through /dev/port.
+ * The status is written as one byte to I/O port KRUN_EXIT_PORT through /dev/port. While the command runs,
+ * init reads I/O port KRUN_SIGNAL_PORT every SIGNAL_POLL_MS: a non-zero byte is a signal the host asks to
+ * deliver to the command (an OCI runtime's kill).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -35,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +51,9 @@
 /* The VMM's read-only MMIO window holding the same configuration (X86Layout.CONFIG_WINDOW_BASE). */
 #define KRUN_CONFIG_WINDOW 0xd8000000UL
 #define KRUN_CONFIG_WINDOW_SIZE (16UL << 20)
+#define KRUN_SIGNAL_PORT 0xf8
+/* How often init asks the VMM for a signal to deliver to the command (KRUN_SIGNAL_PORT), in ms. */
+#define SIGNAL_POLL_MS 100
 #define CONFIG_PATH "/krun/config.json"
 #define TEMPLATE_MARKER_PATH "/krun/template"
 /* linux/random.h: RNDADDENTROPY is _IOW('R', 0x03, int[2]), RNDRESEEDCRNG _IO('R', 0x07) */
@@ -64,6 +70,7 @@ struct config {
     int nrlimits;
     char *workdir;
     char *hostname;
+    char *user; /* "UID:GID" or "UID:GID:G1,G2,...": the command's credentials; none: root's */
     char *console; /* "terminal" or "pipes" */
     int columns, rows;
     int exit_port;
@@ -341,6 +348,7 @@ static int parse_int(struct json *j, int *out)
 
 /*
  * Schema: {"cmd": [string...], "env": ["K=V"...], "workdir": string, "hostname": string,
+ *          "user": "UID:GID[:GID,...]",
  *          "rlimits": ["NAME=SOFT:HARD"...], "console": "terminal"|"pipes",
  *          "columns": int, "rows": int, "exit_port": int,
  *          "root_source": string, "root_fstype": string, "root_options": string, "root_overlay": 0|1,
@@ -374,6 +382,8 @@ static int parse_config(const char *text, size_t len)
             rc = (cfg.workdir = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "hostname"))
             rc = (cfg.hostname = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "user"))
+            rc = (cfg.user = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "console"))
             rc = (cfg.console = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "columns"))
@@ -953,6 +963,34 @@ static void setup_environment(void)
         setenv("TERM", "linux", 1);
 }
 
+/* "UID:GID[:G1,G2,...]": supplementary groups (none when not given), then the group, then the user. */
+static int switch_user(const char *spec)
+{
+    char *end;
+    gid_t groups[64];
+    int ngroups = 0;
+    unsigned long uid = strtoul(spec, &end, 10);
+    if (*end != ':') {
+        say("bad user '%s'", spec);
+        return -1;
+    }
+    unsigned long gid = strtoul(end + 1, &end, 10);
+    if (*end == ':') {
+        const char *p = end + 1;
+        while (*p && ngroups < 64) {
+            groups[ngroups++] = (gid_t)strtoul(p, &end, 10);
+            p = *end == ',' ? end + 1 : end;
+            if (end == p && *p)
+                break;
+        }
+    }
+    if (setgroups(ngroups, groups) || setgid((gid_t)gid) || setuid((uid_t)uid)) {
+        say("cannot run as user %s: %s", spec, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void run_child(void)
 {
     sigset_t none;
@@ -967,6 +1005,8 @@ static void run_child(void)
     }
     if (terminal_mode() && ioctl(0, TIOCSCTTY, 1) < 0)
         say("cannot make the console the controlling terminal: %s", strerror(errno));
+    if (cfg.user && switch_user(cfg.user))
+        _exit(125);
     if (chdir(cfg.workdir ? cfg.workdir : "/")) {
         say("cannot enter working directory %s: %s", cfg.workdir, strerror(errno));
         _exit(125);
@@ -999,6 +1039,10 @@ static int wait_for_command(pid_t child, int out_fd, int err_fd)
     sigaction(SIGCHLD, &sa, NULL);
 
     struct pollfd watch[2] = {{.fd = out_fd, .events = 0}, {.fd = err_fd, .events = 0}};
+    /* Signals the host asks for (an OCI runtime's kill) wait on KRUN_SIGNAL_PORT: asked for every
+     * SIGNAL_POLL_MS; 0 means none. */
+    int port = open("/dev/port", O_RDONLY | O_CLOEXEC);
+    struct timespec tick = {0, SIGNAL_POLL_MS * 1000L * 1000L};
     for (;;) {
         int status;
         pid_t pid;
@@ -1008,7 +1052,12 @@ static int wait_for_command(pid_t child, int out_fd, int err_fd)
         }
         if (pid < 0 && errno == ECHILD)
             return 125; /* cannot happen while the command runs */
-        if (ppoll(watch, 2, NULL, &waiting) > 0) {
+        if (port >= 0) {
+            int sig;
+            while ((sig = port_read(port, KRUN_SIGNAL_PORT)) > 0 && sig < NSIG)
+                kill(child, sig);
+        }
+        if (ppoll(watch, 2, port >= 0 ? &tick : NULL, &waiting) > 0) {
             for (int i = 0; i < 2; i++) {
                 if (watch[i].fd >= 0 && (watch[i].revents & (POLLHUP | POLLERR))) {
                     kill(-child, SIGPIPE);

@@ -110,6 +110,19 @@ public interface VirtualMachine extends AutoCloseable {
         throw new UnsupportedOperationException("this VM cannot snapshot");
     }
 
+    /**
+     * Delivers {@code signal} (a Linux signal number, 1 to 64) to the guest command's process, as
+     * {@code kill(2)} would there: krun's guest init passes it on within a tenth of a second. What the
+     * command does with it is its own affair; if it ends, the VM stops with its status.
+     *
+     * @throws IllegalArgumentException when {@code signal} is not 1 to 64
+     * @throws IllegalStateException when the VM is not running
+     * @since 1.4
+     */
+    default void signal(int signal) {
+        throw new UnsupportedOperationException("this VM cannot pass signals to its command");
+    }
+
     /** Stops the VM at once, as pulling the plug would; {@link #exit()} then reports {@link VmExit.Reason#KILLED}. */
     void kill();
 

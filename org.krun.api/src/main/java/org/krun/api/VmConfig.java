@@ -38,6 +38,7 @@ public final class VmConfig {
     private final Map<String, String> env;
     private final String workdir;
     private final String hostname;
+    private final Optional<GuestUser> user;
     private final List<Rlimit> rlimits;
     private final ConsoleSpec console;
     private final List<DeviceSpec> devices;
@@ -95,6 +96,7 @@ public final class VmConfig {
         String h = b.hostname == null || b.hostname.isEmpty() ? "krun" : b.hostname;
         requireHostName(h);
         this.hostname = h;
+        this.user = Optional.ofNullable(b.user);
         this.rlimits = List.copyOf(b.rlimits);
         this.console = Objects.requireNonNull(b.console, "console");
         this.devices = List.copyOf(b.devices);
@@ -247,6 +249,15 @@ public final class VmConfig {
     }
 
     /** Resource limits set before the command runs. */
+    /**
+     * The credentials the command runs with; empty: root's.
+     *
+     * @since 1.4
+     */
+    public Optional<GuestUser> user() {
+        return user;
+    }
+
     public List<Rlimit> rlimits() {
         return rlimits;
     }
@@ -332,6 +343,7 @@ public final class VmConfig {
         b.withoutDefaults = new java.util.TreeSet<>(withoutDefaults);
         b.kernelArgs = new ArrayList<>(kernelArgs);
         b.kernelLog = kernelLog;
+        b.user = user.orElse(null);
         b.timeout = timeout.orElse(null);
         b.templateCache = templateCache.orElse(null);
         return b;
@@ -345,7 +357,8 @@ public final class VmConfig {
                 && initrd.equals(c.initrd) && root.equals(c.root) && ephemeralRoot == c.ephemeralRoot
                 && rootMount.equals(c.rootMount)
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
-                && workdir.equals(c.workdir) && hostname.equals(c.hostname) && rlimits.equals(c.rlimits)
+                && workdir.equals(c.workdir) && hostname.equals(c.hostname) && user.equals(c.user)
+                && rlimits.equals(c.rlimits)
                 && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
                 && withoutDefaults.equals(c.withoutDefaults)
                 && kernelArgs.equals(c.kernelArgs) && kernelLog == c.kernelLog && timeout.equals(c.timeout)
@@ -355,7 +368,7 @@ public final class VmConfig {
     @Override
     public int hashCode() {
         return Objects.hash(cpus, memoryMib, memoryOvercommit, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
-                rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout, templateCache);
+                user, rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout, templateCache);
     }
 
     @Override
@@ -379,6 +392,7 @@ public final class VmConfig {
         private Map<String, String> env = new LinkedHashMap<>();
         private String workdir = "/";
         private String hostname = "krun";
+        private GuestUser user;
         private List<Rlimit> rlimits = new ArrayList<>();
         private ConsoleSpec console = ConsoleSpec.discard();
         private List<DeviceSpec> devices = new ArrayList<>();
@@ -469,6 +483,16 @@ public final class VmConfig {
 
         public Builder hostname(String hostname) {
             this.hostname = hostname;
+            return this;
+        }
+
+        /**
+         * The credentials the command runs with (null: root's).
+         *
+         * @since 1.4
+         */
+        public Builder user(GuestUser user) {
+            this.user = user;
             return this;
         }
 

@@ -34,8 +34,13 @@ public final class VsockSpec implements DeviceSpec {
     private final List<VsockPort> ports;
     private final Tsi tsi;
     private final List<PortForward> published;
+    private final boolean publishAll;
 
     private VsockSpec(long guestCid, List<VsockPort> ports, Tsi tsi, List<PortForward> published) {
+        this(guestCid, ports, tsi, published, false);
+    }
+
+    private VsockSpec(long guestCid, List<VsockPort> ports, Tsi tsi, List<PortForward> published, boolean publishAll) {
         if (guestCid < 3 || guestCid > 0xffff_fffeL) {
             throw new VmConfigException("guest CID " + guestCid + " is out of range (3 to 4294967294)");
         }
@@ -43,6 +48,7 @@ public final class VsockSpec implements DeviceSpec {
         this.ports = List.copyOf(ports);
         this.tsi = Objects.requireNonNull(tsi, "tsi");
         this.published = List.copyOf(published);
+        this.publishAll = publishAll;
         List<Long> seen = new ArrayList<>();
         for (VsockPort p : this.ports) {
             if (seen.contains(p.port())) {
@@ -81,26 +87,46 @@ public final class VsockSpec implements DeviceSpec {
         return published;
     }
 
+    /**
+     * Whether every guest port an impersonated socket listens on (TCP) or binds (UDP) is published on the same
+     * host port, besides {@link #published()}: for a VMM in a network namespace of its own (a container's), where
+     * the guest's ports are the namespace's. A host port in use fails the guest's {@code listen} or {@code bind}.
+     *
+     * @since 1.4
+     */
+    public boolean publishAll() {
+        return publishAll;
+    }
+
+    /**
+     * This device publishing every guest listening port on the same host port, or not.
+     *
+     * @since 1.4
+     */
+    public VsockSpec withPublishAll(boolean all) {
+        return new VsockSpec(guestCid, ports, tsi, published, all);
+    }
+
     public VsockSpec withGuestCid(long cid) {
-        return new VsockSpec(cid, ports, tsi, published);
+        return new VsockSpec(cid, ports, tsi, published, publishAll);
     }
 
     /** This device with one more port map. */
     public VsockSpec withPort(VsockPort port) {
         List<VsockPort> p = new ArrayList<>(ports);
         p.add(port);
-        return new VsockSpec(guestCid, p, tsi, published);
+        return new VsockSpec(guestCid, p, tsi, published, publishAll);
     }
 
     public VsockSpec withTsi(Tsi tsi) {
-        return new VsockSpec(guestCid, ports, tsi, published);
+        return new VsockSpec(guestCid, ports, tsi, published, publishAll);
     }
 
     /** This device with one more published port (used by impersonated listeners). */
     public VsockSpec withPublished(PortForward forward) {
         List<PortForward> p = new ArrayList<>(published);
         p.add(forward);
-        return new VsockSpec(guestCid, ports, tsi, p);
+        return new VsockSpec(guestCid, ports, tsi, p, publishAll);
     }
 
     @Override
@@ -111,16 +137,17 @@ public final class VsockSpec implements DeviceSpec {
     @Override
     public boolean equals(Object o) {
         return o instanceof VsockSpec v && v.guestCid == guestCid && v.ports.equals(ports) && v.tsi == tsi
-                && v.published.equals(published);
+                && v.published.equals(published) && v.publishAll == publishAll;
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(guestCid, ports, tsi, published);
+        return Objects.hash(guestCid, ports, tsi, published, publishAll);
     }
 
     @Override
     public String toString() {
-        return "VsockSpec[cid=" + guestCid + ", ports=" + ports + ", tsi=" + tsi + ", published=" + published + "]";
+        return "VsockSpec[cid=" + guestCid + ", ports=" + ports + ", tsi=" + tsi + ", published=" + published
+                + (publishAll ? ", publishAll" : "") + "]";
     }
 }

@@ -66,7 +66,45 @@ public final class PosixNet {
     private static final MethodHandle SOCKETPAIR = Libc.downcall("socketpair",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
 
+    /** Ancillary data carrying descriptors (SOL_SOCKET level). */
+    public static final int SCM_RIGHTS = 1;
+    private static final MethodHandle SENDMSG = Libc.downcall("sendmsg",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+
     private PosixNet() {
+    }
+
+    /**
+     * sendmsg(2) of {@code data} (at least one byte) with descriptor {@code passed} as SCM_RIGHTS ancillary
+     * data, without SIGPIPE, as an OCI runtime hands a terminal's master end to a console socket; bytes sent or
+     * -errno.
+     *
+     * @since 1.2
+     */
+    public static long sendWithDescriptor(int fd, byte[] data, int passed) {
+        if (data.length == 0) {
+            throw new IllegalArgumentException("a message carrying a descriptor needs at least one byte");
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_BYTE, data);
+            MemorySegment iov = a.allocate(16, 8); // struct iovec { void *base; size_t len; }
+            iov.set(ADDRESS, 0, buf);
+            iov.set(JAVA_LONG, 8, data.length);
+            MemorySegment control = a.allocate(24, 8); // CMSG_SPACE(sizeof(int)): cmsghdr (16) + int, aligned
+            control.set(JAVA_LONG, 0, 20); // CMSG_LEN(sizeof(int))
+            control.set(JAVA_INT, 8, SOL_SOCKET);
+            control.set(JAVA_INT, 12, SCM_RIGHTS);
+            control.set(JAVA_INT, 16, passed);
+            MemorySegment msg = a.allocate(56, 8); // struct msghdr on x86-64 and aarch64
+            msg.set(ADDRESS, 0, MemorySegment.NULL);
+            msg.set(JAVA_INT, 8, 0);
+            msg.set(ADDRESS, 16, iov);
+            msg.set(JAVA_LONG, 24, 1);
+            msg.set(ADDRESS, 32, control);
+            msg.set(JAVA_LONG, 40, 24);
+            msg.set(JAVA_INT, 48, 0);
+            return Libc.call(() -> (long) SENDMSG.invokeExact(fd, msg, MSG_NOSIGNAL));
+        }
     }
 
     /** A new non-blocking, close-on-exec socket; a descriptor or -errno. */

@@ -85,6 +85,40 @@ public final class Termios {
         }
     }
 
+    /** TIOCSPTLCK: _IOW('T', 0x31, int); TIOCGPTN: _IOR('T', 0x30, unsigned int). */
+    private static final long TIOCSPTLCK = 0x40045431L;
+    private static final long TIOCGPTN = 0x80045430L;
+    private static final int O_NOCTTY = 0x100;
+
+    /**
+     * A new pseudo-terminal: its master end (a descriptor, close-on-exec) and the path of its slave end.
+     *
+     * @since 1.2
+     */
+    public record Pty(int master, String slavePath) {
+    }
+
+    /**
+     * Opens a new pseudo-terminal pair's master end, as posix_openpt, grantpt and unlockpt do (devpts gives
+     * the slave the caller's owner and the mode devpts was mounted with).
+     *
+     * @throws PosixException when /dev/ptmx refuses
+     * @since 1.2
+     */
+    public static Pty openPty() {
+        int master = Posix.check("open /dev/ptmx", Posix.open("/dev/ptmx", Posix.O_RDWR | O_NOCTTY | Posix.O_CLOEXEC));
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment n = a.allocate(JAVA_INT);
+            n.set(JAVA_INT, 0, 0);
+            Posix.check("unlock the pty", Posix.ioctl(master, TIOCSPTLCK, n));
+            Posix.check("name the pty", Posix.ioctl(master, TIOCGPTN, n));
+            return new Pty(master, "/dev/pts/" + n.get(JAVA_INT, 0));
+        } catch (RuntimeException e) {
+            Posix.close(master);
+            throw e;
+        }
+    }
+
     /** The window size of the terminal on {@code fd}; empty when it has none. */
     public static Optional<Size> size(int fd) {
         try (Arena a = Arena.ofConfined()) {

@@ -9,7 +9,7 @@
  * platform types, so backends and devices for other systems do not need this bundle.
  */
 @Export
-@Version("1.1.0")
+@Version("1.2.0")
 package org.krun.posix;
 
 import org.osgi.annotation.bundle.Export;

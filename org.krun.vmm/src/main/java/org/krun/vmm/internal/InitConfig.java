@@ -44,6 +44,14 @@ final class InitConfig {
         string(sb, c.workdir());
         sb.append(",\"hostname\":");
         string(sb, c.hostname());
+        c.user().ifPresent(u -> {
+            StringBuilder spec = new StringBuilder().append(u.uid()).append(':').append(u.gid());
+            for (int i = 0; i < u.groups().size(); i++) {
+                spec.append(i == 0 ? ':' : ',').append(u.groups().get(i));
+            }
+            sb.append(",\"user\":");
+            string(sb, spec.toString());
+        });
         sb.append(",\"rlimits\":");
         array(sb, rlimits);
         sb.append(",\"console\":");

@@ -1027,6 +1027,23 @@ final class Machine implements VirtualMachine {
     }
 
     @Override
+    public void signal(int signal) {
+        if (signal < 1 || signal > 64) {
+            throw new IllegalArgumentException("no signal " + signal + ": signals are 1 to 64");
+        }
+        InitPorts ports;
+        synchronized (lock) {
+            if (phase != Phase.RUNNING && phase != Phase.STARTING) {
+                throw new IllegalStateException("vm " + id + " is not running");
+            }
+            ports = initPorts;
+        }
+        if (ports == null || !ports.queueSignal(signal)) {
+            throw new KrunException("vm " + id + ": too many signals are waiting for the guest");
+        }
+    }
+
+    @Override
     public void kill() {
         boolean neverStarted;
         synchronized (lock) {

@@ -46,6 +46,15 @@ class InitConfigTest {
     }
 
     @Test
+    void theUserTravelsAsUidGidAndSupplementaryGroups() {
+        VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true");
+        assertEquals(true, json(b.user(new org.krun.api.GuestUser(1000, 100, java.util.List.of(10L, 20L))).build())
+                .contains("\"hostname\":\"krun\",\"user\":\"1000:100:10,20\",\"rlimits\""));
+        assertEquals(true, json(b.user(new org.krun.api.GuestUser(0, 0)).build()).contains("\"user\":\"0:0\","));
+        assertEquals(false, json(b.user(null).build()).contains("user"), "without a user the init stays root");
+    }
+
+    @Test
     void anEphemeralRootAsksTheInitForAWritableLayerOverTheReadOnlyShare() {
         VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true").root(Path.of("/srv/root"))
                 .rootMount(new org.krun.api.GuestMount("/dev/root", "/", "virtiofs", "ro"));

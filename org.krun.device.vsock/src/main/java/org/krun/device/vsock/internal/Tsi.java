@@ -140,8 +140,14 @@ final class Tsi {
         return a;
     }
 
+    /** The host port a guest port is published on: an explicit forward, else the same port when all are published. */
     private Optional<PortForward> published(int guestPort, PortForward.Protocol protocol) {
-        return spec.published().stream().filter(f -> f.guestPort() == guestPort && f.protocol() == protocol).findFirst();
+        Optional<PortForward> explicit = spec.published().stream()
+                .filter(f -> f.guestPort() == guestPort && f.protocol() == protocol).findFirst();
+        if (explicit.isPresent() || !spec.publishAll() || guestPort < 1 || guestPort > 0xffff) {
+            return explicit;
+        }
+        return Optional.of(new PortForward(guestPort, guestPort, protocol));
     }
 
     private static SockAddr any(int family, int port) {

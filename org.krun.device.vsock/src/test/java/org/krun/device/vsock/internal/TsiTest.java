@@ -319,6 +319,27 @@ class TsiTest {
     }
 
     @Test
+    void withPublishAllEveryGuestListenerIsPublishedOnItsOwnPort() throws Exception {
+        int port;
+        try (ServerSocket probe = new ServerSocket(0)) {
+            port = probe.getLocalPort();
+        }
+        start(VsockSpec.create().withPublishAll(true));
+        long listen = open(request(TsiMessages.OP_LISTEN, SockAddr.AF_INET, port, new byte[0], 0, 0));
+        Response r = response(listen);
+        assertEquals(0, r.status());
+        assertEquals(port, r.port(), "published on the guest's own port number");
+        try (Socket client = new Socket(InetAddress.getLoopbackAddress(), port)) {
+            ByteBuffer record = ByteBuffer.wrap(read(listen, 12 + 4)).order(ByteOrder.LITTLE_ENDIAN);
+            long id = Integer.toUnsignedLong(record.getInt());
+            long accepted = open(request(TsiMessages.OP_ACCEPT, SockAddr.AF_INET, 0, new byte[0], id, 0));
+            assertEquals(0, response(accepted).status());
+            client.getOutputStream().write("ping".getBytes());
+            assertEquals("ping", new String(read(accepted, 4)));
+        }
+    }
+
+    @Test
     void anUnpublishedListenerIsTheGuestsAloneAndAnUnknownAcceptIsRefused() throws Exception {
         start(VsockSpec.create());
         long listen = open(request(TsiMessages.OP_LISTEN, SockAddr.AF_INET, 9090, new byte[0], 0, 0));
