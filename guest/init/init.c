@@ -14,9 +14,9 @@
  *
  * Exit status contract (as libkrun's): 125 setup failed, 126 command not executable,
  * 127 command not found, 128+n command killed by signal n, else the command's own status.
- * The status is written as one byte to I/O port KRUN_EXIT_PORT through /dev/port. While the command runs,
- * init reads I/O port KRUN_SIGNAL_PORT every SIGNAL_POLL_MS: a non-zero byte is a signal the host asks to
- * deliver to the command (an OCI runtime's kill).
+ * The status is written as one byte to I/O port KRUN_EXIT_PORT through /dev/port. With "signals" in its
+ * configuration, init reads I/O port KRUN_SIGNAL_PORT every SIGNAL_POLL_MS while the command runs: a non-zero
+ * byte is a signal the host asks to deliver to the command (an OCI runtime's kill).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -74,6 +74,7 @@ struct config {
     char *console; /* "terminal" or "pipes" */
     int columns, rows;
     int exit_port;
+    int signals; /* poll KRUN_SIGNAL_PORT for signals to pass to the command */
     /* The root to switch to; none means the initramfs is the root. */
     char *root_source, *root_fstype, *root_options;
     /* 1: the root is mounted read-only under a writable tmpfs layer (overlayfs): the guest's writes stay in
@@ -348,7 +349,7 @@ static int parse_int(struct json *j, int *out)
 
 /*
  * Schema: {"cmd": [string...], "env": ["K=V"...], "workdir": string, "hostname": string,
- *          "user": "UID:GID[:GID,...]",
+ *          "user": "UID:GID[:GID,...]", "signals": 0|1,
  *          "rlimits": ["NAME=SOFT:HARD"...], "console": "terminal"|"pipes",
  *          "columns": int, "rows": int, "exit_port": int,
  *          "root_source": string, "root_fstype": string, "root_options": string, "root_overlay": 0|1,
@@ -386,6 +387,8 @@ static int parse_config(const char *text, size_t len)
             rc = (cfg.user = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "console"))
             rc = (cfg.console = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "signals"))
+            rc = parse_int(&j, &cfg.signals);
         else if (!strcmp(key, "columns"))
             rc = parse_int(&j, &cfg.columns);
         else if (!strcmp(key, "rows"))
@@ -1040,8 +1043,8 @@ static int wait_for_command(pid_t child, int out_fd, int err_fd)
 
     struct pollfd watch[2] = {{.fd = out_fd, .events = 0}, {.fd = err_fd, .events = 0}};
     /* Signals the host asks for (an OCI runtime's kill) wait on KRUN_SIGNAL_PORT: asked for every
-     * SIGNAL_POLL_MS; 0 means none. */
-    int port = open("/dev/port", O_RDONLY | O_CLOEXEC);
+     * SIGNAL_POLL_MS, only when the configuration says so (each ask is a system call and an exit); 0 means none. */
+    int port = cfg.signals ? open("/dev/port", O_RDONLY | O_CLOEXEC) : -1;
     struct timespec tick = {0, SIGNAL_POLL_MS * 1000L * 1000L};
     for (;;) {
         int status;

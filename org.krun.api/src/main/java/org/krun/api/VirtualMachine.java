@@ -113,10 +113,11 @@ public interface VirtualMachine extends AutoCloseable {
     /**
      * Delivers {@code signal} (a Linux signal number, 1 to 64) to the guest command's process, as
      * {@code kill(2)} would there: krun's guest init passes it on within a tenth of a second. What the
-     * command does with it is its own affair; if it ends, the VM stops with its status.
+     * command does with it is its own affair; if it ends, the VM stops with its status. Only for a VM
+     * configured with {@link VmConfig.Builder#signals(boolean)}.
      *
      * @throws IllegalArgumentException when {@code signal} is not 1 to 64
-     * @throws IllegalStateException when the VM is not running
+     * @throws IllegalStateException when the VM is not running, or was configured without signals
      * @since 1.4
      */
     default void signal(int signal) {

@@ -39,6 +39,7 @@ public final class VmConfig {
     private final String workdir;
     private final String hostname;
     private final Optional<GuestUser> user;
+    private final boolean signals;
     private final List<Rlimit> rlimits;
     private final ConsoleSpec console;
     private final List<DeviceSpec> devices;
@@ -97,6 +98,7 @@ public final class VmConfig {
         requireHostName(h);
         this.hostname = h;
         this.user = Optional.ofNullable(b.user);
+        this.signals = b.signals;
         this.rlimits = List.copyOf(b.rlimits);
         this.console = Objects.requireNonNull(b.console, "console");
         this.devices = List.copyOf(b.devices);
@@ -258,6 +260,18 @@ public final class VmConfig {
         return user;
     }
 
+    /**
+     * Whether {@link VirtualMachine#signal} can reach the command: krun's init then asks the VMM for
+     * signals every tenth of a second while the command runs, which costs a guest exit each time (a
+     * system call and an exit, about a millisecond of host CPU a time where guest kernel code is emulated).
+     * Off by default: most VMs have no one to send them signals.
+     *
+     * @since 1.4
+     */
+    public boolean signals() {
+        return signals;
+    }
+
     public List<Rlimit> rlimits() {
         return rlimits;
     }
@@ -344,6 +358,7 @@ public final class VmConfig {
         b.kernelArgs = new ArrayList<>(kernelArgs);
         b.kernelLog = kernelLog;
         b.user = user.orElse(null);
+        b.signals = signals;
         b.timeout = timeout.orElse(null);
         b.templateCache = templateCache.orElse(null);
         return b;
@@ -357,7 +372,7 @@ public final class VmConfig {
                 && initrd.equals(c.initrd) && root.equals(c.root) && ephemeralRoot == c.ephemeralRoot
                 && rootMount.equals(c.rootMount)
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
-                && workdir.equals(c.workdir) && hostname.equals(c.hostname) && user.equals(c.user)
+                && workdir.equals(c.workdir) && hostname.equals(c.hostname) && user.equals(c.user) && signals == c.signals
                 && rlimits.equals(c.rlimits)
                 && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
                 && withoutDefaults.equals(c.withoutDefaults)
@@ -368,7 +383,7 @@ public final class VmConfig {
     @Override
     public int hashCode() {
         return Objects.hash(cpus, memoryMib, memoryOvercommit, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
-                user, rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout, templateCache);
+                user, signals, rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout, templateCache);
     }
 
     @Override
@@ -393,6 +408,7 @@ public final class VmConfig {
         private String workdir = "/";
         private String hostname = "krun";
         private GuestUser user;
+        private boolean signals;
         private List<Rlimit> rlimits = new ArrayList<>();
         private ConsoleSpec console = ConsoleSpec.discard();
         private List<DeviceSpec> devices = new ArrayList<>();
@@ -493,6 +509,16 @@ public final class VmConfig {
          */
         public Builder user(GuestUser user) {
             this.user = user;
+            return this;
+        }
+
+        /**
+         * Lets {@link VirtualMachine#signal} reach the command (see {@link VmConfig#signals()}).
+         *
+         * @since 1.4
+         */
+        public Builder signals(boolean signals) {
+            this.signals = signals;
             return this;
         }
 

@@ -52,6 +52,9 @@ final class InitConfig {
             sb.append(",\"user\":");
             string(sb, spec.toString());
         });
+        if (c.signals()) {
+            sb.append(",\"signals\":1");
+        }
         sb.append(",\"rlimits\":");
         array(sb, rlimits);
         sb.append(",\"console\":");

@@ -1031,6 +1031,9 @@ final class Machine implements VirtualMachine {
         if (signal < 1 || signal > 64) {
             throw new IllegalArgumentException("no signal " + signal + ": signals are 1 to 64");
         }
+        if (!config.signals()) {
+            throw new IllegalStateException("vm " + id + " was configured without signals (VmConfig.Builder.signals)");
+        }
         InitPorts ports;
         synchronized (lock) {
             if (phase != Phase.RUNNING && phase != Phase.STARTING) {

@@ -55,6 +55,13 @@ class InitConfigTest {
     }
 
     @Test
+    void theInitPollsForSignalsOnlyWhenTheConfigurationAsks() {
+        VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true");
+        assertEquals(false, json(b.build()).contains("signals"), "no polling by default");
+        assertEquals(true, json(b.signals(true).build()).contains(",\"signals\":1,"));
+    }
+
+    @Test
     void anEphemeralRootAsksTheInitForAWritableLayerOverTheReadOnlyShare() {
         VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true").root(Path.of("/srv/root"))
                 .rootMount(new org.krun.api.GuestMount("/dev/root", "/", "virtiofs", "ro"));

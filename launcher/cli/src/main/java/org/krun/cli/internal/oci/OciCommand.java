@@ -652,8 +652,9 @@ public final class OciCommand implements Runnable {
                 if (kernel == null || kernel.isEmpty()) {
                     throw new OciException("no guest kernel: system property krun.kernel is not set (run through krun-oci)");
                 }
+                // signals: the engine's kill (podman stop) reaches the container's process.
                 VmConfig.Builder b = spec.apply(VmConfig.builder()).kernel(Path.of(kernel))
-                        .console(console);
+                        .console(console).signals(true);
                 // TSI for IPv4 and IPv6 (not unix sockets: the host's paths are not the container's), in the
                 // container's network namespace: every port the guest listens on is the namespace's, so the engine's
                 // port forwarding (-p, to the container's address) reaches it.
