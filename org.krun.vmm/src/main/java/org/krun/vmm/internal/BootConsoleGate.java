@@ -14,7 +14,9 @@ import org.krun.api.ConsoleSpec;
  * on whether the console device served the kernel's last buffers before the VM stopped. The command's own
  * stderr port opens only after init started, so nothing of it is lost. In terminal mode the console is the
  * command's terminal and shows whatever the kernel printed, as a real console does. With
- * {@link org.krun.api.VmConfig#kernelLog()} the gate starts open: the user asked to see the kernel.
+ * {@link org.krun.api.VmConfig#kernelLog()} the gate starts open: the user asked to see the kernel. It also
+ * opens for a kernel that is not Linux (an ELF without Linux's notes: no krun init will run to say so) and
+ * for a restored VM (its boot is behind it).
  */
 final class BootConsoleGate {
     private final boolean alwaysOpen;

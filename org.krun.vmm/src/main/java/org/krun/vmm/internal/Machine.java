@@ -254,6 +254,9 @@ final class Machine implements VirtualMachine {
             vcpus.add(vm.createVcpu(i));
         }
         KernelImage.Loaded kernel = KernelImage.load(config.kernel(), mem);
+        if (!kernel.linux()) {
+            bootGate.open(); // no krun init will say it started: what the guest prints is all its own
+        }
         loop = resources.push("event loop", new EpollEventLoop());
         io = legacyDevices();
         mmio = new Bus("mmio");
@@ -285,6 +288,7 @@ final class Machine implements VirtualMachine {
      */
     private void restore() {
         long started = System.nanoTime();
+        bootGate.open(); // the boot is behind a snapshot: what the guest prints now is the run's
         ram = resources.push("guest RAM", GuestRam.mapSnapshot(snapshotDir.resolve(SnapshotFile.RAM_FILE), snapshot.ramBytes()));
         GuestMemory mem = ram.memory();
         hypervisorVm = resources.push("hypervisor VM", hypervisor.createVm(config.cpus()));

@@ -18,7 +18,7 @@ import org.krun.spi.memory.GuestMemory;
 public final class KernelImage {
 
     /** What the loader placed. */
-    public record Loaded(long entry, long end, byte[] setupHeader) {
+    public record Loaded(long entry, long end, byte[] setupHeader, boolean linux) {
         /** Whether this is a bzImage, whose setup header goes into the zero page. */
         public boolean isBzImage() {
             return setupHeader != null;
@@ -27,6 +27,9 @@ public final class KernelImage {
 
     static final int ELF_MAGIC = 0x464c457f;
     static final int PT_LOAD = 1;
+    static final int PT_NOTE = 4;
+    /** The most note bytes read to tell a Linux vmlinux (krun's has 136). */
+    static final int MAX_NOTES = 64 << 10;
     static final int EM_X86_64 = 62;
     static final int HDRS_MAGIC = 0x53726448;
     static final int SETUP_HEADER_START = 0x1f1;
@@ -67,8 +70,13 @@ public final class KernelImage {
         readFully(ch, ph, phoff);
         long end = 0;
         boolean loaded = false;
+        boolean linux = false;
         for (int i = 0; i < phnum; i++) {
             int base = i * phentsize;
+            if (ph.getInt(base) == PT_NOTE) {
+                linux |= hasLinuxNote(ch, ph.getLong(base + 8), ph.getLong(base + 32));
+                continue;
+            }
             if (ph.getInt(base) != PT_LOAD) {
                 continue;
             }
@@ -88,7 +96,42 @@ public final class KernelImage {
         if (!loaded) {
             throw new VmConfigException("kernel " + file + " has no loadable segments");
         }
-        return new Loaded(entry, end, null);
+        return new Loaded(entry, end, null, linux);
+    }
+
+    /**
+     * Whether the notes at {@code offset} include one of owner "Linux" (a vmlinux has them: ELF notes of the
+     * kernel build), as opposed to other ELF programs loaded as a kernel.
+     */
+    private static boolean hasLinuxNote(FileChannel ch, long offset, long size) throws IOException {
+        if (size <= 0 || size > MAX_NOTES) {
+            return false;
+        }
+        ByteBuffer b = ByteBuffer.allocate((int) size).order(ByteOrder.LITTLE_ENDIAN);
+        readFully(ch, b, offset);
+        b.flip();
+        int at = 0;
+        while (at + 12 <= b.limit()) {
+            long namesz = b.getInt(at) & 0xffffffffL;
+            long descsz = b.getInt(at + 4) & 0xffffffffL;
+            long name = at + 12L;
+            if (name + namesz > b.limit()) {
+                return false;
+            }
+            if (namesz == 6) {
+                byte[] n = new byte[5];
+                b.get((int) name, n);
+                if (new String(n, java.nio.charset.StandardCharsets.US_ASCII).equals("Linux")) {
+                    return true;
+                }
+            }
+            long next = name + ((namesz + 3) & ~3L) + ((descsz + 3) & ~3L);
+            if (next > Integer.MAX_VALUE) {
+                return false;
+            }
+            at = (int) next;
+        }
+        return false;
     }
 
     private static Loaded loadBzImage(Path file, FileChannel ch, ByteBuffer h, GuestMemory mem) throws IOException {
@@ -113,7 +156,7 @@ public final class KernelImage {
         int headerEnd = 0x202 + (h.get(0x201) & 0xff);
         byte[] header = new byte[headerEnd - SETUP_HEADER_START];
         h.get(SETUP_HEADER_START, header);
-        return new Loaded(load + 0x200, load + Math.max(size, initSize), header);
+        return new Loaded(load + 0x200, load + Math.max(size, initSize), header, true);
     }
 
     private static void readInto(FileChannel ch, long offset, long length, GuestMemory mem, long address)

@@ -167,6 +167,36 @@ class KernelImageTest {
         assertEquals(DIRT, mem.getByte(0x201000));
     }
 
+    /** One ELF note: namesz, descsz, type, the name with its NUL padded to 4, the description padded to 4. */
+    private static byte[] note(String owner, int type, byte[] desc) {
+        byte[] name = (owner + "\0").getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        int nameLen = (name.length + 3) & ~3;
+        int descLen = (desc.length + 3) & ~3;
+        ByteBuffer b = ByteBuffer.allocate(12 + nameLen + descLen).order(ByteOrder.LITTLE_ENDIAN);
+        b.putInt(name.length).putInt(desc.length).putInt(type).put(name);
+        b.position(12 + nameLen);
+        b.put(desc);
+        return b.array();
+    }
+
+    @Test
+    void aVmlinuxIsToldFromOtherElfProgramsByItsLinuxNotes() throws IOException {
+        byte[] gnu = note("GNU", 3, pattern(20, 5));
+        byte[] linux = note("Linux", 0x100, new byte[4]);
+        byte[] notes = ByteBuffer.allocate(gnu.length + linux.length).put(gnu).put(linux).array();
+        Path vmlinux = file("vmlinux-notes", elf(2, 62, 0x100000, new Segment(PT_LOAD, 0x100000, pattern(16, 0), 16),
+                new Segment(PT_NOTE, 0x300000, notes, notes.length)));
+        assertTrue(KernelImage.load(vmlinux, mem).linux(), "GNU then Linux notes");
+        Path gnuOnly = file("program-gnu", elf(2, 62, 0x100000, new Segment(PT_LOAD, 0x100000, pattern(16, 0), 16),
+                new Segment(PT_NOTE, 0x300000, gnu, gnu.length)));
+        assertFalse(KernelImage.load(gnuOnly, mem).linux(), "a build id alone");
+        Path garbage = file("program-garbage-notes", elf(2, 62, 0x100000, new Segment(PT_LOAD, 0x100000, pattern(16, 0), 16),
+                new Segment(PT_NOTE, 0x300000, pattern(0x20, 3), 0x20)));
+        assertFalse(KernelImage.load(garbage, mem).linux(), "malformed notes are not Linux's, and no error");
+        Path none = file("program", elf(2, 62, 0x100000, new Segment(PT_LOAD, 0x100000, pattern(16, 0), 16)));
+        assertFalse(KernelImage.load(none, mem).linux());
+    }
+
     @Test
     void elf32IsRefused() throws IOException {
         Path kernel = file("vmlinux32", elf(1, 62, 0x100000, new Segment(PT_LOAD, 0x100000, pattern(16, 0), 16)));
@@ -214,6 +244,7 @@ class KernelImageTest {
         assertEquals(0x100200, loaded.entry(), "64-bit entry: startup_64 at +0x200");
         assertEquals(0x104000, loaded.end(), "init_size reserves more than the file holds");
         assertTrue(loaded.isBzImage());
+        assertTrue(loaded.linux(), "a bzImage is Linux's format");
         assertArrayEquals(Arrays.copyOfRange(image, 0x1f1, HEADER_END), loaded.setupHeader(),
                 "setup header from 0x1f1 to the end the jump at 0x200 gives");
         assertArrayEquals(kernel, guest(0x100000, kernel.length), "the part after (setup_sects + 1) sectors");
