@@ -368,20 +368,21 @@ final class RunCommand implements Callable<Integer> {
     /**
      * Where this run's templates are kept, or null to boot cold: with --no-template, with --kernel-log (a
      * restored VM's kernel has nothing to show: the user wants to see it boot), where the launcher names no
-     * template folder, and where that folder cannot be written (a read-only cache: the run simply boots).
+     * template folder, and where that folder cannot be written or made (a read-only cache: the run boots).
      */
     private Path templates() {
         String dir = System.getProperty("krun.templates");
         if (noTemplate || kernelLog || dir == null || dir.isEmpty()) {
             return null;
         }
-        Path p = Path.of(dir);
-        try {
-            Files.createDirectories(p);
-        } catch (IOException | RuntimeException e) {
-            return null;
+        // Nothing is made here (a run refused for bad input leaves the cache as it was): the template cache
+        // makes its folder when it keeps the first template. Writable: the folder, or where it would be made.
+        Path p = Path.of(dir).toAbsolutePath();
+        Path existing = p;
+        while (existing != null && !Files.exists(existing)) {
+            existing = existing.getParent();
         }
-        return Files.isWritable(p) ? p : null;
+        return existing != null && Files.isDirectory(existing) && Files.isWritable(existing) ? p : null;
     }
 
     private static Path defaultPath(String property, String flag) {

@@ -45,13 +45,13 @@ class RunCommandTest {
             Path templates = dir.resolve("cache").resolve("templates");
             System.setProperty("krun.templates", templates.toString());
             assertEquals(java.util.Optional.of(templates), parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache());
-            assertTrue(java.nio.file.Files.isDirectory(templates), "made on first use");
+            assertFalse(java.nio.file.Files.exists(templates), "not made by parsing: bad input leaves nothing behind");
             assertTrue(parse("--no-template", "--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache().isEmpty());
             assertTrue(parse("--kernel-log", "--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache().isEmpty(),
                     "a restored kernel has no boot to show");
             Path readOnly = java.nio.file.Files.createDirectory(dir.resolve("ro"));
-            java.nio.file.Files.writeString(readOnly.resolve("templates"), "a file where the folder would go");
-            System.setProperty("krun.templates", readOnly.resolve("templates").toString());
+            java.nio.file.Files.writeString(readOnly.resolve("cache"), "a file where the cache folder would go");
+            System.setProperty("krun.templates", readOnly.resolve("cache").resolve("templates").toString());
             assertTrue(parse("--kernel", "/k", "--root", "/r", "--", "/bin/true").templateCache().isEmpty(),
                     "a folder that cannot be made means booting");
         } finally {
