@@ -216,7 +216,7 @@ final class RunCommand implements Callable<Integer> {
                 vm.start();
                 pipe.endsAfterGrace(vm);
                 if (input) {
-                    pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
+                    StdinPump.start(new FileInputStream(FileDescriptor.in), vm.consoleInput());
                 }
                 if (terminal) {
                     watchWindowSize(vm, size);
@@ -392,27 +392,6 @@ final class RunCommand implements Callable<Integer> {
                     + flag + " explicitly");
         }
         return Path.of(p);
-    }
-
-    /** Copies host stdin to the guest until end-of-file, then closes the guest's input. */
-    private static void pump(InputStream in, OutputStream toGuest) {
-        Thread t = Thread.ofPlatform().daemon(true).name("krun-stdin").start(() -> {
-            byte[] buf = new byte[16384];
-            try {
-                int n;
-                while ((n = in.read(buf)) > 0) {
-                    toGuest.write(buf, 0, n);
-                }
-            } catch (IOException e) {
-                // host stdin failed: treat as end of input
-            }
-            try {
-                toGuest.close();
-            } catch (IOException e) {
-                // nothing left to tell the guest
-            }
-        });
-        t.setUncaughtExceptionHandler((th, ex) -> { });
     }
 
     /** Gives the terminal its mode back; says how to repair it when the terminal refuses. */

@@ -728,7 +728,7 @@ public final class OciCommand implements Runnable {
                     Termios.enterRawMode(0);
                     watchWindowSize(vm);
                 }
-                pump(new FileInputStream(FileDescriptor.in), vm.consoleInput());
+                org.krun.cli.internal.StdinPump.start(new FileInputStream(FileDescriptor.in), vm.consoleInput());
                 vm.exit().whenComplete((exit, ex) -> done.complete(status(exit)));
                 return "ok";
             }
@@ -781,26 +781,6 @@ public final class OciCommand implements Runnable {
                         vm.resizeConsole(now.columns(), now.rows());
                         last = now;
                     }
-                }
-            });
-        }
-
-        /** Copies the container's stdin to the guest until end-of-file. */
-        private static void pump(InputStream in, OutputStream toGuest) {
-            Thread.ofPlatform().daemon(true).name("krun-stdin").start(() -> {
-                byte[] buf = new byte[16384];
-                try {
-                    int n;
-                    while ((n = in.read(buf)) > 0) {
-                        toGuest.write(buf, 0, n);
-                    }
-                } catch (IOException e) {
-                    // treat as end of input
-                }
-                try {
-                    toGuest.close();
-                } catch (IOException e) {
-                    // nothing left to tell the guest
                 }
             });
         }
