@@ -161,17 +161,26 @@ static void reserve_stdio_fds(void)
     }
 }
 
-/* Tells the VMM that init runs (its boot timeline): one byte to port KRUN_INIT_MARKER_PORT. */
+/*
+ * The VMM's boot timeline (BootTimeline): one byte to port KRUN_INIT_MARKER_PORT as each step of the init is
+ * reached, 1 first. The fd stays open (close-on-exec) for the later steps: every open costs the guest kernel
+ * much on hosts that emulate it, and /dev is unmounted when the root is switched.
+ */
+enum phase { PHASE_INIT = 1, PHASE_ROOT, PHASE_FILES, PHASE_CONSOLE, PHASE_NETWORK, PHASE_EXEC, PHASE_EXITED };
+static int marker_fd = -1;
+
+static void mark(enum phase p)
+{
+    unsigned char b = (unsigned char)p;
+    if (marker_fd >= 0 && pwrite(marker_fd, &b, 1, KRUN_INIT_MARKER_PORT) != 1) {
+        /* only a diagnostic: carry on */
+    }
+}
+
 static void mark_init_started(void)
 {
-    unsigned char b = 1;
-    int fd = open("/dev/port", O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (pwrite(fd, &b, 1, KRUN_INIT_MARKER_PORT) != 1) {
-            /* only a diagnostic: carry on */
-        }
-        close(fd);
-    }
+    marker_fd = open("/dev/port", O_WRONLY | O_CLOEXEC);
+    mark(PHASE_INIT);
 }
 
 static int open_hvc0(void);
@@ -1014,6 +1023,7 @@ static void run_child(void)
         say("cannot enter working directory %s: %s", cfg.workdir, strerror(errno));
         _exit(125);
     }
+    mark(PHASE_EXEC);
     execvp(cfg.cmd[0], cfg.cmd);
     int err = errno;
     say("%s: %s", cfg.cmd[0], strerror(err));
@@ -1090,16 +1100,20 @@ int main(int argc, char **argv)
         load_config_env(argc, argv);
     }
     switch_root();
+    mark(PHASE_ROOT);
     setup_filesystems();
     extra_mounts();
     provide_files();
+    mark(PHASE_FILES);
     if (cfg.ncmd == 0)
         fail_setup("no command to run");
     cfg.cmd[cfg.ncmd] = NULL;
     if (cfg.hostname && sethostname(cfg.hostname, strlen(cfg.hostname)))
         say("sethostname %s: %s", cfg.hostname, strerror(errno));
     setup_console();
+    mark(PHASE_CONSOLE);
     setup_network(say, provide_resolv_conf); /* after the console: its problems go to the command's stderr */
+    mark(PHASE_NETWORK);
     setup_environment();
     setup_rlimits();
 
@@ -1121,6 +1135,8 @@ int main(int argc, char **argv)
         err_fd = stdio_fds[2];
         console_fd = -1;
     }
-    report_and_reboot(wait_for_command(child, out_fd, err_fd));
+    int status = wait_for_command(child, out_fd, err_fd);
+    mark(PHASE_EXITED);
+    report_and_reboot(status);
     return 0;
 }

@@ -4,6 +4,8 @@ import java.lang.management.ManagementFactory;
 import java.time.Instant;
 import java.util.concurrent.atomic.AtomicLongArray;
 
+import org.krun.vmm.internal.legacy.InitPorts;
+
 /**
  * When a VM reached each step of its life, in microseconds since the epoch; the first time wins. Logged
  * at INFO when the VM is released, which is what {@code bench/boot} reads.
@@ -22,6 +24,18 @@ final class BootTimeline {
         TEMPLATE,
         /** A templated init has read its configuration (port 0xf7). */
         CONFIG,
+        /** krun's init switched to the run's root (port 0xf5, step 2; so are the next five). */
+        ROOT,
+        /** krun's init mounted /proc, /sys, /dev, the extra mounts and laid the provided files over the root. */
+        FILES,
+        /** krun's init opened the command's console ports (or hvc0). */
+        CONSOLE,
+        /** krun's init configured the network (loopback, cards, TSI). */
+        NETWORK,
+        /** The command's process is about to exec the command. */
+        EXEC,
+        /** The command ended (before the init syncs and unmounts). */
+        EXITED,
         /** The guest init reported the command's exit status. */
         STATUS,
         /** The guest reset the machine, or the VM was stopped otherwise. */
@@ -31,6 +45,11 @@ final class BootTimeline {
     }
 
     private final AtomicLongArray micros = new AtomicLongArray(Event.values().length);
+
+    /** The event of the init's step {@code step} on port 0xf5 ({@code InitPorts.FIRST_STEP}..{@code LAST_STEP}). */
+    static Event initStep(int step) {
+        return Event.values()[Event.ROOT.ordinal() + step - InitPorts.FIRST_STEP];
+    }
 
     void mark(Event e) {
         micros.compareAndSet(e.ordinal(), 0, now());

@@ -736,7 +736,8 @@ final class Machine implements VirtualMachine {
             initStarted = true;
             bootGate.open();
             timeline.mark(BootTimeline.Event.INIT);
-        }, this::templatePoint, () -> timeline.mark(BootTimeline.Event.CONFIG));
+        }, this::templatePoint, () -> timeline.mark(BootTimeline.Event.CONFIG),
+                step -> timeline.mark(BootTimeline.initStep(step)));
         bus.insert(InitPorts.BASE, InitPorts.LENGTH, initPorts);
         OutputStream serialOut = config.kernelLog() ? consoleStreams.stderr() : OutputStream.nullOutputStream();
         serial = new Serial8250(kernelLog.tee(serialOut));

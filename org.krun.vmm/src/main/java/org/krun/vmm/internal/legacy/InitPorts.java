@@ -9,8 +9,9 @@ import org.krun.vmm.internal.bus.BusDevice;
  * <ul>
  * <li>0xf4, the command's exit status, written just before the init reboots (the same port and convention
  * as QEMU's isa-debug-exit device);</li>
- * <li>0xf5, written once as soon as the init runs, so the boot timeline can tell kernel boot time from the
- * rest;</li>
+ * <li>0xf5, the init's steps for the boot timeline: 1 as soon as the init runs, so the timeline can tell kernel
+ * boot time from the rest, then {@link #FIRST_STEP} up to {@link #LAST_STEP} as it reaches its later steps
+ * (root switched, files provided, console, network, command started, command ended: krun's init);</li>
  * <li>0xf6, the template point (docs/templates.md): written once by an init started without a configuration
  * file; reads answer 0 until the run's configuration is ready on 0xf7, then 1;</li>
  * <li>0xf7, the run's configuration: each read answers its next byte (a 4-byte little-endian length, then
@@ -39,6 +40,9 @@ public final class InitPorts implements BusDevice {
     public static final int CONFIG_PORT = BASE + 3;
     /** Port the init reads signals for the command from. */
     public static final int SIGNAL_PORT = BASE + 4;
+    /** The init's later steps on {@link #INIT_MARKER_PORT}; any other value says the init runs. */
+    public static final int FIRST_STEP = 2;
+    public static final int LAST_STEP = 7;
     /** The most signals waiting for the init; more are dropped (a signal is not queued twice anyway). */
     static final int MAX_PENDING_SIGNALS = 32;
 
@@ -46,6 +50,7 @@ public final class InitPorts implements BusDevice {
     private final Runnable initStarted;
     private final Runnable templatePoint;
     private final Runnable runConfigRead;
+    private final IntConsumer initStep;
     /** The length-prefixed configuration, once it is ready; guarded by this. */
     private byte[] runConfig;
     private int runConfigPosition;
@@ -60,10 +65,17 @@ public final class InitPorts implements BusDevice {
 
     /** With {@code runConfigRead} run once the init has read the last byte of its configuration. */
     public InitPorts(IntConsumer exitStatus, Runnable initStarted, Runnable templatePoint, Runnable runConfigRead) {
+        this(exitStatus, initStarted, templatePoint, runConfigRead, step -> { });
+    }
+
+    /** With {@code initStep} given each later step the init reports ({@link #FIRST_STEP}..{@link #LAST_STEP}). */
+    public InitPorts(IntConsumer exitStatus, Runnable initStarted, Runnable templatePoint, Runnable runConfigRead,
+            IntConsumer initStep) {
         this.exitStatus = exitStatus;
         this.initStarted = initStarted;
         this.templatePoint = templatePoint;
         this.runConfigRead = runConfigRead;
+        this.initStep = initStep;
     }
 
     /** Size of {@link #configWindow()}: the length word and at most this less 4 bytes of configuration. */
@@ -163,7 +175,12 @@ public final class InitPorts implements BusDevice {
         if (offset == EXIT_STATUS_PORT - BASE) {
             exitStatus.accept((int) (value & 0xff));
         } else if (offset == INIT_MARKER_PORT - BASE) {
-            initStarted.run();
+            int step = (int) (value & 0xff);
+            if (step >= FIRST_STEP && step <= LAST_STEP) {
+                initStep.accept(step);
+            } else {
+                initStarted.run();
+            }
         } else if (offset == TEMPLATE_PORT - BASE) {
             templatePoint.run();
         }

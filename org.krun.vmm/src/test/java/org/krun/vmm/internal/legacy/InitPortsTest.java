@@ -31,6 +31,20 @@ class InitPortsTest {
     }
 
     @Test
+    void theInitsLaterStepsOnTheMarkerPortAreReportedAsStepsNotAsAStart() {
+        List<Integer> steps = new ArrayList<>();
+        int[] started = {0};
+        InitPorts ports = new InitPorts(s -> { }, () -> started[0]++, () -> { }, () -> { }, steps::add);
+        ports.write(1, 1, 1);
+        for (int step = InitPorts.FIRST_STEP; step <= InitPorts.LAST_STEP; step++) {
+            ports.write(1, 1, step);
+        }
+        ports.write(1, 1, InitPorts.LAST_STEP + 1); // not a step: taken as "the init runs", as before steps existed
+        assertEquals(List.of(2, 3, 4, 5, 6, 7), steps);
+        assertEquals(2, started[0]);
+    }
+
+    @Test
     void readsAnswerAllOnesAndReportNothing() {
         List<Integer> statuses = new ArrayList<>();
         InitPorts ports = new InitPorts(statuses::add, () -> { });
