@@ -6,12 +6,14 @@ import java.io.OutputStream;
 /**
  * A bounded byte pipe from the host (any thread) to the device (the event loop). Writers block while it
  * is full, which is how a guest that does not read pushes back on its feeder. {@link #close()} is
- * end-of-file; {@link #discard()} (the VM stopped) unblocks writers and drops everything after.
+ * end-of-file; {@link #discard()} (the VM stopped) unblocks writers and drops everything after. The buffer
+ * exists only while bytes wait in it: a VM whose input is idle (most of thousands in one JVM) holds none.
  */
 final class InputPipe extends OutputStream {
     static final int CAPACITY = 64 * 1024;
 
-    private final byte[] buf = new byte[CAPACITY];
+    /** The ring, made by the first write that finds it absent and dropped whenever it empties. */
+    private byte[] buf;
     private final Runnable onData;
     private int head;
     private int count;
@@ -45,6 +47,10 @@ final class InputPipe extends OutputStream {
                 if (discarding || closed) {
                     return; // the VM is gone, or input already ended: drop
                 }
+                if (buf == null) {
+                    buf = new byte[CAPACITY];
+                    head = 0;
+                }
                 int tail = (head + count) % CAPACITY;
                 int n = Math.min(len - done, Math.min(CAPACITY - count, CAPACITY - tail));
                 System.arraycopy(b, off + done, buf, tail, n);
@@ -66,6 +72,9 @@ final class InputPipe extends OutputStream {
     synchronized byte[] peek(int max) {
         int n = Math.min(max, count);
         byte[] out = new byte[n];
+        if (n == 0) {
+            return out;
+        }
         int first = Math.min(n, CAPACITY - head);
         System.arraycopy(buf, head, out, 0, first);
         System.arraycopy(buf, 0, out, first, n - first);
@@ -77,9 +86,17 @@ final class InputPipe extends OutputStream {
         int k = Math.min(n, count);
         head = (head + k) % CAPACITY;
         count -= k;
+        if (count == 0) {
+            buf = null;
+        }
         if (k > 0) {
             notifyAll();
         }
+    }
+
+    /** Whether the ring is allocated now (tests). */
+    synchronized boolean holdsBuffer() {
+        return buf != null;
     }
 
     synchronized int available() {
@@ -106,6 +123,7 @@ final class InputPipe extends OutputStream {
     synchronized void discard() {
         discarding = true;
         count = 0;
+        buf = null;
         notifyAll();
     }
 }

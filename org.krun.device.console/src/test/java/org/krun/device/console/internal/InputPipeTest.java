@@ -21,10 +21,11 @@ class InputPipeTest {
         byte[] first = pattern(60_000, 1);
         byte[] second = pattern(50_000, 7);
         pipe.write(first);
-        assertArrayEquals(first, pipe.take(60_000));
-        pipe.write(second); // wraps around the end of the ring buffer
+        assertArrayEquals(java.util.Arrays.copyOf(first, 59_990), pipe.take(59_990));
+        pipe.write(second); // ten bytes still wait at the end of the ring: this write wraps around it
 
-        assertEquals(50_000, pipe.available());
+        assertEquals(50_010, pipe.available());
+        assertArrayEquals(java.util.Arrays.copyOfRange(first, 59_990, 60_000), pipe.take(10));
         byte[] a = pipe.take(30_000);
         byte[] b = pipe.take(100_000);
         assertEquals(20_000, b.length);
@@ -33,6 +34,20 @@ class InputPipeTest {
         System.arraycopy(b, 0, both, a.length, b.length);
         assertArrayEquals(second, both);
         assertTrue(signals.get() >= 2);
+    }
+
+    @Test
+    void anIdlePipeHoldsNoBufferAndAnEmptiedOneGivesItBack() throws IOException {
+        assertFalse(pipe.holdsBuffer(), "no input yet: no 64 KiB per VM");
+        pipe.write(new byte[] {1, 2, 3});
+        assertTrue(pipe.holdsBuffer());
+        assertEquals(2, pipe.take(2).length);
+        assertTrue(pipe.holdsBuffer(), "a byte still waits");
+        assertArrayEquals(new byte[] {3}, pipe.take(5));
+        assertFalse(pipe.holdsBuffer(), "drained");
+        pipe.write(new byte[] {4});
+        pipe.discard();
+        assertFalse(pipe.holdsBuffer(), "discarded with the VM");
     }
 
     @Test
