@@ -82,6 +82,8 @@ final class Fuse {
     static final int OFFERED_FLAGS = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES
             | FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES;
 
+    /** fuse_open_out.open_flags: the guest keeps the pages it cached of the file (no invalidation at open). */
+    static final int FOPEN_KEEP_CACHE = 1 << 1;
     static final int FUSE_RELEASE_FLOCK_UNLOCK = 1 << 1;
     static final int FUSE_LK_FLOCK = 1;
     static final int FUSE_FSYNC_FDATASYNC = 1;

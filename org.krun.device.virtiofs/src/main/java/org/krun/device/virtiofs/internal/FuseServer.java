@@ -172,7 +172,8 @@ final class FuseServer {
             case Rename r -> run(() -> fs.rename(node, r.oldName(), r.newParent(), r.newName(), r.flags()), out, u);
             case Link r -> reply(out, u, FuseReply.entryOut(fs.link(r.oldNodeid(), node, r.name())));
             // open files and directories
-            case Open r -> reply(out, u, FuseReply.openOut(r.directory() ? fs.opendir(node) : fs.open(node, r.flags())));
+            case Open r -> reply(out, u, r.directory() ? FuseReply.openOut(fs.opendir(node))
+                    : FuseReply.openOut(fs.openFile(node, r.flags())));
             case Create r -> reply(out, u, FuseReply.createOut(fs.create(node, r.name(), r.flags(), r.mode(), h.caller())));
             case Read r -> DirectReplies.read(fs, u, r, out, t -> errno(h, t));
             case Write r -> reply(out, u, FuseReply.writeOut(fs.write(r.fh(), r.offset(), r.data())));

@@ -2,6 +2,7 @@ package org.krun.device.virtiofs.internal;
 
 import java.util.HashMap;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
 
 import org.krun.posix.Errno;
 
@@ -18,8 +19,14 @@ final class InodeTable {
     record Key(long dev, long ino) {
     }
 
-    /** The inode's type bits (S_IFMT) and identity. */
-    record Info(Key key, int type) {
+    /**
+     * The inode's type bits (S_IFMT) and identity, and what its file looked like when the guest last opened it
+     * ({@link ContentStamp}; null until then).
+     */
+    record Info(Key key, int type, AtomicReference<ContentStamp> opened) {
+        Info(Key key, int type) {
+            this(key, type, new AtomicReference<>());
+        }
     }
 
     private final FdTable<Info> table;

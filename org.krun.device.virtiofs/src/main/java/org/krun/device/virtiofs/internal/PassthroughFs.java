@@ -70,6 +70,7 @@ class PassthroughFs implements AutoCloseable {
     private final FdTable<Handle> handles;
     private final FileLocks locks;
     private final boolean hostRoot = HostFs.geteuid() == 0;
+    private final java.util.function.LongSupplier clock;
 
     /** A share with this process's default {@link FsLimits}. */
     PassthroughFs(Path root, boolean readOnly) {
@@ -77,6 +78,12 @@ class PassthroughFs implements AutoCloseable {
     }
 
     PassthroughFs(Path root, boolean readOnly, FsLimits limits) {
+        this(root, readOnly, limits, PassthroughFs::realTimeNanos);
+    }
+
+    /** With {@code clock} as the host's real-time clock in nanoseconds (tests move it on). */
+    PassthroughFs(Path root, boolean readOnly, FsLimits limits, java.util.function.LongSupplier clock) {
+        this.clock = clock;
         this.root = root;
         this.readOnly = readOnly;
         this.limits = limits;
@@ -331,7 +338,20 @@ class PassthroughFs implements AutoCloseable {
         return (flags & keep) | HostFs.O_CLOEXEC;
     }
 
+    /** An opened file: its handle, and whether the guest may keep the pages it cached of it (FOPEN_KEEP_CACHE). */
+    record OpenFile(long fh, boolean keepCache) {
+    }
+
     long open(long nodeid, int flags) {
+        return openFile(nodeid, flags).fh();
+    }
+
+    /**
+     * Opens a regular file. The guest may keep its cached pages when the file's {@link ContentStamp} is
+     * settled and the same as at the guest's previous open of it; otherwise its kernel drops them and reads
+     * the file afresh (close-to-open consistency, which is what the guest gets either way).
+     */
+    OpenFile openFile(long nodeid, int flags) {
         if (writes(flags)) {
             requireWritable();
         }
@@ -342,8 +362,23 @@ class PassthroughFs implements AutoCloseable {
             }
             handles.requireRoom();
             int fd = HostFs.reopen(ino.fd(), hostOpenFlags(flags) & ~01000000 /* no O_NOATIME games */);
-            return handles.add(fd, new Handle(nodeid, false, new Object(), flags & HostFs.O_ACCMODE)).id;
+            boolean keep;
+            try {
+                ContentStamp now = ContentStamp.of(HostFs.stat(fd, new byte[0]), clock.getAsLong());
+                keep = now.keeps(ino.value().opened().getAndSet(now)) && (flags & HostFs.O_TRUNC) == 0;
+            } catch (RuntimeException e) {
+                HostFs.close(fd);
+                throw e;
+            }
+            return new OpenFile(handles.add(fd, new Handle(nodeid, false, new Object(), flags & HostFs.O_ACCMODE)).id,
+                    keep);
         }
+    }
+
+    /** The host's real-time clock, which file timestamps come from. */
+    private static long realTimeNanos() {
+        java.time.Instant t = java.time.Instant.now();
+        return t.getEpochSecond() * 1_000_000_000L + t.getNano();
     }
 
     Opened create(long parent, byte[] name, int flags, int mode, Caller caller) {

@@ -128,6 +128,46 @@ class FuseServerTest {
                 .stream().mapToInt(p -> 1 << (8 - p.ordinal())).sum());
     }
 
+    /** FOPEN_KEEP_CACHE in an OPEN reply's open_flags. */
+    private static boolean keepsCache(FuseClient.Reply open) {
+        assertEquals(0, open.error());
+        return (open.body().getInt(8) & Fuse.FOPEN_KEEP_CACHE) != 0;
+    }
+
+    @Test
+    void theGuestKeepsAFilesCachedPagesOnlyWhileTheFileIsUnchangedSinceItsLastOpen() throws Exception {
+        long[] offset = {10_000_000_000L}; // the host clock, 10 s on: files written now look settled
+        try (PassthroughFs timed = new PassthroughFs(share, false, FsLimits.forThisProcess(),
+                () -> System.currentTimeMillis() * 1_000_000L + offset[0]);
+                FuseClient t = new FuseClient(new FuseServer(timed))) {
+            assertEquals(0, t.init().error());
+            long node = FuseClient.entry(t.lookup(1, "hello.txt")).nodeid();
+            assertFalse(keepsCache(t.open(node, O_RDONLY)), "the first open: nothing cached to keep");
+            assertTrue(keepsCache(t.open(node, O_RDONLY)), "unchanged since the last open");
+            assertTrue(keepsCache(t.open(node, O_RDWR)), "the access mode does not change the contents");
+
+            Files.writeString(share.resolve("hello.txt"), "HELLO FROM THE HOST"); // same size, new contents
+            assertFalse(keepsCache(t.open(node, O_RDONLY)), "changed on the host since the last open");
+            assertTrue(keepsCache(t.open(node, O_RDONLY)), "unchanged since the open that saw the change");
+
+            offset[0] = 0; // the clock as it is: the next change is too recent to trust its timestamps
+            Files.writeString(share.resolve("hello.txt"), "hello from the hosT");
+            assertFalse(keepsCache(t.open(node, O_RDONLY)));
+            assertFalse(keepsCache(t.open(node, O_RDONLY)), "a change within the timestamp tick could hide behind it");
+            offset[0] = 10_000_000_000L;
+            assertFalse(keepsCache(t.open(node, O_RDONLY)), "the previous open's stamp was not settled");
+            assertTrue(keepsCache(t.open(node, O_RDONLY)));
+
+            assertFalse(keepsCache(t.open(node, O_RDWR | 01000 /* O_TRUNC */)), "a truncating open drops the pages");
+            assertEquals(0, Files.size(share.resolve("hello.txt")));
+            assertTrue(keepsCache(t.open(node, O_RDONLY)), "the guest truncated its pages with the file: nothing stale");
+            long dir = FuseClient.entry(t.mkdir(1, "d", 0755)).nodeid();
+            FuseClient.Reply od = t.send(Fuse.OPENDIR, dir, new byte[8]);
+            assertEquals(0, od.error());
+            assertEquals(0, od.body().getInt(8), "directories get no open flags");
+        }
+    }
+
     @Test
     void filesCreatedForAnotherGuestUserBelongToThatUserOnTheHost() throws Exception {
         org.junit.jupiter.api.Assumptions.assumeTrue(HostFs.geteuid() == 0, "needs root to give files away");

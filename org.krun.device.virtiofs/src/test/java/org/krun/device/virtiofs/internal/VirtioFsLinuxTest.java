@@ -73,6 +73,20 @@ class VirtioFsLinuxTest {
         Path ro = Files.createDirectories(tmp.resolve("ro"));
         Files.writeString(ro.resolve("ro-file"), "read-only data\n");
         Path rw = Files.createDirectories(tmp.resolve("rw"));
+        Path changing = Files.writeString(rw.resolve("changing"), "version-1");
+        // Once the guest has read it three times (the last two opens may keep its cached pages), the host
+        // rewrites it with contents of the same size, then says go.
+        Thread changer = Thread.ofVirtual().start(() -> {
+            try {
+                while (!Files.exists(rw.resolve("ready"))) {
+                    Thread.sleep(50);
+                }
+                Files.writeString(changing, "version-2");
+                Files.writeString(rw.resolve("go"), "");
+            } catch (InterruptedException | IOException e) {
+                // the guest never got there: its output says so
+            }
+        });
 
         String script = String.join("\n",
                 "/fstest /work /big " + BIG_DIR_ENTRIES,
@@ -84,6 +98,10 @@ class VirtioFsLinuxTest {
                 "echo x > /ro/new 2>/dev/null && echo RO_WRITE=allowed || echo RO_WRITE=refused",
                 "rm /ro/ro-file 2>/dev/null && echo RO_RM=allowed || echo RO_RM=refused",
                 "echo shared > /rw/guest-file && echo RW_WRITE=ok",
+                // the guest keeps a file's pages across opens only while the host has not changed it
+                "cat /rw/changing >/dev/null; cat /rw/changing >/dev/null; echo CACHED=$(cat /rw/changing)",
+                "echo ready > /rw/ready; i=0; while [ ! -e /rw/go ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done",
+                "echo CHANGED=$(cat /rw/changing)",
                 "echo ROOT_MOUNT=$(grep ' / virtiofs ' /proc/mounts | cut -d' ' -f1)",
                 "echo RO_MOUNT=$(grep ' /ro virtiofs ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1)",
                 // escape attempts: none may print the secret
@@ -106,6 +124,7 @@ class VirtioFsLinuxTest {
                 .mount(new GuestMount("ro", "/ro", "virtiofs", "ro"))
                 .device(new FsShareSpec("rw", rw, false))
                 .mount(new GuestMount("rw", "/rw", "virtiofs", "")), null, java.time.Duration.ofMinutes(20));
+        changer.interrupt();
         String out = r.out();
         assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
 
@@ -129,6 +148,8 @@ class VirtioFsLinuxTest {
         assertFalse(Files.exists(ro.resolve("new")));
         assertTrue(out.contains("RW_WRITE=ok"), out);
         assertEquals("shared\n", Files.readString(rw.resolve("guest-file")));
+        assertTrue(out.contains("CACHED=version-1"), out);
+        assertTrue(out.contains("CHANGED=version-2"), "a file the host changed is read afresh at the guest's next open: " + out);
         assertTrue(out.contains("ROOT_MOUNT=/dev/root"), out);
         assertTrue(out.contains("RO_MOUNT=ro"), out);
 
