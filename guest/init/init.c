@@ -866,12 +866,20 @@ static void setup_rlimits(void)
 }
 
 /* Finds the virtio-console port named `name` and returns its /dev path, waiting up to 5 s for it. */
-static int find_port(const char *name, char *path, size_t size)
+/*
+ * Finds the /dev paths of the named console ports (/sys/class/virtio-ports/vportNpM/name), all in one pass
+ * over the ports: every open of a sysfs file costs the guest kernel much where its code is emulated. Ports
+ * may still be appearing: retried for up to 5 s. 0 when every name was found.
+ */
+static int find_ports(const char *const *names, char (*paths)[64], int n)
 {
-    for (int attempt = 0; attempt < 500; attempt++) {
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        paths[i][0] = 0;
+    for (int attempt = 0; attempt < 500 && found < n; attempt++) {
         DIR *d = opendir("/sys/class/virtio-ports");
         struct dirent *e;
-        while (d && (e = readdir(d))) {
+        while (d && found < n && (e = readdir(d))) {
             char file[300], buf[64];
             if (e->d_name[0] == '.')
                 continue;
@@ -879,31 +887,33 @@ static int find_port(const char *name, char *path, size_t size)
             int fd = open(file, O_RDONLY | O_CLOEXEC);
             if (fd < 0)
                 continue;
-            ssize_t n = read(fd, buf, sizeof buf - 1);
+            ssize_t len = read(fd, buf, sizeof buf - 1);
             close(fd);
-            if (n <= 0)
+            if (len <= 0)
                 continue;
-            buf[n] = 0;
-            if (buf[n - 1] == '\n')
-                buf[n - 1] = 0;
-            if (!strcmp(buf, name)) {
-                snprintf(path, size, "/dev/%s", e->d_name);
-                closedir(d);
-                return 0;
+            buf[len] = 0;
+            if (buf[len - 1] == '\n')
+                buf[len - 1] = 0;
+            for (int i = 0; i < n; i++) {
+                if (!paths[i][0] && !strcmp(buf, names[i])) {
+                    snprintf(paths[i], sizeof paths[i], "/dev/%.58s", e->d_name);
+                    found++;
+                }
             }
         }
         if (d)
             closedir(d);
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        if (found < n) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
-    return -1;
+    return found == n ? 0 : -1;
 }
 
-static int open_port(const char *name, int flags)
+static int open_port(const char *name, const char *path, int flags)
 {
-    char path[300];
-    if (find_port(name, path, sizeof path))
+    if (!path[0])
         fail_setup("console port %s did not appear", name);
     int fd = open(path, flags | O_CLOEXEC);
     if (fd < 0)
@@ -945,10 +955,13 @@ static void setup_console(void)
         }
         stdio_fds[0] = stdio_fds[1] = stdio_fds[2] = hvc;
     } else {
-        stdio_fds[2] = open_port("krun-stderr", O_WRONLY);
+        static const char *const names[] = {"krun-stderr", "krun-stdin", "krun-stdout"};
+        char paths[3][64];
+        find_ports(names, paths, 3);
+        stdio_fds[2] = open_port(names[0], paths[0], O_WRONLY);
         console_fd = stdio_fds[2]; /* init's own messages go where the command's errors go */
-        stdio_fds[0] = open_port("krun-stdin", O_RDONLY);
-        stdio_fds[1] = open_port("krun-stdout", O_WRONLY);
+        stdio_fds[0] = open_port(names[1], paths[1], O_RDONLY);
+        stdio_fds[1] = open_port(names[2], paths[2], O_WRONLY);
     }
 }
 
