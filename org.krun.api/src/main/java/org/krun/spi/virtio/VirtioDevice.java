@@ -33,6 +33,18 @@ public interface VirtioDevice extends AutoCloseable {
     void writeConfig(int offset, byte[] data);
 
     /**
+     * The configuration space as the key of a booted template sees it (docs/templates.md): all of it by
+     * default. A device blanks the fields that a VM restored from a template takes from its own run instead
+     * (the console's terminal size, which krun's init sets on the terminal after the restore), so that runs
+     * differing only there share one template. Since 1.4.
+     */
+    default byte[] templateKeyConfig() {
+        byte[] space = new byte[configSize()];
+        readConfig(0, space);
+        return space;
+    }
+
+    /**
      * What this device needs of the guest besides its driver (kernel arguments, files the init provides);
      * asked once, when the VM is built. {@link GuestSetup#NONE} by default.
      */

@@ -447,7 +447,8 @@ final class Machine implements VirtualMachine {
      * Everything the guest saw or ran before the template point: the host (backend, CPU), the kernel and init
      * builds, the kernel command line's parts, memory, vCPUs, the devices in order with their features and
      * config space (a virtio-fs tag, a disk's capacity). Not in it: what the init reads afterwards (command,
-     * environment, root, mounts, hostname, files) and the host side of devices (a share's directory, an image path).
+     * environment, root, mounts, hostname, files, the terminal's size) and the host side of devices (a share's
+     * directory, an image path).
      */
     private TemplateKey templateKey() throws IOException {
         TemplateKey k = new TemplateKey()
@@ -461,9 +462,7 @@ final class Machine implements VirtualMachine {
                 .add("shape", shape(config, devices));
         for (int i = 0; i < devices.size(); i++) {
             VirtioDevice d = devices.get(i);
-            byte[] space = new byte[d.configSize()];
-            d.readConfig(0, space);
-            k.add("device " + i + " config", space).add("device " + i + " args", String.join(" ", setups.get(i).kernelArgs()));
+            k.add("device " + i + " config", d.templateKeyConfig()).add("device " + i + " args", String.join(" ", setups.get(i).kernelArgs()));
         }
         return k;
     }

@@ -21,6 +21,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.krun.api.ConsoleSpec;
 import org.krun.api.GenericDeviceSpec;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
@@ -62,8 +63,10 @@ class TemplateGuestTest {
         }
     }
 
-    private VmConfig config(String word, ByteArrayOutputStream serial) {
-        return FastGuests.config("template.elf", 64, new ByteArrayOutputStream(), serial).toBuilder()
+    private VmConfig config(String word, ByteArrayOutputStream serial, int columns, int rows) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        return FastGuests.config("template.elf", 64, out, serial).toBuilder()
+                .console(ConsoleSpec.terminal(out, columns, rows).withStreams(out, serial))
                 .command("fast-guest", word)
                 .devices(List.of(new GenericDeviceSpec("picky", Map.of("reporting", "on"))))
                 .templateCache(cache)
@@ -72,8 +75,13 @@ class TemplateGuestTest {
 
     /** Runs the guest with {@code word} as its argument; returns what it printed on its serial line. */
     private String run(String word) throws Exception {
+        return run(word, 80, 24);
+    }
+
+    /** The same on a terminal of {@code columns} x {@code rows}. */
+    private String run(String word, int columns, int rows) throws Exception {
         ByteArrayOutputStream serial = new ByteArrayOutputStream();
-        try (VirtualMachine vm = krun.create(config(word, serial))) {
+        try (VirtualMachine vm = krun.create(config(word, serial, columns, rows))) {
             vm.start();
             VmExit exit = FastGuests.await(vm, serial);
             assertEquals(VmExit.commandExited(5), exit, () -> word + ": " + serial);
@@ -125,6 +133,12 @@ class TemplateGuestTest {
 
         String fourth = run("fourth");
         assertTrue(fourth.startsWith("config "), () -> "restored from the new template: " + fourth);
+
+        // Another terminal size is the same template: the restored run gets its own size with its configuration.
+        String fifth = run("fifth", 132, 43);
+        assertTrue(fifth.startsWith("config "), () -> "a terminal of another size restores the template: " + fifth);
+        assertTrue(fifth.contains("\"columns\":132,\"rows\":43"), fifth);
+        assertEquals(made, templates(), "no template of its own");
 
         // Ten at once from the one template: each its own configuration and its own entropy.
         List<java.util.concurrent.Future<String>> siblings = new ArrayList<>();

@@ -380,6 +380,18 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
         return a == null ? 0 : a.state().controlOut.size();
     }
 
+    /**
+     * Without the terminal size: a VM restored from a template keeps its own run's size in config space, and
+     * krun's init sets it on the terminal, so terminals of every size share a template.
+     */
+    @Override
+    public byte[] templateKeyConfig() {
+        byte[] space = new byte[CONFIG_SIZE];
+        readConfig(0, space);
+        java.util.Arrays.fill(space, CONFIG_COLS, CONFIG_ROWS + 2, (byte) 0);
+        return space;
+    }
+
     // ---- HostConsole
 
     @Override
