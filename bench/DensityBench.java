@@ -38,9 +38,13 @@ import org.krun.vmm.internal.KrunService;
  *
  * <p>Guests: "fast" is the freestanding burst.elf of the OSGi tests (no Linux), which sends 32 requests one
  * at a time to the disk and to the share, then waits for console input in hlt; "linux" is krun's kernel with
- * the default root (a virtio-fs share), idle in {@code sleep} after printing a line.
+ * the default root (a virtio-fs share), idle in {@code sleep} after printing a line: the warm-up VM boots and
+ * makes a template (docs/templates.md) in the bench's folder, and every VM after it is restored from that
+ * template, as {@code krun run} does (with {@code linux-cold} every VM boots). Restored VMs map the template's
+ * RAM copy-on-write, so the pages they have not written are shared: the guest PSS column divides each shared
+ * page among its mappings, where guest RSS counts it in each.
  *
- * Usage: java -cp ... bench/DensityBench.java fast|linux MEMORY_MIB IDLE_SECONDS COUNT...
+ * Usage: java -cp ... bench/DensityBench.java fast|linux|linux-cold MEMORY_MIB IDLE_SECONDS COUNT...
  */
 public class DensityBench {
     static final String READY = "krun-density-ready";
@@ -56,8 +60,9 @@ public class DensityBench {
         System.out.println("bench/density: the cost of each extra idle VM in one JVM");
         System.out.println("host: " + HostInfo.hostKind() + "; " + HostInfo.cpuModel() + "; "
                 + Runtime.getRuntime().availableProcessors() + " CPUs; Java " + Runtime.version());
-        System.out.println("guest: " + (guest.equals("linux")
-                ? "krun's Linux kernel and default root, idle in `sleep` (" + Path.of(System.getProperty("krun.kernel")) + ")"
+        System.out.println("guest: " + (guest.startsWith("linux")
+                ? "krun's Linux kernel and default root, idle in `sleep` (" + Path.of(System.getProperty("krun.kernel")) + "), "
+                        + (guest.equals("linux") ? "restored from a template the warm-up VM made" : "each booted cold")
                 : "freestanding burst.elf (no Linux): 32 requests to the disk and to the share, then idle in hlt")
                 + "; " + memoryMib + " MiB, 1 vCPU; devices: console, balloon, rng, vsock (defaults), a 16 MiB raw disk,"
                 + " a virtio-fs share");
@@ -77,13 +82,13 @@ public class DensityBench {
         krun.addDeviceFactory(new VsockFactory());
         krun.addDeviceFactory(new BlkFactory());
         krun.addDeviceFactory(new FsFactory());
-        Bench bench = new Bench(krun, guest, memoryMib, disk, share);
+        Bench bench = new Bench(krun, guest, memoryMib, disk, share, dir.resolve("templates"));
         try {
             // One VM first, started, idled and closed: classes, JIT, logging and the JVM's own pools.
             bench.round(1, 0, false);
             System.out.println();
-            System.out.printf("%5s %12s %12s %14s %13s %9s %9s %10s %12s%n", "VMs", "RSS MiB", "guest RSS", "VMM MiB/VM",
-                    "threads/VM", "fds/VM", "idle CPU", "CPU/VM", "start all s");
+            System.out.printf("%5s %12s %12s %12s %14s %13s %9s %9s %10s %12s%n", "VMs", "RSS MiB", "guest RSS",
+                    "guest PSS", "VMM MiB/VM", "threads/VM", "fds/VM", "idle CPU", "CPU/VM", "start all s");
             for (int n : counts) {
                 bench.round(n, idleSeconds, true);
             }
@@ -97,15 +102,18 @@ public class DensityBench {
         }
     }
 
-    record Bench(KrunService krun, String guest, int memoryMib, Path disk, Path share) {
+    record Bench(KrunService krun, String guest, int memoryMib, Path disk, Path share, Path templates) {
 
         VmConfig config(int i) {
             VmConfig.Builder b = VmConfig.builder().memoryMib(memoryMib)
                     .console(ConsoleSpec.terminal(OutputStream.nullOutputStream(), 80, 24))
                     .device(DiskSpec.raw(disk).withReadOnly(true)).device(new FsShareSpec("share", share, true));
-            if (guest.equals("linux")) {
+            if (guest.startsWith("linux")) {
                 b.kernel(Path.of(System.getProperty("krun.kernel"))).root(Path.of(System.getProperty("krun.rootfs")))
                         .command("/bin/sh", "-c", "echo " + READY + "; exec sleep 1000000");
+                if (guest.equals("linux")) {
+                    b.templateCache(templates);
+                }
             } else {
                 b.kernel(Path.of(System.getProperty("krun.guests"), "burst.elf")).command("fast-guest");
             }
@@ -114,7 +122,7 @@ public class DensityBench {
 
         boolean idle(VirtualMachine vm) {
             String tail = new String(vm.consoleTail(), StandardCharsets.UTF_8);
-            return tail.contains(guest.equals("linux") ? READY : "idle blk=");
+            return tail.contains(guest.startsWith("linux") ? READY : "idle blk=");
         }
 
         void round(int n, double idleSeconds, boolean print) throws Exception {
@@ -127,7 +135,7 @@ public class DensityBench {
                     vms.add(vm);
                     vm.start();
                 }
-                long deadline = System.nanoTime() + Duration.ofSeconds(guest.equals("linux") ? 300 + 120L * n : 60).toNanos();
+                long deadline = System.nanoTime() + Duration.ofSeconds(guest.startsWith("linux") ? 300 + 120L * n : 60).toNanos();
                 for (VirtualMachine vm : vms) {
                     while (!idle(vm)) {
                         if (vm.exit().isDone() || System.nanoTime() > deadline) {
@@ -152,8 +160,8 @@ public class DensityBench {
                 double wall = (System.nanoTime() - t0) / 1e9;
                 double cpuPercent = 100.0 * ticks / 100.0 / wall; // USER_HZ is 100 on Linux
                 double vmmKib = (idle.rssKib() - idle.guestKib()) - (before.rssKib() - before.guestKib());
-                System.out.printf("%5d %12.1f %12.1f %14.2f %13.1f %9.1f %8.2f%% %9.3f%% %12.1f%n", n,
-                        idle.rssKib() / 1024.0, idle.guestKib() / 1024.0, vmmKib / 1024.0 / n,
+                System.out.printf("%5d %12.1f %12.1f %12.1f %14.2f %13.1f %9.1f %8.2f%% %9.3f%% %12.1f%n", n,
+                        idle.rssKib() / 1024.0, idle.guestKib() / 1024.0, idle.guestPssKib() / 1024.0, vmmKib / 1024.0 / n,
                         (idle.tasks() - before.tasks()) / (double) n,
                         (idle.fds() - before.fds()) / (double) n, cpuPercent, cpuPercent / n, startSeconds);
                 if (idle.guestMappings() != n) {
@@ -181,7 +189,7 @@ public class DensityBench {
     }
 
     /** What the process holds now: tasks, its threads (compiler threads aside); threads, the Java threads' names. */
-    record Usage(long rssKib, long guestKib, int guestMappings, int tasks, List<String> threads, int fds) {
+    record Usage(long rssKib, long guestKib, long guestPssKib, int guestMappings, int tasks, List<String> threads, int fds) {
 
         static Usage settled(int memoryMib) throws Exception {
             System.gc();
@@ -191,25 +199,31 @@ public class DensityBench {
 
         static Usage take(int memoryMib) throws IOException {
             // Guest RAM: private anonymous mappings made with MAP_NORESERVE ("nr" in VmFlags) whose size is a
-            // multiple of the guest's (the kernel merges adjacent ones); the JVM's heap is sized apart (-Xmx).
+            // multiple of the guest's (the kernel merges adjacent ones), or, for a VM restored from a template,
+            // the private mapping of the template's "ram" file; the JVM's heap is sized apart (-Xmx).
             long guest = 0;
+            long guestPss = 0;
             int mappings = 0;
             long want = memoryMib * 1024L;
             long size = 0;
             long rss = 0;
-            boolean anonymous = false;
+            long pss = 0;
+            boolean candidate = false;
             for (String line : Files.readAllLines(Path.of("/proc/self/smaps"))) {
                 if (line.matches("[0-9a-f]+-[0-9a-f]+ .*")) {
                     String[] f = line.split("\\s+");
                     String[] range = f[0].split("-");
                     size = (Long.parseUnsignedLong(range[1], 16) - Long.parseUnsignedLong(range[0], 16)) / 1024;
-                    anonymous = f.length == 5 && f[1].equals("rw-p");
+                    candidate = f[1].equals("rw-p") && (f.length == 5 || f[f.length - 1].endsWith("/ram"));
                 } else if (line.startsWith("Rss:")) {
                     rss = Long.parseLong(line.replaceAll("[^0-9]", ""));
-                } else if (line.startsWith("VmFlags:") && anonymous && size % want == 0
+                } else if (line.startsWith("Pss:")) {
+                    pss = Long.parseLong(line.replaceAll("[^0-9]", ""));
+                } else if (line.startsWith("VmFlags:") && candidate && size % want == 0
                         && List.of(line.substring(8).trim().split(" ")).contains("nr")) {
                     mappings += (int) (size / want);
                     guest += rss;
+                    guestPss += pss;
                 }
             }
             // Every thread of the process (/proc/self/task), the JIT's compiler threads aside (the JVM adds and
@@ -251,7 +265,7 @@ public class DensityBench {
             try (Stream<Path> s = Files.list(Path.of("/proc/self/fd"))) {
                 fds = (int) s.count() - 1; // the listing's own
             }
-            return new Usage(vmRss, guest, mappings, tasks, threads, fds);
+            return new Usage(vmRss, guest, guestPss, mappings, tasks, threads, fds);
         }
 
         static long cpuTicks() throws IOException {
