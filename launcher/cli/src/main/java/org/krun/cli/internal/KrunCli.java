@@ -12,7 +12,7 @@ import picocli.CommandLine.Option;
 /** The {@code krun} command and its global options. */
 @Command(name = "krun", mixinStandardHelpOptions = true, version = "krun 0.1.0",
         description = "Runs a command in a lightweight KVM virtual machine (a Java libkrun).",
-        subcommands = {RunCommand.class, org.krun.cli.internal.oci.OciCommand.class, ProfilesCommand.class, AssembleCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {RunCommand.class, org.krun.cli.internal.oci.OciCommand.class, ProfilesCommand.class, AssembleCommand.class, TemplateCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Run 'krun run --help' for the run command's options."})
 final class KrunCli implements Runnable {
 

@@ -364,7 +364,6 @@ final class RunCommand implements Callable<Integer> {
         b.mount(new GuestMount(tag, parts[1], "virtiofs", ro ? "ro" : ""));
     }
 
-    /** A default the installation provides; without it, krun is installed wrong (a failure, not bad usage). */
     /**
      * Where this run's templates are kept, or null to boot cold: with --no-template, with --kernel-log (a
      * restored VM's kernel has nothing to show: the user wants to see it boot), where the launcher names no
@@ -385,6 +384,7 @@ final class RunCommand implements Callable<Integer> {
         return existing != null && Files.isDirectory(existing) && Files.isWritable(existing) ? p : null;
     }
 
+    /** A default the installation provides; without it, krun is installed wrong (a failure, not bad usage). */
     private static Path defaultPath(String property, String flag) {
         String p = System.getProperty(property);
         if (p == null || p.isEmpty()) {
