@@ -128,7 +128,7 @@ public final class OciCommand implements Runnable {
             return;
         }
         String line = "json".equals(logFormat)
-                ? Json.write(Map.of("level", level, "msg", message, "time", Instant.now().toString()))
+                ? OciJson.write(Map.of("level", level, "msg", message, "time", Instant.now().toString()))
                 : "krun: " + level + ": " + message;
         try {
             Files.writeString(log, line + "\n", StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE,
@@ -474,7 +474,7 @@ public final class OciCommand implements Runnable {
         public Integer call() throws Exception {
             return oci.logged(() -> {
                 State s = new OciState(oci.stateRoot(), id).current();
-                System.out.println(Json.write(OciState.toJson(s, false)));
+                System.out.println(OciJson.write(OciState.toJson(s, false)));
                 System.out.flush();
                 return 0;
             });
@@ -588,7 +588,7 @@ public final class OciCommand implements Runnable {
             ann.put("org.krun.vm", "true");
             ann.put("org.krun.annotations", OciSpec.CPUS + "," + OciSpec.RAM_MIB);
             f.put("annotations", ann);
-            System.out.println(Json.write(f));
+            System.out.println(OciJson.write(f));
             return 0;
         }
     }

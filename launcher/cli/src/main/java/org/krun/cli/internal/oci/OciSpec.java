@@ -78,8 +78,8 @@ record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser
         }
         Object parsed;
         try {
-            parsed = Json.parse(text);
-        } catch (Json.JsonException e) {
+            parsed = OciJson.parse(text);
+        } catch (OciJson.JsonException e) {
             throw new OciException(file + " is not JSON: " + e.getMessage());
         }
         return from(parsed, bundle);

@@ -181,7 +181,7 @@ final class OciState {
     void write(State s) {
         Path tmp = dir.resolve("state.json.tmp" + ProcessHandle.current().pid());
         try {
-            Files.writeString(tmp, Json.write(toJson(s, true)));
+            Files.writeString(tmp, OciJson.write(toJson(s, true)));
             try {
                 Files.move(tmp, dir.resolve("state.json"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } catch (AtomicMoveNotSupportedException e) {
@@ -234,8 +234,8 @@ final class OciState {
     static State parse(String text) {
         Object o;
         try {
-            o = Json.parse(text);
-        } catch (Json.JsonException e) {
+            o = OciJson.parse(text);
+        } catch (OciJson.JsonException e) {
             throw new OciException("state.json is damaged: " + e.getMessage());
         }
         if (!(o instanceof Map<?, ?> m)) {

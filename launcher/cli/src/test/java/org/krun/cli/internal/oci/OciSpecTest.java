@@ -64,7 +64,7 @@ class OciSpecTest {
     private OciSpec podman() throws IOException {
         Path share = Files.createDirectories(bundle.resolve("share"));
         Path file = Files.writeString(bundle.resolve("resolv.conf"), "nameserver 10.0.0.1\n");
-        return OciSpec.from(Json.parse(podmanConfig(share, file)), bundle);
+        return OciSpec.from(OciJson.parse(podmanConfig(share, file)), bundle);
     }
 
     @Test
@@ -119,7 +119,7 @@ class OciSpecTest {
     }
 
     private OciSpec parse(String json) {
-        return OciSpec.from(Json.parse(json), bundle);
+        return OciSpec.from(OciJson.parse(json), bundle);
     }
 
     @Test
@@ -190,5 +190,59 @@ class OciSpecTest {
         assertThrows(OciException.class, () -> OciSpec.load(bundle.resolve("missing")));
         Files.writeString(bundle.resolve("config.json"), "{not json");
         assertTrue(assertThrows(OciException.class, () -> OciSpec.load(bundle)).getMessage().contains("not JSON"));
+    }
+
+    @Test
+    void aMalformedConfigIsOneLineNamingTheFileAndWhere() throws IOException {
+        Path config = bundle.resolve("config.json");
+        for (String text : new String[] {"", "{\"process\":{\"args\":[\"true\"],}}", "{\"process\":{\"args\":[\"true\"]}} {}",
+            "{\"process\":{\"args\":['true']}}", "{\"process\":{\"args\":[\"true\"]},\n \"root\":{\"path\":\"r\"}"}) {
+            Files.writeString(config, text);
+            String m = assertThrows(OciException.class, () -> OciSpec.load(bundle), text).getMessage();
+            assertTrue(m.startsWith(config + " is not JSON: "), m);
+            assertTrue(text.isEmpty() || m.contains(" at line "), "says where: " + m);
+            assertFalse(m.contains("\n"), m);
+        }
+    }
+
+    @Test
+    void unknownMembersAnywhereAreIgnored() throws IOException {
+        Files.writeString(bundle.resolve("config.json"), """
+                {"ociVersion":"1.2.0","futureTopLevel":{"deep":[1,{"x":null}]},"vm":{"hypervisor":{"path":"/x"}},
+                 "process":{"args":["true"],"ioPriority":{"class":"IOPRIO_CLASS_IDLE"},"scheduler":{"policy":"SCHED_OTHER"},
+                   "user":{"uid":5,"gid":6,"umask":18,"newField":true},"apparmorProfile":"x","noNewPrivileges":true},
+                 "root":{"path":"rootfs","newField":[]},
+                 "mounts":[{"destination":"/scratch","type":"tmpfs","source":"tmpfs","uidMappings":[],"extra":1}],
+                 "linux":{"namespaces":[{"type":"pid","extra":"x"}],"intelRdt":{},"personality":{"domain":"LINUX"}},
+                 "solaris":{},"windows":null}
+                """);
+        OciSpec s = OciSpec.load(bundle);
+        assertEquals(List.of("true"), s.args());
+        assertEquals(new GuestUser(5, 6, List.of()), s.user());
+        assertEquals(List.of(new GuestMount("tmpfs", "/scratch", "tmpfs", "")), s.mounts());
+    }
+
+    @Test
+    void escapesNumbersBooleansAndNullsAreRead() {
+        OciSpec s = parse("""
+                {"process":{"args":["echo","caf\\u00e9 \\ud83d\\ude00","a\\"b\\\\c\\nd"],"env":["A=x\\u003dy"],"terminal":true,
+                   "cwd":null,"user":{"uid":0,"gid":0,"additionalGids":null},
+                   "rlimits":[{"type":"RLIMIT_NOFILE","soft":1024,"hard":18446744073709551615}]},
+                 "root":{"path":"/r","readonly":false},"hostname":null,"annotations":{"krun.cpus":"2","n":3,"b":false}}
+                """);
+        assertEquals(List.of("echo", "café \uD83D\uDE00", "a\"b\\c\nd"), s.args());
+        assertEquals(Map.of("A", "x=y"), s.env());
+        assertTrue(s.terminal());
+        assertEquals("/", s.cwd(), "a null cwd is the default");
+        assertEquals(new GuestUser(0, 0, List.of()), s.user());
+        assertEquals(List.of(new Rlimit("NOFILE", 1024, -1)), s.rlimits());
+        assertFalse(s.rootReadOnly());
+        assertNull(s.hostname());
+        assertEquals(2, s.cpus());
+        assertEquals("3", s.annotations().get("n"), "an annotation that is not a string is kept as its text");
+        assertEquals("false", s.annotations().get("b"));
+        OciException e = assertThrows(OciException.class,
+                () -> parse("{\"process\":{\"args\":[\"true\"],\"user\":{\"uid\":1.5}},\"root\":{\"path\":\"/r\"}}"));
+        assertTrue(e.getMessage().contains("process.user.uid must be a number"), e.getMessage());
     }
 }

@@ -32,7 +32,7 @@ class OciStateTest {
         Map<String, Object> m = OciState.toJson(state(OciState.RUNNING, me, 5), false);
         assertEquals(List.of("ociVersion", "id", "status", "pid", "bundle", "created", "annotations"), List.copyOf(m.keySet()));
         assertEquals("{\"ociVersion\":\"1.0.2\",\"id\":\"c1\",\"status\":\"running\",\"pid\":" + me
-                + ",\"bundle\":\"/b\",\"created\":\"2026-01-01T00:00:00Z\",\"annotations\":{\"a\":\"1\"}}", Json.write(m));
+                + ",\"bundle\":\"/b\",\"created\":\"2026-01-01T00:00:00Z\",\"annotations\":{\"a\":\"1\"}}", OciJson.write(m));
         assertEquals(0L, OciState.toJson(state(OciState.STOPPED, me, 5), false).get("pid"), "a stopped container has no pid");
     }
 
@@ -105,7 +105,7 @@ class OciStateTest {
         Path outside = Files.createDirectories(root.resolve("outside"));
         Files.createSymbolicLink(rootfs.resolve("link"), outside);
         Path share = Files.createDirectories(root.resolve("share"));
-        OciSpec spec = OciSpec.from(Json.parse("{\"process\":{\"args\":[\"true\"]},\"root\":{\"path\":\"" + rootfs
+        OciSpec spec = OciSpec.from(OciJson.parse("{\"process\":{\"args\":[\"true\"]},\"root\":{\"path\":\"" + rootfs
                 + "\",\"readonly\":true},\"mounts\":[{\"destination\":\"/data/deep\",\"type\":\"bind\",\"source\":\"" + share
                 + "\"},{\"destination\":\"/link/x\",\"type\":\"bind\",\"source\":\"" + share
                 + "\"},{\"destination\":\"/scratch\",\"type\":\"tmpfs\",\"source\":\"tmpfs\"}]}"), root);
@@ -158,11 +158,28 @@ class OciStateTest {
     }
 
     @Test
-    void jsonRoundTrips() {
-        String text = "{\"a\":[1,-2,3.5,true,false,null,\"x\\\"y\\n\\u00e9\"],\"b\":{}}";
-        Object v = Json.parse(text);
-        assertEquals("{\"a\":[1,-2,3.5,true,false,null,\"x\\\"y\\né\"],\"b\":{}}", Json.write(v));
-        assertThrows(Json.JsonException.class, () -> Json.parse("{\"a\":1,}"));
-        assertThrows(Json.JsonException.class, () -> Json.parse("[1] x"));
+    void theStateFileReadsBackAsWrittenAndAsTheSpecsStateForOthers() throws Exception {
+        OciState st = new OciState(root, "c3");
+        long me = ProcessHandle.current().pid();
+        State s = new State("c3", OciState.RUNNING, me, OciState.startTime(me), "/b/\"q\" é",
+                Map.of("io.podman.annotations.label", "a=b,c=\"d\"", "emoji", "\uD83D\uDE00"), "2026-01-01T00:00:00.5Z", -1);
+        st.create(s);
+        assertEquals(s, st.read());
+        // what another tool (podman, a script with jq) reads: the spec's members, of the spec's types
+        Map<?, ?> file = (Map<?, ?>) OciJson.parse(Files.readString(st.dir().resolve("state.json")));
+        assertEquals("1.0.2", file.get("ociVersion"));
+        assertEquals("c3", file.get("id"));
+        assertEquals("running", file.get("status"));
+        assertEquals(me, file.get("pid"));
+        assertEquals("/b/\"q\" é", file.get("bundle"));
+        assertEquals(s.annotations(), file.get("annotations"));
+        st.write(s.withExit(137));
+        assertEquals(137, st.read().exitStatus());
+        Files.writeString(st.dir().resolve("state.json"), "{\"id\":\"c3\",");
+        OciException e = assertThrows(OciException.class, st::read);
+        assertTrue(e.getMessage().startsWith("state.json is damaged: "), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        Files.writeString(st.dir().resolve("state.json"), "[1]");
+        assertEquals("state.json is damaged: not an object", assertThrows(OciException.class, st::read).getMessage());
     }
 }
