@@ -115,6 +115,41 @@ public class ShellCommandsIT {
     }
 
     @Test
+    public void aSnapshotTakenFromTheShellRestoresIntoANewVmThatGoesOnFromThere() throws Exception {
+        Assume.assumeTrue("/dev/kvm is missing", ItSupport.kvmUsable());
+        String id = startProbe("probe.wait");
+        assertTrue(run("krun:console " + id), consoleShows(id, "waiting\n"));
+        java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("krun-shell-snapshot");
+        try {
+            assertEquals(id + ": snapshot in " + dir + "\n", run("krun:snapshot " + id + " " + dir));
+            String out = run("krun:restore " + dir);
+            Matcher m = Pattern.compile("(vm\\d+) restored from " + Pattern.quote(dir.toString()) + "\n").matcher(out);
+            assertTrue(out, m.matches());
+            String restored = m.group(1);
+
+            // The restored probe waits where the snapshot was taken: it never printed "waiting" itself.
+            run("krun:send " + restored + " hello restored");
+            VirtualMachine vm = krun.list().stream().filter(v -> v.id().equals(restored)).findFirst().orElse(null);
+            if (vm != null) {
+                vm.waitFor(ItSupport.WAIT);
+            }
+            assertEquals("hello restored\ndevices: 3 5 4\n", run("krun:console -n 0 " + restored));
+            String list = run("krun:list");
+            assertTrue(list, Pattern.compile("\n" + restored + " +STOPPED +- +1 +64 MiB +exited 3 +fast-guest\n")
+                    .matcher(list).find());
+            assertTrue(list, Pattern.compile("\n" + id + " +RUNNING ").matcher(list).find());
+            assertEquals(id + ": killed\n", run("krun:kill " + id));
+        } finally {
+            try (java.util.stream.Stream<java.nio.file.Path> files = java.nio.file.Files.list(dir)) {
+                for (java.nio.file.Path f : files.toList()) {
+                    java.nio.file.Files.delete(f);
+                }
+            }
+            java.nio.file.Files.delete(dir);
+        }
+    }
+
+    @Test
     public void aVmStartedFromTheShellIsListedTakesInputAndKeepsItsConsoleTailAfterItExits() throws Exception {
         Assume.assumeTrue("/dev/kvm is missing", ItSupport.kvmUsable());
         String id = startProbe("probe.wait");

@@ -45,6 +45,12 @@ final class Commands {
     private final Optional<Path> defaultKernel;
     private final Optional<Path> defaultRoot;
     private final Deque<VirtualMachine> started = new ArrayDeque<>();
+    /** What each VM made here was started (or restored) with, by id: a snapshot of it restores with the same. */
+    private final Map<String, StartCommandLine> startedWith = new java.util.concurrent.ConcurrentHashMap<>();
+    /** What the VM of each snapshot taken here was started with, by the snapshot's folder. */
+    private final Map<Path, StartCommandLine> snapshots = new java.util.concurrent.ConcurrentHashMap<>();
+    /** The VMs paused with {@code pause} (a snapshot of one leaves it paused). */
+    private final java.util.Set<String> paused = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     /**
      * @param defaultKernel the kernel {@code start} boots when none is given
@@ -73,6 +79,81 @@ final class Commands {
 
     /** Creates and starts a VM whose console output is kept only as its tail; returns its id. */
     String start(StartOptions o, List<String> command) {
+        VirtualMachine vm = krun.create(config(o, command));
+        remember(vm);
+        startedWith.put(vm.id(), new StartCommandLine(o, command));
+        vm.start();
+        return vm.id() + " started\n";
+    }
+
+    /** Pauses a running VM: its vCPUs stop, its devices take no new work, its clock stands still. */
+    String pause(String id) {
+        VirtualMachine vm = running(id);
+        vm.pause();
+        paused.add(id);
+        return id + " paused\n";
+    }
+
+    /** Lets a paused VM go on. */
+    String resume(String id) {
+        VirtualMachine vm = running(id);
+        vm.resume();
+        paused.remove(id);
+        return id + " resumed\n";
+    }
+
+    /**
+     * Writes a snapshot of a running VM into {@code dir}: a VM that was not paused is paused for it and goes on
+     * after; one paused with {@code pause} stays paused.
+     */
+    String snapshot(String id, Path dir) {
+        VirtualMachine vm = running(id);
+        boolean wasPaused = paused.contains(id);
+        if (!wasPaused) {
+            vm.pause();
+        }
+        try {
+            vm.snapshot(dir);
+        } finally {
+            if (!wasPaused) {
+                vm.resume();
+            }
+        }
+        StartCommandLine how = startedWith.get(id);
+        if (how != null) {
+            snapshots.put(dir.toAbsolutePath().normalize(), how);
+        }
+        return id + ": snapshot in " + dir + (wasPaused ? " (still paused)" : "") + "\n";
+    }
+
+    /**
+     * Starts a new VM where the snapshot in {@code dir} was taken. It needs the shape of the VM the snapshot was
+     * taken of: the options and command that VM was started with, given again or, for a snapshot taken in
+     * this shell, remembered.
+     */
+    String restore(Path dir, StartCommandLine given) {
+        StartCommandLine how = given != null ? given : snapshots.get(dir.toAbsolutePath().normalize());
+        if (how == null) {
+            throw new IllegalArgumentException("the snapshot in " + dir + " was not taken in this shell: give the "
+                    + "options and command its VM was started with (krun:restore DIR [options] COMMAND [ARGS...])");
+        }
+        VirtualMachine vm = krun.restore(config(how.options(), how.command()), dir);
+        remember(vm);
+        startedWith.put(vm.id(), how);
+        vm.start();
+        return vm.id() + " restored from " + dir + "\n";
+    }
+
+    private VirtualMachine running(String id) {
+        VirtualMachine vm = find(id);
+        if (vm.state() != VmState.RUNNING) {
+            throw new IllegalStateException(id + " is not running");
+        }
+        return vm;
+    }
+
+    /** The configuration {@code start} gives a VM. */
+    private VmConfig config(StartOptions o, List<String> command) {
         if (command.isEmpty()) {
             throw new IllegalArgumentException("no command given: krun:start [options] COMMAND [ARGS...]");
         }
@@ -98,10 +179,7 @@ final class Commands {
         if (!o.timeout().isZero()) {
             b.timeout(o.timeout());
         }
-        VirtualMachine vm = krun.create(b.build());
-        remember(vm);
-        vm.start();
-        return vm.id() + " started\n";
+        return b.build();
     }
 
     /**
@@ -193,8 +271,13 @@ final class Commands {
     private synchronized void remember(VirtualMachine vm) {
         started.addLast(vm);
         while (started.size() > HISTORY) {
-            started.removeFirst();
+            VirtualMachine gone = started.removeFirst();
+            if (gone.state() == VmState.STOPPED) {
+                startedWith.remove(gone.id());
+                paused.remove(gone.id());
+            }
         }
+        started.stream().filter(v -> v.state() == VmState.STOPPED).forEach(v -> paused.remove(v.id()));
     }
 
     /** The service's VMs and those started here, by id in creation order ({@code vm2} before {@code vm10}). */

@@ -31,6 +31,10 @@ import org.osgi.service.component.annotations.Reference;
     "osgi.command.function=kill",
     "osgi.command.function=console",
     "osgi.command.function=send",
+    "osgi.command.function=pause",
+    "osgi.command.function=resume",
+    "osgi.command.function=snapshot",
+    "osgi.command.function=restore",
     "osgi.command.function=devices",
     "osgi.command.function=hypervisors"
 })
@@ -106,6 +110,31 @@ public final class KrunCommands {
     public String send(@Descriptor("the VM's id (krun:list)") String id,
             @Descriptor("the text; a newline follows it") String[] text) {
         return failingAsMessage(() -> commands.send(id, String.join(" ", text)));
+    }
+
+    @Descriptor("pauses a running VM: its vCPUs stop and its clock stands still until krun:resume")
+    public String pause(@Descriptor("the VM's id (krun:list)") String id) {
+        return failingAsMessage(() -> commands.pause(id));
+    }
+
+    @Descriptor("lets a paused VM go on")
+    public String resume(@Descriptor("the VM's id (krun:list)") String id) {
+        return failingAsMessage(() -> commands.resume(id));
+    }
+
+    @Descriptor("writes a snapshot of a running VM into a folder (guest RAM and every device's state); a VM not "
+            + "paused is paused for it and goes on after")
+    public String snapshot(@Descriptor("the VM's id (krun:list)") String id,
+            @Descriptor("the folder (made if absent; a snapshot there is replaced)") String dir) {
+        return failingAsMessage(() -> commands.snapshot(id, Path.of(dir)));
+    }
+
+    @Descriptor("starts a new VM where a snapshot was taken, instead of booting; many may be restored from one")
+    public String restore(@Descriptor("the snapshot's folder (krun:snapshot)") String dir,
+            @Descriptor("""
+            [OPTIONS] [--] CMD ARGS...: the options and command the snapshot's VM was started with, as krun:start             takes them; for a snapshot taken in this shell they may be left out""") String[] args) {
+        return failingAsMessage(() -> commands.restore(Path.of(dir),
+                args.length == 0 ? null : StartCommandLine.parse(Stream.of(args).map(String::valueOf).toList())));
     }
 
     @Descriptor("lists the device factories present now (what new VMs can have) and their bundles")

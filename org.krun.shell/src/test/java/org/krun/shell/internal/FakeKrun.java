@@ -28,6 +28,13 @@ final class FakeKrun implements Krun {
     }
 
     @Override
+    public synchronized VirtualMachine restore(VmConfig config, java.nio.file.Path snapshot) {
+        FakeVm vm = (FakeVm) create(config);
+        vm.restoredFrom = snapshot;
+        return vm;
+    }
+
+    @Override
     public synchronized List<VirtualMachine> list() {
         return created.stream().filter(vm -> vm.state != VmState.STOPPED).map(VirtualMachine.class::cast).toList();
     }

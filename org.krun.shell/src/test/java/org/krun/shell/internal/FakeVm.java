@@ -29,6 +29,11 @@ final class FakeVm implements VirtualMachine {
     volatile Integer statusOnEndOfInput;
     volatile boolean inputClosed;
     volatile boolean killed;
+    volatile boolean paused;
+    /** Where snapshots were written, in order. */
+    final java.util.List<java.nio.file.Path> snapshots = new java.util.concurrent.CopyOnWriteArrayList<>();
+    /** The snapshot this VM was restored from; null for a booted one. */
+    volatile java.nio.file.Path restoredFrom;
 
     FakeVm(String id, VmConfig config) {
         this.id = id;
@@ -120,6 +125,24 @@ final class FakeVm implements VirtualMachine {
 
     @Override
     public void resizeConsole(int columns, int rows) {
+    }
+
+    @Override
+    public void pause() {
+        paused = true;
+    }
+
+    @Override
+    public void resume() {
+        paused = false;
+    }
+
+    @Override
+    public void snapshot(java.nio.file.Path dir) {
+        if (!paused) {
+            throw new IllegalStateException(id + " is not paused");
+        }
+        snapshots.add(dir);
     }
 
     @Override

@@ -100,6 +100,43 @@ class KrunCommandsTest {
     }
 
     @Test
+    void snapshotPausesForTheSnapshotAndRestoreStartsANewVmOfTheSameShape() throws Exception {
+        run("krun:start -c 2 -m 128 /bin/sh -c 'echo hi'");
+        FakeVm vm1 = krun.created.get(0);
+
+        assertEquals("vm1: snapshot in /snaps/a\n", run("krun:snapshot vm1 /snaps/a"));
+        assertEquals(List.of(Path.of("/snaps/a")), vm1.snapshots);
+        assertFalse(vm1.paused, "a running VM goes on after its snapshot");
+
+        assertEquals("vm1 paused\n", run("krun:pause vm1"));
+        assertEquals("vm1: snapshot in /snaps/b (still paused)\n", run("krun:snapshot vm1 /snaps/b"));
+        assertTrue(vm1.paused);
+        assertEquals("vm1 resumed\n", run("krun:resume vm1"));
+        assertFalse(vm1.paused);
+
+        // Taken here: the shell knows the shape, so the folder alone restores it.
+        assertEquals("vm2 restored from /snaps/a\n", run("krun:restore /snaps/a"));
+        FakeVm vm2 = krun.created.get(1);
+        assertEquals(Path.of("/snaps/a"), vm2.restoredFrom);
+        assertEquals(2, vm2.config.cpus());
+        assertEquals(128, vm2.config.memoryMib());
+        assertEquals(List.of("/bin/sh", "-c", "echo hi"), vm2.config.command());
+        assertEquals(VmState.RUNNING, vm2.state());
+
+        // Taken elsewhere: the shape is given as krun:start takes it.
+        assertEquals("vm3 restored from /elsewhere\n", run("krun:restore /elsewhere -m 64 /bin/true"));
+        assertEquals(64, krun.created.get(2).config.memoryMib());
+        Exception unknown = assertThrows(Exception.class, () -> run("krun:restore /unknown"));
+        assertTrue(unknown.toString().startsWith("the snapshot in /unknown was not taken in this shell"), unknown.toString());
+
+        vm1.finish(VmExit.commandExited(0));
+        Exception stopped = assertThrows(Exception.class, () -> run("krun:snapshot vm1 /snaps/c"));
+        assertEquals("vm1 is not running", stopped.getMessage());
+        assertThrows(Exception.class, () -> run("krun:pause vm1"));
+        assertEquals(List.of(Path.of("/snaps/a"), Path.of("/snaps/b")), vm1.snapshots);
+    }
+
+    @Test
     void startLeavesOptionsAfterTheCommandToTheCommand() throws Exception {
         run("krun:start /bin/sh -c 'echo hi' -m 64");
 
