@@ -133,7 +133,7 @@ class TsiLinuxGuestTest {
             fromHost = CompletableFuture.supplyAsync(() -> connectFromHost(publishedForHost));
             vm.start();
             try {
-                exit = vm.waitFor(Duration.ofSeconds(600));
+                exit = vm.waitFor(Duration.ofSeconds(Long.getLong("krun.tsi.test.seconds", 600)));
             } catch (TimeoutException e) {
                 vm.kill();
                 throw new AssertionError("the guest did not finish\n" + out.toString(StandardCharsets.UTF_8)
@@ -175,7 +175,10 @@ class TsiLinuxGuestTest {
         assertEquals(0, exit.status(), report);
     }
 
-    /** 100 MiB where guest code runs natively; 8 MiB where kvm-pvm interprets guest kernel code. */
+    /**
+     * 100 MiB where guest code runs natively; 8 MiB where kvm-pvm interprets guest kernel code. A long run
+     * there: -Dkrun.tsi.test.bytes=104857600 -Dkrun.tsi.test.seconds=3600.
+     */
     private static long transferBytes() {
         try (var kvm = org.krun.hv.kvm.internal.KvmHypervisor.open()) {
             long bytes = Long.getLong("krun.tsi.test.bytes", kvm.capabilities().hardwareVirtualization() ? 100L << 20 : 8L << 20);

@@ -38,7 +38,8 @@ class VsockLinuxGuestTest {
     /**
      * Bytes each way: 100 MiB where guest code runs natively. On hosts that interpret guest kernel code
      * (kvm-pvm) every 4 KiB packet costs the guest milliseconds, 100 MiB would take most of the CI budget,
-     * and 8 MiB checks the same paths (each way is thousands of packets, credit updates and rx refills).
+     * and 8 MiB checks the same paths (each way is thousands of packets, credit updates and rx refills). A long
+     * run there: -Dkrun.vsock.test.bytes=104857600 -Dkrun.vsock.test.seconds=3600.
      */
     private static long bytes;
 
@@ -75,7 +76,7 @@ class VsockLinuxGuestTest {
             LinuxGuest.Result r = LinuxGuest.run(LinuxGuest.krun(new VsockFactory()), LinuxGuest.config()
                     .root(root).memoryMib(256).device(spec)
                     .command("/usr/local/bin/vsockcheck", "send:" + TO_HOST + ":" + bytes,
-                            "recv:" + TO_GUEST + ":" + bytes + ":" + READY), null, Duration.ofSeconds(900));
+                            "recv:" + TO_GUEST + ":" + bytes + ":" + READY), null, Duration.ofSeconds(Long.getLong("krun.vsock.test.seconds", 900)));
             String out = r.out();
             assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
             assertEquals(0, r.exit().status(), r.toString());
