@@ -8,6 +8,8 @@
  *   put:IP:PORT:BYTES  connect over TCP, send BYTES of the test pattern, shut down the sending side, read the
  *                      host's answer (its 16-hex-digit checksum of what it got) and compare it with ours
  *   get:IP:PORT:BYTES  connect over TCP, read until the host closes, expect BYTES of the test pattern
+ *   http:IP:PORT:BYTES an HTTP/1.0 GET of /pattern: status 200, a Content-Length of BYTES, and a body of
+ *                      BYTES of the test pattern (its checksum is printed)
  *   serve:PORT:BYTES   listen on PORT; to the first connection whose client sends a line (its request, as
  *                      HTTP's clients do), send BYTES of the test pattern and close it
  *   udp:IP:PORT:TEXT   send TEXT in a datagram and expect it back (an echo), 5 tries, 2 s each
@@ -473,6 +475,86 @@ static void get(const char *step, const char *ip, int port, long bytes)
     }
 }
 
+/* An HTTP/1.0 GET of /pattern from IP:PORT: the status, the length and every byte of the body are checked. */
+static void http(const char *step, const char *ip, int port, long bytes)
+{
+    long start = now_ms();
+    int s = tcp_connect(step, ip, port);
+    if (s < 0)
+        return;
+    char request[128];
+    int len = snprintf(request, sizeof request, "GET /pattern HTTP/1.0\r\nHost: %s:%d\r\n\r\n", ip, port);
+    if (write(s, request, (size_t)len) != len) {
+        fail(step, "write: %s", strerror(errno));
+        close(s);
+        return;
+    }
+    static char head[4096];
+    size_t have = 0;
+    char *end = NULL;
+    ssize_t n;
+    while (!end && have < sizeof head - 1 && (n = read(s, head + have, sizeof head - 1 - have)) > 0) {
+        have += (size_t)n;
+        head[have] = 0;
+        end = strstr(head, "\r\n\r\n");
+    }
+    if (!end) {
+        fail(step, "no end of the response's header in %s", have ? "its first 4 KiB" : "an empty answer");
+        close(s);
+        return;
+    }
+    long length = -1;
+    for (char *line = strstr(head, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
+        if (!strncasecmp(line + 2, "Content-Length:", 15))
+            length = atol(line + 17);
+    if (strncmp(head, "HTTP/1.", 7) || strncmp(head + 8, " 200", 4) || length != bytes) {
+        char detail[200];
+        *strstr(head, "\r\n") = 0;
+        snprintf(detail, sizeof detail, "'%.120s', Content-Length %ld", head, length);
+        fail(step, "answered %s", detail);
+        close(s);
+        return;
+    }
+    static unsigned char want[CHUNK];
+    uint64_t state = 42, sum = 0xcbf29ce484222325ULL;
+    size_t made = 0, used = 0;
+    long total = 0;
+    int bad = 0;
+    unsigned char *body = (unsigned char *)end + 4;
+    size_t inHead = have - (size_t)(end + 4 - head);
+    static unsigned char buf[CHUNK];
+    for (;;) {
+        unsigned char *p = inHead ? body : buf;
+        size_t k = inHead;
+        if (!inHead) {
+            n = read(s, buf, sizeof buf);
+            if (n <= 0)
+                break;
+            k = (size_t)n;
+        }
+        inHead = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (used == made) {
+                pattern(want, CHUNK, &state);
+                made = CHUNK;
+                used = 0;
+            }
+            bad |= p[i] != want[used++];
+        }
+        sum = fnv(sum, p, k);
+        total += (long)k;
+    }
+    close(s);
+    if (total != bytes || bad) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "%ld bytes, %s", total, bad ? "not the pattern" : "the pattern");
+        fail(step, "a body of %s", detail);
+        return;
+    }
+    printf("%s ok %ld %016llx\n", step, now_ms() - start, (unsigned long long)sum);
+    fflush(stdout);
+}
+
 /*
  * Listens on PORT and, once a connection's client sent its request line, sends it BYTES of the pattern (the
  * host reaches it through passt's -p). The client speaks first: Debian 12's passt (2023-03-09) does not
@@ -655,6 +737,8 @@ int main(int argc, char **argv)
                 put(step, ip, atoi(port), atol(arg));
             } else if (!strcmp(kind, "get")) {
                 get(step, ip, atoi(port), atol(arg));
+            } else if (!strcmp(kind, "http")) {
+                http(step, ip, atoi(port), atol(arg));
             } else if (!strcmp(kind, "udp")) {
                 udp(step, ip, atoi(port), arg);
             } else {

@@ -71,6 +71,8 @@ class NetLinuxGuestTest {
     private static final int GUEST_TCP_PORT = 7070;
     private static final int GUEST_UDP_PORT = 7071;
     private static final int PUBLISHED_BYTES = 64 * 1024;
+    /** The file the guest fetches over HTTP through passt. */
+    private static final int HTTP_BYTES = 256 * 1024;
     /** The test-only name the guest resolves, and the address the test's name server gives it (TEST-NET-1, never contacted). */
     private static final String TEST_NAME = "krun-test.invalid";
     private static final String TEST_NAME_ADDRESS = "192.0.2.53";
@@ -111,7 +113,8 @@ class NetLinuxGuestTest {
         try (ExecutorService hostSide = Executors.newVirtualThreadPerTaskExecutor();
                 ServerSocket sink = new ServerSocket(0, 4, InetAddress.getLoopbackAddress());
                 ServerSocket source = new ServerSocket(0, 4, InetAddress.getLoopbackAddress());
-                DatagramPeer peer = new DatagramPeer(peerPath)) {
+                DatagramPeer peer = new DatagramPeer(peerPath);
+                PatternServer web = new PatternServer(HTTP_BYTES)) {
             CompletableFuture<String> received = CompletableFuture.supplyAsync(() -> receiveAndAnswer(sink, bytes), hostSide);
             CompletableFuture<Long> sent = CompletableFuture.supplyAsync(() -> send(source, bytes), hostSide);
             Thread peerThread = Thread.ofPlatform().daemon(true).name("unixgram-peer").start(peer::run);
@@ -140,6 +143,7 @@ class NetLinuxGuestTest {
                                 "serve:" + GUEST_TCP_PORT + ":" + PUBLISHED_BYTES, "userve:" + GUEST_UDP_PORT + ":120", "dev",
                                 "put:10.0.2.2:" + sink.getLocalPort() + ":" + bytes,
                                 "get:10.0.2.2:" + source.getLocalPort() + ":" + bytes,
+                                "http:10.0.2.2:" + web.port() + ":" + HTTP_BYTES,
                                 "udp:10.9.0.1:" + ECHO_PORT + ":hello-from-eth1", "dev", "kmsg")).toArray(String[]::new)), null, Duration.ofSeconds(900));
             } finally {
                 if (dns != null) {
@@ -171,6 +175,10 @@ class NetLinuxGuestTest {
             }
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("put:10.0.2.2:" + sink.getLocalPort() + ":" + bytes + " ok")), r.toString());
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("get:10.0.2.2:" + source.getLocalPort() + ":" + bytes + " ok")), r.toString());
+            String fetchedFile = "http:10.0.2.2:" + web.port() + ":" + HTTP_BYTES + " ok ";
+            assertTrue(lines.stream().anyMatch(l -> l.startsWith(fetchedFile) && l.endsWith(" " + web.checksum())),
+                    "the guest fetched the host's file over HTTP with its checksum " + web.checksum() + ":\n" + r);
+            assertEquals(1, web.requests.get(), "one GET reached the host's HTTP server");
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("udp:10.9.0.1:" + ECHO_PORT + ":hello-from-eth1 ok")), r.toString());
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("serve:" + GUEST_TCP_PORT + ":" + PUBLISHED_BYTES + " ok")), r.toString());
             assertTrue(lines.stream().anyMatch(l -> l.startsWith("userve:" + GUEST_UDP_PORT + ":120 ok")), r.toString());
@@ -418,6 +426,45 @@ class NetLinuxGuestTest {
     }
 
     /** xorshift64 from seed 42, eight bytes little-endian at a time, as netcheck makes it. */
+    /**
+     * An HTTP server on the host's 127.0.0.1 (the JDK's) serving {@code /pattern}: {@code bytes} of the pattern with
+     * their Content-Length; the guest reaches it as passt's gateway address.
+     */
+    static final class PatternServer implements AutoCloseable {
+        final com.sun.net.httpserver.HttpServer server;
+        final byte[] body;
+        final java.util.concurrent.atomic.AtomicInteger requests = new java.util.concurrent.atomic.AtomicInteger();
+
+        PatternServer(int bytes) throws java.io.IOException {
+            ByteBuffer b = ByteBuffer.allocate(bytes).order(ByteOrder.LITTLE_ENDIAN);
+            new Pattern().fill(b, bytes);
+            body = b.array();
+            server = com.sun.net.httpserver.HttpServer.create(
+                    new java.net.InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 4);
+            server.createContext("/pattern", exchange -> {
+                requests.incrementAndGet();
+                exchange.sendResponseHeaders(200, body.length);
+                try (var out = exchange.getResponseBody()) {
+                    out.write(body);
+                }
+            });
+            server.start();
+        }
+
+        int port() {
+            return server.getAddress().getPort();
+        }
+
+        String checksum() {
+            return String.format("%016x", Fnv.update(Fnv.START, body, body.length));
+        }
+
+        @Override
+        public void close() {
+            server.stop(0);
+        }
+    }
+
     static final class Pattern {
         private long state = 42;
 
