@@ -10,6 +10,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.function.IntConsumer;
 
@@ -36,6 +37,10 @@ final class FsDeviceHarness implements AutoCloseable {
     }
 
     final TestGuestMemory ram;
+    /** Whether {@link #close} frees {@link #ram} (else it is the caller's, cleared here before use). */
+    private final boolean ownsRam;
+    /** A permit per interrupt the device raised: {@link #await} sleeps on it instead of polling blindly. */
+    private final Semaphore interrupts = new Semaphore(0);
     final MockDriverQueue hiprio;
     final MockDriverQueue requests;
     volatile VirtioFs device;
@@ -55,7 +60,24 @@ final class FsDeviceHarness implements AutoCloseable {
 
     /** @param ramBytes guest RAM for the rings and every buffer the driver ever makes available (never reused) */
     FsDeviceHarness(Path share, FsLimits limits, long ramBytes) {
-        ram = TestGuestMemory.create(ramBytes);
+        this(share, limits, TestGuestMemory.create(ramBytes), true);
+    }
+
+    /**
+     * Over guest RAM the caller keeps for many harnesses, one after the other (a fuzz target's inputs): it is
+     * zeroed here ({@link TestGuestMemory#clear}) and left to the caller by {@link #close}, which returns only
+     * once the device has closed and let go of it.
+     */
+    FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory sharedRam) {
+        this(share, limits, sharedRam, false);
+    }
+
+    private FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory ram, boolean ownsRam) {
+        if (!ownsRam) {
+            ram.clear();
+        }
+        this.ram = ram;
+        this.ownsRam = ownsRam;
         hiprio = new MockDriverQueue(ram, 64);
         requests = new MockDriverQueue(ram, 256);
         loopExecutor = Executors.newSingleThreadExecutor(r -> {
@@ -114,7 +136,7 @@ final class FsDeviceHarness implements AutoCloseable {
 
             @Override
             public InterruptTrigger interrupt() {
-                return reasons -> { };
+                return reasons -> interrupts.release();
             }
 
             @Override
@@ -214,11 +236,16 @@ final class FsDeviceHarness implements AutoCloseable {
                 }
                 return returned.remove(key);
             });
-            if (u != null || System.nanoTime() - deadline > 0) {
+            long left = deadline - System.nanoTime();
+            if (u != null || left < 0) {
                 return u;
             }
             try {
-                Thread.sleep(1);
+                // Until the device's next interrupt (one raised since the look above left a permit), at most
+                // 1 ms: a chain returned without an interrupt is still found, as by polling.
+                if (interrupts.tryAcquire(Math.min(left, 1_000_000), TimeUnit.NANOSECONDS)) {
+                    interrupts.drainPermits();
+                }
             } catch (InterruptedException e) {
                 throw new AssertionError(e);
             }
@@ -239,7 +266,9 @@ final class FsDeviceHarness implements AutoCloseable {
     public void close() {
         closeDevice(Duration.ofSeconds(10));
         loopExecutor.shutdownNow();
-        ram.close();
+        if (ownsRam) {
+            ram.close();
+        }
     }
 
     /** Closes the device as the VM does, from a thread of its own; fails if that takes longer than {@code bound}. */
