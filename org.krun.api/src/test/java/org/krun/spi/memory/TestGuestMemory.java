@@ -81,6 +81,33 @@ public final class TestGuestMemory implements AutoCloseable {
         throw new IllegalStateException("test guest memory exhausted allocating " + bytes + " bytes");
     }
 
+    /**
+     * Whether {@link #allocate} would succeed for each of {@code sizes} in turn, all at {@code alignment}:
+     * a check that changes nothing and throws nothing (a fuzz target that fills RAM asks this instead of
+     * catching an exception per attempt, whose stack trace would be charged to the device's allocations).
+     */
+    public boolean fits(long alignment, long... sizes) {
+        int rg = region;
+        long nx = next;
+        for (long bytes : sizes) {
+            boolean placed = false;
+            while (rg < regions.size()) {
+                GuestRegion r = regions.get(rg);
+                long at = (Math.max(nx, r.guestAddress()) + alignment - 1) & -alignment;
+                if (at + bytes <= r.end()) {
+                    nx = at + bytes;
+                    placed = true;
+                    break;
+                }
+                rg++;
+            }
+            if (!placed) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** Writes {@code data} into newly allocated RAM (8-byte aligned) and returns its guest address. */
     public long put(byte[] data) {
         long at = allocate(Math.max(data.length, 1), 8);

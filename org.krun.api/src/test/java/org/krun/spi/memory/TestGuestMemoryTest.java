@@ -31,6 +31,21 @@ class TestGuestMemoryTest {
     }
 
     @Test
+    void fitsSaysWhatAllocateWouldDoAndChangesNothing() {
+        try (TestGuestMemory ram = TestGuestMemory.withRegions(0, 64 << 10, 1 << 20, 8192)) {
+            assertEquals(true, ram.fits(8, 60000, 8192), "one in each region");
+            assertEquals(false, ram.fits(8, 60000, 8193), "the second fits in neither the rest nor the next region");
+            assertEquals(0, ram.allocate(8, 8), "fits allocated nothing");
+            ram.allocate(60000 - 8, 8);
+            assertEquals(true, ram.fits(8, (64 << 10) - 60000));
+            assertEquals(true, ram.fits(8, (64 << 10) - 60000 + 1), "in the next region");
+            assertEquals(false, ram.fits(8, 8193));
+            assertEquals(60000, ram.allocate((64 << 10) - 60000, 8), "exactly as fits said");
+            assertEquals(1 << 20, ram.allocate(1, 8));
+        }
+    }
+
+    @Test
     void zeroingASliceLeavesTheBytesAroundItAlone() {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment all = arena.allocate(1 << 20, 4096);
