@@ -77,6 +77,8 @@ class FuseFuzzTest {
     private static TestGuestMemory ram;
     /** Guest RAM of the device target, one harness after another (cleared by each). */
     private static TestGuestMemory deviceRam;
+    /** The device target's event loop, one harness after another (each drains it when it closes). */
+    private static java.util.concurrent.ExecutorService deviceLoop;
     private static MockDriverQueue driver;
     private static Virtqueue queue;
     private static int[] descriptors;
@@ -96,6 +98,7 @@ class FuseFuzzTest {
             queue = driver.configuredQueue();
             descriptors = driver.reserveDescriptors(8);
             deviceRam = TestGuestMemory.create(8 << 20);
+            deviceLoop = FsDeviceHarness.newLoop();
             base = scratchBase();
         }
     }
@@ -214,25 +217,21 @@ class FuseFuzzTest {
         setUpOnce();
         Run run = new Run(base.resolve("device-run"));
         long fdsBefore = FuseBoundsTest.hostFds();
-        FsDeviceHarness h = new FsDeviceHarness(run.share, LIMITS, deviceRam);
+        FsDeviceHarness h = new FsDeviceHarness(run.share, LIMITS, deviceRam, deviceLoop);
         boolean closed = false;
         try {
             FuseFuzzRequests requests = new FuseFuzzRequests(data);
-            List<FsDeviceHarness.Sent> sent = new ArrayList<>();
+            List<FsDeviceHarness.Outgoing> outgoing = new ArrayList<>();
             for (int n = 0; n < 16 && requests.hasMore(); n++) {
                 FuseFuzzRequests.Request r = requests.next();
                 int queue = r.hiprio() ? VirtioFs.HIPRIO_QUEUE : VirtioFs.REQUEST_QUEUE;
                 int room = data.pickValue(new int[] {0, 8, 16, 4096, 65536});
-                sent.add(h.sendBytes(queue, r.unique(), r.bytes(), room));
+                outgoing.add(new FsDeviceHarness.Outgoing(queue, r.unique(), r.bytes(), room));
             }
-            List<FsDeviceHarness.Sent> waiting = new ArrayList<>();
-            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
-            for (FsDeviceHarness.Sent s : sent) {
-                long left = Math.max(1, (deadline - System.nanoTime()) / 1_000_000);
-                if (h.await(s, Duration.ofMillis(left)) == null) {
-                    waiting.add(s); // a lock wait, presumably: the guest interrupts it
-                }
-            }
+            // Each made available and notified in turn, in one turn of the event loop; then every chain
+            // must come back within 200 ms, or it is a lock wait, presumably: the guest interrupts it.
+            List<FsDeviceHarness.Sent> sent = h.sendAll(outgoing);
+            List<FsDeviceHarness.Sent> waiting = h.awaitAll(sent, Duration.ofMillis(200));
             for (FsDeviceHarness.Sent s : waiting) {
                 h.send(VirtioFs.HIPRIO_QUEUE, Fuse.INTERRUPT, 0, FuseClient.le(8).putLong(s.unique()).array(), 0);
             }
