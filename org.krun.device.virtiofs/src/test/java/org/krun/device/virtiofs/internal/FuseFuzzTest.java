@@ -108,11 +108,15 @@ class FuseFuzzTest {
      * filesystem does, else the temporary directory. Making and deleting a share's tree on ext4 (a VM's
      * disk here) cost more than half of each input's time (JFR: 84% of native samples in rmdir and unlink),
      * and the guest's fsync and syncfs there flush the host's disk; on tmpfs both are memory operations.
+     * The folder is named after this process, and folders of processes that are gone are removed first: a
+     * fuzzing JVM ends without running exit hooks, so each run used to leave its folder behind.
      */
     static Path scratchBase() throws IOException {
         Path shm = Path.of("/dev/shm");
+        String prefix = "krun-fuse-fuzz-" + ProcessHandle.current().pid() + "-";
         if (Files.isDirectory(shm) && Files.isWritable(shm)) {
-            Path dir = Files.createTempDirectory(shm, "krun-fuse-fuzz");
+            removeStale(shm);
+            Path dir = Files.createTempDirectory(shm, prefix);
             try {
                 var xattrs = Files.getFileAttributeView(dir, java.nio.file.attribute.UserDefinedFileAttributeView.class);
                 xattrs.write("krun-probe", ByteBuffer.wrap(new byte[] {1}));
@@ -123,9 +127,27 @@ class FuseFuzzTest {
                 Files.delete(dir);
             }
         }
-        Path dir = Files.createTempDirectory("krun-fuse-fuzz");
+        Path tmp = Path.of(System.getProperty("java.io.tmpdir"));
+        removeStale(tmp);
+        Path dir = Files.createTempDirectory(tmp, prefix);
         dir.toFile().deleteOnExit();
         return dir;
+    }
+
+    /** Removes the scratch folders ({@code krun-fuse-fuzz-PID-...}) in {@code parent} whose process is gone. */
+    private static void removeStale(Path parent) {
+        try (Stream<Path> s = Files.list(parent)) {
+            for (Path p : s.toList()) {
+                String[] name = p.getFileName().toString().split("-");
+                if (name.length == 5 && p.getFileName().toString().startsWith("krun-fuse-fuzz-")
+                        && name[3].chars().allMatch(Character::isDigit) && !name[3].isEmpty()
+                        && ProcessHandle.of(Long.parseLong(name[3])).isEmpty()) {
+                    Run.deleteTree(p);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // best effort: a folder left is only untidy
+        }
     }
 
     /** The server alone, on the calling thread: one request after another, as the workers serve them. */
