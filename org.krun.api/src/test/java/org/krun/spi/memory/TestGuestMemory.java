@@ -1,6 +1,11 @@
 package org.krun.spi.memory;
 
 import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -76,6 +81,33 @@ public final class TestGuestMemory implements AutoCloseable {
         throw new IllegalStateException("test guest memory exhausted allocating " + bytes + " bytes");
     }
 
+    /**
+     * Whether {@link #allocate} would succeed for each of {@code sizes} in turn, all at {@code alignment}:
+     * a check that changes nothing and throws nothing (a fuzz target that fills RAM asks this instead of
+     * catching an exception per attempt, whose stack trace would be charged to the device's allocations).
+     */
+    public boolean fits(long alignment, long... sizes) {
+        int rg = region;
+        long nx = next;
+        for (long bytes : sizes) {
+            boolean placed = false;
+            while (rg < regions.size()) {
+                GuestRegion r = regions.get(rg);
+                long at = (Math.max(nx, r.guestAddress()) + alignment - 1) & -alignment;
+                if (at + bytes <= r.end()) {
+                    nx = at + bytes;
+                    placed = true;
+                    break;
+                }
+                rg++;
+            }
+            if (!placed) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** Writes {@code data} into newly allocated RAM (8-byte aligned) and returns its guest address. */
     public long put(byte[] data) {
         long at = allocate(Math.max(data.length, 1), 8);
@@ -85,14 +117,54 @@ public final class TestGuestMemory implements AutoCloseable {
 
     /**
      * Zeroes all of RAM and forgets every allocation, so that one memory serves many short tests (a fuzz
-     * target's inputs) without mapping RAM afresh each time.
+     * target's inputs) without mapping RAM afresh each time. Costs what the previous test touched, not the
+     * size of RAM (see {@link #zero}).
      */
     public void clear() {
         for (GuestRegion r : regions) {
-            r.host().fill((byte) 0);
+            zero(r.host());
         }
         region = 0;
         next = regions.get(0).guestAddress();
+    }
+
+    private static final long PAGE = 4096;
+    private static final int MADV_DONTNEED = 4;
+    /** madvise(2), or null where the C library has none. */
+    private static final MethodHandle MADVISE = Linker.nativeLinker().defaultLookup().find("madvise")
+            .map(f -> Linker.nativeLinker().downcallHandle(f,
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT)))
+            .orElse(null);
+
+    /**
+     * Makes every byte of {@code s} zero. Its whole pages are dropped with {@code MADV_DONTNEED}: the
+     * segment is private anonymous memory (malloc's heap or its own mapping), which Linux guarantees reads
+     * as zeroes afterwards, and dropping costs only the pages that were touched (a fuzz input touches a few
+     * of the megabytes of RAM it has: writing zeroes over all of them cost more than the input itself).
+     * The partial pages at either end, and all of it where madvise fails (another page size, no such call),
+     * are written with zeroes.
+     *
+     * @return whether whole pages were dropped (else every byte was written)
+     */
+    static boolean zero(MemorySegment s) {
+        long address = s.address();
+        long start = (address + PAGE - 1) & -PAGE;
+        long end = (address + s.byteSize()) & -PAGE;
+        if (MADVISE != null && end - start >= 16 * PAGE && madvise(start, end - start) == 0) {
+            s.asSlice(0, start - address).fill((byte) 0);
+            s.asSlice(end - address).fill((byte) 0);
+            return true;
+        }
+        s.fill((byte) 0);
+        return false;
+    }
+
+    private static int madvise(long address, long length) {
+        try {
+            return (int) MADVISE.invokeExact(address, length, MADV_DONTNEED);
+        } catch (Throwable t) {
+            return -1;
+        }
     }
 
     @Override

@@ -174,6 +174,19 @@ public final class MockDriverQueue {
         return descriptors[0];
     }
 
+    /** Whether {@link #addChain} would succeed now: descriptors free and RAM for every buffer (it changes nothing). */
+    public boolean fits(List<byte[]> readable, List<Integer> writableSizes) {
+        int n = readable.size() + writableSizes.size();
+        if (n == 0 || n > freeDescriptors.size()) {
+            return false;
+        }
+        long[] sizes = new long[n];
+        for (int i = 0; i < n; i++) {
+            sizes[i] = Math.max(1, i < readable.size() ? readable.get(i).length : writableSizes.get(i - readable.size()));
+        }
+        return ram.fits(8, sizes);
+    }
+
     /**
      * Like {@link #addChain} but as one ring descriptor pointing to an indirect table (§2.7.5.3) in guest
      * RAM that holds the buffers. Returns its head.

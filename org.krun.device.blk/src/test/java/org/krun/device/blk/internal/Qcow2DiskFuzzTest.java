@@ -421,7 +421,15 @@ class Qcow2DiskFuzzTest {
         }
 
         /** A cluster of {@code value} bytes, deflated as qcow2 stores it (raw deflate, no zlib header). */
+        /** Compressed clusters by cluster size: the same bytes every time (JFR: deflating them per input cost a third of its native time). */
+        private static final java.util.Map<Long, byte[]> DEFLATED = new java.util.concurrent.ConcurrentHashMap<>();
+
         private static byte[] deflate(long clusterSize, byte value) {
+            byte[] cached = DEFLATED.computeIfAbsent(clusterSize * 256 + (value & 0xff), k -> deflateNow(clusterSize, value));
+            return cached.clone(); // the caller's to change
+        }
+
+        private static byte[] deflateNow(long clusterSize, byte value) {
             byte[] plain = new byte[(int) clusterSize];
             Arrays.fill(plain, value);
             Deflater d = new Deflater(Deflater.DEFAULT_COMPRESSION, true);

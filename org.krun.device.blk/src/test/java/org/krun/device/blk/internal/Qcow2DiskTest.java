@@ -148,6 +148,42 @@ class Qcow2DiskTest {
         }
     }
 
+    /**
+     * A large L1 table (8 MiB: 512-byte clusters, 32 GiB) is read straight into its array: opening allocates
+     * about the table once on the heap (it went through a byte[] copy of it before, twice the heap, and a
+     * loop per entry), and entries far into it, written by one open, are found by the next.
+     */
+    @Test
+    void aLargeL1TableIsReadOnceIntoItsArrayAndItsEntriesHold() throws Exception {
+        long size = 32L << 30;
+        Path p = create(size, "cluster_size=512");
+        long[] offsets = {0, 1L << 30, size - 512, (17L << 30) + 4096};
+        try (Qcow2Disk disk = open(p, true)) {
+            for (int i = 0; i < offsets.length; i++) {
+                byte[] b = new byte[512];
+                Arrays.fill(b, (byte) (i + 1));
+                write(disk, offsets[i], b);
+            }
+        }
+        long l1Bytes = size / (512L * 64) * 8;
+        var threads = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        open(p, false).close(); // classes loaded, code compiled
+        long before = threads.getCurrentThreadAllocatedBytes();
+        Qcow2Disk again = open(p, false);
+        long allocated = threads.getCurrentThreadAllocatedBytes() - before;
+        try (again) {
+            assertTrue(allocated < l1Bytes + l1Bytes / 4, "opening allocated " + allocated + " bytes for an L1 table of "
+                    + l1Bytes);
+            for (int i = 0; i < offsets.length; i++) {
+                byte[] want = new byte[512];
+                Arrays.fill(want, (byte) (i + 1));
+                assertArrayEquals(want, read(again, offsets[i], 512), "the sector at " + offsets[i]);
+            }
+            assertArrayEquals(new byte[512], read(again, 5L << 30, 512), "a sector never written");
+        }
+        assertClean(p);
+    }
+
     @Test
     void version2ImageIsWrittenAndStaysClean() throws Exception {
         int size = 16 << 20;

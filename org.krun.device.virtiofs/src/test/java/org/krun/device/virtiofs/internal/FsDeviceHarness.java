@@ -10,6 +10,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.function.IntConsumer;
 
@@ -36,6 +37,10 @@ final class FsDeviceHarness implements AutoCloseable {
     }
 
     final TestGuestMemory ram;
+    /** Whether {@link #close} frees {@link #ram} (else it is the caller's, cleared here before use). */
+    private final boolean ownsRam;
+    /** A permit per interrupt the device raised: {@link #await} sleeps on it instead of polling blindly. */
+    private final Semaphore interrupts = new Semaphore(0);
     final MockDriverQueue hiprio;
     final MockDriverQueue requests;
     volatile VirtioFs device;
@@ -43,6 +48,8 @@ final class FsDeviceHarness implements AutoCloseable {
     private volatile List<Virtqueue> deviceQueues;
     final List<String> resetReasons = new CopyOnWriteArrayList<>();
     private final ExecutorService loopExecutor;
+    /** Whether {@link #close} ends {@link #loopExecutor} (else it is the caller's, drained here on close). */
+    private final boolean ownsLoop;
     private volatile Thread loopThread;
     private final EventLoop loop;
     /** Chains returned and not yet claimed by {@link #await}, per queue and head. */
@@ -55,10 +62,46 @@ final class FsDeviceHarness implements AutoCloseable {
 
     /** @param ramBytes guest RAM for the rings and every buffer the driver ever makes available (never reused) */
     FsDeviceHarness(Path share, FsLimits limits, long ramBytes) {
-        ram = TestGuestMemory.create(ramBytes);
+        this(share, limits, TestGuestMemory.create(ramBytes), true, null);
+    }
+
+    /**
+     * Over guest RAM the caller keeps for many harnesses, one after the other (a fuzz target's inputs): it is
+     * zeroed here ({@link TestGuestMemory#clear}) and left to the caller by {@link #close}, which returns only
+     * once the device has closed and let go of it.
+     */
+    FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory sharedRam) {
+        this(share, limits, sharedRam, false, null);
+    }
+
+    /**
+     * Over guest RAM and an event loop (a single-threaded executor) the caller keeps for many harnesses, one
+     * after the other: {@link #close} closes the device, then runs whatever the device left queued on the
+     * loop, so nothing of this device runs there, or touches the RAM, once it returns.
+     */
+    FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory sharedRam, ExecutorService sharedLoop) {
+        this(share, limits, sharedRam, false, sharedLoop);
+    }
+
+    /** A single-threaded executor for {@link #FsDeviceHarness(Path, FsLimits, TestGuestMemory, ExecutorService)}. */
+    static ExecutorService newLoop() {
+        return Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "test-event-loop");
+            t.setDaemon(true); // a device that wedges its loop must not keep the test JVM alive
+            return t;
+        });
+    }
+
+    private FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory ram, boolean ownsRam, ExecutorService sharedLoop) {
+        if (!ownsRam) {
+            ram.clear();
+        }
+        this.ram = ram;
+        this.ownsRam = ownsRam;
         hiprio = new MockDriverQueue(ram, 64);
         requests = new MockDriverQueue(ram, 256);
-        loopExecutor = Executors.newSingleThreadExecutor(r -> {
+        ownsLoop = sharedLoop == null;
+        loopExecutor = sharedLoop != null ? sharedLoop : Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "test-event-loop");
             t.setDaemon(true); // a device that wedges its loop must not keep the test JVM alive
             loopThread = t;
@@ -85,6 +128,9 @@ final class FsDeviceHarness implements AutoCloseable {
                 throw new UnsupportedOperationException();
             }
         };
+        if (!ownsLoop) {
+            loopThread = within(loopExecutor.submit(Thread::currentThread), Duration.ofSeconds(5), "the event loop");
+        }
         this.share = share;
         device = new VirtioFs(new FsShareSpec("test", share, false), limits);
         deviceQueues = List.of(hiprio.configuredQueue(), requests.configuredQueue());
@@ -114,7 +160,7 @@ final class FsDeviceHarness implements AutoCloseable {
 
             @Override
             public InterruptTrigger interrupt() {
-                return reasons -> { };
+                return reasons -> interrupts.release();
             }
 
             @Override
@@ -201,6 +247,69 @@ final class FsDeviceHarness implements AutoCloseable {
         return new Sent(queue, head, uniqueId);
     }
 
+    /**
+     * Makes each of {@code requests} (queue, unique, bytes, reply room) available and notifies its queue,
+     * in order, in one turn of the event loop (one hand-over to the loop instead of one per request).
+     */
+    List<Sent> sendAll(List<Outgoing> requests) {
+        List<Integer> heads = onLoop(() -> {
+            List<Integer> hs = new java.util.ArrayList<>();
+            for (Outgoing o : requests) {
+                hs.add(driver(o.queue()).addChain(List.of(o.bytes()), o.replyRoom() > 0 ? List.of(o.replyRoom()) : List.of()));
+                device.queueNotify(o.queue());
+            }
+            return hs;
+        });
+        List<Sent> sent = new java.util.ArrayList<>();
+        for (int i = 0; i < requests.size(); i++) {
+            sent.add(new Sent(requests.get(i).queue(), heads.get(i), requests.get(i).unique()));
+        }
+        return sent;
+    }
+
+    /** A request for {@link #sendAll}. */
+    record Outgoing(int queue, long unique, byte[] bytes, int replyRoom) {
+    }
+
+    /**
+     * Waits until the chain of each of {@code sent} came back, at most {@code bound} in all; returns those
+     * that did not, in order (what {@link #await} of each in turn against the same deadline returns, with
+     * one look at the rings per wake-up instead of one per request).
+     */
+    List<Sent> awaitAll(List<Sent> sent, Duration bound) {
+        long deadline = System.nanoTime() + bound.toNanos();
+        List<Sent> missing = new java.util.ArrayList<>(sent);
+        while (true) {
+            List<Sent> look = missing;
+            List<Sent> still = onLoop(() -> {
+                for (int q = 0; q < 2; q++) {
+                    for (MockDriverQueue.Used used : driver(q).usedEntries()) {
+                        returned.put(List.of(q, used.id()), used);
+                    }
+                }
+                List<Sent> left = new java.util.ArrayList<>();
+                for (Sent s : look) {
+                    if (returned.remove(List.of(s.queue(), s.head())) == null) {
+                        left.add(s);
+                    }
+                }
+                return left;
+            });
+            missing = still;
+            long left = deadline - System.nanoTime();
+            if (missing.isEmpty() || left < 0) {
+                return missing;
+            }
+            try {
+                if (interrupts.tryAcquire(Math.min(left, 1_000_000), TimeUnit.NANOSECONDS)) {
+                    interrupts.drainPermits();
+                }
+            } catch (InterruptedException e) {
+                throw new AssertionError(e);
+            }
+        }
+    }
+
     /** A request's reply if its chain came back within {@code bound}, else null. */
     MockDriverQueue.Used await(Sent s, Duration bound) {
         long deadline = System.nanoTime() + bound.toNanos();
@@ -214,11 +323,16 @@ final class FsDeviceHarness implements AutoCloseable {
                 }
                 return returned.remove(key);
             });
-            if (u != null || System.nanoTime() - deadline > 0) {
+            long left = deadline - System.nanoTime();
+            if (u != null || left < 0) {
                 return u;
             }
             try {
-                Thread.sleep(1);
+                // Until the device's next interrupt (one raised since the look above left a permit), at most
+                // 1 ms: a chain returned without an interrupt is still found, as by polling.
+                if (interrupts.tryAcquire(Math.min(left, 1_000_000), TimeUnit.NANOSECONDS)) {
+                    interrupts.drainPermits();
+                }
             } catch (InterruptedException e) {
                 throw new AssertionError(e);
             }
@@ -238,8 +352,14 @@ final class FsDeviceHarness implements AutoCloseable {
     @Override
     public void close() {
         closeDevice(Duration.ofSeconds(10));
-        loopExecutor.shutdownNow();
-        ram.close();
+        if (ownsLoop) {
+            loopExecutor.shutdownNow();
+        } else {
+            onLoop(() -> null); // what the device queued there before it closed has run
+        }
+        if (ownsRam) {
+            ram.close();
+        }
     }
 
     /** Closes the device as the VM does, from a thread of its own; fails if that takes longer than {@code bound}. */
