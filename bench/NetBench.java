@@ -129,7 +129,8 @@ public class NetBench {
 
     static String readTrimmed(String file) {
         try {
-            return Files.readString(Path.of(file)).trim();
+            // readAllLines: Files.readString of a /proc file returned its first byte only (JDK 25, "1" for "10")
+            return String.join(" ", Files.readAllLines(Path.of(file))).trim();
         } catch (IOException e) {
             return "unknown";
         }
@@ -332,9 +333,9 @@ public class NetBench {
             System.out.println("part 4: iperf3 in the guest over a virtio-net card on passt, against iperf3 -s on the host's 127.0.0.1");
             System.out.println("(the guest reaches it as passt's gateway 10.0.2.2), under krun (--net passt) and under QEMU's microvm");
             System.out.println("(virtio-net-device on QEMU's stream netdev, connected to the same passt listening on a unix socket):");
-            System.out.println("the same kernel, rootfs, guest command, MAC, MTU " + MTU + ", " + MEMORY_MIB + " MiB and 1 vCPU; iperf3 -t "
-                    + seconds + " guest -> host, then -R (host -> guest); the receiver's rate; " + rounds + " round(s), krun and QEMU");
-            System.out.println("alternating, medians");
+            System.out.println("the same kernel, rootfs, guest command, MAC, MTU " + MTU + ", " + MEMORY_MIB + " MiB and 1 vCPU;");
+            System.out.println("iperf3 -t " + seconds + " guest -> host, then -R (host -> guest), the receiver's rate; " + rounds
+                    + " round(s), krun and QEMU alternating, medians");
             if (!hardware) {
                 System.out.println("!!! kvm-pvm host: the guest kernel (its TCP stack, virtio-net driver, interrupts) runs in KVM's");
                 System.out.println("!!! instruction emulator at about 1 M instructions/s: these rates measure that emulator, for krun and");

@@ -138,7 +138,16 @@ public final class NetFrameBench {
                 mem.write(txBase + (long) i * txSlot + VnetHeader.SIZE, frame, 0, frame.length); // header: zeros
             }
             loopThread = Thread.ofPlatform().name("netbench-loop").daemon(true).start(loop::run);
-            open();
+            try {
+                open();
+            } catch (IOException | RuntimeException e) {
+                try {
+                    close();
+                } catch (Exception suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+                throw e;
+            }
         }
 
         /** The card on a fresh unix socket, and the peer's end of it (blocking). */
@@ -376,7 +385,7 @@ public final class NetFrameBench {
             try {
                 if (peer != null && running) {
                     stop();
-                } else if (device != null && peer == null) {
+                } else if (device != null && peer == null) { // never started: close the card here
                     loop.call(() -> {
                         device.close();
                         return null;
