@@ -442,10 +442,10 @@ public class NetBench {
 
         /**
          * Both directions, each behind a marker line; the card is up (DHCP) before the command runs. Each
-         * direction is tried up to {@value #ATTEMPTS} times: on kvm-pvm an emulated guest under load acks so
-         * late that passt gives a connection up ("Connection reset by peer", "Transport endpoint is not
-         * connected" in iperf3's -R runs, under krun and QEMU alike); the first receiver line counts, the
-         * failed attempts are reported.
+         * direction is tried up to {@value #ATTEMPTS} times: on kvm-pvm under load, iperf3's -R connections to
+         * the emulated guest were reset ("Connection reset by peer", "Transport endpoint is not connected",
+         * under krun and QEMU alike; likely passt giving up on a guest that acks too late, not verified); the
+         * first receiver line counts, the failed attempts are reported.
          */
         static String script(int port, String amount) {
             String client = "iperf3 -c 10.0.2.2 -p " + port + " " + limit(amount) + " -f k";
