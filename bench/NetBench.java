@@ -383,7 +383,7 @@ public class NetBench {
                 }
             }
             System.out.println();
-            System.out.printf("%-34s %12s %12s %10s%n", "median over " + rounds + " round(s), MiB/s", "krun", "QEMU", "krun/QEMU");
+            System.out.printf("%-40s %12s %12s %10s%n", "median over " + rounds + " round(s), MiB/s", "krun", "QEMU", "krun/QEMU");
             row("guest -> host (iperf3)", krun, qemuResults, Result::up);
             row("host -> guest (iperf3 -R)", krun, qemuResults, Result::down);
             row("wall time of the boot and both runs, s", krun, qemuResults, Result::wall);
@@ -430,7 +430,7 @@ public class NetBench {
         static void row(String label, List<Result> krun, List<Result> qemu, java.util.function.ToDoubleFunction<Result> f) {
             double k = medianOf(krun, f);
             double q = medianOf(qemu, f);
-            System.out.printf("%-34s %12.3f %12.3f %10.2f%n", label, k, q, k / q);
+            System.out.printf("%-40s %12.3f %12.3f %10.2f%n", label, k, q, k / q);
         }
 
         /** The median of the figures measured (NaN when none was). */
