@@ -2,8 +2,9 @@
 # Makes sure this host has what krun needs to build and run: JDK 25, Maven, a C toolchain with musl,
 # the Linux source and kernel build tools, busybox-static (the default rootfs), and for the tests tmux,
 # qemu-utils (qemu-img: qcow2 images), e2fsprogs (ext4 images), passt (--net passt, and the virtio-net
-# guest test), socat (the third-party unix datagram peer of the virtio-net TAP guest test) and podman (with
-# conmon: the container engine of krun oci's test, KrunOciPodmanIT).
+# guest test), socat (the third-party unix datagram peer of the virtio-net TAP guest test), podman (with
+# conmon: the container engine of krun oci's test, KrunOciPodmanIT) and iperf3 (bench/net: the guest's
+# iperf3 is the host's binary, copied into its rootfs, against an iperf3 server on the host).
 # Installs missing Debian packages when run as root; otherwise prints the command to run.
 # Usage: scripts/host-setup.sh [--quiet]
 set -euo pipefail
@@ -38,6 +39,7 @@ declare -A need=(
     [debootstrap]=/usr/sbin/debootstrap
     [passt]=/usr/bin/passt
     [socat]=/usr/bin/socat
+    [iperf3]=/usr/bin/iperf3
     [podman]=/usr/bin/podman
     [e2fsprogs]=/sbin/mkfs.ext4
     [qemu-utils]=/usr/bin/qemu-img
