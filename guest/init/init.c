@@ -865,7 +865,6 @@ static void setup_rlimits(void)
     }
 }
 
-/* Finds the virtio-console port named `name` and returns its /dev path, waiting up to 5 s for it. */
 /*
  * Finds the /dev paths of the named console ports (/sys/class/virtio-ports/vportNpM/name), all in one pass
  * over the ports: every open of a sysfs file costs the guest kernel much where its code is emulated. Ports
