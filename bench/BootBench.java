@@ -32,43 +32,42 @@ public class BootBench {
     }
 
     static final Pattern TIMELINE = Pattern.compile("timeline: (.*)$");
-    static final String[][] PHASES = {
+    /** The init's steps after the root is switched (port 0xf5), and the run's end: both kinds of run share them. */
+    static final String[][] AFTER_ROOT = {
+        {"  init: /proc, /sys, /dev, mounts, provided files", "root", "files"},
+        {"  init: console ports", "files", "console"},
+        {"  init: network", "console", "network"},
+        {"  init: environment, fork, to exec", "network", "exec"},
+        {"  the command itself", "exec", "exited"},
+        {"  init: sync, unmount, status", "exited", "status"},
+        {"guest reboot", "status", "stop"},
+        {"VM teardown", "stop", "released"},
+        {"JVM exit", "released", "end"},
+        {"total wall time", "spawn", "end"},
+    };
+    static final String[][] PHASES = concat(new String[][] {
         {"krun script and JVM launch", "spawn", "jvm"},
         {"JVM and framework start (to VirtualMachine.start)", "jvm", "start"},
         {"VMM set-up to first KVM_RUN", "start", "first_run"},
         {"kernel entry to init", "first_run", "init"},
         {"init to command exit (/bin/true)", "init", "status"},
         {"  init: configuration read, root switched", "init", "root"},
-        {"  init: /proc, /sys, /dev, mounts, provided files", "root", "files"},
-        {"  init: console ports", "files", "console"},
-        {"  init: network", "console", "network"},
-        {"  init: environment, fork, to exec", "network", "exec"},
-        {"  the command itself", "exec", "exited"},
-        {"  init: sync, unmount, status", "exited", "status"},
-        {"guest reboot", "status", "stop"},
-        {"VM teardown", "stop", "released"},
-        {"JVM exit", "released", "end"},
-        {"total wall time", "spawn", "end"},
-    };
+    }, AFTER_ROOT);
     /** A run restored from a template (docs/templates.md): no kernel boot; the init gets its configuration. */
-    static final String[][] TEMPLATE_PHASES = {
+    static final String[][] TEMPLATE_PHASES = concat(new String[][] {
         {"krun script and JVM launch", "spawn", "jvm"},
         {"JVM and framework start (to VirtualMachine.start)", "jvm", "start"},
         {"template lookup and restore to first KVM_RUN", "start", "first_run"},
         {"first KVM_RUN to init's configuration read", "first_run", "config"},
         {"configuration to command exit (/bin/true)", "config", "status"},
         {"  init: root switched", "config", "root"},
-        {"  init: /proc, /sys, /dev, mounts, provided files", "root", "files"},
-        {"  init: console ports", "files", "console"},
-        {"  init: network", "console", "network"},
-        {"  init: environment, fork, to exec", "network", "exec"},
-        {"  the command itself", "exec", "exited"},
-        {"  init: sync, unmount, status", "exited", "status"},
-        {"guest reboot", "status", "stop"},
-        {"VM teardown", "stop", "released"},
-        {"JVM exit", "released", "end"},
-        {"total wall time", "spawn", "end"},
-    };
+    }, AFTER_ROOT);
+
+    static String[][] concat(String[][] a, String[][] b) {
+        String[][] all = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
+    }
 
     public static void main(String[] args) throws Exception {
         Path repo = Path.of(args[0]);

@@ -439,29 +439,50 @@ static void put(const char *step, const char *ip, int port, long bytes)
     fflush(stdout);
 }
 
+/* Bytes that arrive compared with the test pattern, made in step with them. */
+struct expected {
+    unsigned char want[CHUNK];
+    uint64_t state;
+    size_t made, used;
+    long total;
+    int bad;
+};
+
+static void expect_init(struct expected *e)
+{
+    e->state = 42;
+    e->made = e->used = 0;
+    e->total = 0;
+    e->bad = 0;
+}
+
+static void expect_next(struct expected *e, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (e->used == e->made) {
+            pattern(e->want, CHUNK, &e->state);
+            e->made = CHUNK;
+            e->used = 0;
+        }
+        e->bad |= p[i] != e->want[e->used++];
+    }
+    e->total += (long)n;
+}
+
 static void get(const char *step, const char *ip, int port, long bytes)
 {
     long start = now_ms();
     int s = tcp_connect(step, ip, port);
     if (s < 0)
         return;
-    static unsigned char buf[CHUNK], want[CHUNK];
-    uint64_t state = 42;
-    long total = 0;
+    static unsigned char buf[CHUNK];
+    static struct expected e;
+    expect_init(&e);
     ssize_t n;
-    int bad = 0;
-    size_t have = 0, used = 0; /* the pattern, made in step with what arrives */
-    while ((n = read(s, buf, sizeof buf)) > 0) {
-        total += n;
-        for (ssize_t i = 0; i < n; i++) {
-            if (used == have) {
-                pattern(want, CHUNK, &state);
-                have = CHUNK;
-                used = 0;
-            }
-            bad |= buf[i] != want[used++];
-        }
-    }
+    while ((n = read(s, buf, sizeof buf)) > 0)
+        expect_next(&e, buf, (size_t)n);
+    long total = e.total;
+    int bad = e.bad;
     close(s);
     if (n < 0) {
         fail(step, "read: %s", strerror(errno));
@@ -515,39 +536,22 @@ static void http(const char *step, const char *ip, int port, long bytes)
         close(s);
         return;
     }
-    static unsigned char want[CHUNK];
-    uint64_t state = 42, sum = 0xcbf29ce484222325ULL;
-    size_t made = 0, used = 0;
-    long total = 0;
-    int bad = 0;
-    unsigned char *body = (unsigned char *)end + 4;
+    static struct expected e;
+    expect_init(&e);
+    uint64_t sum = 0xcbf29ce484222325ULL;
+    unsigned char *body = (unsigned char *)end + 4; /* what came with the header */
     size_t inHead = have - (size_t)(end + 4 - head);
+    expect_next(&e, body, inHead);
+    sum = fnv(sum, body, inHead);
     static unsigned char buf[CHUNK];
-    for (;;) {
-        unsigned char *p = inHead ? body : buf;
-        size_t k = inHead;
-        if (!inHead) {
-            n = read(s, buf, sizeof buf);
-            if (n <= 0)
-                break;
-            k = (size_t)n;
-        }
-        inHead = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (used == made) {
-                pattern(want, CHUNK, &state);
-                made = CHUNK;
-                used = 0;
-            }
-            bad |= p[i] != want[used++];
-        }
-        sum = fnv(sum, p, k);
-        total += (long)k;
+    while ((n = read(s, buf, sizeof buf)) > 0) {
+        expect_next(&e, buf, (size_t)n);
+        sum = fnv(sum, buf, (size_t)n);
     }
     close(s);
-    if (total != bytes || bad) {
+    if (e.total != bytes || e.bad) {
         char detail[64];
-        snprintf(detail, sizeof detail, "%ld bytes, %s", total, bad ? "not the pattern" : "the pattern");
+        snprintf(detail, sizeof detail, "%ld bytes, %s", e.total, e.bad ? "not the pattern" : "the pattern");
         fail(step, "a body of %s", detail);
         return;
     }

@@ -87,16 +87,13 @@ final class FuseReply {
 
     /** struct fuse_open_out. */
     static byte[] openOut(long fh) {
-        return openOut(fh, false);
+        return openOut(new PassthroughFs.OpenFile(fh, false));
     }
 
     /** struct fuse_open_out of a file, with FOPEN_KEEP_CACHE when the guest may keep its cached pages. */
     static byte[] openOut(PassthroughFs.OpenFile f) {
-        return openOut(f.fh(), f.keepCache());
-    }
-
-    static byte[] openOut(long fh, boolean keepCache) {
-        return FuseRequest.le(new byte[16]).putLong(fh).putInt(keepCache ? Fuse.FOPEN_KEEP_CACHE : 0).putInt(0).array();
+        return FuseRequest.le(new byte[16]).putLong(f.fh()).putInt(f.keepCache() ? Fuse.FOPEN_KEEP_CACHE : 0).putInt(0)
+                .array();
     }
 
     /** CREATE's reply: struct fuse_entry_out then struct fuse_open_out. */

@@ -342,10 +342,6 @@ class PassthroughFs implements AutoCloseable {
     record OpenFile(long fh, boolean keepCache) {
     }
 
-    long open(long nodeid, int flags) {
-        return openFile(nodeid, flags).fh();
-    }
-
     /**
      * Opens a regular file. The guest may keep its cached pages when the file's {@link ContentStamp} is
      * settled and the same as at the guest's previous open of it; otherwise its kernel drops them and reads
