@@ -15,8 +15,8 @@
  * Exit status contract (as libkrun's): 125 setup failed, 126 command not executable,
  * 127 command not found, 128+n command killed by signal n, else the command's own status.
  * The status is written as one byte to I/O port KRUN_EXIT_PORT through /dev/port. With "signals" in its
- * configuration, init reads I/O port KRUN_SIGNAL_PORT every SIGNAL_POLL_MS while the command runs: a non-zero
- * byte is a signal the host asks to deliver to the command (an OCI runtime's kill).
+ * configuration, each byte the host writes to console port krun-signals is a signal to deliver to the command
+ * (an OCI runtime's kill): init waits for them with the command, woken by the port's interrupt.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -51,9 +51,6 @@
 /* The VMM's read-only MMIO window holding the same configuration (X86Layout.CONFIG_WINDOW_BASE). */
 #define KRUN_CONFIG_WINDOW 0xd8000000UL
 #define KRUN_CONFIG_WINDOW_SIZE (16UL << 20)
-#define KRUN_SIGNAL_PORT 0xf8
-/* How often init asks the VMM for a signal to deliver to the command (KRUN_SIGNAL_PORT), in ms. */
-#define SIGNAL_POLL_MS 100
 #define CONFIG_PATH "/krun/config.json"
 #define TEMPLATE_MARKER_PATH "/krun/template"
 /* linux/random.h: RNDADDENTROPY is _IOW('R', 0x03, int[2]), RNDRESEEDCRNG _IO('R', 0x07) */
@@ -74,7 +71,7 @@ struct config {
     char *console; /* "terminal" or "pipes" */
     int columns, rows;
     int exit_port;
-    int signals; /* poll KRUN_SIGNAL_PORT for signals to pass to the command */
+    int signals; /* signals for the command arrive on console port krun-signals */
     /* The root to switch to; none means the initramfs is the root. */
     char *root_source, *root_fstype, *root_options;
     /* 1: the root is mounted read-only under a writable tmpfs layer (overlayfs): the guest's writes stay in
@@ -927,6 +924,17 @@ static int terminal_mode(void)
 
 /* The command's three standard streams, as fds to dup2 in the child. */
 static int stdio_fds[3] = {-1, -1, -1};
+/* Console port krun-signals ("signals"), read by init only. */
+static int signal_fd = -1;
+
+static void open_signal_port(const char *path)
+{
+    if (path[0])
+        signal_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (signal_fd < 0)
+        say("console port krun-signals: %s; the host's signals will not reach the command",
+            path[0] ? strerror(errno) : "not found");
+}
 
 /* The console appears once the virtio-console driver has set its port up: wait up to 5 s. */
 static int open_hvc0(void)
@@ -953,14 +961,22 @@ static void setup_console(void)
             ioctl(hvc, TIOCSWINSZ, &ws);
         }
         stdio_fds[0] = stdio_fds[1] = stdio_fds[2] = hvc;
+        if (cfg.signals) {
+            static const char *const names[] = {"krun-signals"};
+            char paths[1][64];
+            find_ports(names, paths, 1);
+            open_signal_port(paths[0]);
+        }
     } else {
-        static const char *const names[] = {"krun-stderr", "krun-stdin", "krun-stdout"};
-        char paths[3][64];
-        find_ports(names, paths, 3);
+        static const char *const names[] = {"krun-stderr", "krun-stdin", "krun-stdout", "krun-signals"};
+        char paths[4][64];
+        find_ports(names, paths, cfg.signals ? 4 : 3);
         stdio_fds[2] = open_port(names[0], paths[0], O_WRONLY);
         console_fd = stdio_fds[2]; /* init's own messages go where the command's errors go */
         stdio_fds[0] = open_port(names[1], paths[1], O_RDONLY);
         stdio_fds[1] = open_port(names[2], paths[2], O_WRONLY);
+        if (cfg.signals)
+            open_signal_port(paths[3]);
     }
 }
 
@@ -1063,11 +1079,9 @@ static int wait_for_command(pid_t child, int out_fd, int err_fd)
     struct sigaction sa = {.sa_handler = on_sigchld}; /* no SA_RESTART: ppoll returns */
     sigaction(SIGCHLD, &sa, NULL);
 
-    struct pollfd watch[2] = {{.fd = out_fd, .events = 0}, {.fd = err_fd, .events = 0}};
-    /* Signals the host asks for (an OCI runtime's kill) wait on KRUN_SIGNAL_PORT: asked for every
-     * SIGNAL_POLL_MS, only when the configuration says so (each ask is a system call and an exit); 0 means none. */
-    int port = cfg.signals ? open("/dev/port", O_RDONLY | O_CLOEXEC) : -1;
-    struct timespec tick = {0, SIGNAL_POLL_MS * 1000L * 1000L};
+    /* Signals the host asks for (an OCI runtime's kill) arrive on the krun-signals port, watched with the
+     * command's output ports: nothing is polled while the command runs. */
+    struct pollfd watch[3] = {{.fd = out_fd, .events = 0}, {.fd = err_fd, .events = 0}, {.fd = signal_fd, .events = POLLIN}};
     for (;;) {
         int status;
         pid_t pid;
@@ -1077,17 +1091,23 @@ static int wait_for_command(pid_t child, int out_fd, int err_fd)
         }
         if (pid < 0 && errno == ECHILD)
             return 125; /* cannot happen while the command runs */
-        if (port >= 0) {
-            int sig;
-            while ((sig = port_read(port, KRUN_SIGNAL_PORT)) > 0 && sig < NSIG)
-                kill(child, sig);
-        }
-        if (ppoll(watch, 2, port >= 0 ? &tick : NULL, &waiting) > 0) {
+        if (ppoll(watch, 3, NULL, &waiting) > 0) {
             for (int i = 0; i < 2; i++) {
                 if (watch[i].fd >= 0 && (watch[i].revents & (POLLHUP | POLLERR))) {
                     kill(-child, SIGPIPE);
                     watch[i].fd = -1; /* told once */
                 }
+            }
+            if (watch[2].fd >= 0 && (watch[2].revents & POLLIN)) {
+                unsigned char sigs[64];
+                ssize_t n = read(watch[2].fd, sigs, sizeof sigs);
+                for (ssize_t i = 0; i < n; i++)
+                    if (sigs[i] > 0 && sigs[i] < NSIG)
+                        kill(child, sigs[i]);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                    watch[2].fd = -1; /* closed by the host: no more signals */
+            } else if (watch[2].fd >= 0 && (watch[2].revents & (POLLHUP | POLLERR))) {
+                watch[2].fd = -1; /* the host closed it: no more signals */
             }
         }
     }

@@ -37,8 +37,14 @@ public final class ConsoleSpec implements DeviceSpec {
     private final boolean input;
     private final int columns;
     private final int rows;
+    private final boolean signals;
 
     private ConsoleSpec(Mode mode, OutputStream stdout, OutputStream stderr, boolean input, int columns, int rows) {
+        this(mode, stdout, stderr, input, columns, rows, false);
+    }
+
+    private ConsoleSpec(Mode mode, OutputStream stdout, OutputStream stderr, boolean input, int columns, int rows,
+            boolean signals) {
         this.mode = Objects.requireNonNull(mode, "mode");
         this.stdout = stdout == null ? OutputStream.nullOutputStream() : stdout;
         this.stderr = stderr == null ? OutputStream.nullOutputStream() : stderr;
@@ -48,6 +54,7 @@ public final class ConsoleSpec implements DeviceSpec {
         }
         this.columns = columns;
         this.rows = rows;
+        this.signals = signals;
     }
 
     /** Pipes mode, output discarded, no input. */
@@ -98,19 +105,39 @@ public final class ConsoleSpec implements DeviceSpec {
         return rows;
     }
 
+    /**
+     * Whether the console carries a port for signals to the command ({@link VirtualMachine#signal}), so the
+     * guest waits for them on an interrupt instead of asking the VMM for them. The core sets it for VMs
+     * configured with {@link VmConfig.Builder#signals(boolean)}; embedders need not.
+     *
+     * @since 1.5
+     */
+    public boolean signals() {
+        return signals;
+    }
+
     /** This console with its output going to {@code stdout} and {@code stderr}. */
     public ConsoleSpec withStreams(OutputStream stdout, OutputStream stderr) {
-        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows);
+        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows, signals);
     }
 
     /** This console with or without input from the embedder. */
     public ConsoleSpec withInput(boolean input) {
-        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows);
+        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows, signals);
     }
 
     /** This console with an initial terminal size. */
     public ConsoleSpec withSize(int columns, int rows) {
-        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows);
+        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows, signals);
+    }
+
+    /**
+     * This console with or without a port for signals (see {@link #signals()}).
+     *
+     * @since 1.5
+     */
+    public ConsoleSpec withSignals(boolean signals) {
+        return new ConsoleSpec(mode, stdout, stderr, input, columns, rows, signals);
     }
 
     @Override
@@ -120,6 +147,7 @@ public final class ConsoleSpec implements DeviceSpec {
 
     @Override
     public String toString() {
-        return "ConsoleSpec[" + mode + (input ? ", input" : "") + (columns > 0 ? ", " + columns + "x" + rows : "") + "]";
+        return "ConsoleSpec[" + mode + (input ? ", input" : "") + (columns > 0 ? ", " + columns + "x" + rows : "")
+                + (signals ? ", signals" : "") + "]";
     }
 }

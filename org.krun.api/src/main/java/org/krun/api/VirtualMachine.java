@@ -112,7 +112,7 @@ public interface VirtualMachine extends AutoCloseable {
 
     /**
      * Delivers {@code signal} (a Linux signal number, 1 to 64) to the guest command's process, as
-     * {@code kill(2)} would there: krun's guest init passes it on within a tenth of a second. What the
+     * {@code kill(2)} would there: krun's guest init passes it on as soon as it arrives. What the
      * command does with it is its own affair; if it ends, the VM stops with its status. Only for a VM
      * configured with {@link VmConfig.Builder#signals(boolean)}.
      *

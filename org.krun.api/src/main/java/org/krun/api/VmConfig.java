@@ -261,10 +261,11 @@ public final class VmConfig {
     }
 
     /**
-     * Whether {@link VirtualMachine#signal} can reach the command: krun's init then asks the VMM for
-     * signals every tenth of a second while the command runs, which costs a guest exit each time (a
-     * system call and an exit, about a millisecond of host CPU a time where guest kernel code is emulated).
-     * Off by default: most VMs have no one to send them signals.
+     * Whether {@link VirtualMachine#signal} can reach the command: the console then carries one more port,
+     * {@code krun-signals}, on which krun's init waits for them with the command (on the port's interrupt:
+     * nothing is polled while the VM idles; since 1.5, before which the init polled the VMM ten times a
+     * second). Off by default: the port is a little more work at boot, and most VMs have no one to send
+     * them signals.
      *
      * @since 1.4
      */

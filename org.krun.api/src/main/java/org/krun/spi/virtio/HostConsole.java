@@ -19,4 +19,24 @@ public interface HostConsole {
 
     /** Called once the VM has stopped: no more output will come; flush what is buffered. */
     void flush();
+
+    /**
+     * Whether this console carries a port for signals to the command (asked for by
+     * {@code ConsoleSpec.signals()}): krun's init then waits on that port instead of polling the VMM.
+     *
+     * @since 1.5
+     */
+    default boolean carriesSignals() {
+        return false;
+    }
+
+    /**
+     * Hands {@code signal} (1 to 64) to the guest on the signal port.
+     *
+     * @return false when this console has no signal port or too many signals are already waiting
+     * @since 1.5
+     */
+    default boolean signal(int signal) {
+        return false;
+    }
 }

@@ -21,7 +21,7 @@
  * <p>1.3: {@link org.krun.spi.virtio.WorkerPool}, worker threads that exist only while a device has work.
  */
 @Export
-@Version("1.4.0")
+@Version("1.5.0")
 package org.krun.spi.virtio;
 
 import org.osgi.annotation.bundle.Export;

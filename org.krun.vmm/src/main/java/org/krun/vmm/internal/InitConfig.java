@@ -53,7 +53,7 @@ final class InitConfig {
             string(sb, spec.toString());
         });
         if (c.signals()) {
-            sb.append(",\"signals\":1");
+            sb.append(",\"signals\":1"); // on the console's krun-signals port (KrunService asks for it)
         }
         sb.append(",\"rlimits\":");
         array(sb, rlimits);

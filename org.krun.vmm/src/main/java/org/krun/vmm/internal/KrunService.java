@@ -148,6 +148,10 @@ public final class KrunService implements Krun {
             }
         });
         config = withRootFilesystem(config);
+        if (config.signals() && !config.console().signals()) {
+            // Signals for the command travel on a console port the init waits on (no polling in the guest).
+            config = config.toBuilder().console(config.console().withSignals(true)).build();
+        }
         ConsoleTail tail = new ConsoleTail(VirtualMachine.CONSOLE_TAIL_BYTES);
         BootConsoleGate bootGate = new BootConsoleGate(config.kernelLog());
         ConsoleSpec console = tail.tee(bootGate.wrap(config.console()));

@@ -1038,14 +1038,15 @@ final class Machine implements VirtualMachine {
         if (!config.signals()) {
             throw new IllegalStateException("vm " + id + " was configured without signals (VmConfig.Builder.signals)");
         }
-        InitPorts ports;
         synchronized (lock) {
             if (phase != Phase.RUNNING && phase != Phase.STARTING) {
                 throw new IllegalStateException("vm " + id + " is not running");
             }
-            ports = initPorts;
         }
-        if (ports == null || !ports.queueSignal(signal)) {
+        if (console == null || !console.carriesSignals()) {
+            throw new IllegalStateException("vm " + id + ": its console device has no port for signals");
+        }
+        if (!console.signal(signal)) {
             throw new KrunException("vm " + id + ": too many signals are waiting for the guest");
         }
     }

@@ -55,9 +55,9 @@ class InitConfigTest {
     }
 
     @Test
-    void theInitPollsForSignalsOnlyWhenTheConfigurationAsks() {
+    void theInitWaitsForSignalsOnlyWhenTheConfigurationAsks() {
         VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true");
-        assertEquals(false, json(b.build()).contains("signals"), "no polling by default");
+        assertEquals(false, json(b.build()).contains("signals"), "no signal port by default");
         assertEquals(true, json(b.signals(true).build()).contains(",\"signals\":1,"));
     }
 

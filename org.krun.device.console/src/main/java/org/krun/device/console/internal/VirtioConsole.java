@@ -29,7 +29,9 @@ import org.krun.spi.virtio.VirtioIds;
  * byte for byte, and closing the host's input closes the stdin port (the guest reads end-of-file). When the
  * host's end of an output port fails (its reader went away: EPIPE), the device closes that port towards the
  * guest (PORT_OPEN 0): the guest's writers block, and krun's init ends the command as a local pipe would, with
- * SIGPIPE; what the guest had queued is discarded.
+ * SIGPIPE; what the guest had queued is discarded. With {@link ConsoleSpec#signals()}, a last port
+ * {@code krun-signals} carries signals for the command, one byte each, which krun's init waits for on its
+ * interrupt (instead of polling the VMM).
  *
  * <p>All protocol work runs on the VM's event loop; host input arrives through an {@link InputPipe}.
  */
@@ -54,6 +56,9 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
     static final String STDIN = "krun-stdin";
     static final String STDOUT = "krun-stdout";
     static final String STDERR = "krun-stderr";
+    static final String SIGNALS = "krun-signals";
+    /** The most signals waiting for the guest to take them. */
+    static final int MAX_PENDING_SIGNALS = 64;
 
     /** The multiport protocol state of one activation (event loop only). */
     static final class Ports {
@@ -76,6 +81,10 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
     private final List<ConsolePort> ports;
     private final ConsolePort inputPort;
     private final InputPipe input;
+    /** The port for signals, or null. */
+    private final ConsolePort signalPort;
+    /** Signals not yet in the guest's buffers (any thread; guarded by itself). */
+    private final Deque<Byte> signals = new ArrayDeque<>();
 
     VirtioConsole(ConsoleSpec spec) {
         super("virtio-console", VirtioIds.CONSOLE, F_SIZE | F_MULTIPORT, 2 * portCount(spec) + 2, QUEUE_SIZE,
@@ -89,7 +98,11 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
             p.add(new ConsolePort(2, STDOUT, false, spec.stdout(), false));
             p.add(new ConsolePort(3, STDERR, false, spec.stderr(), false));
         }
+        if (spec.signals()) {
+            p.add(new ConsolePort(p.size(), SIGNALS, false, null, false));
+        }
         this.ports = List.copyOf(p);
+        this.signalPort = spec.signals() ? ports.getLast() : null;
         this.inputPort = ports.stream().filter(ConsolePort::input).findFirst().orElse(null);
         // emerg_wr needs VIRTIO_CONSOLE_F_EMERG_WRITE, which is not offered; the whole space is read-only.
         config().putShort(CONFIG_COLS, spec.columns()).putShort(CONFIG_ROWS, spec.rows())
@@ -101,7 +114,7 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
     }
 
     private static int portCount(ConsoleSpec spec) {
-        return spec.mode() == ConsoleSpec.Mode.TERMINAL ? 1 : 4;
+        return (spec.mode() == ConsoleSpec.Mode.TERMINAL ? 1 : 4) + (spec.signals() ? 1 : 0);
     }
 
     List<ConsolePort> ports() {
@@ -132,6 +145,8 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
             ConsolePort port = ports.get(portId);
             if (index == port.transmitQueue()) {
                 drainOutput(a, port);
+            } else if (port == signalPort) {
+                pumpSignals(a);
             } else {
                 pumpInput(a);
             }
@@ -182,6 +197,50 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
         if (input.atEof() && !inputPort.console() && !p.hostClosedInput) {
             p.hostClosedInput = true;
             sendControl(a, new ControlMessage(inputPort.id(), ControlMessage.PORT_OPEN, 0));
+        }
+    }
+
+    /** Moves waiting signals into the signal port's receive buffers, once the guest has the port open. */
+    private void pumpSignals(Active<Ports> a) {
+        Ports p = a.state();
+        if (signalPort == null || !p.ready[signalPort.id()] || !p.guestOpen[signalPort.id()]) {
+            return;
+        }
+        int q = signalPort.receiveQueue();
+        if (!a.queue(q).ready()) {
+            return;
+        }
+        for (;;) {
+            byte[] bytes;
+            synchronized (signals) {
+                if (signals.isEmpty()) {
+                    return;
+                }
+                bytes = new byte[signals.size()];
+                int i = 0;
+                for (Byte b : signals) {
+                    bytes[i++] = b;
+                }
+            }
+            DescriptorChain chain = a.pop(q);
+            if (chain == null) {
+                return;
+            }
+            int written = 0;
+            try {
+                ChainWriter w = chain.writer(a.memory());
+                written = (int) Math.min(w.remaining(), bytes.length);
+                w.write(java.util.Arrays.copyOf(bytes, written));
+            } catch (GuestMemoryException e) {
+                guestError("signal buffer outside guest RAM: " + e.getMessage());
+                written = 0;
+            }
+            a.addUsed(q, chain.head(), written);
+            synchronized (signals) {
+                for (int i = 0; i < written; i++) {
+                    signals.poll(); // only once the guest has them: a bad buffer loses nothing
+                }
+            }
         }
     }
 
@@ -330,6 +389,8 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
                 p.guestOpen[m.id()] = m.value() == 1;
                 if (p.guestOpen[m.id()] && ports.get(m.id()) == inputPort) {
                     pumpInput(a);
+                } else if (p.guestOpen[m.id()] && ports.get(m.id()) == signalPort) {
+                    pumpSignals(a);
                 }
             }
             default -> guestError("unexpected control event " + m.event() + " for port " + m.id());
@@ -412,6 +473,32 @@ final class VirtioConsole extends AbstractVirtioDevice<VirtioConsole.Ports> impl
                 }
             });
         }
+    }
+
+    @Override
+    public boolean carriesSignals() {
+        return signalPort != null;
+    }
+
+    @Override
+    public boolean signal(int signal) {
+        if (signal < 1 || signal > 64) {
+            throw new IllegalArgumentException("no signal " + signal);
+        }
+        if (signalPort == null) {
+            return false;
+        }
+        synchronized (signals) {
+            if (signals.size() >= MAX_PENDING_SIGNALS) {
+                return false;
+            }
+            signals.add((byte) signal);
+        }
+        Active<Ports> a = active();
+        if (a != null) {
+            onLoop(a, this::pumpSignals);
+        }
+        return true;
     }
 
     @Override

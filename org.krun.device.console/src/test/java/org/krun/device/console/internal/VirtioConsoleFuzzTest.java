@@ -114,6 +114,11 @@ class VirtioConsoleFuzzTest {
         private boolean garbage;
         /** Garbage was posted where host input goes: some of it went there. */
         private boolean inputUnknown;
+        /** Signals the host handed the console, and what the guest found on the signal port. */
+        private final ByteArrayOutputStream hostSignals = new ByteArrayOutputStream();
+        private final ByteArrayOutputStream guestSignals = new ByteArrayOutputStream();
+        /** Garbage was posted where signals go. */
+        private boolean signalsUnknown;
         private boolean inputClosed;
 
         Scenario(FuzzInput in) throws IOException {
@@ -122,7 +127,7 @@ class VirtioConsoleFuzzTest {
             pipes = in.bool();
             ConsoleSpec spec = pipes ? ConsoleSpec.pipes(out, err, in.u8() >= 32)
                     : ConsoleSpec.terminal(out, in.pick(0, 80, 300, 0xffff), in.pick(0, 24, 100, 0xffff));
-            console = new VirtioConsole(spec);
+            console = new VirtioConsole(spec.withSignals(in.u8() < 96));
             input = (InputPipe) console.input();
             features = (in.u8() >= 32 ? VirtioConsole.F_MULTIPORT : 0) | (in.bool() ? VirtioConsole.F_SIZE : 0)
                     | VirtioFeatures.VERSION_1;
@@ -182,6 +187,11 @@ class VirtioConsoleFuzzTest {
                     if (in.u8() < 32) {
                         input.close();
                         inputClosed = true;
+                    } else if (console.carriesSignals()) {
+                        int signal = 1 + in.below(64);
+                        if (console.signal(signal)) {
+                            hostSignals.write(signal);
+                        }
                     }
                 }
                 case 9 -> console.resize(in.u16(), in.u16());
@@ -282,6 +292,7 @@ class VirtioConsoleFuzzTest {
             }
             garbage = true;
             inputUnknown |= queue == receiveQueueOf(pipes ? 1 : 0);
+            signalsUnknown |= console.carriesSignals() && queue == receiveQueueOf(console.ports().size() - 1);
             int[] d = q.reserveDescriptors(n);
             long ram = MEMORY.memory().size();
             for (int i = 0; i < n; i++) {
@@ -326,6 +337,8 @@ class VirtioConsoleFuzzTest {
                         checkControlMessage(u.written());
                     } else if (qi == receiveQueueOf(inputPort) && console.ports().get(inputPort).input()) {
                         guestReceived.writeBytes(u.written());
+                    } else if (console.carriesSignals() && qi == receiveQueueOf(console.ports().size() - 1)) {
+                        guestSignals.writeBytes(u.written());
                     } else if (!transmit(qi) && u.len() != 0 && !garbage) {
                         throw new AssertionError("receive queue " + qi + ", of a port without input, returned " + u.len()
                                 + " bytes");
@@ -361,6 +374,14 @@ class VirtioConsoleFuzzTest {
         private void check() {
             if (console.pendingControlMessages() > VirtioConsole.MAX_PENDING_CONTROL) {
                 throw new AssertionError(console.pendingControlMessages() + " control messages pending");
+            }
+            if (!signalsUnknown) {
+                byte[] sent = hostSignals.toByteArray();
+                byte[] got = guestSignals.toByteArray();
+                if (got.length > sent.length || !Arrays.equals(got, Arrays.copyOf(sent, got.length))) {
+                    throw new AssertionError("the guest's signal port got " + Arrays.toString(got) + ", the host sent "
+                            + Arrays.toString(sent));
+                }
             }
             if (inputUnknown) {
                 return;

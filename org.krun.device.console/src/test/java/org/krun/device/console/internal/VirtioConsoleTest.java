@@ -301,6 +301,62 @@ class VirtioConsoleTest {
         assertEquals(List.of("PORT_OPEN(3,0)"), h.receivedControl(), "stderr, on the same failed stream, is");
     }
 
+    // ---- signals for the command (ConsoleSpec.signals)
+
+    @Test
+    void withSignalsATerminalConsoleAddsANamedSignalPort() {
+        h = new ConsoleHarness(ConsoleSpec.terminal(stdout, 80, 24).withSignals(true));
+        assertEquals(6, h.console.queueCount());
+        assertTrue(h.console.carriesSignals());
+        List<String> said = h.handshake();
+        assertTrue(said.containsAll(List.of("DEVICE_ADD(1,0)", "PORT_OPEN(1,1)", "PORT_NAME(1,krun-signals)")), said.toString());
+    }
+
+    @Test
+    void withoutSignalsThereIsNoSignalPortAndSignalsAreRefused() {
+        pipes(true);
+        assertFalse(h.console.carriesSignals());
+        assertFalse(h.console.signal(15));
+        assertFalse(h.handshake().stream().anyMatch(m -> m.contains("krun-signals")));
+    }
+
+    @Test
+    void signalsWaitUntilTheGuestHasTheSignalPortOpenThenArriveOneByteEach() {
+        h = new ConsoleHarness(ConsoleSpec.pipes(stdout, stderr, true).withSignals(true));
+        int signalsRx = 10; // port 4
+        assertEquals(12, h.console.queueCount());
+        h.postControlBuffers(32, ConsoleHarness.CONTROL_BUFFER);
+        h.sendControl(-1, ControlMessage.DEVICE_READY, 1);
+        h.sendControl(4, ControlMessage.PORT_READY, 1);
+        assertTrue(h.receivedControl().contains("PORT_NAME(4,krun-signals)"));
+        h.queue(signalsRx).addWritable(64);
+        assertTrue(h.console.signal(15));
+        assertTrue(h.console.signal(10));
+        h.notify(signalsRx);
+        assertEquals(0, h.queue(signalsRx).usedIndex(), "Linux drops data for a port nobody has open");
+
+        h.sendControl(4, ControlMessage.PORT_OPEN, 1);
+        assertArrayEquals(new byte[] {15, 10}, h.received(signalsRx));
+        assertTrue(h.console.signal(9));
+        assertEquals(0, h.received(signalsRx).length, "no buffer: the signal waits");
+        h.postReceiveBuffer(signalsRx, 1);
+        assertArrayEquals(new byte[] {9}, h.received(signalsRx));
+    }
+
+    @Test
+    void signalsWaitingForTheGuestAreBounded() {
+        h = new ConsoleHarness(ConsoleSpec.terminal(stdout, 80, 24).withSignals(true));
+        for (int i = 0; i < VirtioConsole.MAX_PENDING_SIGNALS; i++) {
+            assertTrue(h.console.signal(1 + i % 64));
+        }
+        assertFalse(h.console.signal(15), "a guest that never reads does not grow the queue");
+        h.handshake();
+        int signalsRx = h.console.ports().get(1).receiveQueue(); // 4: port 1
+        h.postReceiveBuffer(signalsRx, 1024);
+        assertEquals(VirtioConsole.MAX_PENDING_SIGNALS, h.received(signalsRx).length);
+        assertTrue(h.console.signal(15), "taken by the guest: room again");
+    }
+
     // ---- host to guest
 
     @Test

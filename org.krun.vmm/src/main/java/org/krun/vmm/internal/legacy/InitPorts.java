@@ -15,9 +15,7 @@ import org.krun.vmm.internal.bus.BusDevice;
  * <li>0xf6, the template point (docs/templates.md): written once by an init started without a configuration
  * file; reads answer 0 until the run's configuration is ready on 0xf7, then 1;</li>
  * <li>0xf7, the run's configuration: each read answers its next byte (a 4-byte little-endian length, then
- * that many bytes of JSON), then all ones past the end;</li>
- * <li>0xf8, signals for the command: each read answers the next signal number the host asked to deliver
- * ({@link #queueSignal}), or 0; the init polls it while the command runs and passes each to it.</li>
+ * that many bytes of JSON), then all ones past the end.</li>
  * </ul>
  * Other reads answer all ones.
  *
@@ -29,7 +27,7 @@ import org.krun.vmm.internal.bus.BusDevice;
  */
 public final class InitPorts implements BusDevice {
     public static final int BASE = 0xf4;
-    public static final int LENGTH = 5;
+    public static final int LENGTH = 4;
     /** Port of the exit status. */
     public static final int EXIT_STATUS_PORT = BASE;
     /** Port of the "init runs" marker. */
@@ -38,13 +36,9 @@ public final class InitPorts implements BusDevice {
     public static final int TEMPLATE_PORT = BASE + 2;
     /** Port the run's configuration is read from. */
     public static final int CONFIG_PORT = BASE + 3;
-    /** Port the init reads signals for the command from. */
-    public static final int SIGNAL_PORT = BASE + 4;
     /** The init's later steps on {@link #INIT_MARKER_PORT}; any other value says the init runs. */
     public static final int FIRST_STEP = 2;
     public static final int LAST_STEP = 7;
-    /** The most signals waiting for the init; more are dropped (a signal is not queued twice anyway). */
-    static final int MAX_PENDING_SIGNALS = 32;
 
     private final IntConsumer exitStatus;
     private final Runnable initStarted;
@@ -56,8 +50,6 @@ public final class InitPorts implements BusDevice {
     private int runConfigPosition;
     /** Whether {@code runConfigRead} ran for this configuration (once, whichever way the init read it). */
     private boolean runConfigReported;
-    /** Signals for the command, oldest first; guarded by this. */
-    private final java.util.ArrayDeque<Integer> signals = new java.util.ArrayDeque<>();
 
     public InitPorts(IntConsumer exitStatus, Runnable initStarted) {
         this(exitStatus, initStarted, () -> { }, () -> { });
@@ -130,22 +122,6 @@ public final class InitPorts implements BusDevice {
         runConfigReported = false;
     }
 
-    /**
-     * Asks the init to deliver {@code signal} (1 to 64) to the command, at its next poll of {@link #SIGNAL_PORT}.
-     *
-     * @return false when too many signals are already waiting
-     */
-    public synchronized boolean queueSignal(int signal) {
-        if (signal < 1 || signal > 64) {
-            throw new IllegalArgumentException("no signal " + signal);
-        }
-        if (signals.size() >= MAX_PENDING_SIGNALS) {
-            return false;
-        }
-        signals.add(signal);
-        return true;
-    }
-
     @Override
     public synchronized long read(long offset, int size) {
         long ones = size >= 8 ? -1L : (1L << (8 * size)) - 1;
@@ -154,10 +130,6 @@ public final class InitPorts implements BusDevice {
         }
         if (offset == TEMPLATE_PORT - BASE) {
             return runConfig == null ? 0 : 1;
-        }
-        if (offset == SIGNAL_PORT - BASE) {
-            Integer s = signals.poll();
-            return s == null ? 0 : s;
         }
         if (offset == CONFIG_PORT - BASE && runConfig != null && runConfigPosition < runConfig.length) {
             int b = runConfig[runConfigPosition++] & 0xff;

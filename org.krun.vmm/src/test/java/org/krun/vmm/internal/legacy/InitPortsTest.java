@@ -54,26 +54,6 @@ class InitPortsTest {
     }
 
     @Test
-    void theSignalPortAnswersQueuedSignalsOldestFirstThenZero() {
-        InitPorts ports = new InitPorts(s -> { }, () -> { });
-        assertEquals(0xf8, InitPorts.SIGNAL_PORT);
-        assertEquals(InitPorts.SIGNAL_PORT - InitPorts.BASE + 1, InitPorts.LENGTH);
-        int off = InitPorts.SIGNAL_PORT - InitPorts.BASE;
-        assertEquals(0, ports.read(off, 1), "no signal waiting");
-        assertEquals(true, ports.queueSignal(15));
-        assertEquals(true, ports.queueSignal(10));
-        assertEquals(15, ports.read(off, 1));
-        assertEquals(10, ports.read(off, 1));
-        assertEquals(0, ports.read(off, 1));
-        for (int i = 0; i < InitPorts.MAX_PENDING_SIGNALS; i++) {
-            assertEquals(true, ports.queueSignal(1));
-        }
-        assertEquals(false, ports.queueSignal(1), "bounded");
-        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> ports.queueSignal(0));
-        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> ports.queueSignal(65));
-    }
-
-    @Test
     void liveAtPorts0xf4And0xf5LikeQemusIsaDebugExit() {
         assertEquals(0xf4, InitPorts.EXIT_STATUS_PORT);
         assertEquals(0xf5, InitPorts.INIT_MARKER_PORT);
