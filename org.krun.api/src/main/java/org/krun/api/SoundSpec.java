@@ -58,8 +58,9 @@ public record SoundSpec(String backend, Optional<Path> playbackFile, Optional<Pa
     }
 
     /**
-     * Parses {@code krun run --sound}: {@code null}, {@code wav:FILE}, each optionally followed by
-     * {@code ,capture=FILE}. A value that means nothing is a one-line {@link VmConfigException}.
+     * Parses {@code krun run --sound} and Config Admin's {@code sound}: {@code null}, {@code wav:FILE}, each
+     * optionally followed by {@code ,capture=FILE}. A value that means nothing is a one-line
+     * {@link VmConfigException} (without the option's name: the caller adds it).
      */
     public static SoundSpec parse(String value) {
         Objects.requireNonNull(value, "value");
@@ -70,11 +71,11 @@ public record SoundSpec(String backend, Optional<Path> playbackFile, Optional<Pa
             String p = parts[i];
             if (p.startsWith("capture=") && p.length() > "capture=".length()) {
                 if (capture != null) {
-                    throw new VmConfigException("--sound " + value + ": capture= given twice");
+                    throw new VmConfigException("capture= given twice");
                 }
                 capture = Path.of(p.substring("capture=".length()));
             } else {
-                throw new VmConfigException("--sound " + value + ": unknown option '" + p + "' (expected capture=FILE)");
+                throw new VmConfigException("unknown option '" + p + "' (expected capture=FILE)");
             }
         }
         if (head.equals(NULL)) {
@@ -84,9 +85,9 @@ public record SoundSpec(String backend, Optional<Path> playbackFile, Optional<Pa
             return wav(Path.of(head.substring(WAV.length() + 1)), capture);
         }
         if (head.equals(WAV) || head.equals(WAV + ":")) {
-            throw new VmConfigException("--sound " + value + ": the wav backend needs a file: wav:FILE");
+            throw new VmConfigException("the wav backend needs a file: wav:FILE");
         }
-        throw new VmConfigException("--sound " + value + ": unknown backend '" + head + "' (expected null or wav:FILE)");
+        throw new VmConfigException("unknown backend '" + head + "' (expected null or wav:FILE)");
     }
 
     @Override
