@@ -54,6 +54,10 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
 
     private final SoundBackend backend;
     private final PcmClock clock;
+    /** Per stream over the device's life (loop writes, others read): bytes consumed, first and last period's time. */
+    private final long[] consumedBytes = new long[STREAMS];
+    private final long[] firstPeriodNanos = new long[STREAMS];
+    private final long[] lastPeriodNanos = new long[STREAMS];
 
     VirtioSnd(SoundBackend backend, PcmClock clock) {
         super("virtio-snd", VirtioIds.SOUND, 0, Snd.QUEUE_COUNT, QUEUE_SIZE, Snd.CONFIG_SIZE);
@@ -94,8 +98,6 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
         /** When what the stream consumed so far has been played (nanoTime). */
         long playhead;
         Runnable cancelTimer;
-        /** Bytes consumed since the activation began, for tests and logs. */
-        long bytesConsumed;
 
         PcmStream(int id, int direction) {
             this.id = id;
@@ -419,7 +421,7 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
                     ChainReader r = chain.reader(a.memory());
                     r.skip(Snd.PCM_XFER_SIZE);
                     backend.play(stream.id, stream.params, r.readBytes(t.bytes));
-                    stream.bytesConsumed += t.bytes;
+                    consumed(stream, t.bytes);
                 }
                 answer(a, stream.queue, chain, Snd.S_OK, 0);
             } else {
@@ -430,7 +432,7 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
                     backend.capture(stream.id, stream.params, samples);
                     w.write(samples);
                     data = t.bytes;
-                    stream.bytesConsumed += t.bytes;
+                    consumed(stream, t.bytes);
                 } else {
                     w.skip(t.bytes);
                 }
@@ -441,6 +443,27 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
         } catch (GuestMemoryException | ShortChainException e) {
             guestError("transfer buffer of stream " + stream.id + " outside guest RAM: " + e.getMessage());
             a.addUsed(stream.queue, chain.head(), 0);
+        }
+    }
+
+    private void consumed(PcmStream stream, int bytes) {
+        long now = clock.nanoTime();
+        synchronized (consumedBytes) {
+            if (consumedBytes[stream.id] == 0) {
+                firstPeriodNanos[stream.id] = now;
+            }
+            consumedBytes[stream.id] += bytes;
+            lastPeriodNanos[stream.id] = now;
+        }
+    }
+
+    /**
+     * What stream {@code id} consumed over the device's life: its bytes, and the nanoseconds from its first
+     * period's end to its last's (for tests and logs).
+     */
+    long[] consumed(int id) {
+        synchronized (consumedBytes) {
+            return new long[] {consumedBytes[id], lastPeriodNanos[id] - firstPeriodNanos[id]};
         }
     }
 
@@ -478,6 +501,14 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
 
     @Override
     protected void onClose() {
+        for (int id = 0; id < STREAMS; id++) {
+            long[] c = consumed(id);
+            if (c[0] > 0) {
+                int stream = id;
+                log().log(System.Logger.Level.DEBUG, () -> name() + ": stream " + stream + " consumed " + c[0] + " bytes, "
+                        + c[1] / 1_000_000 + " ms from its first period to its last");
+            }
+        }
         try {
             clock.close();
         } finally {
