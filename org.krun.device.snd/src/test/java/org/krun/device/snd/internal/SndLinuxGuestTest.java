@@ -126,15 +126,24 @@ class SndLinuxGuestTest {
         assertEquals("0", seen.get("APLAY_STATUS"), r.toString());
         assertEquals("0", seen.get("ARECORD_STATUS"), r.toString());
 
-        // Playback: the host file is a WAV of the clip's format with the clip's samples, all of them.
+        // Playback: the host file is a WAV of the clip's format holding the clip's samples, in order, then
+        // silence: aplay pads its last chunk with silence to a whole period, and the device plays whole periods.
         byte[] out = Files.readAllBytes(played);
-        assertArrayEquals(Arrays.copyOf(wav(clip), Wav.HEADER_SIZE), Arrays.copyOf(out, Wav.HEADER_SIZE),
-                "the header: S16_LE, 2 channels, 44100 Hz, the clip's length");
-        assertEquals(clip.length, out.length - Wav.HEADER_SIZE, "sample bytes");
-        assertArrayEquals(clip, Arrays.copyOfRange(out, Wav.HEADER_SIZE, out.length), "the same samples, in order");
-        // Real time: 2 s of samples; the periods' ends span the clip less one period (at most 80 ms).
-        assertEquals(clip.length, playback[0]);
-        assertTrue(playback[1] > 1_800_000_000L && playback[1] < 10_000_000_000L,
+        byte[] expectedHeader = wav(clip);
+        assertArrayEquals(Arrays.copyOfRange(expectedHeader, 0, 4), Arrays.copyOfRange(out, 0, 4));
+        assertArrayEquals(Arrays.copyOfRange(expectedHeader, 8, 36), Arrays.copyOfRange(out, 8, 36),
+                "WAVE, fmt: PCM, 2 channels, 44100 Hz, 16 bits");
+        int dataBytes = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).getInt(40);
+        assertEquals(out.length - Wav.HEADER_SIZE, dataBytes, "the header's data size is the file's");
+        assertTrue(dataBytes >= clip.length && dataBytes - clip.length < VirtioSnd.MAX_BUFFER_BYTES,
+                "sample bytes " + dataBytes + " for a clip of " + clip.length);
+        assertArrayEquals(clip, Arrays.copyOfRange(out, Wav.HEADER_SIZE, Wav.HEADER_SIZE + clip.length),
+                "the same samples, in order");
+        byte[] padding = Arrays.copyOfRange(out, Wav.HEADER_SIZE + clip.length, out.length);
+        assertArrayEquals(new byte[padding.length], padding, "then only silence (aplay's padding of its last period)");
+        // Real time: 2 s of samples; the periods' ends span the clip less one period.
+        assertEquals(dataBytes, playback[0]);
+        assertTrue(playback[1] > 1_500_000_000L && playback[1] < 10_000_000_000L,
                 "playback periods spread over " + playback[1] / 1_000_000 + " ms for a 2,000 ms clip");
         assertTrue(Long.parseLong(seen.get("APLAY_MS")) >= 1900, "aplay ran " + seen.get("APLAY_MS") + " ms");
 
