@@ -339,6 +339,44 @@ class VirtioSndTest {
         assertEquals(List.of(), context.resetReasons());
     }
 
+    /**
+     * The real clock (a timer thread posting to the loop): 8 periods of 25 ms come back in about 200 ms, not
+     * at once. Printed; the bound is a sanity check only (the host may be busy).
+     */
+    @Test
+    void onTheSystemClockPlaybackTakesRealTime() throws Exception {
+        snd.close();
+        PcmClock real = PcmClock.system("krun-snd-test-timer");
+        snd = new VirtioSnd(backend, real);
+        context = new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1, List.of(controlq.configuredQueue(),
+                eventq.configuredQueue(), txq.configuredQueue(), rxq.configuredQueue()));
+        snd.activate(context);
+        prepare(0);
+        for (int i = 0; i < 4; i++) {
+            send(0, period(i));
+        }
+        long start = System.nanoTime();
+        assertEquals(Snd.S_OK, status(pcm(Snd.R_PCM_START, 0)));
+        int returned = 0;
+        int sent = 4;
+        while (returned < 8 && System.nanoTime() - start < 5_000_000_000L) {
+            int n;
+            synchronized (context.eventLoop()) {
+                n = txq.usedEntries().size();
+                returned += n;
+                for (int i = 0; i < n && sent < 8; i++) {
+                    send(0, period(sent++));
+                }
+            }
+            Thread.sleep(1);
+        }
+        long ms = (System.nanoTime() - start) / 1_000_000;
+        System.out.println("[snd] 8 periods of 25 ms (200 ms of S16 stereo 48 kHz) returned in " + ms + " ms");
+        assertEquals(8, returned);
+        assertTrue(ms >= 195 && ms < 2000, ms + " ms");
+        assertEquals(8 * PERIOD, backend.played.size());
+    }
+
     @Test
     void resetCancelsTimersAndCloseClosesTheBackend() {
         prepare(0);
