@@ -12,9 +12,12 @@ import java.util.Optional;
  * <p>Backends: {@code null} discards playback and captures silence; {@code wav} writes playback into
  * {@code playbackFile} (a RIFF WAVE file in the format the guest chose, its header completed when the VM
  * ends) and, with {@code captureFile}, gives the guest that WAV file's samples when it records (silence
- * once it ends, or when the guest records in another format than the file's).
+ * once it ends, or when the guest records in another format than the file's). {@code pulse} plays to and
+ * records from the host's sound server (PulseAudio, or PipeWire's pulse server; {@code $PULSE_SERVER} picks
+ * another than the default), through its client library {@code libpulse-simple.so.0}; making the VM fails
+ * with a one-line error when no server is reachable.
  *
- * @param backend {@code null} or {@code wav}
+ * @param backend {@code null}, {@code wav} or {@code pulse}
  * @param playbackFile where the {@code wav} backend writes playback; empty for the {@code null} backend
  * @param captureFile a WAV file whose samples the guest records; empty for silence
  * @since 1.5
@@ -27,15 +30,17 @@ public record SoundSpec(String backend, Optional<Path> playbackFile, Optional<Pa
     public static final String NULL = "null";
     /** The backend that writes playback into a WAV file and records from one. */
     public static final String WAV = "wav";
+    /** The host's sound server (PulseAudio, or PipeWire's pulse server), through its client library. */
+    public static final String PULSE = "pulse";
 
     public SoundSpec {
         Objects.requireNonNull(backend, "backend");
         Objects.requireNonNull(playbackFile, "playbackFile");
         Objects.requireNonNull(captureFile, "captureFile");
         switch (backend) {
-            case NULL -> {
-                if (playbackFile.isPresent()) {
-                    throw new VmConfigException("sound backend 'null' discards playback: it takes no playback file");
+            case NULL, PULSE -> {
+                if (playbackFile.isPresent() || (backend.equals(PULSE) && captureFile.isPresent())) {
+                    throw new VmConfigException("sound backend '" + backend + "' takes no files");
                 }
             }
             case WAV -> {
@@ -43,7 +48,7 @@ public record SoundSpec(String backend, Optional<Path> playbackFile, Optional<Pa
                     throw new VmConfigException("sound backend 'wav' needs a file: wav:FILE");
                 }
             }
-            default -> throw new VmConfigException("unknown sound backend '" + backend + "': expected null or wav:FILE");
+            default -> throw new VmConfigException("unknown sound backend '" + backend + "': expected null, wav:FILE or pulse");
         }
     }
 
@@ -58,8 +63,8 @@ public record SoundSpec(String backend, Optional<Path> playbackFile, Optional<Pa
     }
 
     /**
-     * Parses {@code krun run --sound} and Config Admin's {@code sound}: {@code null}, {@code wav:FILE}, each
-     * optionally followed by {@code ,capture=FILE}. A value that means nothing is a one-line
+     * Parses {@code krun run --sound} and Config Admin's {@code sound}: {@code null}, {@code wav:FILE} (each
+     * optionally followed by {@code ,capture=FILE}) or {@code pulse}. A value that means nothing is a one-line
      * {@link VmConfigException} (without the option's name: the caller adds it).
      */
     public static SoundSpec parse(String value) {
@@ -81,13 +86,16 @@ public record SoundSpec(String backend, Optional<Path> playbackFile, Optional<Pa
         if (head.equals(NULL)) {
             return new SoundSpec(NULL, Optional.empty(), Optional.ofNullable(capture));
         }
+        if (head.equals(PULSE)) {
+            return new SoundSpec(PULSE, Optional.empty(), Optional.ofNullable(capture));
+        }
         if (head.startsWith(WAV + ":") && head.length() > WAV.length() + 1) {
             return wav(Path.of(head.substring(WAV.length() + 1)), capture);
         }
         if (head.equals(WAV) || head.equals(WAV + ":")) {
             throw new VmConfigException("the wav backend needs a file: wav:FILE");
         }
-        throw new VmConfigException("unknown backend '" + head + "' (expected null or wav:FILE)");
+        throw new VmConfigException("unknown backend '" + head + "' (expected null, wav:FILE or pulse)");
     }
 
     @Override

@@ -17,12 +17,13 @@ class SoundSpecTest {
         assertEquals(SoundSpec.wav(Path.of("out.wav"), Path.of("in.wav")), SoundSpec.parse("wav:out.wav,capture=in.wav"));
         assertEquals(new SoundSpec("null", Optional.empty(), Optional.of(Path.of("in.wav"))),
                 SoundSpec.parse("null,capture=in.wav"));
+        assertEquals(new SoundSpec("pulse", Optional.empty(), Optional.empty()), SoundSpec.parse("pulse"));
         assertEquals("snd", SoundSpec.silent().type());
     }
 
     @Test
     void badValuesAreOneLineErrors() {
-        for (String bad : new String[] {"", "pulse", "wav", "wav:", "null,capture=", "null,turbo=1",
+        for (String bad : new String[] {"", "jack", "pulse,capture=x.wav", "wav", "wav:", "null,capture=", "null,turbo=1",
             "wav:a,capture=b,capture=c"}) {
             VmConfigException e = assertThrows(VmConfigException.class, () -> SoundSpec.parse(bad), bad);
             assertEquals(1, e.getMessage().lines().count(), e.getMessage());

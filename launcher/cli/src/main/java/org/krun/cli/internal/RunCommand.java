@@ -135,8 +135,10 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--sound", paramLabel = "BACKEND[,capture=FILE]",
             description = {"Give the guest a sound card (virtio-snd): null discards",
                 "playback and records silence; wav:FILE writes playback into",
-                "a WAV file in the format the guest plays. ,capture=FILE: the",
-                "guest records that WAV file's samples. Playback takes real time."})
+                "a WAV file in the format the guest plays; pulse plays to and",
+                "records from the host's PulseAudio/PipeWire server. With null",
+                "or wav, ,capture=FILE: the guest records that WAV file's",
+                "samples. Playback takes real time."})
     String sound;
 
     @Option(names = "--vsock", paramLabel = "PORT:PATH[,listen]",

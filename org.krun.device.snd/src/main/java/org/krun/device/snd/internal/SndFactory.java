@@ -28,6 +28,7 @@ public final class SndFactory extends AbstractDeviceFactory<SoundSpec> {
             case SoundSpec.NULL -> spec.captureFile().isPresent()
                     ? new WavBackend(null, spec.captureFile().get())
                     : new NullBackend();
+            case SoundSpec.PULSE -> new PulseBackend(null);
             default -> throw new VmConfigException("sound backend '" + spec.backend() + "' is not offered by org.krun.device.snd");
         };
         return new VirtioSnd(backend, PcmClock.system("krun-snd-timer"));
