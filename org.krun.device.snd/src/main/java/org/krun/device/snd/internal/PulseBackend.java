@@ -20,7 +20,7 @@ final class PulseBackend implements SoundBackend {
 
     private static final System.Logger LOG = System.getLogger(PulseBackend.class.getName());
     /** The server's buffering asked for: enough to ride out a busy host, short enough to stay in step. */
-    static final int LATENCY_MS = 100;
+    static final int LATENCY_MS = 200;
     static final int MAX_QUEUED_BYTES = 1 << 20;
 
     private final String server;

@@ -154,4 +154,58 @@ class SndLinuxGuestTest {
         assertArrayEquals(Arrays.copyOf(source, recData), Arrays.copyOfRange(rec, Wav.HEADER_SIZE, rec.length),
                 "the guest recorded the capture file's samples");
     }
+
+    /**
+     * A second boot, with the pulse backend on a PulseAudio server the test starts (a 44.1 kHz S16LE stereo
+     * null sink): {@code aplay -D hw:0,0} of the same clip reaches the sink sample for sample ({@code parec} of
+     * its monitor, compared as {@link PulseBackendTest} does). The device is made as {@link SndFactory} makes
+     * it for {@code --sound pulse}, with the test's server instead of the default one.
+     */
+    @Test
+    void aplayInADebianGuestReachesAPulseAudioSink(@TempDir Path dir) throws Exception {
+        LinuxGuest.assumeKvm();
+        Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/sbin/debootstrap")),
+                "debootstrap is not installed: the Debian sound test is SKIPPED");
+        Path repo = Path.of(System.getProperty("user.dir")).getParent();
+        Path debian = Path.of(run(repo.resolve("guest/fixtures/debian-rootfs.sh").toString()).lines()
+                .reduce((a, b) -> b).orElseThrow());
+        try (PulseServer pulse = new PulseServer(Files.createDirectories(dir.resolve("pulse")))) {
+            Path share = Files.createDirectories(dir.resolve("share"));
+            byte[] clip = samples(2.0, 440, 0);
+            Files.write(share.resolve("clip.wav"), wav(clip));
+            Path recorded = dir.resolve("sink.raw");
+            pulse.record(recorded);
+            String server = pulse.address;
+            org.krun.spi.virtio.VirtioDeviceFactory factory = new org.krun.spi.virtio.AbstractDeviceFactory<SoundSpec>(
+                    SoundSpec.TYPE, SoundSpec.class) {
+                @Override
+                protected org.krun.spi.virtio.VirtioDevice newDevice(SoundSpec spec) {
+                    return new VirtioSnd(new PulseBackend(server), PcmClock.system("krun-snd-timer"));
+                }
+            };
+            String script = String.join("\n",
+                    "for d in /sys/bus/virtio/devices/*; do read id < $d/device; echo DEVICE=$id $(readlink $d/driver); done",
+                    "cat /proc/asound/cards",
+                    "s=$(date +%s%N)",
+                    "aplay -q -D hw:0,0 /mnt/snd/clip.wav; echo APLAY_STATUS=$?",
+                    "e=$(date +%s%N); echo APLAY_MS=$(( (e - s) / 1000000 ))",
+                    "echo '--- dmesg'; dmesg | grep -i -E 'snd|sound|virtio'; echo '--- end'");
+            LinuxGuest.Result r = LinuxGuest.run(LinuxGuest.krun(factory, new FsFactory()),
+                    LinuxGuest.config("/bin/sh", "-c", script).root(debian).ephemeralRoot(true).memoryMib(512)
+                            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                            .device(new FsShareSpec("snd", share, true))
+                            .mount(new GuestMount("snd", "/mnt/snd", "virtiofs", "ro"))
+                            .device(new SoundSpec(SoundSpec.PULSE, java.util.Optional.empty(), java.util.Optional.empty())),
+                    null, Duration.ofMinutes(10));
+            Thread.sleep(1000);
+            pulse.stopRecording();
+            assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
+            System.out.println("[snd guest test, pulse] " + r.out().lines().filter(l -> l.startsWith("APLAY")).toList()
+                    + "; the sink's monitor recorded " + Files.size(recorded) + " bytes");
+            assertTrue(r.out().contains("APLAY_STATUS=0"), r.toString());
+            int gaps = PulseBackendTest.assertSinkHolds(Files.readAllBytes(recorded), clip);
+            System.out.println("[snd guest test, pulse] the sink holds the clip sample for sample, with " + gaps
+                    + " frames of silence inside (silence there would be the stream running dry on a busy host)");
+        }
+    }
 }
