@@ -9,6 +9,7 @@ import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.ChainReader;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.GuestSetup;
 import org.krun.spi.virtio.ShortChainException;
 import org.krun.spi.virtio.VirtioIds;
 
@@ -104,6 +105,18 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
             this.direction = direction;
             this.queue = direction == Snd.D_OUTPUT ? Snd.TXQ : Snd.RXQ;
         }
+    }
+
+    /**
+     * Linux's driver waits 1 s for each control answer and gives up on the stream (or the whole card, while
+     * probing) after that. The device answers at once, but a guest whose vCPU hardly runs (guest kernel code
+     * is emulated on kvm-pvm hosts, and those hosts are often busy) may not see the answer in time: 10 s.
+     */
+    static final String MSG_TIMEOUT_ARG = "virtio_snd.msg_timeout_ms=10000";
+
+    @Override
+    public GuestSetup guestSetup() {
+        return new GuestSetup(java.util.List.of(MSG_TIMEOUT_ARG), java.util.Map.of(), java.util.Map.of());
     }
 
     /** The per-activation state: the streams. */

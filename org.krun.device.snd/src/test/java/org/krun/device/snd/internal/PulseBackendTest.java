@@ -126,7 +126,9 @@ class PulseBackendTest {
         ByteArrayOutputStream captured = new ByteArrayOutputStream();
         int period = S16_STEREO_44K.periodBytes();
         long start = System.nanoTime();
-        for (int p = 0; p < 20; p++) {
+        // Capture goes on for 4 s: the clip's middle reaches it about 1.5 s in (the server's buffering both
+        // ways), later on a busy host.
+        for (int p = 0; p < 40; p++) {
             if (p < 10) {
                 pulse.play(0, S16_STEREO_44K, Arrays.copyOfRange(clip, p * period, (p + 1) * period));
             }

@@ -98,6 +98,7 @@ class SndLinuxGuestTest {
                 "aplay -q -D hw:0,0 /mnt/snd/clip.wav; echo APLAY_STATUS=$?",
                 "e=$(date +%s%N); echo APLAY_MS=$(( (e - s) / 1000000 ))",
                 "arecord -q -D hw:0,0 -f S16_LE -c 2 -r 44100 -d 1 /mnt/snd/rec.wav; echo ARECORD_STATUS=$?",
+                "read l < /proc/cmdline; case \"$l\" in *virtio_snd.msg_timeout_ms=10000*) echo TIMEOUT_ARG=yes;; esac",
                 "echo '--- dmesg'; dmesg | grep -i -E 'snd|sound|virtio' ; echo '--- end'");
         RecordingFactory<VirtioSnd> factory = new RecordingFactory<>(new SndFactory(), VirtioSnd.class);
         long start = System.nanoTime();
@@ -125,6 +126,7 @@ class SndLinuxGuestTest {
         assertEquals("card0", seen.get("APLAY_L"), r.toString());
         assertEquals("0", seen.get("APLAY_STATUS"), r.toString());
         assertEquals("0", seen.get("ARECORD_STATUS"), r.toString());
+        assertEquals("yes", seen.get("TIMEOUT_ARG"), "the device's kernel argument: " + r);
 
         // Playback: the host file is a WAV of the clip's format holding the clip's samples, in order, then
         // silence: aplay pads its last chunk with silence to a whole period, and the device plays whole periods.

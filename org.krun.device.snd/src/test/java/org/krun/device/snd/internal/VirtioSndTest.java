@@ -143,6 +143,7 @@ class VirtioSndTest {
         ByteBuffer c = ByteBuffer.wrap(config).order(ByteOrder.LITTLE_ENDIAN);
         assertEquals(List.of(2, 2, 4, 0), List.of(c.getInt(0), c.getInt(4), c.getInt(8), c.getInt(12)));
         assertEquals(4, snd.queueCount());
+        assertEquals(List.of("virtio_snd.msg_timeout_ms=10000"), snd.guestSetup().kernelArgs());
     }
 
     @Test
