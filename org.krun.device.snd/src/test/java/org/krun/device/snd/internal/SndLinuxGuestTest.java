@@ -35,8 +35,9 @@ import org.krun.vmm.testing.RecordingFactory;
  * header format and exactly the same samples (hw:0,0 admits no conversion: the guest plays the file's format,
  * which the device offers, so none is needed), and it takes real time: the device's first to last period
  * spans about the clip's length less one period, and aplay's own run at least the clip's length;
- * <li>{@code arecord -D hw:0,0} for 1 s in the capture file's format records the capture file's first
- * second, sample for sample.
+ * <li>{@code arecord -D hw:0,0} for 1 s in the capture file's format records the capture file's samples
+ * from its start, in order: all of them while the guest keeps up, runs of them each later than the last when it
+ * does not (a guest that reads too late loses periods, as with real hardware; on a busy kvm-pvm host it does).
  * </ul>
  * Timing figures are printed, not asserted, beyond a generous sanity bound (the host may be busy).
  */
@@ -149,12 +150,44 @@ class SndLinuxGuestTest {
                 "playback periods spread over " + playback[1] / 1_000_000 + " ms for a 2,000 ms clip");
         assertTrue(Long.parseLong(seen.get("APLAY_MS")) >= 1900, "aplay ran " + seen.get("APLAY_MS") + " ms");
 
-        // Capture: arecord's file holds the capture file's first second.
+        // Capture: arecord's file holds the capture file's samples from its start, in order. A guest that does
+        // not read in time (an overrun: arecord restarts the stream) loses the periods the device recorded
+        // meanwhile, as with real hardware: then the file is runs of the source, each later in it than the last.
         byte[] rec = Files.readAllBytes(share.resolve("rec.wav"));
         int recData = rec.length - Wav.HEADER_SIZE;
         assertEquals(RATE * FRAME, recData, "1 s of S16_LE stereo");
-        assertArrayEquals(Arrays.copyOf(source, recData), Arrays.copyOfRange(rec, Wav.HEADER_SIZE, rec.length),
-                "the guest recorded the capture file's samples");
+        int skipped = assertRunsOf(Arrays.copyOfRange(rec, Wav.HEADER_SIZE, rec.length), source);
+        System.out.println("[snd guest test] arecord's second is the capture file's from its start"
+                + (skipped == 0 ? ", without a gap" : ", less " + skipped + " bytes the guest did not read in time"));
+    }
+
+    /**
+     * Asserts that {@code got} is {@code source} from its start, or runs of it each later than the last (frames
+     * skipped, never repeated or made up); returns the bytes skipped.
+     */
+    static int assertRunsOf(byte[] got, byte[] source) {
+        int at = 0;
+        int skipped = 0;
+        int i = 0;
+        while (i < got.length) {
+            if (at + FRAME <= source.length && Arrays.equals(got, i, i + FRAME, source, at, at + FRAME)) {
+                i += FRAME;
+                at += FRAME;
+                continue;
+            }
+            int probe = Math.min(64 * FRAME, got.length - i);
+            int next = -1;
+            for (int j = at + FRAME; j + probe <= source.length; j += FRAME) {
+                if (Arrays.equals(got, i, i + probe, source, j, j + probe)) {
+                    next = j;
+                    break;
+                }
+            }
+            assertTrue(next >= 0, "recorded bytes " + i + "... are not the capture file's after its byte " + at);
+            skipped += next - at;
+            at = next;
+        }
+        return skipped;
     }
 
     /**
