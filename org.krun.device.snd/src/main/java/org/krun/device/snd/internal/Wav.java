@@ -48,37 +48,43 @@ final class Wav {
     /** Reads a WAV file whole; an {@link IOException} with a one-line reason if it is not one this device can record from. */
     static Samples read(Path file) throws IOException {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            ByteBuffer riff = readFully(ch, 0, 12);
-            if (!tag(riff, 0).equals("RIFF") || !tag(riff, 8).equals("WAVE")) {
-                throw new IOException(file + " is not a RIFF WAVE file");
-            }
-            long at = 12;
-            PcmParams format = null;
-            long size = ch.size();
-            while (at + 8 <= size) {
-                ByteBuffer chunk = readFully(ch, at, 8);
-                String id = tag(chunk, 0);
-                long length = chunk.getInt(4) & 0xffffffffL;
-                if (id.equals("fmt ")) {
-                    if (length < 16) {
-                        throw new IOException(file + ": fmt chunk of " + length + " bytes");
-                    }
-                    format = format(file, readFully(ch, at + 8, 16));
-                } else if (id.equals("data")) {
-                    if (format == null) {
-                        throw new IOException(file + ": data chunk before the fmt chunk");
-                    }
-                    long available = Math.min(length, size - at - 8);
-                    if (available > MAX_CAPTURE_BYTES) {
-                        throw new IOException(file + " holds " + available + " bytes of samples, more than the "
-                                + (MAX_CAPTURE_BYTES >> 20) + " MiB a capture file may");
-                    }
-                    return new Samples(format, readFully(ch, at + 8, (int) available).array());
-                }
-                at += 8 + length + (length & 1);
-            }
-            throw new IOException(file + " has no data chunk");
+            return read(file, ch);
+        } catch (java.io.EOFException e) {
+            throw new IOException(file + " is not a RIFF WAVE file: it ends early");
         }
+    }
+
+    private static Samples read(Path file, FileChannel ch) throws IOException {
+        ByteBuffer riff = readFully(ch, 0, 12);
+        if (!tag(riff, 0).equals("RIFF") || !tag(riff, 8).equals("WAVE")) {
+            throw new IOException(file + " is not a RIFF WAVE file");
+        }
+        long at = 12;
+        PcmParams format = null;
+        long size = ch.size();
+        while (at + 8 <= size) {
+            ByteBuffer chunk = readFully(ch, at, 8);
+            String id = tag(chunk, 0);
+            long length = chunk.getInt(4) & 0xffffffffL;
+            if (id.equals("fmt ")) {
+                if (length < 16) {
+                    throw new IOException(file + ": fmt chunk of " + length + " bytes");
+                }
+                format = format(file, readFully(ch, at + 8, 16));
+            } else if (id.equals("data")) {
+                if (format == null) {
+                    throw new IOException(file + ": data chunk before the fmt chunk");
+                }
+                long available = Math.min(length, size - at - 8);
+                if (available > MAX_CAPTURE_BYTES) {
+                    throw new IOException(file + " holds " + available + " bytes of samples, more than the "
+                            + (MAX_CAPTURE_BYTES >> 20) + " MiB a capture file may");
+                }
+                return new Samples(format, readFully(ch, at + 8, (int) available).array());
+            }
+            at += 8 + length + (length & 1);
+        }
+        throw new IOException(file + " has no data chunk");
     }
 
     private static PcmParams format(Path file, ByteBuffer fmt) throws IOException {
@@ -112,7 +118,7 @@ final class Wav {
         ByteBuffer b = ByteBuffer.allocate(n).order(ByteOrder.LITTLE_ENDIAN);
         while (b.hasRemaining()) {
             if (ch.read(b, at + b.position()) < 0) {
-                throw new IOException("WAV file ends early");
+                throw new java.io.EOFException();
             }
         }
         return b.flip();

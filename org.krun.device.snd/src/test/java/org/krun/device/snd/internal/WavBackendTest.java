@@ -90,6 +90,10 @@ class WavBackendTest {
         Files.writeString(text, "not a wave file at all");
         e = assertThrows(VmConfigException.class, () -> new WavBackend(null, text));
         assertTrue(e.getMessage().contains("not a RIFF WAVE file"), e.getMessage());
+        Path tiny = dir.resolve("tiny.wav");
+        Files.writeString(tiny, "RIFF");
+        e = assertThrows(VmConfigException.class, () -> new WavBackend(null, tiny));
+        assertTrue(e.getMessage().contains("tiny.wav is not a RIFF WAVE file: it ends early"), e.getMessage());
         Path adpcm = dir.resolve("adpcm.wav");
         byte[] h = Wav.header(S16_STEREO_44K, 0);
         h[20] = 2; // MS ADPCM
