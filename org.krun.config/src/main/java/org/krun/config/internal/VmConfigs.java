@@ -8,6 +8,7 @@ import java.util.Optional;
 
 import org.krun.api.ConsoleSpec;
 import org.krun.api.Networking;
+import org.krun.api.SoundSpec;
 import org.krun.api.VmConfig;
 import org.krun.api.VmConfigException;
 
@@ -64,6 +65,13 @@ final class VmConfigs {
         }
         for (String a : c.kernelArgs()) {
             b.kernelArg(a);
+        }
+        if (!c.sound().isBlank()) {
+            try {
+                b.device(SoundSpec.parse(c.sound()));
+            } catch (VmConfigException e) {
+                throw new VmConfigException("property sound: " + e.getMessage(), e);
+            }
         }
         if (c.timeoutSeconds() < 0) {
             throw new VmConfigException("property timeoutSeconds must not be negative");

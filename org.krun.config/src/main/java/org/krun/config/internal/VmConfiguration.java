@@ -56,6 +56,12 @@ package org.krun.config.internal;
     /** Published guest ports, as {@code krun run -p}: {@code HOST:GUEST[/udp]}. */
     String[] publish() default {};
 
+    /**
+     * A sound card, as {@code krun run --sound}: {@code null} or {@code wav:FILE}, with {@code ,capture=FILE};
+     * empty for none.
+     */
+    String sound() default "";
+
     /** Whether the VM gets the devices that device bundles offer every VM. */
     boolean defaultDevices() default true;
 

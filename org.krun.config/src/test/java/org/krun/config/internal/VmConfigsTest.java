@@ -174,4 +174,16 @@ class VmConfigsTest {
         assertThrows(VmConfigException.class,
                 () -> from(Map.of("command", new String[] {"x"}, "timeoutSeconds", -1L)));
     }
+
+    @Test
+    void soundPropertyAddsASoundCard() {
+        VmConfig c = from(Map.of("command", new String[] {"x"}, "sound", "wav:/tmp/out.wav,capture=/tmp/in.wav"));
+        assertEquals(List.of(org.krun.api.SoundSpec.wav(Path.of("/tmp/out.wav"), Path.of("/tmp/in.wav"))),
+                c.devices().stream().filter(d -> d instanceof org.krun.api.SoundSpec).toList());
+        VmConfig none = from(Map.of("command", new String[] {"x"}));
+        assertEquals(List.of(), none.devices().stream().filter(d -> d instanceof org.krun.api.SoundSpec).toList());
+        VmConfigException e = assertThrows(VmConfigException.class,
+                () -> from(Map.of("command", new String[] {"x"}, "sound", "jack")));
+        assertEquals("property sound: unknown backend 'jack' (expected null, wav:FILE or pulse)", e.getMessage());
+    }
 }

@@ -23,6 +23,7 @@ import org.krun.api.KrunException;
 import org.krun.api.Rlimit;
 import org.krun.api.VirtualMachine;
 import org.krun.api.VmConfig;
+import org.krun.api.SoundSpec;
 import org.krun.api.VmConfigException;
 import org.krun.api.VmExit;
 import org.krun.posix.Posix;
@@ -130,6 +131,15 @@ final class RunCommand implements Callable<Integer> {
                 "with options for its factory. Repeatable.",
                 "rng: an entropy source; balloon[,free-page-reporting=on|off]"})
     List<String> devices = new ArrayList<>();
+
+    @Option(names = "--sound", paramLabel = "BACKEND[,capture=FILE]",
+            description = {"Give the guest a sound card (virtio-snd): null discards",
+                "playback and records silence; wav:FILE writes playback into",
+                "a WAV file in the format the guest plays; pulse plays to and",
+                "records from the host's PulseAudio/PipeWire server. With null",
+                "or wav, ,capture=FILE: the guest records that WAV file's",
+                "samples. Playback takes real time."})
+    String sound;
 
     @Option(names = "--vsock", paramLabel = "PORT:PATH[,listen]",
             description = {"Tie guest vsock PORT to the host unix socket PATH: a guest",
@@ -292,6 +302,13 @@ final class RunCommand implements Callable<Integer> {
         }
         for (String d : devices) {
             b.device(DeviceOption.parse(d));
+        }
+        if (sound != null) {
+            try {
+                b.device(SoundSpec.parse(sound));
+            } catch (VmConfigException e) {
+                throw new VmConfigException("--sound " + sound + ": " + e.getMessage(), e);
+            }
         }
         networking(b);
         if (workdir != null) {
