@@ -98,6 +98,11 @@ final class Gpu2d implements AutoCloseable {
         return resources.get(id);
     }
 
+    /** The resources held now (tests). */
+    List<Resource> resources() {
+        return List.copyOf(resources.values());
+    }
+
     Response execute(GpuCommand command) {
         return switch (command) {
             case GetDisplayInfo g -> displayInfo();
