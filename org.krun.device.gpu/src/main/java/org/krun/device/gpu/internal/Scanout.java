@@ -81,7 +81,6 @@ final class Scanout implements Display {
 
     /** The guest flushed {@code flushed} of the resource shown here (on the loop): copies the overlap. */
     void flush(Resource resource, Rect flushed) {
-        long seq;
         synchronized (this) {
             if (argb == null || resource.id != resourceId) {
                 return;
@@ -91,7 +90,7 @@ final class Scanout implements Display {
                 return;
             }
             copy(resource, overlap);
-            seq = ++sequence;
+            sequence++;
         }
         changed();
     }
