@@ -3,7 +3,7 @@
  * pixel. Uses the kernel's mode-setting ioctls directly (no libdrm); the structures below mirror
  * include/uapi/drm/drm.h and drm_mode.h of Linux 6.12.
  *
- *   gpucheck WIDTH HEIGHT
+ *   gpucheck WIDTH HEIGHT [FRAMES]
  *
  * 1. Opens /dev/dri/card0, checks the driver is virtio_gpu, finds a connected connector whose preferred
  *    mode is WIDTHxHEIGHT (what the host's EDID and display info say) and a CRTC.
@@ -11,6 +11,8 @@
  *    receives TRANSFER_TO_HOST_2D, SET_SCANOUT and RESOURCE_FLUSH.
  * 3. Redraws the rectangle [W/4, W/4 + W/2) x [H/4, H/4 + H/3) with pattern(x, y, 77) and reports it
  *    with DIRTYFB and one clip: the host receives a partial transfer and flush.
+ * 4. With FRAMES (bench/gpu): FRAMES full-screen updates (redraw, DIRTYFB of the whole screen), timed with
+ *    CLOCK_MONOTONIC ("frames N in S s: F per second"), then the picture of step 3 again.
  * One line per check ("ok ..." or "FAIL ..."); exit status 0 only if all passed.
  */
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 struct drm_version {
@@ -123,8 +126,8 @@ static uint32_t pattern(uint32_t x, uint32_t y, uint32_t salt) {
 
 int main(int argc, char **argv) {
     char detail[256];
-    if (argc != 3) {
-        fprintf(stderr, "usage: gpucheck WIDTH HEIGHT\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: gpucheck WIDTH HEIGHT [FRAMES]\n");
         return 2;
     }
     uint32_t want_w = (uint32_t) atoi(argv[1]);
@@ -246,6 +249,38 @@ int main(int argc, char **argv) {
     r = xioctl(fd, DRM_IOCTL_MODE_DIRTYFB, &dirty);
     snprintf(detail, sizeof detail, "%ux%u at %u,%u%s%s", cw, ch, x0, y0, r ? " " : "", r ? strerror(errno) : "");
     check(r == 0, "dirtyfb pattern 77", detail);
+
+    int frames = argc == 4 ? atoi(argv[3]) : 0;
+    if (frames > 0) {
+        struct drm_clip_rect all = {0, 0, (unsigned short) w, (unsigned short) h};
+        struct drm_mode_fb_dirty_cmd full = {.fb_id = fb.fb_id, .num_clips = 1, .clips_ptr = (uintptr_t) &all};
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int bad = 0;
+        for (int f = 0; f < frames; f++) {
+            for (uint32_t y = 0; y < h; y++) {
+                uint32_t *row = (uint32_t *) ((char *) pixels + (size_t) y * create.pitch);
+                for (uint32_t x = 0; x < w; x++) {
+                    row[x] = pattern(x, y, (uint32_t) f + 1);
+                }
+            }
+            bad |= xioctl(fd, DRM_IOCTL_MODE_DIRTYFB, &full) != 0;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        snprintf(detail, sizeof detail, "%d in %.3f s: %.1f per second (%ux%u, full-screen redraw and dirtyfb)", frames, s,
+                 frames / s, w, h);
+        check(!bad, "frames", detail);
+        for (uint32_t y = 0; y < h; y++) {
+            uint32_t *row = (uint32_t *) ((char *) pixels + (size_t) y * create.pitch);
+            for (uint32_t x = 0; x < w; x++) {
+                int inside = x >= x0 && x < x0 + cw && y >= y0 && y < y0 + ch;
+                row[x] = pattern(x, y, inside ? 77 : 0);
+            }
+        }
+        r = xioctl(fd, DRM_IOCTL_MODE_DIRTYFB, &full);
+        check(r == 0, "dirtyfb final picture", r ? strerror(errno) : "");
+    }
 
     printf("gpucheck %s\n", failures == 0 ? "passed" : "FAILED");
     fflush(stdout);
