@@ -259,6 +259,8 @@ class VirtioNetFuzzTest {
             int[] d = txDriver.reserveDescriptors(parts);
             long first = buffer(Math.max(length, 0));
             if (mem.contains(first, VnetHeader.SIZE)) {
+                // The header is written by the test's driver: over its own rings, it rewrites used entries.
+                garbage |= overlapsRings(first, VnetHeader.SIZE);
                 mem.setByte(first + VnetHeader.FLAGS, (byte) in.pick(0, 1, 2, in.u8()));
                 mem.setByte(first + VnetHeader.GSO_TYPE, (byte) in.pick(0, 1, 3, 4, 0x81, in.u8()));
                 mem.setShort(first + VnetHeader.HDR_LEN, (short) in.u16());
@@ -300,6 +302,9 @@ class VirtioNetFuzzTest {
                     };
                     long address = buffer(size);
                     inRam &= mem.contains(address, Integer.toUnsignedLong(size));
+                    // A receive buffer over the driver's own rings lets the device's frame bytes land on the used
+                    // ring: the driver broke its rings, and used lengths read back from them say nothing.
+                    garbage |= overlapsRings(address, Integer.toUnsignedLong(size));
                     writable += Integer.toUnsignedLong(size);
                     rxDriver.writeDescriptor(d[i], address, size,
                             MockDriverQueue.DESC_F_WRITE | (i + 1 < parts ? MockDriverQueue.DESC_F_NEXT : 0),
@@ -309,6 +314,12 @@ class VirtioNetFuzzTest {
                 rxOffered++;
                 rxDriver.makeAvailable(d[0]);
             }
+        }
+
+        private static boolean overlapsRings(long address, long size) {
+            long end = address + size;
+            boolean wraps = Long.compareUnsigned(end, address) < 0;
+            return size > 0 && (Long.compareUnsigned(address, BUFFERS) < 0 || wraps && end != 0);
         }
 
         /** Frames from the peer, of lengths a backend lets through, with any offload header. */
