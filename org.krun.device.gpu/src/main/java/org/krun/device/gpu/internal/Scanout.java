@@ -16,6 +16,8 @@ import org.krun.api.Frame;
 final class Scanout implements Display {
 
     private final int index;
+    /** The largest last frame kept after the scanout goes off: the configured size, not the guest's choice. */
+    private final long maxKeptPixels;
     private final List<Consumer<Long>> listeners = new CopyOnWriteArrayList<>();
     private final System.Logger log = System.getLogger(Scanout.class.getName());
     /** What is shown: the resource and its rectangle, or 0 while disabled. */
@@ -23,11 +25,16 @@ final class Scanout implements Display {
     private Rect rect;
     private int[] argb;
     private long sequence;
-    /** The last frame shown before the scanout was disabled (or replaced), kept for screenshots. */
+    /**
+     * The last frame shown before the scanout was disabled (or replaced), kept for screenshots when it is no
+     * larger than the configured size: what a VM keeps of its pictures beyond the device's budget is bounded
+     * by its configuration.
+     */
     private Frame last;
 
-    Scanout(int index) {
+    Scanout(int index, long maxKeptPixels) {
         this.index = index;
+        this.maxKeptPixels = maxKeptPixels;
     }
 
     @Override
@@ -122,7 +129,7 @@ final class Scanout implements Display {
 
     private void keepLast() {
         if (argb != null) {
-            last = new Frame((int) rect.width(), (int) rect.height(), argb, sequence);
+            last = argb.length <= maxKeptPixels ? new Frame((int) rect.width(), (int) rect.height(), argb, sequence) : null;
         }
     }
 

@@ -41,7 +41,7 @@ final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplay
         this.spec = spec;
         List<Scanout> s = new ArrayList<>();
         for (int i = 0; i < spec.scanouts(); i++) {
-            s.add(new Scanout(i));
+            s.add(new Scanout(i, (long) spec.width() * spec.height()));
         }
         this.scanouts = List.copyOf(s);
         config().putInt(CONFIG_NUM_SCANOUTS, spec.scanouts()).putInt(CONFIG_NUM_CAPSETS, 0)

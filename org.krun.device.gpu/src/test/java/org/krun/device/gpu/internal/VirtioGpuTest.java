@@ -333,6 +333,19 @@ class VirtioGpuTest {
     }
 
     @Test
+    void aLastFrameLargerThanTheConfiguredSizeIsNotKept() {
+        driver(GpuSpec.twoD().withSize(32, 32));
+        driver.create(1, XRGB, W, H); // 64x48: larger than the display the device describes
+        driver.setScanout(0, 1, 0, 0, W, H);
+        assertTrue(driver.gpu.displays().get(0).frame().isPresent(), "shown while on");
+        driver.setScanout(0, 0, 0, 0, 0, 0);
+        assertTrue(driver.gpu.displays().get(0).lastFrame().isEmpty(), "not kept past the configured 32x32");
+        driver.setScanout(0, 1, 0, 0, 32, 32);
+        driver.setScanout(0, 0, 0, 0, 0, 0);
+        assertEquals(32, driver.gpu.displays().get(0).lastFrame().orElseThrow().width());
+    }
+
+    @Test
     void setScanoutWithResourceZeroDisablesIt() {
         driver();
         driver.create(1, XRGB, W, H);
