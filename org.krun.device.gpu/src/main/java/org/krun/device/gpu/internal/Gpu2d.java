@@ -58,17 +58,20 @@ final class Gpu2d implements AutoCloseable {
     private final List<Scanout> scanouts;
     private final GuestMemory memory;
     private final Consumer<String> guestError;
+    private final Consumer<String> hostError;
     private final Map<Integer, Resource> resources = new HashMap<>();
     private long resourceBytes;
     private long backingEntries;
     /** Per scanout: the cursor the guest last set (resource 0: none) and where it is. */
     private final int[][] cursors;
 
-    Gpu2d(GpuSpec spec, List<Scanout> scanouts, GuestMemory memory, Consumer<String> guestError) {
+    Gpu2d(GpuSpec spec, List<Scanout> scanouts, GuestMemory memory, Consumer<String> guestError,
+            Consumer<String> hostError) {
         this.spec = spec;
         this.scanouts = scanouts;
         this.memory = memory;
         this.guestError = guestError;
+        this.hostError = hostError;
         this.cursors = new int[scanouts.size()][5];
     }
 
@@ -178,6 +181,7 @@ final class Gpu2d implements AutoCloseable {
         try {
             r = new Resource(c.resourceId(), format, (int) w, (int) h);
         } catch (OutOfMemoryError e) {
+            hostError.accept("no host memory for a " + w + "x" + h + " resource: " + e.getMessage());
             return Response.error(RESP_ERR_OUT_OF_MEMORY);
         }
         resources.put(r.id, r);

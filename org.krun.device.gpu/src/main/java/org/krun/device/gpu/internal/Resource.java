@@ -34,7 +34,12 @@ final class Resource implements AutoCloseable {
         this.width = width;
         this.height = height;
         this.arena = Arena.ofShared();
-        this.pixels = arena.allocate(hostBytes(width, height), 64);
+        try {
+            this.pixels = arena.allocate(hostBytes(width, height), 64);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            arena.close(); // the host is out of native memory: the caller answers ERR_OUT_OF_MEMORY
+            throw e;
+        }
     }
 
     /** Host bytes a resource of this size takes. */

@@ -59,7 +59,7 @@ final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplay
 
     @Override
     protected Gpu2d onActivate(Active<Gpu2d> a) {
-        return new Gpu2d(spec, scanouts, a.memory(), this::guestError);
+        return new Gpu2d(spec, scanouts, a.memory(), this::guestError, this::hostError);
     }
 
     @Override
