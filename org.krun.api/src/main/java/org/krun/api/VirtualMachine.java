@@ -124,6 +124,16 @@ public interface VirtualMachine extends AutoCloseable {
         throw new UnsupportedOperationException("this VM cannot pass signals to its command");
     }
 
+    /**
+     * The scanouts of the VM's GPU, in device and scanout order (empty without a GPU): what the guest shows
+     * on each, for screenshots and remote displays. They stay readable after the VM stopped.
+     *
+     * @since 1.5
+     */
+    default java.util.List<Display> displays() {
+        return java.util.List.of();
+    }
+
     /** Stops the VM at once, as pulling the plug would; {@link #exit()} then reports {@link VmExit.Reason#KILLED}. */
     void kill();
 

@@ -19,6 +19,9 @@
  * {@link org.krun.spi.virtio.AbstractVirtioDevice.Active#awaitIdle}.
  *
  * <p>1.3: {@link org.krun.spi.virtio.WorkerPool}, worker threads that exist only while a device has work.
+ *
+ * <p>1.5: {@link org.krun.spi.virtio.HostDisplays}, implemented by a device with scanouts so the core can
+ * offer them through {@code VirtualMachine.displays()}.
  */
 @Export
 @Version("1.5.0")

@@ -56,6 +56,13 @@ final class VmConfigs {
             b.root(defaultRoot.get()).ephemeralRoot(true);
         }
         Networking.apply(b, List.of(c.net()), List.of(c.vsock()), List.of(c.publish()), root, Networking.PROPERTIES);
+        if (!c.gpu().isBlank()) {
+            try {
+                b.device(org.krun.api.GpuSpec.parse(c.gpu()));
+            } catch (VmConfigException e) {
+                throw new VmConfigException("property gpu: " + e.getMessage());
+            }
+        }
         for (String e : c.env()) {
             int eq = e.indexOf('=');
             if (eq <= 0) {

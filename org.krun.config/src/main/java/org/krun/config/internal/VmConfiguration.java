@@ -62,6 +62,12 @@ package org.krun.config.internal;
      */
     String sound() default "";
 
+    /**
+     * A virtio GPU, as {@code krun run --gpu}: {@code 2d[,size=WxH][,scanouts=N][,memory=MIB]}; empty for none.
+     * The VM's scanouts are then on its {@code VirtualMachine.displays()} (the shell's {@code krun:screenshot}).
+     */
+    String gpu() default "";
+
     /** Whether the VM gets the devices that device bundles offer every VM. */
     boolean defaultDevices() default true;
 

@@ -36,7 +36,8 @@ final class Commands {
 
     /** What {@code start} takes besides the command. */
     record StartOptions(int cpus, int memoryMib, Optional<Path> kernel, Optional<Path> root, String workdir,
-            List<String> kernelArgs, boolean terminal, Duration timeout, boolean defaultDevices) {
+            List<String> kernelArgs, boolean terminal, Duration timeout, boolean defaultDevices,
+            Optional<org.krun.api.GpuSpec> gpu) {
     }
 
     private final Krun krun;
@@ -176,6 +177,7 @@ final class Commands {
             b.root(defaultRoot.get()).ephemeralRoot(true);
         }
         o.kernelArgs().forEach(b::kernelArg);
+        o.gpu().ifPresent(b::device);
         if (!o.timeout().isZero()) {
             b.timeout(o.timeout());
         }
@@ -217,6 +219,30 @@ final class Commands {
     }
 
     /** The last {@code lines} lines of the VM's console tail; all of it for 0. */
+    /**
+     * Saves what scanout {@code scanout} of the VM's GPU shows (or last showed, for a VM that stopped or a
+     * scanout the guest turned off) as a PNG.
+     */
+    String screenshot(String id, Path file, int scanout) throws IOException {
+        VirtualMachine vm = find(id);
+        List<org.krun.api.Display> displays = vm.displays();
+        if (displays.isEmpty()) {
+            throw new IllegalArgumentException(id + " has no display (start it with a GPU)");
+        }
+        if (scanout < 0 || scanout >= displays.size()) {
+            throw new IllegalArgumentException(id + " has scanouts 0 to " + (displays.size() - 1) + ", not " + scanout);
+        }
+        org.krun.api.Frame frame = displays.get(scanout).lastFrame()
+                .orElseThrow(() -> new IllegalArgumentException(id + "'s guest has shown nothing on scanout " + scanout + " yet"));
+        Path abs = file.toAbsolutePath();
+        Path tmp = abs.resolveSibling("." + abs.getFileName() + ".tmp");
+        if (!javax.imageio.ImageIO.write(frame.toImage(), "png", tmp.toFile())) {
+            throw new IOException("no PNG writer in this Java runtime");
+        }
+        java.nio.file.Files.move(tmp, abs, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        return id + ": scanout " + scanout + " (" + frame.width() + "x" + frame.height() + ") saved as " + abs + "\n";
+    }
+
     String console(String id, int lines) {
         String text = new String(find(id).consoleTail(), StandardCharsets.UTF_8);
         if (lines > 0) {

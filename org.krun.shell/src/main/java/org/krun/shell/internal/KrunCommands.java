@@ -30,6 +30,7 @@ import org.osgi.service.component.annotations.Reference;
     "osgi.command.function=stop",
     "osgi.command.function=kill",
     "osgi.command.function=console",
+    "osgi.command.function=screenshot",
     "osgi.command.function=send",
     "osgi.command.function=pause",
     "osgi.command.function=resume",
@@ -77,6 +78,7 @@ public final class KrunCommands {
               -a, --kernel-args 'ARGS'  extra kernel command-line arguments, blank-separated
               -t, --terminal            one terminal for the command's stdin, stdout and stderr instead of three pipes
               --timeout S               kill the VM after S seconds (0: never)
+              --gpu MODE                a virtio GPU: 2d[,size=WxH][,scanouts=N][,memory=MIB] (krun:screenshot)
               --no-default-devices      do not add the devices that device bundles offer every VM""") String[] args) {
         return failingAsMessage(() -> {
             StartCommandLine line = StartCommandLine.parse(Stream.of(args).map(String::valueOf).toList());
@@ -104,6 +106,14 @@ public final class KrunCommands {
             @Parameter(names = {"-n", "--lines"}, absentValue = "40") int lines,
             @Descriptor("the VM's id (krun:list)") String id) {
         return failingAsMessage(() -> commands.console(id, lines));
+    }
+
+    @Descriptor("saves what the VM's GPU shows (or last showed) on a scanout as a PNG file")
+    public String screenshot(
+            @Descriptor("the scanout (0 for the first)") @Parameter(names = {"-s", "--scanout"}, absentValue = "0") int scanout,
+            @Descriptor("the VM's id (krun:list)") String id,
+            @Descriptor("the PNG file to write (replaced if it exists)") String file) {
+        return failingAsMessage(() -> commands.screenshot(id, Path.of(file), scanout));
     }
 
     @Descriptor("writes a line to the VM's console input (the command's stdin)")

@@ -13,7 +13,7 @@ import java.util.Optional;
  */
 record StartCommandLine(Commands.StartOptions options, List<String> command) {
     static final String USAGE = "krun:start [-c CPUS] [-m MIB] [-k KERNEL] [-r ROOT] [-w DIR] [-a 'KERNEL ARGS'] [-t] "
-            + "[--timeout S] [--no-default-devices] [--] CMD ARGS...";
+            + "[--timeout S] [--no-default-devices] [--gpu MODE] [--] CMD ARGS...";
 
     static StartCommandLine parse(List<String> args) {
         int cpus = 1;
@@ -25,6 +25,7 @@ record StartCommandLine(Commands.StartOptions options, List<String> command) {
         boolean terminal = false;
         long timeoutSeconds = 0;
         boolean defaultDevices = true;
+        Optional<org.krun.api.GpuSpec> gpu = Optional.empty();
         int i = 0;
         for (; i < args.size(); i++) {
             String a = args.get(i);
@@ -61,6 +62,7 @@ record StartCommandLine(Commands.StartOptions options, List<String> command) {
                         case "-w", "--workdir" -> workdir = value;
                         case "-a", "--kernel-args" -> kernelArgs = Commands.words(value);
                         case "--timeout" -> timeoutSeconds = number(name, value);
+                        case "--gpu" -> gpu = Optional.of(gpu(value));
                         default -> throw new IllegalArgumentException("unknown option " + name + " (" + USAGE + ")");
                     }
                 }
@@ -71,7 +73,16 @@ record StartCommandLine(Commands.StartOptions options, List<String> command) {
             throw new IllegalArgumentException("no command given: " + USAGE);
         }
         return new StartCommandLine(new Commands.StartOptions(cpus, memoryMib, kernel, root, workdir, kernelArgs,
-                terminal, Duration.ofSeconds(timeoutSeconds), defaultDevices), command);
+                terminal, Duration.ofSeconds(timeoutSeconds), defaultDevices, gpu), command);
+    }
+
+    /** {@code --gpu MODE[,size=WxH][,scanouts=N][,memory=MiB]}, as {@code krun run} takes it. */
+    private static org.krun.api.GpuSpec gpu(String value) {
+        try {
+            return org.krun.api.GpuSpec.parse(value);
+        } catch (org.krun.api.VmConfigException e) {
+            throw new IllegalArgumentException(e.getMessage());
+        }
     }
 
     private static boolean flag(String name, String inline) {

@@ -35,6 +35,14 @@ final class FakeVm implements VirtualMachine {
     /** The snapshot this VM was restored from; null for a booted one. */
     volatile java.nio.file.Path restoredFrom;
 
+    /** What {@link #displays()} returns. */
+    volatile java.util.List<org.krun.api.Display> displays = java.util.List.of();
+
+    @Override
+    public java.util.List<org.krun.api.Display> displays() {
+        return displays;
+    }
+
     FakeVm(String id, VmConfig config) {
         this.id = id;
         this.config = config;

@@ -75,6 +75,12 @@ class KrunCommandsTest {
         return String.valueOf(session.execute(line));
     }
 
+    /** The message of the failure {@code line} ends in. */
+    private String failure(String line) {
+        Exception e = assertThrows(Exception.class, () -> run(line), line);
+        return String.valueOf(e.getMessage());
+    }
+
     private static VmConfig.Builder config(String... command) {
         return VmConfig.builder().kernel(KERNEL).command(command);
     }
@@ -245,6 +251,58 @@ class KrunCommandsTest {
 
         assertEquals("vm1: killed\n", run("krun:kill vm1"));
         assertEquals(VmState.STOPPED, krun.created.get(0).state());
+    }
+
+    /** A display that last showed {@code frame}, or nothing. */
+    private static org.krun.api.Display display(int index, org.krun.api.Frame frame) {
+        return new org.krun.api.Display() {
+            @Override
+            public int index() {
+                return index;
+            }
+
+            @Override
+            public java.util.Optional<org.krun.api.Frame> frame() {
+                return java.util.Optional.ofNullable(frame);
+            }
+
+            @Override
+            public java.util.Optional<org.krun.api.Frame> lastFrame() {
+                return java.util.Optional.ofNullable(frame);
+            }
+
+            @Override
+            public AutoCloseable onChange(java.util.function.Consumer<Long> listener) {
+                return () -> {
+                };
+            }
+        };
+    }
+
+    @Test
+    void screenshotSavesTheScanoutsLastFrameAsAPng(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        run("krun:start --gpu 2d,size=64x32 /bin/true");
+        assertEquals(java.util.List.of(org.krun.api.GpuSpec.twoD().withSize(64, 32)), krun.created.get(0).config().devices());
+        int[] argb = new int[4 * 3];
+        for (int i = 0; i < argb.length; i++) {
+            argb[i] = 0xff000000 | i * 0x101010;
+        }
+        krun.created.get(0).displays = java.util.List.of(display(0, new org.krun.api.Frame(4, 3, argb, 1)), display(1, null));
+        java.nio.file.Path png = dir.resolve("shot.png");
+        assertEquals("vm1: scanout 0 (4x3) saved as " + png + "\n", run("krun:screenshot vm1 " + png));
+        java.awt.image.BufferedImage image = javax.imageio.ImageIO.read(png.toFile());
+        assertEquals(4, image.getWidth());
+        assertEquals(3, image.getHeight());
+        for (int y = 0; y < 3; y++) {
+            for (int x = 0; x < 4; x++) {
+                assertEquals(argb[y * 4 + x], image.getRGB(x, y));
+            }
+        }
+        assertTrue(failure("krun:screenshot -s 1 vm1 " + png).contains("shown nothing on scanout 1"));
+        assertTrue(failure("krun:screenshot -s 2 vm1 " + png).contains("scanouts 0 to 1"));
+        run("krun:start /bin/true");
+        assertTrue(failure("krun:screenshot vm2 " + png).contains("has no display"));
+        assertTrue(failure("krun:start --gpu 3d /bin/true").contains("--gpu takes 2d"));
     }
 
     @Test

@@ -1019,6 +1019,12 @@ final class Machine implements VirtualMachine {
     }
 
     @Override
+    public List<org.krun.api.Display> displays() {
+        return devices.stream().filter(org.krun.spi.virtio.HostDisplays.class::isInstance)
+                .flatMap(d -> ((org.krun.spi.virtio.HostDisplays) d).displays().stream()).toList();
+    }
+
+    @Override
     public byte[] consoleTail() {
         return tail.snapshot();
     }

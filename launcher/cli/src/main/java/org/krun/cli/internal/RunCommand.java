@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 import org.krun.api.ConsoleSpec;
+import org.krun.api.GpuSpec;
 import org.krun.api.FsShareSpec;
 import org.krun.api.GuestMount;
 import org.krun.api.Krun;
@@ -141,6 +142,17 @@ final class RunCommand implements Callable<Integer> {
                 "samples. Playback takes real time."})
     String sound;
 
+    @Option(names = "--gpu", paramLabel = "MODE[,size=WxH][,scanouts=N][,memory=MiB]",
+            description = {"Give the guest a virtio GPU (/dev/dri/card0): 2d, with",
+                "scanouts of WxH (default 1280x800) and at most MiB of host",
+                "memory for its resources (default 256)."})
+    String gpu;
+
+    @Option(names = "--screenshot-on-exit", paramLabel = "FILE.png",
+            description = {"When the VM stops, save what the GPU's first scanout last",
+                "showed as a PNG (further scanouts: FILE-1.png, ...). Needs --gpu."})
+    Path screenshot;
+
     @Option(names = "--vsock", paramLabel = "PORT:PATH[,listen]",
             description = {"Tie guest vsock PORT to the host unix socket PATH: a guest",
                 "connecting to PORT (host CID 2) reaches PATH; with ,listen krun",
@@ -233,6 +245,9 @@ final class RunCommand implements Callable<Integer> {
                 }
                 VmExit exit = vm.waitFor();
                 restore(raw);
+                if (screenshot != null) {
+                    Screenshots.saveOnExit(vm, screenshot, new PrintStream(stderr, true));
+                }
                 if (pipe.killed() && exit.reason() == VmExit.Reason.KILLED) {
                     // Said where it can still be read (stderr, when only stdout's reader went away); lost otherwise.
                     new PrintStream(stderr, true).println("krun: " + BrokenPipe.STOPPED);
@@ -308,6 +323,18 @@ final class RunCommand implements Callable<Integer> {
                 b.device(SoundSpec.parse(sound));
             } catch (VmConfigException e) {
                 throw new VmConfigException("--sound " + sound + ": " + e.getMessage(), e);
+            }
+        }
+        if (gpu != null) {
+            b.device(GpuSpec.parse(gpu));
+        }
+        if (screenshot != null) {
+            boolean hasGpu = gpu != null || devices.stream().anyMatch(d -> d.equals(GpuSpec.TYPE) || d.startsWith(GpuSpec.TYPE + ","));
+            if (!hasGpu) {
+                throw new VmConfigException("--screenshot-on-exit needs a GPU: add --gpu 2d");
+            }
+            if (!screenshot.getFileName().toString().toLowerCase(java.util.Locale.ROOT).endsWith(".png")) {
+                throw new VmConfigException("--screenshot-on-exit writes PNG: name a FILE.png, not " + screenshot);
             }
         }
         networking(b);

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
@@ -94,6 +95,31 @@ class RunCommandTest {
         assertEquals(List.of(new GenericDeviceSpec("test-null", Map.of()),
                 new GenericDeviceSpec("balloon", Map.of("free-page-reporting", "off")),
                 new GenericDeviceSpec("x.y_z-1", Map.of("a", "1", "b", "", "c", "d=e"))), c.devices());
+    }
+
+    @Test
+    void gpuBecomesAGpuSpecWithItsOptions() {
+        VmConfig c = parse("--kernel", "/k", "--root", "/r", "--gpu", "2d,size=640x480,scanouts=2,memory=64",
+                "--screenshot-on-exit", "shot.png", "--", "/bin/true");
+        assertEquals(List.of(org.krun.api.GpuSpec.twoD().withSize(640, 480).withScanouts(2).withHostMemoryBytes(64L << 20)),
+                c.devices());
+        assertEquals(List.of(org.krun.api.GpuSpec.twoD()), parse("--kernel", "/k", "--root", "/r", "--gpu", "2d", "--", "/bin/true").devices());
+    }
+
+    @Test
+    void badGpuOptionsAreOneLineErrors() {
+        for (List<String> bad : List.of(List.of("--gpu", "3d"), List.of("--gpu", "venus"), List.of("--gpu", "2d,size=10"),
+                List.of("--gpu", "2d,size=8x8"), List.of("--gpu", "2d,size=axb"), List.of("--gpu", "2d,scanouts=17"),
+                List.of("--gpu", "2d,memory=0"), List.of("--gpu", "2d,colour=red"), List.of("--screenshot-on-exit", "x.png"),
+                List.of("--gpu", "2d", "--screenshot-on-exit", "x.jpg"))) {
+            List<String> args = new ArrayList<>(List.of("--kernel", "/k", "--root", "/r"));
+            args.addAll(bad);
+            args.addAll(List.of("--", "/bin/true"));
+            VmConfigException e = assertThrows(VmConfigException.class, () -> parse(args.toArray(String[]::new)), bad.toString());
+            assertFalse(e.getMessage().contains("\n"), e.getMessage());
+            assertTrue(e.getMessage().contains("gpu") || e.getMessage().contains("GPU") || e.getMessage().contains("screenshot"),
+                    e.getMessage());
+        }
     }
 
     @Test

@@ -1,0 +1,60 @@
+package org.krun.device.gpu.internal;
+
+/** The wire constants of virtio-gpu (virtio 1.2 §5.7.6, linux/virtio_gpu.h). */
+final class GpuProtocol {
+
+    // §5.7.3 feature bits
+    static final long F_VIRGL = 1L << 0;
+    static final long F_EDID = 1L << 1;
+
+    // §5.7.4 configuration layout: le32 events_read, events_clear, num_scanouts, num_capsets
+    static final int CONFIG_EVENTS_READ = 0;
+    static final int CONFIG_EVENTS_CLEAR = 4;
+    static final int CONFIG_NUM_SCANOUTS = 8;
+    static final int CONFIG_NUM_CAPSETS = 12;
+    static final int CONFIG_SIZE = 16;
+    static final int EVENT_DISPLAY = 1 << 0;
+
+    // §5.7.6.7 control queue commands
+    static final int CMD_GET_DISPLAY_INFO = 0x0100;
+    static final int CMD_RESOURCE_CREATE_2D = 0x0101;
+    static final int CMD_RESOURCE_UNREF = 0x0102;
+    static final int CMD_SET_SCANOUT = 0x0103;
+    static final int CMD_RESOURCE_FLUSH = 0x0104;
+    static final int CMD_TRANSFER_TO_HOST_2D = 0x0105;
+    static final int CMD_RESOURCE_ATTACH_BACKING = 0x0106;
+    static final int CMD_RESOURCE_DETACH_BACKING = 0x0107;
+    static final int CMD_GET_CAPSET_INFO = 0x0108;
+    static final int CMD_GET_CAPSET = 0x0109;
+    static final int CMD_GET_EDID = 0x010a;
+    // cursor queue commands
+    static final int CMD_UPDATE_CURSOR = 0x0300;
+    static final int CMD_MOVE_CURSOR = 0x0301;
+
+    // responses
+    static final int RESP_OK_NODATA = 0x1100;
+    static final int RESP_OK_DISPLAY_INFO = 0x1101;
+    static final int RESP_OK_EDID = 0x1104;
+    static final int RESP_ERR_UNSPEC = 0x1200;
+    static final int RESP_ERR_OUT_OF_MEMORY = 0x1201;
+    static final int RESP_ERR_INVALID_SCANOUT_ID = 0x1202;
+    static final int RESP_ERR_INVALID_RESOURCE_ID = 0x1203;
+    static final int RESP_ERR_INVALID_CONTEXT_ID = 0x1204;
+    static final int RESP_ERR_INVALID_PARAMETER = 0x1205;
+
+    // struct virtio_gpu_ctrl_hdr flags
+    static final int FLAG_FENCE = 1 << 0;
+    static final int FLAG_INFO_RING_IDX = 1 << 1;
+
+    /** sizeof(struct virtio_gpu_ctrl_hdr): le32 type, le32 flags, le64 fence_id, le32 ctx_id, u8 ring_idx, u8 padding[3]. */
+    static final int HDR_SIZE = 24;
+    /** sizeof(struct virtio_gpu_mem_entry): le64 addr, le32 length, le32 padding. */
+    static final int MEM_ENTRY_SIZE = 16;
+    /** VIRTIO_GPU_MAX_SCANOUTS: the display info response always has this many pmodes. */
+    static final int MAX_SCANOUTS = 16;
+    /** The EDID blob of RESP_OK_EDID is this long (le32 size, le32 padding, u8 edid[1024]). */
+    static final int EDID_BLOB_SIZE = 1024;
+
+    private GpuProtocol() {
+    }
+}

@@ -1,0 +1,166 @@
+package org.krun.device.gpu.internal;
+
+import static org.krun.device.gpu.internal.GpuProtocol.*;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.krun.api.Display;
+import org.krun.api.GpuSpec;
+import org.krun.spi.memory.GuestMemoryException;
+import org.krun.spi.virtio.AbstractVirtioDevice;
+import org.krun.spi.virtio.ChainWriter;
+import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.HostDisplays;
+import org.krun.spi.virtio.ShortChainException;
+import org.krun.spi.virtio.VirtioIds;
+
+/**
+ * virtio-gpu in 2D (virtio 1.2 §5.7): a control queue and a cursor queue; each request is a
+ * {@link GpuCommand} read from the chain's driver-readable part, executed by {@link Gpu2d}, and answered in
+ * its driver-writable part with a header (a response type, and the request's fence echoed when it asked
+ * for one, §5.7.6.7) and the response's body. Every request is done when it is answered, so a fence is
+ * signalled by its own response.
+ *
+ * <p>Offers VIRTIO_GPU_F_EDID; no 3D (num_capsets 0). Runs on the VM's event loop; the scanouts
+ * ({@link #displays()}) are read from any thread and outlive activations, keeping their last frame.
+ */
+final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplays {
+
+    static final int CONTROLQ = 0;
+    static final int CURSORQ = 1;
+    static final int QUEUE_SIZE = 256;
+
+    private final GpuSpec spec;
+    private final List<Scanout> scanouts;
+
+    VirtioGpu(GpuSpec spec) {
+        super("virtio-gpu", VirtioIds.GPU, F_EDID, 2, QUEUE_SIZE, CONFIG_SIZE);
+        this.spec = spec;
+        List<Scanout> s = new ArrayList<>();
+        for (int i = 0; i < spec.scanouts(); i++) {
+            s.add(new Scanout(i, (long) spec.width() * spec.height()));
+        }
+        this.scanouts = List.copyOf(s);
+        config().putInt(CONFIG_NUM_SCANOUTS, spec.scanouts()).putInt(CONFIG_NUM_CAPSETS, 0)
+                .driverWritable(CONFIG_EVENTS_CLEAR, 4);
+    }
+
+    @Override
+    public List<Display> displays() {
+        return List.copyOf(scanouts);
+    }
+
+    List<Scanout> scanouts() {
+        return scanouts;
+    }
+
+    @Override
+    protected Gpu2d onActivate(Active<Gpu2d> a) {
+        return new Gpu2d(spec, scanouts, a.memory(), this::guestError, this::hostError);
+    }
+
+    @Override
+    protected void onQueueNotify(Active<Gpu2d> a, int queue) {
+        DescriptorChain chain;
+        while (a.isCurrent() && (chain = a.pop(queue)) != null) {
+            a.addUsed(queue, chain.head(), serve(a, chain));
+        }
+    }
+
+    /** Decodes, executes and answers one request; returns the bytes written. */
+    private int serve(Active<Gpu2d> a, DescriptorChain chain) {
+        GpuCommand.Request request;
+        Gpu2d.Response response;
+        try {
+            request = GpuCommand.parse(chain.reader(a.memory()));
+            response = a.state().execute(request.command());
+        } catch (GuestMemoryException | ShortChainException e) {
+            guestError("request not readable: " + e.getMessage());
+            request = new GpuCommand.Request(GpuCommand.Header.NONE, null);
+            response = Gpu2d.Response.error(RESP_ERR_UNSPEC);
+        }
+        return answer(a, chain, request.header(), response);
+    }
+
+    private int answer(Active<Gpu2d> a, DescriptorChain chain, GpuCommand.Header h, Gpu2d.Response response) {
+        ChainWriter w = chain.writer(a.memory());
+        if (w.remaining() < HDR_SIZE) {
+            // The cursor queue's requests come without room for an answer (Linux gives none).
+            if (w.remaining() > 0) {
+                guestError("response buffer of " + w.remaining() + " bytes is shorter than a header");
+            }
+            return 0;
+        }
+        Gpu2d.Response r = response;
+        if (w.remaining() < HDR_SIZE + r.body().length) {
+            guestError("response buffer of " + w.remaining() + " bytes is too short for response 0x"
+                    + Integer.toHexString(r.type()));
+            r = Gpu2d.Response.error(RESP_ERR_UNSPEC);
+        }
+        ByteBuffer b = ByteBuffer.allocate(HDR_SIZE + r.body().length).order(ByteOrder.LITTLE_ENDIAN);
+        b.putInt(0, r.type());
+        // §5.7.6.7: a fenced request's response carries the same fence id (and its context and ring)
+        int echoed = h.flags() & (FLAG_FENCE | FLAG_INFO_RING_IDX);
+        b.putInt(4, echoed);
+        if ((echoed & FLAG_FENCE) != 0) {
+            b.putLong(8, h.fenceId());
+            b.putInt(16, h.ctxId());
+            if ((echoed & FLAG_INFO_RING_IDX) != 0) {
+                b.put(20, (byte) h.ringIdx());
+            }
+        }
+        b.put(HDR_SIZE, r.body());
+        try {
+            w.write(b.array());
+        } catch (GuestMemoryException e) {
+            guestError("response buffer not writable: " + e.getMessage());
+            return 0;
+        }
+        return b.capacity();
+    }
+
+    /** Sets {@code bits} in events_read and tells the driver (§5.7.4.1), if it is active. */
+    void raiseEvents(int bits) {
+        synchronized (config()) {
+            config().putInt(CONFIG_EVENTS_READ, config().getInt(CONFIG_EVENTS_READ) | bits);
+        }
+        Active<Gpu2d> a = active();
+        if (a != null && a.isCurrent()) {
+            a.configChanged();
+        }
+    }
+
+    /** §5.7.4: the driver acknowledges events by writing their bits to events_clear. */
+    @Override
+    protected void onConfigWritten(int offset, int length) {
+        if (offset < CONFIG_EVENTS_CLEAR + 4 && offset + length > CONFIG_EVENTS_CLEAR) {
+            synchronized (config()) {
+                int clear = config().getInt(CONFIG_EVENTS_CLEAR);
+                config().putInt(CONFIG_EVENTS_READ, config().getInt(CONFIG_EVENTS_READ) & ~clear);
+                config().putInt(CONFIG_EVENTS_CLEAR, 0);
+            }
+        }
+    }
+
+    @Override
+    protected void onReset(Active<Gpu2d> a) {
+        Gpu2d g = a.state();
+        if (g != null) {
+            g.close();
+        }
+    }
+
+    @Override
+    protected void onDeviceReset() {
+        config().putInt(CONFIG_EVENTS_READ, 0).putInt(CONFIG_EVENTS_CLEAR, 0);
+    }
+
+    /** The current activation's 2D state, or null while inactive (tests). */
+    Gpu2d state() {
+        Active<Gpu2d> a = active();
+        return a == null ? null : a.state();
+    }
+}
