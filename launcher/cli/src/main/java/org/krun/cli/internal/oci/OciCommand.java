@@ -61,7 +61,7 @@ import picocli.CommandLine.ParentCommand;
         description = {"An OCI runtime: runs containers in krun microVMs (point a container engine at krun-oci)."},
         subcommands = {OciCommand.Create.class, OciCommand.Start.class, OciCommand.StateCommand.class,
             OciCommand.Kill.class, OciCommand.Delete.class, OciCommand.Run.class, OciCommand.Features.class,
-            OciCommand.Vmm.class})
+            OciCommand.Ps.class, OciCommand.Vmm.class})
 public final class OciCommand implements Runnable {
 
     @Option(names = "--root", paramLabel = "DIR", description = "State directory (default: /run/krun-oci).")
@@ -313,6 +313,10 @@ public final class OciCommand implements Runnable {
                     throw new OciException("network namespace " + spec.netns() + " does not exist");
                 }
                 cmd.addAll(List.of("nsenter", "--net=" + spec.netns()));
+            } else if (spec.newNetns()) {
+                // A network namespace of its own (containerd's default without --net-host), its loopback up as
+                // runc brings it up; unshare and sh exec, so the pid stays the JVM's.
+                cmd.addAll(List.of("unshare", "--net", "--", "sh", "-c", "ip link set lo up && exec \"$@\"", "krun-oci-netns"));
             }
             cmd.addAll(launcherCommand());
             cmd.addAll(List.of("oci", "--root", oci.stateRoot().toString(), "vmm", st.id()));
@@ -539,6 +543,9 @@ public final class OciCommand implements Runnable {
             return oci.logged(() -> {
                 OciState st = new OciState(oci.stateRoot(), id);
                 if (!st.exists()) {
+                    if (force) {
+                        return 0; // as runc: --force deletes what is there, and nothing is (the shim's clean-up asks twice)
+                    }
                     throw new OciException("container " + id + " does not exist");
                 }
                 State s;
@@ -590,6 +597,62 @@ public final class OciCommand implements Runnable {
             f.put("annotations", ann);
             System.out.println(OciJson.write(f));
             return 0;
+        }
+    }
+
+    @Command(name = "ps", mixinStandardHelpOptions = true,
+            description = "Lists container ID's host processes: its VMM process (the guest's own are inside the VM).")
+    static final class Ps implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        @Option(names = {"--format", "-f"}, paramLabel = "table|json", defaultValue = "table",
+                description = "json: an array of pids; table: ps(1)'s lines of them (default).")
+        String format;
+
+        @Parameters(index = "0", paramLabel = "ID")
+        String id;
+
+        @Parameters(index = "1..*", paramLabel = "PS_OPTION", description = "Options for ps(1) in table format (default: -ef).")
+        List<String> psOptions = new ArrayList<>();
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                State s = new OciState(oci.stateRoot(), id).current();
+                List<Long> pids = s.status().equals(OciState.STOPPED) || s.pid() <= 0 ? List.of() : List.of(s.pid());
+                if ("json".equals(format)) {
+                    System.out.println(OciJson.write(pids));
+                } else if ("table".equals(format)) {
+                    printTable(pids, psOptions.isEmpty() ? List.of("-ef") : psOptions);
+                } else {
+                    throw new OciException("ps --format: 'table' or 'json', not '" + format + "'");
+                }
+                System.out.flush();
+                return 0;
+            });
+        }
+
+        /** As runc: ps(1) with the given options, its header and the lines whose PID column is one of {@code pids}. */
+        private static void printTable(List<Long> pids, List<String> options) throws IOException, InterruptedException {
+            List<String> cmd = new ArrayList<>(List.of("ps"));
+            cmd.addAll(options);
+            Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            List<String> lines = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).lines().toList();
+            if (p.waitFor() != 0 || lines.isEmpty()) {
+                throw new OciException("ps " + String.join(" ", options) + " failed (status " + p.exitValue() + ")");
+            }
+            int column = List.of(lines.get(0).trim().split("\\s+")).indexOf("PID");
+            if (column < 0) {
+                throw new OciException("ps " + String.join(" ", options) + " prints no PID column");
+            }
+            System.out.println(lines.get(0));
+            for (String line : lines.subList(1, lines.size())) {
+                String[] fields = line.trim().split("\\s+");
+                if (fields.length > column && pids.stream().anyMatch(pid -> fields[column].equals(Long.toString(pid)))) {
+                    System.out.println(line);
+                }
+            }
         }
     }
 
