@@ -125,7 +125,9 @@ class KrunOciContainerdIT {
             }
         });
         server.start();
-        String url = "http://127.0.0.1:" + server.getAddress().getPort() + "/";
+        // 192.0.2.1 is the VMM's loopback as TSI shows it to the guest (host.krun.internal): the host's loopback
+        // with --net-host, the container's own namespace's otherwise (where nothing listens).
+        String url = "http://192.0.2.1:" + server.getAddress().getPort() + "/";
 
         lanes = Executors.newFixedThreadPool(2);
         foreground = lanes.submit(() -> timed("foreground container", () -> ctr(BOOT_TIMEOUT_SECONDS, "run", "--rm",
