@@ -61,7 +61,7 @@ import picocli.CommandLine.ParentCommand;
         description = {"An OCI runtime: runs containers in krun microVMs (point a container engine at krun-oci)."},
         subcommands = {OciCommand.Create.class, OciCommand.Start.class, OciCommand.StateCommand.class,
             OciCommand.Kill.class, OciCommand.Delete.class, OciCommand.Run.class, OciCommand.Features.class,
-            OciCommand.Ps.class, OciCommand.Vmm.class})
+            OciCommand.Ps.class, OciCommand.Exec.class, OciCommand.Vmm.class})
 public final class OciCommand implements Runnable {
 
     @Option(names = "--root", paramLabel = "DIR", description = "State directory (default: /run/krun-oci).")
@@ -653,6 +653,25 @@ public final class OciCommand implements Runnable {
                     System.out.println(line);
                 }
             }
+        }
+    }
+
+    @Command(name = "exec", mixinStandardHelpOptions = true,
+            description = "Not yet: a second process in a running container (podman exec, ctr task exec).")
+    static final class Exec implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        /** runc's exec options and arguments, whatever they are: the answer is the same. */
+        @picocli.CommandLine.Unmatched
+        List<String> arguments = new ArrayList<>();
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                throw new OciException("exec is not supported yet: a second process in a running VM needs an agent in"
+                        + " the guest (docs/oci.md)");
+            });
         }
     }
 
