@@ -41,7 +41,8 @@ import org.junit.jupiter.api.TestInstance;
  * side by side: a foreground one ({@code --rm}: output, krun's kernel, its status as ctr's, a network namespace
  * of its own: the host's loopback server is out of reach) and a detached one with {@code --net-host} (the host's
  * server reached through TSI, {@code ctr task ps}, {@code ctr task kill} passing SIGTERM to the guest's trap, the
- * exit status {@code ctr task delete} reports). Both leave nothing behind: runtime state, containerd's task
+ * exit status {@code ctr task delete} reports); then one with a terminal ({@code -t}: the shim's console socket)
+ * whose VMM process is killed with -9. Each leaves nothing behind: runtime state, containerd's task
  * directory, shims, VMM processes, mounts. Without /dev/kvm, containerd or root the test is SKIPPED, loudly.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
@@ -50,6 +51,7 @@ class KrunOciContainerdIT {
     private static final String IMAGE = "localhost/krun-oci-it:busybox";
     private static final String FG = "krun-ctr-fg";
     private static final String BG = "krun-ctr-bg";
+    private static final String K9 = "krun-ctr-k9";
 
     private Path dir;
     private Path socket;
@@ -146,7 +148,7 @@ class KrunOciContainerdIT {
             server.stop(0);
         }
         if (containerd != null) {
-            for (String id : List.of(FG, BG)) {
+            for (String id : List.of(FG, BG, K9)) {
                 ctr(60, "task", "kill", "-s", "KILL", id);
                 ctr(60, "task", "delete", "--force", id);
                 ctr(60, "container", "delete", id);
@@ -226,6 +228,40 @@ class KrunOciContainerdIT {
         assertTrue(d.delete().err().contains("exit code 7"), "the guest's trap ran on SIGTERM and its status is the task's: " + d.delete());
         assertTrue(d.log().contains("got TERM"), d.log());
         assertNothingLeft(BG);
+    }
+
+    @Test
+    void killingTheVmmProcessOfATerminalContainerStopsItAndDeleteLeavesNothing() throws Exception {
+        foreground.get();
+        detached.get(); // one boot at a time beside the others
+        // -t: the shim hands krun oci create a console socket; ctr itself wants a terminal, which script(1) gives it.
+        String run = "ctr --address '" + socket + "' run -d -t --runc-binary '" + wrapper + "' --runc-root '" + runcRoot
+                + "' " + IMAGE + " " + K9 + " sleep 1000";
+        KrunProcess.Result started = sh("script -qec \"" + run + "\" /dev/null </dev/null", 120);
+        assertEquals(0, started.status(), started.toString());
+        String pid = taskColumn(K9, 1);
+        assertTrue(Long.parseLong(pid) > 0, pid);
+        assertEquals("RUNNING", taskColumn(K9, 2));
+        assertTrue(Files.exists(runcRoot.resolve("default").resolve(K9).resolve("ctl.sock")));
+        assertEquals(0, sh("kill -9 " + pid, 30).status());
+        String status = "";
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (System.nanoTime() < deadline && !status.equals("STOPPED")) {
+            Thread.sleep(500);
+            status = taskColumn(K9, 2);
+        }
+        assertEquals("STOPPED", status);
+        KrunProcess.Result delete = ctr(60, "task", "delete", K9);
+        assertEquals(0, delete.status(), delete.toString());
+        assertTrue(delete.err().contains("exit code 137"), "the VMM process's status is the task's: " + delete);
+        assertEquals(0, ctr(60, "container", "delete", K9).status());
+        assertNothingLeft(K9);
+    }
+
+    /** Column {@code n} of {@code ctr task ls}'s line of task {@code id} (1: pid, 2: status), or "". */
+    private String taskColumn(String id, int n) throws IOException, InterruptedException {
+        return ctr(60, "task", "ls").out().lines().map(l -> l.trim().split("\\s+")).filter(f -> f[0].equals(id) && f.length > n)
+                .map(f -> f[n]).findFirst().orElse("");
     }
 
     /** Once container {@code id} is deleted: no runtime state, task directory, shim, VMM process or mount of it. */
