@@ -40,7 +40,7 @@ import org.junit.jupiter.api.TestInstance;
  * state, socket and config in a temporary directory, no CRI plugin) and stops it after. Two containers boot
  * side by side: a foreground one ({@code --rm}: output, krun's kernel, its status as ctr's, a network namespace
  * of its own: the host's loopback server is out of reach) and a detached one with {@code --net-host} (the host's
- * server reached through TSI, {@code ctr task ps}, {@code ctr task kill} passing SIGTERM to the guest's trap, the
+ * server reached through TSI, {@code ctr task ps}, {@code ctr task pause} and {@code resume}, {@code ctr task kill} passing SIGTERM to the guest's trap, the
  * exit status {@code ctr task delete} reports); then one with a terminal ({@code -t}: the shim's console socket)
  * whose VMM process is killed with -9. Each leaves nothing behind: runtime state, containerd's task
  * directory, shims, VMM processes, mounts. Without /dev/kvm, containerd or root the test is SKIPPED, loudly.
@@ -65,8 +65,13 @@ class KrunOciContainerdIT {
     private long started;
 
     /** What the detached container showed: its output while running, ps, runtime state, kill, status, output. */
-    record Detached(String runningLog, KrunProcess.Result ps, KrunProcess.Result state, KrunProcess.Result kill,
-            String taskList, KrunProcess.Result delete, String log) {
+    record Detached(String runningLog, KrunProcess.Result ps, KrunProcess.Result state, Paused paused,
+            KrunProcess.Result kill, String taskList, KrunProcess.Result delete, String log) {
+    }
+
+    /** ctr task pause: its result, the task list and runtime state then, the log's growth paused and resumed. */
+    record Paused(KrunProcess.Result pause, String taskList, KrunProcess.Result state, long grewWhilePaused,
+            KrunProcess.Result resume, long grewOnceResumed) {
     }
 
     @BeforeAll
@@ -180,7 +185,7 @@ class KrunOciContainerdIT {
         Path log = dir.resolve("bg.log");
         KrunProcess.Result run = ctr(120, "run", "-d", "--net-host", "--log-uri", "file://" + log,
                 "--runc-binary", wrapper.toString(), "--runc-root", runcRoot.toString(), IMAGE, BG, "sh", "-c",
-                "trap 'echo got TERM; exit 7' TERM; wget -q -O - " + url + "; echo started; while true; do sleep 1; done");
+                "trap 'echo got TERM; exit 7' TERM; wget -q -O - " + url + "; echo started; while true; do echo tick; sleep 1; done");
         assertEquals(0, run.status(), run.toString());
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(BOOT_TIMEOUT_SECONDS);
         String running = "";
@@ -190,6 +195,7 @@ class KrunOciContainerdIT {
         }
         KrunProcess.Result ps = ctr(60, "task", "ps", BG);
         KrunProcess.Result state = runtime(60, "--root", runcRoot.resolve("default").toString(), "state", BG);
+        Paused paused = timed("ctr task pause and resume", () -> pauseAndResume(log));
         KrunProcess.Result kill = timed("ctr task kill", () -> ctr(60, "task", "kill", BG));
         String tasks = "";
         deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
@@ -199,7 +205,25 @@ class KrunOciContainerdIT {
         }
         KrunProcess.Result delete = ctr(60, "task", "delete", BG);
         ctr(60, "container", "delete", BG);
-        return new Detached(running, ps, state, kill, tasks, delete, Files.readString(log));
+        return new Detached(running, ps, state, paused, kill, tasks, delete, Files.readString(log));
+    }
+
+    /** Pauses the detached container: its ticks stop for 10 s; resumes it: they go on (within BOOT_TIMEOUT_SECONDS). */
+    private Paused pauseAndResume(Path log) throws Exception {
+        KrunProcess.Result pause = ctr(60, "task", "pause", BG);
+        String tasks = ctr(60, "task", "ls").out();
+        KrunProcess.Result state = runtime(60, "--root", runcRoot.resolve("default").toString(), "state", BG);
+        Thread.sleep(1000); // output written before the pause reaches the log through the shim
+        long before = Files.size(log);
+        Thread.sleep(10_000);
+        long grewWhilePaused = Files.size(log) - before;
+        KrunProcess.Result resume = ctr(60, "task", "resume", BG);
+        long resumed = Files.size(log);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(BOOT_TIMEOUT_SECONDS);
+        while (System.nanoTime() < deadline && Files.size(log) == resumed) {
+            Thread.sleep(500);
+        }
+        return new Paused(pause, tasks, state, grewWhilePaused, resume, Files.size(log) - resumed);
     }
 
     @Test
@@ -222,6 +246,13 @@ class KrunOciContainerdIT {
         assertEquals(2, d.ps().out().lines().count(), "ctr task ps: the VMM process: " + d.ps());
         assertEquals(0, d.state().status(), d.state().toString());
         assertTrue(d.state().out().contains("\"status\":\"running\""), d.state().toString());
+        Paused p = d.paused();
+        assertEquals(0, p.pause().status(), p.pause().toString());
+        assertTrue(p.taskList().lines().anyMatch(l -> l.startsWith(BG) && l.contains("PAUSED")), p.taskList());
+        assertTrue(p.state().out().contains("\"status\":\"paused\""), p.state().toString());
+        assertEquals(0, p.grewWhilePaused(), "a paused VM's command prints nothing: " + p);
+        assertEquals(0, p.resume().status(), p.resume().toString());
+        assertTrue(p.grewOnceResumed() > 0, "resumed, the command ticks again: " + p);
         assertEquals(0, d.kill().status(), d.kill().toString());
         assertTrue(d.taskList().contains(BG) && d.taskList().contains("STOPPED"), d.taskList());
         assertEquals(0, d.delete().status(), d.delete().toString());

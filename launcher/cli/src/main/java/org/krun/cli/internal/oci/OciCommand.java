@@ -61,7 +61,8 @@ import picocli.CommandLine.ParentCommand;
         description = {"An OCI runtime: runs containers in krun microVMs (point a container engine at krun-oci)."},
         subcommands = {OciCommand.Create.class, OciCommand.Start.class, OciCommand.StateCommand.class,
             OciCommand.Kill.class, OciCommand.Delete.class, OciCommand.Run.class, OciCommand.Features.class,
-            OciCommand.Ps.class, OciCommand.Exec.class, OciCommand.Vmm.class})
+            OciCommand.Ps.class, OciCommand.Pause.class, OciCommand.Resume.class, OciCommand.Exec.class,
+            OciCommand.Vmm.class})
 public final class OciCommand implements Runnable {
 
     @Option(names = "--root", paramLabel = "DIR", description = "State directory (default: /run/krun-oci).")
@@ -556,8 +557,8 @@ public final class OciCommand implements Runnable {
                     return 0;
                 }
                 boolean alive = s.pid() > 0 && OciState.alive(s.pid(), s.pidStart());
-                if (alive && s.status().equals(OciState.RUNNING) && !force) {
-                    throw new OciException("container " + id + " is running: stop it first, or delete --force");
+                if (alive && (s.status().equals(OciState.RUNNING) || s.status().equals(OciState.PAUSED)) && !force) {
+                    throw new OciException("container " + id + " is " + s.status() + ": stop it first, or delete --force");
                 }
                 if (alive) {
                     // A created container (runc deletes those too) or --force: its VMM process goes first.
@@ -653,6 +654,51 @@ public final class OciCommand implements Runnable {
                     System.out.println(line);
                 }
             }
+        }
+    }
+
+    @Command(name = "pause", mixinStandardHelpOptions = true,
+            description = "Pauses running container ID: the VM's vCPUs stop (its clock with them) until resume.")
+    static final class Pause implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        @Parameters(index = "0", paramLabel = "ID")
+        String id;
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                OciState st = new OciState(oci.stateRoot(), id);
+                State s = st.current();
+                if (!s.status().equals(OciState.RUNNING)) {
+                    throw new OciException("container " + id + " is " + s.status() + ", not running: it cannot pause");
+                }
+                control(st, "pause");
+                return 0;
+            });
+        }
+    }
+
+    @Command(name = "resume", mixinStandardHelpOptions = true, description = "Resumes paused container ID.")
+    static final class Resume implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        @Parameters(index = "0", paramLabel = "ID")
+        String id;
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                OciState st = new OciState(oci.stateRoot(), id);
+                State s = st.current();
+                if (!s.status().equals(OciState.PAUSED)) {
+                    throw new OciException("container " + id + " is " + s.status() + ", not paused: it cannot resume");
+                }
+                control(st, "resume");
+                return 0;
+            });
         }
     }
 
@@ -812,6 +858,19 @@ public final class OciCommand implements Runnable {
                 }
                 org.krun.cli.internal.StdinPump.start(new FileInputStream(FileDescriptor.in), vm.consoleInput());
                 vm.exit().whenComplete((exit, ex) -> done.complete(status(exit)));
+                return "ok";
+            }
+            if (request.equals("pause") || request.equals("resume")) {
+                if (!started || done.isDone()) {
+                    throw new OciException("container " + id + " is not running");
+                }
+                if (request.equals("pause")) {
+                    vm.pause(); // returns once every vCPU is at a safe point
+                    st.write(mine.withStatus(OciState.PAUSED));
+                } else {
+                    vm.resume();
+                    st.write(mine.withStatus(OciState.RUNNING));
+                }
                 return "ok";
             }
             if (request.startsWith("kill ")) {

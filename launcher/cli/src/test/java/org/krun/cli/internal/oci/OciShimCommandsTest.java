@@ -23,8 +23,8 @@ import org.krun.cli.internal.oci.OciState.State;
 
 import picocli.CommandLine;
 
-/** {@code ps} and {@code delete --force} as containerd's runc shim calls them, on state made by hand (no VM). */
-class OciPsAndDeleteTest {
+/** {@code ps}, {@code delete --force}, {@code pause} and {@code resume} as containerd's runc shim calls them, on state made by hand (no VM). */
+class OciShimCommandsTest {
 
     @TempDir
     Path state;
@@ -101,5 +101,17 @@ class OciPsAndDeleteTest {
     void deleteForceOfAContainerThatIsNotThereSucceedsAsRuncs() {
         assertEquals(0, oci("delete", "--force", "gone").status());
         assertNotEquals(0, oci("delete", "gone").status());
+    }
+
+    @Test
+    void pauseAndResumeAnswerOnlyInTheirStates() {
+        new OciState(state, "c3").create(new State("c3", OciState.CREATED, ProcessHandle.current().pid(),
+                OciState.startTime(ProcessHandle.current().pid()), "/b", Map.of(), "2026-01-01T00:00:00Z", -1));
+        assertEquals(1, oci("pause", "c3").status(), "a created container cannot pause");
+        assertEquals(1, oci("resume", "c3").status(), "nor resume");
+        running("c4");
+        assertEquals(1, oci("resume", "c4").status(), "a running container is not paused");
+        assertEquals(1, oci("delete", "c4").status(), "a running container needs --force");
+        assertTrue(new OciState(state, "c4").exists());
     }
 }
