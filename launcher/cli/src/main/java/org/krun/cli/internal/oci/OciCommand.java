@@ -614,7 +614,8 @@ public final class OciCommand implements Runnable {
         @Parameters(index = "0", paramLabel = "ID")
         String id;
 
-        @Parameters(index = "1..*", paramLabel = "PS_OPTION", description = "Options for ps(1) in table format (default: -ef).")
+        /** What follows the id, options included ({@code runc ps ID -ef}): ps(1)'s options in table format (default -ef). */
+        @picocli.CommandLine.Unmatched
         List<String> psOptions = new ArrayList<>();
 
         @Override

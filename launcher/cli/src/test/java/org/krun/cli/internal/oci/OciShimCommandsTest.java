@@ -90,6 +90,17 @@ class OciShimCommandsTest {
     }
 
     @Test
+    void psTableTakesPsOptionsAfterTheIdAsRuncs() {
+        long pid = running("c1");
+        Result r = oci("ps", "c1", "-o", "pid,comm");
+        assertEquals(0, r.status(), r.toString());
+        List<String> lines = r.out().lines().toList();
+        assertEquals(List.of("PID", "COMMAND"), List.of(lines.get(0).trim().split("\\s+")), r.toString());
+        assertEquals(2, lines.size(), r.toString());
+        assertEquals(Long.toString(pid), lines.get(1).trim().split("\\s+")[0], r.toString());
+    }
+
+    @Test
     void psOfAStoppedContainerIsEmpty() {
         new OciState(state, "c2").create(new State("c2", OciState.STOPPED, 0, 0, "/b", Map.of(), "2026-01-01T00:00:00Z", 3));
         Result r = oci("ps", "--format", "json", "c2");
