@@ -3,7 +3,9 @@
 # the Linux source and kernel build tools, busybox-static (the default rootfs), and for the tests tmux,
 # qemu-utils (qemu-img: qcow2 images), e2fsprogs (ext4 images), passt (--net passt, and the virtio-net
 # guest test), socat (the third-party unix datagram peer of the virtio-net TAP guest test), podman (with
-# conmon: the container engine of krun oci's test, KrunOciPodmanIT) and iperf3 (bench/net: the guest's
+# conmon: the container engine of krun oci's test, KrunOciPodmanIT), containerd (with ctr and its runc shim:
+# KrunOciContainerdIT starts a private containerd of its own), iproute2 (ip: krun oci brings up the loopback
+# of a container's own network namespace) and iperf3 (bench/net: the guest's
 # iperf3 is the host's binary, copied into its rootfs, against an iperf3 server on the host).
 # Installs missing Debian packages when run as root; otherwise prints the command to run.
 # Usage: scripts/host-setup.sh [--quiet]
@@ -41,6 +43,8 @@ declare -A need=(
     [socat]=/usr/bin/socat
     [iperf3]=/usr/bin/iperf3
     [podman]=/usr/bin/podman
+    [containerd]=/usr/bin/containerd
+    [iproute2]=/usr/sbin/ip
     [e2fsprogs]=/sbin/mkfs.ext4
     [qemu-utils]=/usr/bin/qemu-img
 )

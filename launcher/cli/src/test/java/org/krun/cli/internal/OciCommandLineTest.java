@@ -89,4 +89,17 @@ class OciCommandLineTest {
         assertTrue(f.getAsJsonObject("linux").getAsJsonObject("cgroup").get("v2").getAsBoolean());
         assertEquals("true", f.getAsJsonObject("annotations").get("org.krun.vm").getAsString());
     }
+
+    @Test
+    void execIsRefusedInOneLineWhateverItsOptions() throws Exception {
+        Path log = tmp.resolve("log.json");
+        Result r = krun("oci", "--root", tmp.resolve("state").toString(), "--log", log.toString(), "--log-format", "json",
+                "exec", "--process", tmp.resolve("process.json").toString(), "--detach", "--pid-file",
+                tmp.resolve("pid").toString(), "c1");
+        assertEquals(1, r.status(), r.toString());
+        List<String> lines = r.err().lines().toList();
+        assertEquals(1, lines.size(), r.toString());
+        assertTrue(lines.get(0).startsWith("krun: exec is not supported yet"), r.toString());
+        assertTrue(Files.readString(log).contains("exec is not supported yet"), "the engine reads --log");
+    }
 }

@@ -61,6 +61,7 @@ import picocli.CommandLine.ParentCommand;
         description = {"An OCI runtime: runs containers in krun microVMs (point a container engine at krun-oci)."},
         subcommands = {OciCommand.Create.class, OciCommand.Start.class, OciCommand.StateCommand.class,
             OciCommand.Kill.class, OciCommand.Delete.class, OciCommand.Run.class, OciCommand.Features.class,
+            OciCommand.Ps.class, OciCommand.Pause.class, OciCommand.Resume.class, OciCommand.Exec.class,
             OciCommand.Vmm.class})
 public final class OciCommand implements Runnable {
 
@@ -313,6 +314,10 @@ public final class OciCommand implements Runnable {
                     throw new OciException("network namespace " + spec.netns() + " does not exist");
                 }
                 cmd.addAll(List.of("nsenter", "--net=" + spec.netns()));
+            } else if (spec.newNetns()) {
+                // A network namespace of its own (containerd's default without --net-host), its loopback up as
+                // runc brings it up; unshare and sh exec, so the pid stays the JVM's.
+                cmd.addAll(List.of("unshare", "--net", "--", "sh", "-c", "ip link set lo up && exec \"$@\"", "krun-oci-netns"));
             }
             cmd.addAll(launcherCommand());
             cmd.addAll(List.of("oci", "--root", oci.stateRoot().toString(), "vmm", st.id()));
@@ -539,6 +544,9 @@ public final class OciCommand implements Runnable {
             return oci.logged(() -> {
                 OciState st = new OciState(oci.stateRoot(), id);
                 if (!st.exists()) {
+                    if (force) {
+                        return 0; // as runc: --force deletes what is there, and nothing is (the shim's clean-up asks twice)
+                    }
                     throw new OciException("container " + id + " does not exist");
                 }
                 State s;
@@ -549,8 +557,8 @@ public final class OciCommand implements Runnable {
                     return 0;
                 }
                 boolean alive = s.pid() > 0 && OciState.alive(s.pid(), s.pidStart());
-                if (alive && s.status().equals(OciState.RUNNING) && !force) {
-                    throw new OciException("container " + id + " is running: stop it first, or delete --force");
+                if (alive && (s.status().equals(OciState.RUNNING) || s.status().equals(OciState.PAUSED)) && !force) {
+                    throw new OciException("container " + id + " is " + s.status() + ": stop it first, or delete --force");
                 }
                 if (alive) {
                     // A created container (runc deletes those too) or --force: its VMM process goes first.
@@ -590,6 +598,127 @@ public final class OciCommand implements Runnable {
             f.put("annotations", ann);
             System.out.println(OciJson.write(f));
             return 0;
+        }
+    }
+
+    @Command(name = "ps", mixinStandardHelpOptions = true,
+            description = "Lists container ID's host processes: its VMM process (the guest's own are inside the VM).")
+    static final class Ps implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        @Option(names = {"--format", "-f"}, paramLabel = "table|json", defaultValue = "table",
+                description = "json: an array of pids; table: ps(1)'s lines of them (default).")
+        String format;
+
+        @Parameters(index = "0", paramLabel = "ID")
+        String id;
+
+        /** What follows the id, options included ({@code runc ps ID -ef}): ps(1)'s options in table format (default -ef). */
+        @picocli.CommandLine.Unmatched
+        List<String> psOptions = new ArrayList<>();
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                State s = new OciState(oci.stateRoot(), id).current();
+                List<Long> pids = s.status().equals(OciState.STOPPED) || s.pid() <= 0 ? List.of() : List.of(s.pid());
+                if ("json".equals(format)) {
+                    System.out.println(OciJson.write(pids));
+                } else if ("table".equals(format)) {
+                    printTable(pids, psOptions.isEmpty() ? List.of("-ef") : psOptions);
+                } else {
+                    throw new OciException("ps --format: 'table' or 'json', not '" + format + "'");
+                }
+                System.out.flush();
+                return 0;
+            });
+        }
+
+        /** As runc: ps(1) with the given options, its header and the lines whose PID column is one of {@code pids}. */
+        private static void printTable(List<Long> pids, List<String> options) throws IOException, InterruptedException {
+            List<String> cmd = new ArrayList<>(List.of("ps"));
+            cmd.addAll(options);
+            Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            List<String> lines = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).lines().toList();
+            if (p.waitFor() != 0 || lines.isEmpty()) {
+                throw new OciException("ps " + String.join(" ", options) + " failed (status " + p.exitValue() + ")");
+            }
+            int column = List.of(lines.get(0).trim().split("\\s+")).indexOf("PID");
+            if (column < 0) {
+                throw new OciException("ps " + String.join(" ", options) + " prints no PID column");
+            }
+            System.out.println(lines.get(0));
+            for (String line : lines.subList(1, lines.size())) {
+                String[] fields = line.trim().split("\\s+");
+                if (fields.length > column && pids.stream().anyMatch(pid -> fields[column].equals(Long.toString(pid)))) {
+                    System.out.println(line);
+                }
+            }
+        }
+    }
+
+    @Command(name = "pause", mixinStandardHelpOptions = true,
+            description = "Pauses running container ID: the VM's vCPUs stop (its clock with them) until resume.")
+    static final class Pause implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        @Parameters(index = "0", paramLabel = "ID")
+        String id;
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                OciState st = new OciState(oci.stateRoot(), id);
+                State s = st.current();
+                if (!s.status().equals(OciState.RUNNING)) {
+                    throw new OciException("container " + id + " is " + s.status() + ", not running: it cannot pause");
+                }
+                control(st, "pause");
+                return 0;
+            });
+        }
+    }
+
+    @Command(name = "resume", mixinStandardHelpOptions = true, description = "Resumes paused container ID.")
+    static final class Resume implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        @Parameters(index = "0", paramLabel = "ID")
+        String id;
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                OciState st = new OciState(oci.stateRoot(), id);
+                State s = st.current();
+                if (!s.status().equals(OciState.PAUSED)) {
+                    throw new OciException("container " + id + " is " + s.status() + ", not paused: it cannot resume");
+                }
+                control(st, "resume");
+                return 0;
+            });
+        }
+    }
+
+    @Command(name = "exec", mixinStandardHelpOptions = true,
+            description = "Not yet: a second process in a running container (podman exec, ctr task exec).")
+    static final class Exec implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        /** runc's exec options and arguments, whatever they are: the answer is the same. */
+        @picocli.CommandLine.Unmatched
+        List<String> arguments = new ArrayList<>();
+
+        @Override
+        public Integer call() throws Exception {
+            return oci.logged(() -> {
+                throw new OciException("exec is not supported yet: a second process in a running VM needs an agent in"
+                        + " the guest (docs/oci.md)");
+            });
         }
     }
 
@@ -730,6 +859,19 @@ public final class OciCommand implements Runnable {
                 }
                 org.krun.cli.internal.StdinPump.start(new FileInputStream(FileDescriptor.in), vm.consoleInput());
                 vm.exit().whenComplete((exit, ex) -> done.complete(status(exit)));
+                return "ok";
+            }
+            if (request.equals("pause") || request.equals("resume")) {
+                if (!started || done.isDone()) {
+                    throw new OciException("container " + id + " is not running");
+                }
+                if (request.equals("pause")) {
+                    vm.pause(); // returns once every vCPU is at a safe point
+                    st.write(mine.withStatus(OciState.PAUSED));
+                } else {
+                    vm.resume();
+                    st.write(mine.withStatus(OciState.RUNNING));
+                }
                 return "ok";
             }
             if (request.startsWith("kill ")) {

@@ -29,7 +29,9 @@ import org.krun.api.VmConfig;
  * <li>{@code hostname}; the VM's size from annotations {@code krun.cpus} and {@code krun.ram_mib} (as crun's
  * krun handler names them), else the memory limit of {@code linux.resources}, else 1 vCPU and 512 MiB;</li>
  * <li>{@code linux.namespaces}: the VMM process joins the network namespace given by path (the guest's
- * sockets are made there by TSI); the others need nothing, the VM is its own;</li>
+ * sockets are made there by TSI), or runs in a new one (only its loopback, up, as runc makes it) when the
+ * entry has no path; without a network entry it stays in the engine's (the host's network); the other
+ * namespaces need nothing, the VM is its own;</li>
  * <li>{@code linux.cgroupsPath}: joined by the VMM process where the host allows.</li>
  * </ul>
  * What a VM cannot honour fails with one line ({@link OciException}): a user namespace, hooks, a mount type
@@ -37,7 +39,7 @@ import org.krun.api.VmConfig;
  */
 record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser user, boolean terminal,
         List<Rlimit> rlimits, Path root, boolean rootReadOnly, List<Share> shares, List<GuestMount> mounts,
-        String hostname, int cpus, int memoryMib, Path netns, String cgroupsPath, Map<String, String> annotations,
+        String hostname, int cpus, int memoryMib, Path netns, boolean newNetns, String cgroupsPath, Map<String, String> annotations,
         List<String> notes) {
 
     /** A host directory shared at a guest path. */
@@ -139,6 +141,7 @@ record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser
             ann.forEach((k, v) -> annotations.put(k, String.valueOf(v)));
         }
         Path netns = null;
+        boolean newNetns = false;
         String cgroupsPath = null;
         Long memoryLimit = null;
         Map<String, Object> linux = object(c.get("linux"), "linux");
@@ -152,8 +155,12 @@ record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser
                     if (type.equals("user")) {
                         throw new OciException("config.json asks for a user namespace: krun cannot map ids (run the engine as root, without --userns)");
                     }
-                    if (type.equals("network") && path instanceof String p && !p.isEmpty()) {
-                        netns = Path.of(p);
+                    if (type.equals("network")) {
+                        if (path instanceof String p && !p.isEmpty()) {
+                            netns = Path.of(p);
+                        } else {
+                            newNetns = true;
+                        }
                     }
                 }
             }
@@ -176,7 +183,7 @@ record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser
             memoryMib = DEFAULT_MEMORY_MIB;
         }
         return new OciSpec(List.copyOf(args), env, cwd, user, terminal, rlimits, root, rootReadOnly, List.copyOf(shares),
-                List.copyOf(mounts), hostname, cpus, memoryMib, netns, cgroupsPath, annotations, List.copyOf(notes));
+                List.copyOf(mounts), hostname, cpus, memoryMib, netns, newNetns && netns == null, cgroupsPath, annotations, List.copyOf(notes));
     }
 
     /**

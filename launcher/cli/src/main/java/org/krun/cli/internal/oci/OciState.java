@@ -31,6 +31,7 @@ final class OciState {
     static final String CREATING = "creating";
     static final String CREATED = "created";
     static final String RUNNING = "running";
+    static final String PAUSED = "paused";
     static final String STOPPED = "stopped";
 
     /** Container ids as runc accepts them: a path component of the state directory, never {@code .} or {@code ..}. */
@@ -168,7 +169,8 @@ final class OciState {
     /** The state as recorded, with a {@code created} or {@code running} whose VMM process is gone read as stopped. */
     State current() {
         State s = read();
-        if ((s.status().equals(CREATED) || s.status().equals(RUNNING)) && !alive(s.pid(), s.pidStart())) {
+        if ((s.status().equals(CREATED) || s.status().equals(RUNNING) || s.status().equals(PAUSED))
+                && !alive(s.pid(), s.pidStart())) {
             return s.withStatus(STOPPED);
         }
         if (s.status().equals(CREATING) && s.pid() != 0 && !alive(s.pid(), s.pidStart())) {

@@ -93,6 +93,7 @@ class OciSpecTest {
         assertEquals(2, s.cpus());
         assertEquals(768, s.memoryMib());
         assertEquals(Path.of("/run/netns/netns-1"), s.netns());
+        assertFalse(s.newNetns());
         assertEquals("/libpod_parent/libpod-7b64", s.cgroupsPath());
         assertEquals("libpod", s.annotations().get("io.container.manager"));
         assertTrue(s.notes().isEmpty(), "podman's usual mounts all have their guest counterpart: " + s.notes());
@@ -140,6 +141,11 @@ class OciSpecTest {
         assertNull(s.user());
         assertNull(s.hostname());
         assertNull(s.netns());
+        assertFalse(s.newNetns(), "no network entry: the engine's network");
+        OciSpec own = parse("{\"process\":{\"args\":[\"true\"]},\"root\":{\"path\":\"/r\"},"
+                + "\"linux\":{\"namespaces\":[{\"type\":\"network\"},{\"type\":\"pid\"}]}}");
+        assertNull(own.netns());
+        assertTrue(own.newNetns(), "a network entry without path: a namespace of its own (containerd's default)");
         OciSpec limited = parse("{\"process\":{\"args\":[\"true\"]},\"root\":{\"path\":\"/r\"},"
                 + "\"linux\":{\"resources\":{\"memory\":{\"limit\":268435456}}}}");
         assertEquals(256, limited.memoryMib());
