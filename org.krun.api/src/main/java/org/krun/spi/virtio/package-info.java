@@ -21,7 +21,8 @@
  * <p>1.3: {@link org.krun.spi.virtio.WorkerPool}, worker threads that exist only while a device has work.
  *
  * <p>1.5: {@link org.krun.spi.virtio.HostDisplays}, implemented by a device with scanouts so the core can
- * offer them through {@code VirtualMachine.displays()}.
+ * offer them through {@code VirtualMachine.displays()}; {@link org.krun.spi.virtio.HostConsole#carriesSignals}
+ * and {@link org.krun.spi.virtio.HostConsole#signal}, the console's port for signals to the command.
  */
 @Export
 @Version("1.5.0")
