@@ -65,6 +65,16 @@ class SndLinuxGuestTest {
         return out;
     }
 
+    /** The Debian fixture with alsa-utils (guest/fixtures/debian-rootfs.sh); skips where KVM or debootstrap is missing. */
+    private static Path debianRoot() throws Exception {
+        LinuxGuest.assumeKvm();
+        Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/sbin/debootstrap")),
+                "debootstrap is not installed: the Debian sound test is SKIPPED");
+        Path repo = Path.of(System.getProperty("user.dir")).getParent();
+        return Path.of(run(repo.resolve("guest/fixtures/debian-rootfs.sh").toString()).lines()
+                .reduce((a, b) -> b).orElseThrow());
+    }
+
     private static String run(String... cmd) throws Exception {
         Process p = new ProcessBuilder(cmd).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
@@ -77,12 +87,7 @@ class SndLinuxGuestTest {
 
     @Test
     void aplayAndArecordInADebianGuestGoThroughTheWavBackendInRealTime(@TempDir Path dir) throws Exception {
-        LinuxGuest.assumeKvm();
-        Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/sbin/debootstrap")),
-                "debootstrap is not installed: the Debian sound test is SKIPPED");
-        Path repo = Path.of(System.getProperty("user.dir")).getParent();
-        Path debian = Path.of(run(repo.resolve("guest/fixtures/debian-rootfs.sh").toString()).lines()
-                .reduce((a, b) -> b).orElseThrow());
+        Path debian = debianRoot();
 
         Path share = Files.createDirectories(dir.resolve("share"));
         byte[] clip = samples(2.0, 440, 0);
@@ -219,12 +224,7 @@ class SndLinuxGuestTest {
      */
     @Test
     void aplayInADebianGuestReachesAPulseAudioSink(@TempDir Path dir) throws Exception {
-        LinuxGuest.assumeKvm();
-        Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/sbin/debootstrap")),
-                "debootstrap is not installed: the Debian sound test is SKIPPED");
-        Path repo = Path.of(System.getProperty("user.dir")).getParent();
-        Path debian = Path.of(run(repo.resolve("guest/fixtures/debian-rootfs.sh").toString()).lines()
-                .reduce((a, b) -> b).orElseThrow());
+        Path debian = debianRoot();
         try (PulseServer pulse = new PulseServer(Files.createDirectories(dir.resolve("pulse")))) {
             Path share = Files.createDirectories(dir.resolve("share"));
             byte[] clip = samples(2.0, 440, 0);

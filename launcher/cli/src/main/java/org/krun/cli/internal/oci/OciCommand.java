@@ -455,15 +455,7 @@ public final class OciCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            return oci.logged(() -> {
-                OciState st = new OciState(oci.stateRoot(), id);
-                State s = st.current();
-                if (!s.status().equals(OciState.CREATED)) {
-                    throw new OciException("container " + id + " is " + s.status() + ", not created: it cannot start");
-                }
-                control(st, "start");
-                return 0;
-            });
+            return controlIn(oci, id, OciState.CREATED, "start");
         }
     }
 
@@ -669,15 +661,7 @@ public final class OciCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            return oci.logged(() -> {
-                OciState st = new OciState(oci.stateRoot(), id);
-                State s = st.current();
-                if (!s.status().equals(OciState.RUNNING)) {
-                    throw new OciException("container " + id + " is " + s.status() + ", not running: it cannot pause");
-                }
-                control(st, "pause");
-                return 0;
-            });
+            return controlIn(oci, id, OciState.RUNNING, "pause");
         }
     }
 
@@ -691,15 +675,7 @@ public final class OciCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            return oci.logged(() -> {
-                OciState st = new OciState(oci.stateRoot(), id);
-                State s = st.current();
-                if (!s.status().equals(OciState.PAUSED)) {
-                    throw new OciException("container " + id + " is " + s.status() + ", not paused: it cannot resume");
-                }
-                control(st, "resume");
-                return 0;
-            });
+            return controlIn(oci, id, OciState.PAUSED, "resume");
         }
     }
 
@@ -725,6 +701,22 @@ public final class OciCommand implements Runnable {
     // ---- the control socket
 
     /** Sends one request to the VMM process and returns its answer, or fails with the VMM's error. */
+    /**
+     * Asks container {@code id}'s VMM process for {@code request} (start, pause, resume), which only a container
+     * in state {@code status} takes: 0, or a one-line error naming the state it is in.
+     */
+    private static int controlIn(OciCommand oci, String id, String status, String request) throws Exception {
+        return oci.logged(() -> {
+            OciState st = new OciState(oci.stateRoot(), id);
+            State s = st.current();
+            if (!s.status().equals(status)) {
+                throw new OciException("container " + id + " is " + s.status() + ", not " + status + ": it cannot " + request);
+            }
+            control(st, request);
+            return 0;
+        });
+    }
+
     static String control(OciState st, String request) {
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             st.withSocketPath(p -> ch.connect(UnixDomainSocketAddress.of(p)));
