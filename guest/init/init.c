@@ -56,6 +56,7 @@
 /* linux/random.h: RNDADDENTROPY is _IOW('R', 0x03, int[2]), RNDRESEEDCRNG _IO('R', 0x07) */
 #define KRUN_RNDADDENTROPY 0x40085203
 #define KRUN_RNDRESEEDCRNG 0x5207
+#define KRUN_BLKRRPART 0x125f /* _IO(0x12, 95): read the partition table again */
 #define MAX_ITEMS 4096
 
 struct config {
@@ -89,6 +90,9 @@ struct config {
     /* Templated VMs only: the host's wall clock ("SECONDS.NANOS") and fresh host entropy (hex). */
     char *clock;
     char *seed;
+    /* Templated VMs only: (virtio-mmio device index, capacity in sectors) for each disk, both decimal. */
+    char *disks[2 * 32];
+    int ndisks;
 };
 
 static struct config cfg;
@@ -360,7 +364,8 @@ static int parse_int(struct json *j, int *out)
  *          "columns": int, "rows": int, "exit_port": int,
  *          "root_source": string, "root_fstype": string, "root_options": string, "root_overlay": 0|1,
  *          "mounts": [source, target, fstype, options, ...], "files": [path, contents, ...],
- *          "appends": [path, lines, ...]}
+ *          "appends": [path, lines, ...],
+ *          templated VMs only: "clock": string, "seed": hex string, "disks": [mmio index, sectors, ...]}
  * The root keys say what to switch to (a virtio-fs tag or a block device); without them the initramfs
  * stays the root. "root_overlay": 1 puts a writable tmpfs layer over a read-only root. "mounts" holds
  * quadruples mounted after the switch; options "ro" makes a read-only mount. "files" are provided before the
@@ -417,6 +422,8 @@ static int parse_config(const char *text, size_t len)
             rc = (cfg.clock = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "seed"))
             rc = (cfg.seed = parse_string(&j)) ? 0 : -1;
+        else if (!strcmp(key, "disks"))
+            rc = parse_string_array(&j, cfg.disks, 2 * 32, &cfg.ndisks) || cfg.ndisks % 2 ? -1 : 0;
         else if (!strcmp(key, "mounts"))
             rc = parse_string_array(&j, cfg.mounts, 4 * 64, &cfg.nmounts) || cfg.nmounts % 4 ? -1 : 0;
         else
@@ -611,6 +618,81 @@ static void apply_per_run_state(void)
         if (fd >= 0)
             close(fd);
     }
+}
+
+/* The first entry of DIR whose name starts with PREFIX, into NAME; 0 if there is none. */
+static int first_entry(const char *dir, const char *prefix, char *name, size_t size)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    if (!d)
+        return 0;
+    while (!found && (e = readdir(d)))
+        if (e->d_name[0] != '.' && !strncmp(e->d_name, prefix, strlen(prefix)) && strlen(e->d_name) < size) {
+            strcpy(name, e->d_name);
+            found = 1;
+        }
+    closedir(d);
+    return found;
+}
+
+static unsigned long long read_number(const char *path)
+{
+    char text[32] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    return n > 0 ? strtoull(text, NULL, 10) : 0;
+}
+
+/*
+ * Disks of a VM restored from a template: the guest kernel probed them (capacity, partition table) when the
+ * template booted, over that run's images; this run may give other images. The device raised a configuration
+ * change on restore where the capacity differs: wait (bounded) until the kernel has taken this run's
+ * capacity, then have it read the partition table again (nothing has the disk open at this point).
+ */
+static void refresh_disks(void)
+{
+    /* The root's /sys is mounted later, after the switch: look through a mount of our own meanwhile. */
+    if (cfg.ndisks == 0)
+        return;
+    mkdir("/krun/sys", 0555);
+    if (mount("sysfs", "/krun/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) {
+        say("cannot mount sysfs to find the disks: %s", strerror(errno));
+        return;
+    }
+    for (int i = 0; i + 1 < cfg.ndisks; i += 2) {
+        char dir[96], virtio[32], name[32], path[160];
+        snprintf(dir, sizeof dir, "/krun/sys/bus/platform/devices/virtio-mmio.%s", cfg.disks[i]);
+        if (!first_entry(dir, "virtio", virtio, sizeof virtio)) {
+            say("disk %s: no virtio device under %s", cfg.disks[i], dir);
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s/block", dir, virtio);
+        if (!first_entry(path, "", name, sizeof name)) {
+            say("disk %s: no block device under %s", cfg.disks[i], path);
+            continue;
+        }
+        unsigned long long want = strtoull(cfg.disks[i + 1], NULL, 10), have = 0;
+        snprintf(path, sizeof path, "/krun/sys/block/%s/size", name);
+        for (int waited = 0; (have = read_number(path)) != want && waited < 5000; waited++) {
+            struct timespec ts = {0, 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (have != want)
+            say("disk %s: the kernel still sees %llu sectors, not %llu", name, have, want);
+        snprintf(path, sizeof path, "/dev/%s", name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || ioctl(fd, KRUN_BLKRRPART))
+            say("disk %s: cannot read its partition table again: %s", name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    if (umount2("/krun/sys", MNT_DETACH))
+        say("cannot unmount /krun/sys: %s", strerror(errno));
 }
 
 /* libkrun's contract: the command in KRUN_INIT, its arguments in argv after the kernel's "--". */
@@ -1128,6 +1210,7 @@ int main(int argc, char **argv)
     if (access(TEMPLATE_MARKER_PATH, F_OK) == 0) {
         load_config_from_vmm();
         apply_per_run_state();
+        refresh_disks();
     } else if (load_config_file()) {
         load_config_env(argc, argv);
     }

@@ -90,10 +90,13 @@ final class InitConfig {
     /**
      * The configuration a templated init reads after the template point (docs/templates.md): the same, plus
      * what restored siblings must not share, the host's wall clock as {@code "clock": "SECONDS.NANOS"} and
-     * fresh host entropy as {@code "seed"} (hex) for the guest's random pool.
+     * fresh host entropy as {@code "seed"} (hex) for the guest's random pool; and {@code "disks"}, pairs of
+     * (virtio-mmio device index, capacity in sectors) for every block device: the guest kernel probed them at
+     * the template's boot, so the init waits until it has taken each disk's capacity from this run's device
+     * (after the configuration change the device raises on restore) and reads its partition table again.
      */
     static byte[] forTemplatedInit(VmConfig c, Map<String, String> files, Map<String, String> appends,
-            java.time.Instant now, byte[] seed) {
+            java.time.Instant now, byte[] seed, Map<Integer, Long> disks) {
         String json = new String(json(c, files, appends), StandardCharsets.UTF_8).stripTrailing();
         StringBuilder sb = new StringBuilder(json.length() + 200);
         sb.append(json, 0, json.length() - 1); // without the closing brace
@@ -101,6 +104,15 @@ final class InitConfig {
         string(sb, now.getEpochSecond() + "." + String.format("%09d", now.getNano()));
         sb.append(",\"seed\":");
         string(sb, java.util.HexFormat.of().formatHex(seed));
+        if (!disks.isEmpty()) {
+            List<String> flat = new ArrayList<>();
+            disks.forEach((index, sectors) -> {
+                flat.add(Integer.toString(index));
+                flat.add(Long.toUnsignedString(sectors));
+            });
+            sb.append(",\"disks\":");
+            array(sb, flat);
+        }
         sb.append("}\n");
         return sb.toString().getBytes(StandardCharsets.UTF_8);
     }

@@ -4,6 +4,7 @@ import java.lang.System.Logger.Level;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -15,6 +16,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.SortedMap;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -40,6 +43,7 @@ import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.RateLimitedLog;
 import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioDevice;
+import org.krun.spi.virtio.VirtioIds;
 import org.krun.vmm.internal.boot.E820;
 import org.krun.vmm.internal.boot.Gdt;
 import org.krun.vmm.internal.boot.KernelCommandLine;
@@ -283,8 +287,9 @@ final class Machine implements VirtualMachine {
 
     /**
      * The restore sequence, one step a line: the snapshot's RAM mapped copy-on-write, the VM and its
-     * devices made as a boot makes them, then each part's saved state put back (transports and devices,
-     * the VM's interrupt controllers and clock, the vCPUs last), and the threads started.
+     * devices made as a boot makes them, then each part's saved state put back (the VM's interrupt
+     * controllers and clock, the vCPUs, then transports and devices, which may interrupt), and the threads
+     * started.
      */
     private void restore() {
         long started = System.nanoTime();
@@ -303,11 +308,13 @@ final class Machine implements VirtualMachine {
         mmio = new Bus("mmio");
         mmio.insert(X86Layout.CONFIG_WINDOW_BASE, InitPorts.CONFIG_WINDOW_SIZE, initPorts.configWindow());
         attachDevices(hypervisorVm, mem, new KernelCommandLine());
-        loop.callBeforeRun(this::restoreDevices);
         hypervisorVm.restoreState(snapshot.vm());
         for (int i = 0; i < vcpus.size(); i++) {
             vcpus.get(i).restoreState(snapshot.vcpus().get(i));
         }
+        // The devices after the interrupt controllers: an interrupt a device raises as it takes its state (a
+        // disk's configuration change) would be lost under the irqchip's and the LAPICs' saved state.
+        loop.callBeforeRun(this::restoreDevices);
         LOG.log(Level.DEBUG, () -> "vm " + id + ": restored from " + snapshotDir + " in "
                 + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms");
         if (templatedInit) {
@@ -446,8 +453,8 @@ final class Machine implements VirtualMachine {
     /**
      * Everything the guest saw or ran before the template point: the host (backend, CPU), the kernel and init
      * builds, the kernel command line's parts, memory, vCPUs, the devices in order with their features and
-     * config space (a virtio-fs tag, a disk's capacity). Not in it: what the init reads afterwards (command,
-     * environment, root, mounts, hostname, files, the terminal's size) and the host side of devices (a share's
+     * config space (a virtio-fs tag, a disk's serial and block size). Not in it: what the init reads afterwards (command,
+     * environment, root, mounts, hostname, files, the terminal's size, a disk's capacity) and the host side of devices (a share's
      * directory, an image path).
      */
     private TemplateKey templateKey() throws IOException {
@@ -467,11 +474,30 @@ final class Machine implements VirtualMachine {
         return k;
     }
 
+    /**
+     * Each block device's capacity in sectors (virtio 1.2 §5.2.4: the first field of its configuration space),
+     * by its index among the virtio-mmio devices, in order. Not in the template key (a disk blanks it): a
+     * restored init waits until the guest kernel has this run's capacity.
+     */
+    private SortedMap<Integer, Long> diskCapacities() {
+        SortedMap<Integer, Long> disks = new TreeMap<>();
+        for (int i = 0; i < devices.size(); i++) {
+            VirtioDevice d = devices.get(i);
+            if (d.deviceType() == VirtioIds.BLOCK && d.configSize() >= Long.BYTES) {
+                byte[] capacity = new byte[Long.BYTES];
+                d.readConfig(0, capacity);
+                disks.put(i, ByteBuffer.wrap(capacity).order(ByteOrder.LITTLE_ENDIAN).getLong());
+            }
+        }
+        return disks;
+    }
+
     /** This run's configuration for an init that reads it after the template point. */
     private byte[] runConfig() {
         byte[] seed = new byte[64];
         new java.security.SecureRandom().nextBytes(seed);
-        byte[] json = InitConfig.forTemplatedInit(config, files.replace(), files.append(), Instant.now(), seed);
+        byte[] json = InitConfig.forTemplatedInit(config, files.replace(), files.append(), Instant.now(), seed,
+                diskCapacities());
         LOG.log(Level.DEBUG, () -> "vm " + id + ": the init's configuration is " + json.length + " bytes");
         return json;
     }
@@ -547,10 +573,29 @@ final class Machine implements VirtualMachine {
                 .append(", devices [");
         for (int i = 0; i < devices.size(); i++) {
             VirtioDevice d = devices.get(i);
-            b.append(i == 0 ? "" : ", ").append(deviceName(d)).append(" (type ").append(d.deviceType()).append(", ")
+            b.append(i == 0 ? "" : ", ").append(typeName(d.deviceType())).append(" (type ").append(d.deviceType()).append(", ")
                     .append(d.queueCount()).append(" queues, features 0x").append(Long.toHexString(d.deviceFeatures())).append(')');
         }
         return b.append(']').toString();
+    }
+
+    /**
+     * A device type's name in a VM's shape: not the device's own name, which may name its host side (a disk's
+     * image path), since a snapshot or template restores over other host files (docs/templates.md).
+     */
+    static String typeName(int type) {
+        return switch (type) {
+            case VirtioIds.NET -> "net";
+            case VirtioIds.BLOCK -> "block";
+            case VirtioIds.CONSOLE -> "console";
+            case VirtioIds.ENTROPY -> "entropy";
+            case VirtioIds.BALLOON -> "balloon";
+            case VirtioIds.GPU -> "gpu";
+            case VirtioIds.VSOCK -> "vsock";
+            case VirtioIds.SOUND -> "sound";
+            case VirtioIds.FS -> "fs";
+            default -> "virtio";
+        };
     }
 
     static String deviceName(VirtioDevice d) {

@@ -8,6 +8,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Arrays;
 
 import org.krun.api.DiskSpec;
 import org.krun.spi.virtio.AbstractVirtioDevice;
@@ -238,6 +239,19 @@ final class VirtioBlk extends AbstractVirtioDevice<VirtioBlk.Negotiated> impleme
     }
 
     // ---- snapshots
+
+    /**
+     * Without the capacity: a VM restored from a template over a disk of another size raises a configuration
+     * change (see {@link #restoreState}), and krun's init waits until the guest kernel has the new capacity
+     * and reads the partition table again, so disks of every size share a template.
+     */
+    @Override
+    public byte[] templateKeyConfig() {
+        byte[] space = new byte[CONFIG_SIZE];
+        readConfig(0, space);
+        Arrays.fill(space, CONFIG_CAPACITY, CONFIG_CAPACITY + Long.BYTES, (byte) 0);
+        return space;
+    }
 
     /**
      * Snapshots: the requests running on the I/O threads finish first (bounded by

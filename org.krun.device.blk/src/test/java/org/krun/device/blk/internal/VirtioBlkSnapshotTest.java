@@ -7,6 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.krun.device.blk.internal.BlkRequest.VIRTIO_BLK_S_OK;
 import static org.krun.device.blk.internal.BlkRequests.status;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
@@ -90,6 +92,19 @@ class VirtioBlkSnapshotTest {
             restore(h, new MemoryDisk(2 * SIZE), state, context);
             assertEquals(List.of(InterruptTrigger.CONFIG), context[0].interrupts());
         }
+    }
+
+    @Test
+    void theTemplateKeyLeavesOutTheCapacityButKeepsTheRestOfTheConfigurationSpace() {
+        VirtioBlk small = new VirtioBlk(new MemoryDisk(SIZE), BlkHarness.spec(), ManualExecutor.direct());
+        VirtioBlk big = new VirtioBlk(new MemoryDisk(4 * SIZE), BlkHarness.spec(), ManualExecutor.direct());
+        assertArrayEquals(small.templateKeyConfig(), big.templateKeyConfig());
+        byte[] whole = new byte[big.configSize()];
+        big.readConfig(0, whole);
+        assertEquals(4 * SIZE / 512, ByteBuffer.wrap(whole).order(ByteOrder.LITTLE_ENDIAN).getLong(),
+                "the guest still reads the capacity");
+        byte[] key = big.templateKeyConfig();
+        assertArrayEquals(Arrays.copyOfRange(whole, 8, whole.length), Arrays.copyOfRange(key, 8, key.length));
     }
 
     @Test
