@@ -6,6 +6,9 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.HexFormat;
 import java.util.List;
 
 import org.krun.posix.Posix;
@@ -16,7 +19,9 @@ import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.GuestSetup;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioIds;
+import org.krun.spi.virtio.Virtqueue;
 
 /**
  * virtio-net (virtio 1.2 §5.1): one receive and one transmit queue, a MAC address, link status, mergeable
@@ -33,7 +38,7 @@ import org.krun.spi.virtio.VirtioIds;
  * the frame, buffers outside its memory) are dropped with a rate-limited log line; a peer that breaks the
  * protocol or goes away takes the card down (link down, one log line) and the VM runs on.
  */
-final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
+final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> implements SnapshottableDevice {
 
     static final int RX = 0;
     static final int TX = 1;
@@ -47,6 +52,9 @@ final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
     static final int STATUS_LINK_UP = 1;
     /** Frames each way per turn of the loop, so one busy card does not starve the VM's other devices. */
     static final int BUDGET = 128;
+    static final int STATE_VERSION = 1;
+    /** Version, MAC, link status. */
+    static final int STATE_BYTES = 4 + 6 + 2;
 
     private final Backend backend;
     private final GuestSetup guestSetup;
@@ -125,6 +133,8 @@ final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
         boolean ended;
         /** The backend has a frame the guest has no buffers for: wait for the driver. */
         boolean rxBlocked;
+        /** A receive chain was returned unused while others were held: the held ones are not the last popped. */
+        boolean rxInterleaved;
         /** The guest memory of each buffer a frame goes into, resolved before any is written. */
         @SuppressWarnings("unchecked")
         final List<MemorySegment>[] pieces = new List[QUEUE_SIZE];
@@ -155,6 +165,9 @@ final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
             }
             heldStart = (heldStart + n) % held.length;
             heldCount -= n;
+            if (heldCount == 0) {
+                rxInterleaved = false;
+            }
         }
     }
 
@@ -459,6 +472,7 @@ final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
             if (c.writableBytes() < VnetHeader.SIZE) {
                 guestError("receive buffer of " + c.writableBytes() + " bytes cannot hold a header: returned unused");
                 a.addUsed(RX, c.head(), 0);
+                r.rxInterleaved |= r.heldCount > 0;
                 continue;
             }
             r.hold(c);
@@ -495,6 +509,84 @@ final class VirtioNet extends AbstractVirtioDevice<VirtioNet.Rings> {
         }
         down = reason; // last: others read it from other threads, and the rest above must be seen with it
         onLoop(a, this::drainTx); // frames queued meanwhile go (nowhere) too
+    }
+
+    // ---- snapshots
+
+    /**
+     * Snapshots (docs/templates.md): the queues' indices are the whole queue state once the device gives back
+     * what it took and has not used: the receive chains it holds for a frame still arriving, and the transmit
+     * chain whose frame the peer has not taken, go back to the driver's side by moving the queue's next
+     * available index back over them (they are the last ones taken, in order), and are taken again later,
+     * by this VM (which goes on) or by one restored from the snapshot. The frames themselves are not in the
+     * snapshot: a frame half received stays in the backend; a network loses or repeats nothing more than
+     * that. The device's own: the MAC address the guest was shown and its link status.
+     */
+    @Override
+    public byte[] saveState() {
+        Active<Rings> a = active();
+        if (a != null) {
+            Rings r = a.state();
+            if (r.heldCount > 0 && r.rxInterleaved) {
+                throw new IllegalStateException(name() + ": the receive buffers it holds are not the last the guest gave; "
+                        + "try again when the frame has arrived");
+            }
+            boolean gave = r.heldCount > 0 || r.txHead >= 0;
+            giveBack(a.queue(RX), r.heldCount);
+            r.release(r.heldCount);
+            if (r.txHead >= 0) {
+                giveBack(a.queue(TX), 1);
+                r.txHead = -1;
+            }
+            if (gave && down == null) {
+                // This VM goes on: take them again after the snapshot (which runs on the loop, so not before it).
+                r.rxBlocked = false;
+                onLoop(a, this::afterSnapshot);
+            }
+        }
+        byte[] mac = new byte[6];
+        readConfig(CONFIG_MAC, mac);
+        return ByteBuffer.allocate(STATE_BYTES).putInt(STATE_VERSION).put(mac)
+                .putShort((short) config().getShort(CONFIG_STATUS)).array();
+    }
+
+    private void afterSnapshot(Active<Rings> a) {
+        pumpRx(a);
+        drainTx(a);
+        watchBackend(a);
+        a.flushInterrupts();
+    }
+
+    private static void giveBack(Virtqueue q, int chains) {
+        if (chains > 0) {
+            Virtqueue.Indices x = q.indices();
+            q.restoreIndices(new Virtqueue.Indices((x.nextAvail() - chains) & 0xffff, x.nextUsed(), x.signalledUsed()));
+        }
+    }
+
+    /**
+     * Restores on a card over the backend the restoring configuration names. Its MAC address must be the
+     * saved one (the guest's stack has it); a link status that differs (a card that was down, now over a new
+     * peer) is a configuration change for an active driver.
+     */
+    @Override
+    public void restoreState(byte[] state) {
+        ByteBuffer b = SnapshottableDevice.openState(name(), state, STATE_BYTES, STATE_VERSION);
+        byte[] savedMac = new byte[6];
+        b.get(savedMac);
+        int savedStatus = b.getShort() & 0xffff;
+        byte[] mac = new byte[6];
+        readConfig(CONFIG_MAC, mac);
+        if (!Arrays.equals(savedMac, mac)) {
+            HexFormat hex = HexFormat.ofDelimiter(":");
+            throw new IllegalArgumentException(name() + ": the snapshot's card has MAC " + hex.formatHex(savedMac)
+                    + ", this one " + hex.formatHex(mac));
+        }
+        Active<Rings> a = active();
+        if (a != null && savedStatus != (config().getShort(CONFIG_STATUS) & 0xffff)
+                && (a.state().features & NetFeatures.STATUS) != 0) {
+            a.configChanged();
+        }
     }
 
     /** Whether a frame of the guest's waits for the peer (tests). */

@@ -34,14 +34,19 @@ import org.junit.jupiter.api.io.TempDir;
 import org.krun.api.NetSpec;
 import org.krun.api.PortForward;
 import org.krun.api.VmExit;
+import org.krun.device.virtiofs.internal.FsFactory;
 import org.krun.posix.Errno;
 import org.krun.posix.Posix;
 import org.krun.posix.PosixNet;
 import org.krun.posix.SockAddr;
+import org.krun.vmm.internal.KrunService;
 import org.krun.vmm.testing.LinuxGuest;
 
 /**
- * One boot of krun's kernel with two network cards, checked from inside by netcheck (src/test/guest):
+ * One boot of krun's kernel with two network cards, checked from inside by netcheck (src/test/guest), and a
+ * second run restored from the template the boot made (the root on virtio-fs with a guest-memory overlay, so
+ * the init can write resolv.conf): the cards probed but unconfigured at the template point, a new passt and a
+ * new unixgram peer, DHCP, the static address, HTTP and the peer's echo again. The boot:
  * <ul>
  * <li>eth0 on passt, which krun starts: the guest finds the card by its MAC, gets 10.0.2.15/24 and its default
  * route by DHCP (krun's init), and reaches TCP servers on the host's loopback through passt's gateway
@@ -107,6 +112,8 @@ class NetLinuxGuestTest {
         }
         Path root = testRootfs(dir.resolve("rootfs"));
         Path peerPath = dir.resolve("peer.sock");
+        Path templates = dir.resolve("templates");
+        KrunService krun = LinuxGuest.krun(new NetFactory(), new FsFactory());
         DnsResponder dns = nameServer();
         // The host's side, a thread each: the common pool has one thread on a 2-core host and would run them in
         // turn. Closed last, once the sockets its tasks may still wait on are closed.
@@ -137,7 +144,7 @@ class NetLinuxGuestTest {
             long started = System.nanoTime();
             LinuxGuest.Result r;
             try {
-                r = LinuxGuest.run(LinuxGuest.krun(new NetFactory()), LinuxGuest.config()
+                r = LinuxGuest.run(krun, LinuxGuest.config().templateCache(templates).ephemeralRoot(true)
                         .root(root).memoryMib(256).device(passt).device(gram)
                         .command(java.util.stream.Stream.concat(steps.stream(), java.util.stream.Stream.of(
                                 "serve:" + GUEST_TCP_PORT + ":" + PUBLISHED_BYTES, "userve:" + GUEST_UDP_PORT + ":120", "dev",
@@ -189,6 +196,65 @@ class NetLinuxGuestTest {
             assertEquals(bytes, sent.get(60, TimeUnit.SECONDS));
             assertTrue(peer.framesFromGuest.get() >= 2 && peer.arpAnswered.get() >= 1 && peer.echoed.get() >= 1,
                     "the unixgram peer saw the guest's frames");
+
+            // The first run made a template at its init's template point (cards probed, nothing configured). A
+            // second run restores it with a new passt and a new unixgram peer; the init configures both again.
+            Path peer2Path = dir.resolve("peer2.sock");
+            try (DatagramPeer peer2 = new DatagramPeer(peer2Path); RestoreLog restores = RestoreLog.capture()) {
+                Thread peer2Thread = Thread.ofPlatform().daemon(true).name("unixgram-peer-2").start(peer2::run);
+                NetSpec gram2 = NetSpec.unixDgram(peer2Path, false).withMac(MAC1).withIpv4(NetSpec.Ipv4.parse("10.9.0.2/24", null));
+                LinuxGuest.Result again = LinuxGuest.run(krun, LinuxGuest.config().templateCache(templates).ephemeralRoot(true)
+                        .root(root).memoryMib(256).device(passt).device(gram2)
+                        .command("/usr/local/bin/netcheck", "iface:" + MAC0, "iface:" + MAC1, "route",
+                                "http:10.0.2.2:" + web.port() + ":" + HTTP_BYTES, "udp:10.9.0.1:" + ECHO_PORT + ":hello-again"),
+                        null, Duration.ofSeconds(600));
+                peer2.stop();
+                peer2Thread.join(5000);
+                for (String l : again.out().lines().toList()) {
+                    System.out.println("[net guest, restored] " + l);
+                }
+                assertEquals(1, restores.restored(), "the second run restored the template: " + restores.lines());
+                assertEquals(VmExit.commandExited(0), again.exit(), again.toString());
+                List<String> againLines = again.out().lines().toList();
+                assertTrue(againLines.contains("iface eth0 " + MAC0 + " up 10.0.2.15/24 65520"), "DHCP again:\n" + again);
+                assertTrue(againLines.contains("iface eth1 " + MAC1 + " up 10.9.0.2/24 1500"), again.toString());
+                assertTrue(againLines.contains("route 10.0.2.2 eth0"), again.toString());
+                assertTrue(againLines.stream().anyMatch(l -> l.startsWith(fetchedFile) && l.endsWith(" " + web.checksum())), again.toString());
+                assertEquals(2, web.requests.get(), "a second GET reached the host's HTTP server");
+                assertTrue(againLines.stream().anyMatch(l -> l.startsWith("udp:10.9.0.1:" + ECHO_PORT + ":hello-again ok")), again.toString());
+            }
+        }
+    }
+
+    /** The core's DEBUG lines about templates while it is open (logback, the tests' logging). */
+    private static final class RestoreLog implements AutoCloseable {
+        private final ch.qos.logback.classic.Logger logger =
+                (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger("org.krun.vmm.internal.Machine");
+        private final ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> events =
+                new ch.qos.logback.core.read.ListAppender<>();
+        private final ch.qos.logback.classic.Level level = logger.getLevel();
+
+        static RestoreLog capture() {
+            RestoreLog log = new RestoreLog();
+            log.events.start();
+            log.logger.addAppender(log.events);
+            log.logger.setLevel(ch.qos.logback.classic.Level.DEBUG);
+            return log;
+        }
+
+        List<String> lines() {
+            return events.list.stream().map(e -> e.getFormattedMessage()).toList();
+        }
+
+        long restored() {
+            return lines().stream().filter(l -> l.contains(": restored from ")).count();
+        }
+
+        @Override
+        public void close() {
+            logger.setLevel(level);
+            logger.detachAppender(events);
+            events.stop();
         }
     }
 

@@ -2,8 +2,10 @@ package org.krun.device.net.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -173,6 +175,65 @@ class VirtioNetTest {
             assertArrayEquals(sent.get(i), peerReceives(), "frame " + i);
         }
         NetDriver.await(() -> driver.txCompleted() == n, 10, "every transmit chain returned");
+    }
+
+    @Test
+    void aSnapshotGivesBackTheBuffersHeldForAFrameStillArrivingAndTheFrameThenArrivesWhole() throws Exception {
+        connect();
+        driver.postRx(2, 2048);
+        byte[] big = NetDriver.frame(9000, 7);
+        peerSends(big);
+        NetDriver.await(() -> driver.onLoop(driver.device::heldReceiveBuffers) == 2, 10, "two buffers held for 9012 bytes");
+        int heldAfterSave = driver.onLoop(() -> {
+            assertEquals(VirtioNet.STATE_BYTES, driver.device.saveState().length);
+            return driver.device.heldReceiveBuffers();
+        });
+        assertEquals(0, heldAfterSave, "the held buffers went back to the queue");
+        driver.postRx(3, 2048);
+        assertArrayEquals(big, driver.awaitFrames(1, 10).get(0), "the two given back are taken again, with three more");
+        assertEquals(5, driver.headers.get(0)[VnetHeader.NUM_BUFFERS]);
+        assertTrue(driver.pendingUsed().isEmpty(), "no buffer came back empty");
+    }
+
+    @Test
+    void aSnapshotGivesBackTheFrameThePeerHasNotTakenAndItIsSentOnceAfterwards() throws Exception {
+        connect();
+        int n = 200;
+        List<byte[]> sent = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            byte[] f = NetDriver.frame(60_000, i);
+            sent.add(f);
+            driver.send(f);
+        }
+        NetDriver.await(() -> driver.onLoop(driver.device::transmitWaiting), 10, "a frame waits for the peer");
+        boolean waitingAfterSave = driver.onLoop(() -> {
+            driver.device.saveState();
+            return driver.device.transmitWaiting();
+        });
+        assertFalse(waitingAfterSave, "its chain went back to the queue");
+        for (int i = 0; i < n; i++) {
+            assertArrayEquals(sent.get(i), peerReceives(), "frame " + i + ": each frame once, in order");
+        }
+        NetDriver.await(() -> driver.txCompleted() == n, 10, "every transmit chain returned");
+    }
+
+    @Test
+    void aRestoreTakesTheSameMacAndRefusesAnotherOrABadStateWithOneLine() throws Exception {
+        byte[] state = connect().onLoop(driver.device::saveState);
+        VirtioNet same = (VirtioNet) new NetFactory().create(NetSpec.unixStream(dir.resolve("peer.sock")));
+        VirtioNet other = (VirtioNet) new NetFactory().create(NetSpec.unixStream(dir.resolve("peer.sock")).withMac("52:54:00:00:00:99"));
+        try {
+            same.restoreState(state);
+            IllegalArgumentException mac = assertThrows(IllegalArgumentException.class, () -> other.restoreState(state));
+            assertEquals(other.name() + ": the snapshot's card has MAC " + NetSpec.DEFAULT_MAC + ", this one 52:54:00:00:00:99",
+                    mac.getMessage());
+            IllegalArgumentException truncated = assertThrows(IllegalArgumentException.class,
+                    () -> same.restoreState(Arrays.copyOf(state, 5)));
+            assertEquals(same.name() + ": saved state has 5 bytes, not " + VirtioNet.STATE_BYTES, truncated.getMessage());
+        } finally {
+            same.close();
+            other.close();
+        }
     }
 
     @Test
