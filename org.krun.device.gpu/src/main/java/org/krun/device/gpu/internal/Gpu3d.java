@@ -15,7 +15,9 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.BiConsumer;
 import java.util.function.Consumer;
+import java.util.function.Supplier;
 
 import org.krun.api.GpuSpec;
 import org.krun.device.gpu.internal.GpuCommand.*;
@@ -30,9 +32,10 @@ import org.krun.spi.memory.GuestMemory;
  * their resource, backing ranges within guest RAM, command buffers within {@link GpuCommand#MAX_SUBMIT_BYTES}
  * and whole dwords; virglrenderer checks its own command stream and the iovec bounds of each transfer.
  *
- * <p>Threads: {@link #submit} is called on the VM's event loop and hands the request to the renderer's
- * thread, where it runs; its response goes back through {@code done} at once, or, for a request with
- * VIRTIO_GPU_FLAG_FENCE, when virglrenderer signals the fence created after it. Scanouts are read back from
+ * <p>Threads: {@link #submit} is called on the VM's event loop and hands the chain to the renderer's
+ * thread, where the request is decoded and run (so the requests waiting hold no memory of their own beyond
+ * their chains, bounded by the queues); its response goes back through {@code done} at once, or, for a
+ * request with VIRTIO_GPU_FLAG_FENCE, when virglrenderer signals the fence created after it. Scanouts are read back from
  * the renderer into host copies on set-scanout and flush. {@link #close} waits until the renderer thread has
  * dropped every context, resource and backing of this activation, so nothing of the guest's RAM is touched
  * after it returns.
@@ -106,23 +109,26 @@ final class Gpu3d implements GpuEngine {
     }
 
     /**
-     * Runs {@code command} on the renderer thread; {@code done} gets its response there, at once or, for a
-     * fenced request that succeeded, when virglrenderer signals the fence. Not called back after close.
+     * Reads a request with {@code read} and runs it, both on the renderer thread; {@code done} gets the
+     * request's header and its response there, at once or, for a fenced request that succeeded, when
+     * virglrenderer signals the fence. Nothing runs, and nothing is called back, after close.
      */
-    void submit(GpuCommand.Header header, GpuCommand command, Consumer<Response> done) {
+    void submit(Supplier<GpuCommand.Request> read, BiConsumer<GpuCommand.Header, Response> done) {
         renderer.execute(() -> {
             if (closed) {
                 return;
             }
-            Response r = execute(header, command);
+            GpuCommand.Request request = read.get();
+            GpuCommand.Header header = request.header();
+            Response r = execute(header, request.command());
             if ((header.flags() & FLAG_FENCE) != 0 && r.type() < RESP_ERR_UNSPEC && renderer.fence(() -> {
                 if (!closed) {
-                    done.accept(r);
+                    done.accept(header, r);
                 }
             })) {
                 return;
             }
-            done.accept(r);
+            done.accept(header, r);
         });
     }
 
@@ -686,6 +692,40 @@ final class Gpu3d implements GpuEngine {
         cur[1] = c.x();
         cur[2] = c.y();
         return Response.ok();
+    }
+
+    /** A 2D resource's pixels as the renderer holds them: rows of {@code width} 4-byte pixels in {@code format}. */
+    record Image(int resourceId, PixelFormat format, int width, int height, byte[] pixels) {
+    }
+
+    /**
+     * Reads every 2D resource of a 4-byte pixel format up to {@code maxPixels} back from the renderer (tests
+     * that look for what a guest rendered; safe from any thread).
+     */
+    List<Image> images(long maxPixels) {
+        return renderer.call(() -> {
+            List<Image> out = new ArrayList<>();
+            for (Res r : resources.values()) {
+                PixelFormat format = PixelFormat.of(r.format);
+                if (closed || format == null || r.target != Virgl.TARGET_TEXTURE_2D || (long) r.width * r.height > maxPixels) {
+                    continue;
+                }
+                try (Arena arena = Arena.ofConfined()) {
+                    MemorySegment pixels = arena.allocate(4L * r.width * r.height);
+                    MemorySegment box = box(arena, 0, 0, 0, r.width, r.height, 1);
+                    MemorySegment iov = arena.allocate(Virgl.IOVEC);
+                    iov.set(ADDRESS, 0, pixels);
+                    iov.set(JAVA_LONG, 8, pixels.byteSize());
+                    int result = (int) Virgl.TRANSFER_READ_IOV.invokeExact(r.id, 0, 0, 4 * r.width, 0, box, 0L, iov, 1);
+                    if (result == 0) {
+                        out.add(new Image(r.id, format, r.width, r.height, pixels.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)));
+                    }
+                } catch (Throwable t) {
+                    throw Virgl.unchecked(t);
+                }
+            }
+            return out;
+        });
     }
 
     /**

@@ -116,6 +116,10 @@ final class Virgl {
             JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_INT));
     static final MethodHandle TRANSFER_WRITE_IOV = link("virgl_renderer_transfer_write_iov", FunctionDescriptor.of(JAVA_INT,
             JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_INT));
+    /** virgl_set_debug_callback(void (*)(const char *fmt, va_list ap)): where virglrenderer's messages go. */
+    static final MethodHandle SET_DEBUG_CALLBACK = link("virgl_set_debug_callback", FunctionDescriptor.of(ADDRESS, ADDRESS));
+    /** The debug callback: (const char *fmt, va_list ap); on x86_64 a va_list argument is a pointer. */
+    static final FunctionDescriptor DEBUG_CALLBACK = FunctionDescriptor.ofVoid(ADDRESS, ADDRESS);
     static final MethodHandle CREATE_FENCE = link("virgl_renderer_create_fence", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
 
     private Virgl() {

@@ -43,6 +43,12 @@ final class VirglRenderer {
     private static VirglRenderer current;
     /** The write_fence upcall and the callbacks struct: made once, alive for the process. */
     private static MemorySegment callbacks;
+    /**
+     * virglrenderer's messages (a guest's bad command stream makes one each), logged with a rate limit and
+     * without their arguments (a va_list is not readable from Java); otherwise they go to stderr unbounded.
+     */
+    private static final org.krun.spi.virtio.RateLimitedLog MESSAGES = new org.krun.spi.virtio.RateLimitedLog(
+            m -> LOG.log(Level.WARNING, "virglrenderer: " + m), Duration.ofSeconds(10));
 
     private final String holder;
     private final BlockingQueue<Runnable> tasks = new LinkedBlockingQueue<>();
@@ -113,13 +119,27 @@ final class VirglRenderer {
             MethodHandle writeFence = MethodHandles.lookup().findStatic(VirglRenderer.class, "writeFence",
                     MethodType.methodType(void.class, MemorySegment.class, int.class));
             MemorySegment stub = Virgl.upcall(writeFence, Virgl.WRITE_FENCE);
+            MethodHandle message = MethodHandles.lookup().findStatic(VirglRenderer.class, "message",
+                    MethodType.methodType(void.class, MemorySegment.class, MemorySegment.class));
+            MemorySegment previous = (MemorySegment) Virgl.SET_DEBUG_CALLBACK.invokeExact(
+                    Virgl.upcall(message, Virgl.DEBUG_CALLBACK));
             MemorySegment cb = Arena.global().allocate(Virgl.CALLBACKS);
             cb.set(java.lang.foreign.ValueLayout.JAVA_INT, 0, Virgl.CALLBACKS_VERSION);
             cb.set(java.lang.foreign.ValueLayout.ADDRESS, Virgl.CALLBACKS.byteOffset(
                     java.lang.foreign.MemoryLayout.PathElement.groupElement("write_fence")), stub);
             return cb;
-        } catch (ReflectiveOperationException e) {
-            throw new IllegalStateException(e);
+        } catch (Throwable e) {
+            throw Virgl.unchecked(e);
+        }
+    }
+
+    /** virglrenderer's debug callback (any thread it logs on): the format string, rate limited. */
+    private static void message(MemorySegment format, MemorySegment args) {
+        try { // nothing may escape an upcall
+            String f = format.reinterpret(4096).getString(0);
+            MESSAGES.warn(f.strip());
+        } catch (Throwable t) {
+            // a message lost is no loss
         }
     }
 

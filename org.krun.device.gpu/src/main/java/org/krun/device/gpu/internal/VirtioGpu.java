@@ -41,6 +41,8 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
     private final List<Scanout> scanouts;
     /** The renderer of a virgl device (held until close), or null in 2D. */
     private final VirglRenderer renderer;
+    /** Set when a reset or close gave up waiting for the renderer (it may still touch guest RAM). */
+    private volatile boolean rendererStuck;
 
     /** A 2D device. */
     VirtioGpu(GpuSpec spec) {
@@ -93,29 +95,35 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
     }
 
     /**
-     * Decodes one request and executes it: in 2D at once, answering it here; in virgl on the renderer's
-     * thread, which answers it through the loop (at once, or when its fence is signalled).
+     * Executes one request: in 2D decoded and executed here at once, answered here; in virgl handed to the
+     * renderer's thread, which decodes it there (so the loop holds no request's bytes, however many chains
+     * wait) and answers it through the loop, at once or when its fence is signalled.
      */
     private void serve(Active<GpuEngine> a, int queue, DescriptorChain chain) {
-        GpuCommand.Request request;
-        try {
-            request = GpuCommand.parse(chain.reader(a.memory()));
-        } catch (GuestMemoryException | ShortChainException e) {
-            guestError("request not readable: " + e.getMessage());
-            a.addUsed(queue, chain.head(), answer(a, chain, GpuCommand.Header.NONE, Gpu2d.Response.error(RESP_ERR_UNSPEC)));
-            return;
-        }
         switch (a.state()) {
-            case Gpu2d g -> a.addUsed(queue, chain.head(), answer(a, chain, request.header(), g.execute(request.command())));
+            case Gpu2d g -> {
+                GpuCommand.Request request = read(a, chain);
+                a.addUsed(queue, chain.head(), answer(a, chain, request.header(), g.execute(request.command())));
+            }
             case Gpu3d g -> {
                 try {
-                    g.submit(request.header(), request.command(), response -> onLoop(a,
-                            x -> x.addUsed(queue, chain.head(), answer(x, chain, request.header(), response))));
+                    g.submit(() -> read(a, chain), (header, response) -> onLoop(a,
+                            x -> x.addUsed(queue, chain.head(), answer(x, chain, header, response))));
                 } catch (IllegalStateException e) { // the renderer is stopping: the VM is going
                     hostError(e.getMessage());
-                    a.addUsed(queue, chain.head(), answer(a, chain, request.header(), Gpu2d.Response.error(RESP_ERR_UNSPEC)));
+                    a.addUsed(queue, chain.head(), answer(a, chain, GpuCommand.Header.NONE, Gpu2d.Response.error(RESP_ERR_UNSPEC)));
                 }
             }
+        }
+    }
+
+    /** Decodes the request of {@code chain}; one whose descriptors are not guest RAM is malformed. */
+    private static GpuCommand.Request read(Active<GpuEngine> a, DescriptorChain chain) {
+        try {
+            return GpuCommand.parse(chain.reader(a.memory()));
+        } catch (GuestMemoryException | ShortChainException e) {
+            return new GpuCommand.Request(GpuCommand.Header.NONE, new GpuCommand.Malformed("request not readable: "
+                    + e.getMessage()));
         }
     }
 
@@ -183,8 +191,19 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
     protected void onReset(Active<GpuEngine> a) {
         GpuEngine g = a.state();
         if (g != null) {
-            g.close();
+            try {
+                g.close();
+            } catch (IllegalStateException e) {
+                // virglrenderer did not come back: it may still hold the guest's pages, so they must stay mapped
+                rendererStuck = true;
+                hostError("the renderer did not release the guest's resources: " + e.getMessage());
+            }
         }
+    }
+
+    @Override
+    public boolean touchesGuestMemoryAfterClose() {
+        return rendererStuck || super.touchesGuestMemoryAfterClose();
     }
 
     /** The VM is gone: a virgl device gives the renderer back (every context and resource left goes with it). */
