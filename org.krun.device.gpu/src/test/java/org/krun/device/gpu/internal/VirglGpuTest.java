@@ -293,4 +293,39 @@ class VirglGpuTest {
         assertEquals(RESP_OK_NODATA, ctxCreate(CTX));
         assertEquals(RESP_OK_NODATA, create3d(5, Virgl.TARGET_TEXTURE_2D, XRGB, Virgl.BIND_RENDER_TARGET, W, H));
     }
+
+    @Test
+    void aThousandCreateDestroyCyclesLeaveFileDescriptorsAndTheDevicesCountsAtBaseline() throws Exception {
+        driver();
+        long backing = driver.ram.allocate(W * H * 4, 4096);
+        byte[] entry = ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(0, backing).putInt(8, W * H * 4).array();
+        Runnable cycle = () -> {
+            assertEquals(RESP_OK_NODATA, ctxCreate(CTX));
+            assertEquals(RESP_OK_NODATA, create3d(5, Virgl.TARGET_TEXTURE_2D, XRGB, Virgl.BIND_RENDER_TARGET, W, H));
+            assertEquals(RESP_OK_NODATA, driver.sendAndWait(GpuDriver.command(CMD_RESOURCE_ATTACH_BACKING, 8).putInt(24, 5)
+                    .putInt(28, 1), List.of(entry), HDR_SIZE).type());
+            assertEquals(RESP_OK_NODATA, ctxAttach(CTX, 5));
+            assertEquals(RESP_OK_NODATA, send(submit(CTX, clearStream(5, 7, 0.5f, 0.5f, 0.5f, 1), FLAG_FENCE, 1)).type());
+            assertEquals(RESP_OK_NODATA, send(command(CMD_RESOURCE_UNREF, 8, 0).putInt(24, 5)).type());
+            assertEquals(RESP_OK_NODATA, send(command(CMD_CTX_DESTROY, 0, CTX)).type());
+        };
+        for (int i = 0; i < 20; i++) { // warm up: llvmpipe starts its threads, the JIT settles
+            cycle.run();
+        }
+        long fds = openFds();
+        for (int i = 0; i < 1000; i++) {
+            cycle.run();
+        }
+        Gpu3d g = driver.gpu.state3d();
+        assertEquals(0, g.resourceCount());
+        assertEquals(0, g.contextCount());
+        assertEquals(0, g.hostBytes());
+        assertEquals(fds, openFds(), "open file descriptors after 1,000 cycles");
+    }
+
+    private static long openFds() throws java.io.IOException {
+        try (var s = java.nio.file.Files.list(java.nio.file.Path.of("/proc/self/fd"))) {
+            return s.count();
+        }
+    }
 }
