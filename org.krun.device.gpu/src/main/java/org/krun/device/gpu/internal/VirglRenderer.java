@@ -44,8 +44,9 @@ final class VirglRenderer {
     /** The write_fence upcall and the callbacks struct: made once, alive for the process. */
     private static MemorySegment callbacks;
     /**
-     * virglrenderer's messages (a guest's bad command stream makes one each), logged with a rate limit and
-     * without their arguments (a va_list is not readable from Java); otherwise they go to stderr unbounded.
+     * virglrenderer's error messages (a guest's bad command stream makes one each), logged with a rate limit
+     * and without their arguments (a va_list is not readable from Java); otherwise they go to stderr
+     * unbounded. Its other messages (the GL version at start) are debug.
      */
     private static final org.krun.spi.virtio.RateLimitedLog MESSAGES = new org.krun.spi.virtio.RateLimitedLog(
             m -> LOG.log(Level.WARNING, "virglrenderer: " + m), Duration.ofSeconds(10));
@@ -136,8 +137,13 @@ final class VirglRenderer {
     /** virglrenderer's debug callback (any thread it logs on): the format string, rate limited. */
     private static void message(MemorySegment format, MemorySegment args) {
         try { // nothing may escape an upcall
-            String f = format.reinterpret(4096).getString(0);
-            MESSAGES.warn(f.strip());
+            String f = format.reinterpret(4096).getString(0).strip();
+            String lower = f.toLowerCase(java.util.Locale.ROOT);
+            if (lower.contains("error") || lower.contains("fail") || lower.contains("illegal")) {
+                MESSAGES.warn(f);
+            } else {
+                LOG.log(Level.DEBUG, "virglrenderer: " + f);
+            }
         } catch (Throwable t) {
             // a message lost is no loss
         }
