@@ -11,7 +11,12 @@ import java.util.Objects;
  * copies what changed to the host; the host keeps a copy of each resource, bounded per device by
  * {@link #hostMemoryBytes()}.
  *
- * <p>Made by {@link #twoD()} or {@link #parse(String)}, refined with the {@code with...} methods. Immutable.
+ * <p>{@link Mode#VIRGL}: 3D through the host's virglrenderer (OpenGL in the guest through Mesa's virgl
+ * driver): the guest's command streams run on the host's EGL (Mesa's llvmpipe without a GPU); resources live
+ * in the renderer, bounded by {@link #hostMemoryBytes()} as well (an estimate: 4 bytes per texel). The host
+ * needs Debian's {@code libvirglrenderer1}; one VM per process has virgl at a time.
+ *
+ * <p>Made by {@link #twoD()}, {@link #virgl()} or {@link #parse(String)}, refined with the {@code with...} methods. Immutable.
  */
 public final class GpuSpec implements DeviceSpec {
 
@@ -34,12 +39,20 @@ public final class GpuSpec implements DeviceSpec {
     /** What the device offers. */
     public enum Mode {
         /** The 2D command set: resources in host memory, copied from guest memory, shown on scanouts. */
-        TWO_D;
+        TWO_D,
+        /**
+         * 3D: the 2D command set and virgl's (contexts, 3D resources, command submission, fences, capsets
+         * virgl and virgl2), executed by the host's virglrenderer.
+         *
+         * @since 1.6
+         */
+        VIRGL;
 
-        /** The name on the command line ({@code 2d}). */
+        /** The name on the command line ({@code 2d}, {@code virgl}). */
         public String cliName() {
             return switch (this) {
                 case TWO_D -> "2d";
+                case VIRGL -> "virgl";
             };
         }
     }
@@ -78,6 +91,16 @@ public final class GpuSpec implements DeviceSpec {
     }
 
     /**
+     * A virgl (3D, OpenGL) GPU with one {@value #DEFAULT_WIDTH}x{@value #DEFAULT_HEIGHT} scanout and 256 MiB
+     * for resources.
+     *
+     * @since 1.6
+     */
+    public static GpuSpec virgl() {
+        return new GpuSpec(Mode.VIRGL, 1, DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_HOST_MEMORY);
+    }
+
+    /**
      * A GPU from the command line's form {@code MODE[,size=WxH][,scanouts=N][,memory=MiB]}, as in
      * {@code krun run --gpu 2d,size=1024x768}.
      *
@@ -87,9 +110,10 @@ public final class GpuSpec implements DeviceSpec {
         String[] parts = text.strip().split(",");
         GpuSpec spec = switch (parts[0].strip().toLowerCase(Locale.ROOT)) {
             case "2d" -> twoD();
-            case "virgl", "venus" -> throw new VmConfigException("--gpu " + parts[0].strip()
-                    + ": 3D (virglrenderer) is not built yet; krun offers --gpu 2d");
-            default -> throw new VmConfigException("--gpu takes 2d, not '" + parts[0].strip() + "'");
+            case "virgl" -> virgl();
+            case "venus" -> throw new VmConfigException("--gpu venus: Vulkan through virglrenderer is not built yet; krun offers"
+                    + " --gpu 2d and --gpu virgl");
+            default -> throw new VmConfigException("--gpu takes 2d or virgl, not '" + parts[0].strip() + "'");
         };
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i].strip();

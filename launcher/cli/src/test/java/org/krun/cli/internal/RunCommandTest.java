@@ -104,6 +104,8 @@ class RunCommandTest {
         assertEquals(List.of(org.krun.api.GpuSpec.twoD().withSize(640, 480).withScanouts(2).withHostMemoryBytes(64L << 20)),
                 c.devices());
         assertEquals(List.of(org.krun.api.GpuSpec.twoD()), parse("--kernel", "/k", "--root", "/r", "--gpu", "2d", "--", "/bin/true").devices());
+        assertEquals(List.of(org.krun.api.GpuSpec.virgl()),
+                parse("--kernel", "/k", "--root", "/r", "--gpu", "virgl", "--", "/bin/true").devices());
     }
 
     @Test

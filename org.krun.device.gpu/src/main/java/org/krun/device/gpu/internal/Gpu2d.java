@@ -10,18 +10,7 @@ import java.util.Map;
 import java.util.function.Consumer;
 
 import org.krun.api.GpuSpec;
-import org.krun.device.gpu.internal.GpuCommand.AttachBacking;
-import org.krun.device.gpu.internal.GpuCommand.Cursor;
-import org.krun.device.gpu.internal.GpuCommand.DetachBacking;
-import org.krun.device.gpu.internal.GpuCommand.GetDisplayInfo;
-import org.krun.device.gpu.internal.GpuCommand.GetEdid;
-import org.krun.device.gpu.internal.GpuCommand.Malformed;
-import org.krun.device.gpu.internal.GpuCommand.ResourceCreate2d;
-import org.krun.device.gpu.internal.GpuCommand.ResourceFlush;
-import org.krun.device.gpu.internal.GpuCommand.ResourceUnref;
-import org.krun.device.gpu.internal.GpuCommand.SetScanout;
-import org.krun.device.gpu.internal.GpuCommand.TransferToHost2d;
-import org.krun.device.gpu.internal.GpuCommand.Unsupported;
+import org.krun.device.gpu.internal.GpuCommand.*;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.GuestMemoryException;
 
@@ -32,7 +21,7 @@ import org.krun.spi.memory.GuestMemoryException;
  * {@link GpuSpec#hostMemoryBytes()} together with the scanouts' copies, and the number of resources and of
  * backing entries by fixed caps. Runs on the device's event loop only; {@link #close} frees everything.
  */
-final class Gpu2d implements AutoCloseable {
+final class Gpu2d implements GpuEngine {
 
     /** The most resources one device holds at once. */
     static final int MAX_RESOURCES = 4096;
@@ -108,8 +97,8 @@ final class Gpu2d implements AutoCloseable {
 
     Response execute(GpuCommand command) {
         return switch (command) {
-            case GetDisplayInfo g -> displayInfo();
-            case GetEdid g -> edid(g);
+            case GetDisplayInfo g -> displayInfo(spec, scanouts.size());
+            case GetEdid g -> edid(spec, scanouts.size(), g);
             case ResourceCreate2d c -> create(c);
             case ResourceUnref u -> unref(u.resourceId());
             case SetScanout s -> setScanout(s);
@@ -118,15 +107,25 @@ final class Gpu2d implements AutoCloseable {
             case AttachBacking a -> attach(a);
             case DetachBacking d -> detach(d.resourceId());
             case Cursor c -> cursor(c);
-            case Unsupported u -> {
-                guestError("command 0x" + Integer.toHexString(u.type()) + " is not offered (2D only)");
-                yield Response.error(RESP_ERR_UNSPEC);
-            }
+            case Unsupported u -> notOffered(u.type());
+            case GetCapsetInfo g -> notOffered(CMD_GET_CAPSET_INFO);
+            case GetCapset g -> notOffered(CMD_GET_CAPSET);
+            case CtxCreate c -> notOffered(CMD_CTX_CREATE);
+            case CtxDestroy c -> notOffered(CMD_CTX_DESTROY);
+            case CtxResource c -> notOffered(c.attach() ? CMD_CTX_ATTACH_RESOURCE : CMD_CTX_DETACH_RESOURCE);
+            case ResourceCreate3d c -> notOffered(CMD_RESOURCE_CREATE_3D);
+            case Transfer3d t -> notOffered(t.toHost() ? CMD_TRANSFER_TO_HOST_3D : CMD_TRANSFER_FROM_HOST_3D);
+            case Submit3d s -> notOffered(CMD_SUBMIT_3D);
             case Malformed m -> {
                 guestError(m.reason());
                 yield Response.error(RESP_ERR_UNSPEC);
             }
         };
+    }
+
+    private Response notOffered(int type) {
+        guestError("command 0x" + Integer.toHexString(type) + " is not offered (2D only)");
+        return Response.error(RESP_ERR_UNSPEC);
     }
 
     private void guestError(String message) {
@@ -136,17 +135,17 @@ final class Gpu2d implements AutoCloseable {
     // ---- §5.7.6.8 commands
 
     /** struct virtio_gpu_resp_display_info: 16 pmodes {rect r; le32 enabled; le32 flags}. */
-    private Response displayInfo() {
+    static Response displayInfo(GpuSpec spec, int scanouts) {
         ByteBuffer b = ByteBuffer.allocate(MAX_SCANOUTS * 24).order(ByteOrder.LITTLE_ENDIAN);
-        for (int i = 0; i < scanouts.size(); i++) {
+        for (int i = 0; i < scanouts; i++) {
             b.putInt(i * 24 + 8, spec.width()).putInt(i * 24 + 12, spec.height()).putInt(i * 24 + 16, 1);
         }
         return new Response(RESP_OK_DISPLAY_INFO, b.array());
     }
 
     /** struct virtio_gpu_resp_edid: le32 size, le32 padding, u8 edid[1024]. */
-    private Response edid(GetEdid g) {
-        if (!validScanout(g.scanoutId())) {
+    static Response edid(GpuSpec spec, int scanouts, GetEdid g) {
+        if (g.scanoutId() < 0 || g.scanoutId() >= scanouts) {
             return Response.error(RESP_ERR_INVALID_PARAMETER);
         }
         byte[] edid = Edid.of(spec.width(), spec.height(), g.scanoutId() + 1);

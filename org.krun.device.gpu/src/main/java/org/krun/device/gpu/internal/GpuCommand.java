@@ -17,6 +17,11 @@ sealed interface GpuCommand {
 
     /** The most backing entries one RESOURCE_ATTACH_BACKING may name (a 256 MiB resource in 4 KiB pages). */
     int MAX_BACKING_ENTRIES = 1 << 16;
+    /**
+     * The largest SUBMIT_3D command buffer read (Mesa's virgl driver sends at most 64 Ki dwords, 256 KiB, per
+     * submission); a larger one is malformed, so a guest cannot make the device hold more.
+     */
+    int MAX_SUBMIT_BYTES = 1 << 20;
 
     /** struct virtio_gpu_ctrl_hdr, as the request carried it. */
     record Header(int type, int flags, long fenceId, int ctxId, int ringIdx) {
@@ -55,7 +60,51 @@ sealed interface GpuCommand {
     record Cursor(boolean move, int scanoutId, int x, int y, int resourceId, int hotX, int hotY) implements GpuCommand {
     }
 
-    /** A request whose type this device knows of but does not serve (3D, blobs, capsets). */
+    /** GET_CAPSET_INFO: struct virtio_gpu_get_capset_info (le32 capset_index, le32 padding). */
+    record GetCapsetInfo(int index) implements GpuCommand {
+    }
+
+    /** GET_CAPSET: struct virtio_gpu_get_capset (le32 capset_id, le32 capset_version). */
+    record GetCapset(int capsetId, int version) implements GpuCommand {
+    }
+
+    /**
+     * CTX_CREATE: struct virtio_gpu_ctx_create (le32 nlen, le32 context_init, char debug_name[64]); the
+     * context's id is the header's ctx_id. {@code name} holds the first {@code min(nlen, 64)} bytes.
+     */
+    record CtxCreate(int nameLength, int contextInit, byte[] name) implements GpuCommand {
+    }
+
+    /** CTX_DESTROY: the header's context. */
+    record CtxDestroy() implements GpuCommand {
+    }
+
+    /** CTX_ATTACH_RESOURCE and CTX_DETACH_RESOURCE: struct virtio_gpu_ctx_resource. */
+    record CtxResource(boolean attach, int resourceId) implements GpuCommand {
+    }
+
+    /** RESOURCE_CREATE_3D: struct virtio_gpu_resource_create_3d (the gallium pipe_resource fields). */
+    record ResourceCreate3d(int resourceId, int target, int format, int bind, int width, int height, int depth,
+            int arraySize, int lastLevel, int samples, int flags) implements GpuCommand {
+    }
+
+    /** struct virtio_gpu_box: le32 x, y, z, w, h, d (unsigned). */
+    record Box(int x, int y, int z, int w, int h, int d) {
+    }
+
+    /**
+     * TRANSFER_TO_HOST_3D ({@code toHost}) and TRANSFER_FROM_HOST_3D: struct virtio_gpu_transfer_host_3d (a
+     * box, le64 offset into the backing, le32 resource_id, level, stride, layer_stride); the header's context.
+     */
+    record Transfer3d(boolean toHost, Box box, long offset, int resourceId, int level, int stride, int layerStride)
+            implements GpuCommand {
+    }
+
+    /** SUBMIT_3D: struct virtio_gpu_cmd_submit (le32 size, le32 padding), then size bytes of virgl commands. */
+    record Submit3d(byte[] commands) implements GpuCommand {
+    }
+
+    /** A request whose type this device knows of but does not serve (blobs, UUIDs). */
     record Unsupported(int type) implements GpuCommand {
     }
 
@@ -92,11 +141,44 @@ sealed interface GpuCommand {
             case CMD_RESOURCE_DETACH_BACKING -> withBody(reader, 8, type, b -> new DetachBacking(b.getInt(0)));
             case CMD_UPDATE_CURSOR, CMD_MOVE_CURSOR -> withBody(reader, 32, type, b -> new Cursor(type == CMD_MOVE_CURSOR,
                     b.getInt(0), b.getInt(4), b.getInt(8), b.getInt(16), b.getInt(20), b.getInt(24)));
-            // 2D commands this device does not offer, the 3D range (0x0200-0x02ff), blobs and UUIDs
-            case CMD_GET_CAPSET_INFO, CMD_GET_CAPSET, 0x010b, 0x010c, 0x010d -> new Unsupported(type);
+            case CMD_GET_CAPSET_INFO -> withBody(reader, 8, type, b -> new GetCapsetInfo(b.getInt(0)));
+            case CMD_GET_CAPSET -> withBody(reader, 8, type, b -> new GetCapset(b.getInt(0), b.getInt(4)));
+            case CMD_CTX_CREATE -> withBody(reader, 8 + CTX_NAME_SIZE, type, b -> {
+                int nlen = b.getInt(0);
+                byte[] name = new byte[(int) Math.min(nlen & 0xffffffffL, CTX_NAME_SIZE)];
+                b.get(8, name);
+                return new CtxCreate(nlen, b.getInt(4), name);
+            });
+            case CMD_CTX_DESTROY -> new CtxDestroy();
+            case CMD_CTX_ATTACH_RESOURCE, CMD_CTX_DETACH_RESOURCE -> withBody(reader, 8, type,
+                    b -> new CtxResource(type == CMD_CTX_ATTACH_RESOURCE, b.getInt(0)));
+            case CMD_RESOURCE_CREATE_3D -> withBody(reader, 48, type, b -> new ResourceCreate3d(b.getInt(0), b.getInt(4),
+                    b.getInt(8), b.getInt(12), b.getInt(16), b.getInt(20), b.getInt(24), b.getInt(28), b.getInt(32),
+                    b.getInt(36), b.getInt(40)));
+            case CMD_TRANSFER_TO_HOST_3D, CMD_TRANSFER_FROM_HOST_3D -> withBody(reader, 48, type, b -> new Transfer3d(
+                    type == CMD_TRANSFER_TO_HOST_3D, new Box(b.getInt(0), b.getInt(4), b.getInt(8), b.getInt(12), b.getInt(16),
+                            b.getInt(20)), b.getLong(24), b.getInt(32), b.getInt(36), b.getInt(40), b.getInt(44)));
+            case CMD_SUBMIT_3D -> submit(reader);
+            // blobs and UUIDs, and the rest of the 3D range (0x0200-0x02ff)
+            case CMD_RESOURCE_ASSIGN_UUID, CMD_RESOURCE_CREATE_BLOB, CMD_SET_SCANOUT_BLOB -> new Unsupported(type);
             default -> (type & 0xffffff00) == 0x0200 ? new Unsupported(type)
                     : new Malformed("unknown command type 0x" + Integer.toHexString(type));
         };
+    }
+
+    /** struct virtio_gpu_cmd_submit, then its command buffer (whole dwords, at most {@link #MAX_SUBMIT_BYTES}). */
+    private static GpuCommand submit(ChainReader reader) {
+        if (reader.remaining() < 8) {
+            return short_(CMD_SUBMIT_3D, 8, reader);
+        }
+        long size = le(reader.readBytes(8)).getInt(0) & 0xffffffffL;
+        if (size > MAX_SUBMIT_BYTES || size % 4 != 0) {
+            return new Malformed("submit 3d of " + size + " bytes (whole dwords, at most " + MAX_SUBMIT_BYTES + ")");
+        }
+        if (reader.remaining() < size) {
+            return new Malformed("submit 3d names " + size + " bytes, the request has " + reader.remaining());
+        }
+        return new Submit3d(reader.readBytes((int) size));
     }
 
     /** struct virtio_gpu_resource_attach_backing, then nr_entries struct virtio_gpu_mem_entry. */

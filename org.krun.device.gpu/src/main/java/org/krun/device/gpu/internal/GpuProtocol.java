@@ -27,6 +27,20 @@ final class GpuProtocol {
     static final int CMD_GET_CAPSET_INFO = 0x0108;
     static final int CMD_GET_CAPSET = 0x0109;
     static final int CMD_GET_EDID = 0x010a;
+    static final int CMD_RESOURCE_ASSIGN_UUID = 0x010b;
+    static final int CMD_RESOURCE_CREATE_BLOB = 0x010c;
+    static final int CMD_SET_SCANOUT_BLOB = 0x010d;
+    // 3D commands (VIRTIO_GPU_F_VIRGL)
+    static final int CMD_CTX_CREATE = 0x0200;
+    static final int CMD_CTX_DESTROY = 0x0201;
+    static final int CMD_CTX_ATTACH_RESOURCE = 0x0202;
+    static final int CMD_CTX_DETACH_RESOURCE = 0x0203;
+    static final int CMD_RESOURCE_CREATE_3D = 0x0204;
+    static final int CMD_TRANSFER_TO_HOST_3D = 0x0205;
+    static final int CMD_TRANSFER_FROM_HOST_3D = 0x0206;
+    static final int CMD_SUBMIT_3D = 0x0207;
+    static final int CMD_RESOURCE_MAP_BLOB = 0x0208;
+    static final int CMD_RESOURCE_UNMAP_BLOB = 0x0209;
     // cursor queue commands
     static final int CMD_UPDATE_CURSOR = 0x0300;
     static final int CMD_MOVE_CURSOR = 0x0301;
@@ -34,6 +48,8 @@ final class GpuProtocol {
     // responses
     static final int RESP_OK_NODATA = 0x1100;
     static final int RESP_OK_DISPLAY_INFO = 0x1101;
+    static final int RESP_OK_CAPSET_INFO = 0x1102;
+    static final int RESP_OK_CAPSET = 0x1103;
     static final int RESP_OK_EDID = 0x1104;
     static final int RESP_ERR_UNSPEC = 0x1200;
     static final int RESP_ERR_OUT_OF_MEMORY = 0x1201;
@@ -45,6 +61,13 @@ final class GpuProtocol {
     // struct virtio_gpu_ctrl_hdr flags
     static final int FLAG_FENCE = 1 << 0;
     static final int FLAG_INFO_RING_IDX = 1 << 1;
+
+    // §5.7.6.7 capability sets (VIRTIO_GPU_CAPSET_*)
+    static final int CAPSET_VIRGL = 1;
+    static final int CAPSET_VIRGL2 = 2;
+
+    /** The debug name of CTX_CREATE: char debug_name[64]. */
+    static final int CTX_NAME_SIZE = 64;
 
     /** sizeof(struct virtio_gpu_ctrl_hdr): le32 type, le32 flags, le64 fence_id, le32 ctx_id, u8 ring_idx, u8 padding[3]. */
     static final int HDR_SIZE = 24;

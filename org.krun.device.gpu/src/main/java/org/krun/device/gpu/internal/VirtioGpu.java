@@ -24,10 +24,14 @@ import org.krun.spi.virtio.VirtioIds;
  * for one, §5.7.6.7) and the response's body. Every request is done when it is answered, so a fence is
  * signalled by its own response.
  *
- * <p>Offers VIRTIO_GPU_F_EDID; no 3D (num_capsets 0). Runs on the VM's event loop; the scanouts
- * ({@link #displays()}) are read from any thread and outlive activations, keeping their last frame.
+ * <p>Offers VIRTIO_GPU_F_EDID; in 2D no 3D (num_capsets 0). With {@link GpuSpec.Mode#VIRGL} it offers
+ * VIRTIO_GPU_F_VIRGL and the capsets virgl and virgl2, and executes everything through {@link Gpu3d} on the
+ * renderer's thread: a fenced request is answered, and its used buffer interrupts the driver, when
+ * virglrenderer signals the fence. The device holds the process's {@link VirglRenderer} from creation to
+ * close. Runs on the VM's event loop; the scanouts ({@link #displays()}) are read from any thread and
+ * outlive activations, keeping their last frame.
  */
-final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplays {
+final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDisplays {
 
     static final int CONTROLQ = 0;
     static final int CURSORQ = 1;
@@ -35,16 +39,33 @@ final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplay
 
     private final GpuSpec spec;
     private final List<Scanout> scanouts;
+    /** The renderer of a virgl device (held until close), or null in 2D. */
+    private final VirglRenderer renderer;
+    /** Set when a reset or close gave up waiting for the renderer (it may still touch guest RAM). */
+    private volatile boolean rendererStuck;
 
+    /** A 2D device. */
     VirtioGpu(GpuSpec spec) {
-        super("virtio-gpu", VirtioIds.GPU, F_EDID, 2, QUEUE_SIZE, CONFIG_SIZE);
+        this(spec, null);
+    }
+
+    /** A virgl device when {@code renderer} is given, a 2D one otherwise. */
+    VirtioGpu(GpuSpec spec, VirglRenderer renderer) {
+        super(renderer == null ? "virtio-gpu" : "virtio-gpu (virgl)", VirtioIds.GPU, renderer == null ? F_EDID : F_EDID | F_VIRGL,
+                2, QUEUE_SIZE, CONFIG_SIZE);
+        if ((renderer == null) != (spec.mode() == GpuSpec.Mode.TWO_D)) {
+            throw new IllegalArgumentException("a " + spec.mode().cliName() + " GPU " + (renderer == null ? "needs" : "takes no")
+                    + " renderer");
+        }
         this.spec = spec;
+        this.renderer = renderer;
         List<Scanout> s = new ArrayList<>();
         for (int i = 0; i < spec.scanouts(); i++) {
             s.add(new Scanout(i, (long) spec.width() * spec.height()));
         }
         this.scanouts = List.copyOf(s);
-        config().putInt(CONFIG_NUM_SCANOUTS, spec.scanouts()).putInt(CONFIG_NUM_CAPSETS, 0)
+        config().putInt(CONFIG_NUM_SCANOUTS, spec.scanouts())
+                .putInt(CONFIG_NUM_CAPSETS, renderer == null ? 0 : Gpu3d.CAPSETS.length)
                 .driverWritable(CONFIG_EVENTS_CLEAR, 4);
     }
 
@@ -58,34 +79,55 @@ final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplay
     }
 
     @Override
-    protected Gpu2d onActivate(Active<Gpu2d> a) {
+    protected GpuEngine onActivate(Active<GpuEngine> a) {
+        if (renderer != null) {
+            return new Gpu3d(spec, scanouts, a.memory(), renderer, this::guestError, this::hostError);
+        }
         return new Gpu2d(spec, scanouts, a.memory(), this::guestError, this::hostError);
     }
 
     @Override
-    protected void onQueueNotify(Active<Gpu2d> a, int queue) {
+    protected void onQueueNotify(Active<GpuEngine> a, int queue) {
         DescriptorChain chain;
         while (a.isCurrent() && (chain = a.pop(queue)) != null) {
-            a.addUsed(queue, chain.head(), serve(a, chain));
+            serve(a, queue, chain);
         }
     }
 
-    /** Decodes, executes and answers one request; returns the bytes written. */
-    private int serve(Active<Gpu2d> a, DescriptorChain chain) {
-        GpuCommand.Request request;
-        Gpu2d.Response response;
+    /**
+     * Executes one request: in 2D decoded and executed here at once, answered here; in virgl handed to the
+     * renderer's thread, which decodes it there (so the loop holds no request's bytes, however many chains
+     * wait) and answers it through the loop, at once or when its fence is signalled.
+     */
+    private void serve(Active<GpuEngine> a, int queue, DescriptorChain chain) {
+        switch (a.state()) {
+            case Gpu2d g -> {
+                GpuCommand.Request request = read(a, chain);
+                a.addUsed(queue, chain.head(), answer(a, chain, request.header(), g.execute(request.command())));
+            }
+            case Gpu3d g -> {
+                try {
+                    g.submit(() -> read(a, chain), (header, response) -> onLoop(a,
+                            x -> x.addUsed(queue, chain.head(), answer(x, chain, header, response))));
+                } catch (IllegalStateException e) { // the renderer is stopping: the VM is going
+                    hostError(e.getMessage());
+                    a.addUsed(queue, chain.head(), answer(a, chain, GpuCommand.Header.NONE, Gpu2d.Response.error(RESP_ERR_UNSPEC)));
+                }
+            }
+        }
+    }
+
+    /** Decodes the request of {@code chain}; one whose descriptors are not guest RAM is malformed. */
+    private static GpuCommand.Request read(Active<GpuEngine> a, DescriptorChain chain) {
         try {
-            request = GpuCommand.parse(chain.reader(a.memory()));
-            response = a.state().execute(request.command());
+            return GpuCommand.parse(chain.reader(a.memory()));
         } catch (GuestMemoryException | ShortChainException e) {
-            guestError("request not readable: " + e.getMessage());
-            request = new GpuCommand.Request(GpuCommand.Header.NONE, null);
-            response = Gpu2d.Response.error(RESP_ERR_UNSPEC);
+            return new GpuCommand.Request(GpuCommand.Header.NONE, new GpuCommand.Malformed("request not readable: "
+                    + e.getMessage()));
         }
-        return answer(a, chain, request.header(), response);
     }
 
-    private int answer(Active<Gpu2d> a, DescriptorChain chain, GpuCommand.Header h, Gpu2d.Response response) {
+    private int answer(Active<GpuEngine> a, DescriptorChain chain, GpuCommand.Header h, Gpu2d.Response response) {
         ChainWriter w = chain.writer(a.memory());
         if (w.remaining() < HDR_SIZE) {
             // The cursor queue's requests come without room for an answer (Linux gives none).
@@ -127,7 +169,7 @@ final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplay
         synchronized (config()) {
             config().putInt(CONFIG_EVENTS_READ, config().getInt(CONFIG_EVENTS_READ) | bits);
         }
-        Active<Gpu2d> a = active();
+        Active<GpuEngine> a = active();
         if (a != null && a.isCurrent()) {
             a.configChanged();
         }
@@ -146,10 +188,29 @@ final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplay
     }
 
     @Override
-    protected void onReset(Active<Gpu2d> a) {
-        Gpu2d g = a.state();
+    protected void onReset(Active<GpuEngine> a) {
+        GpuEngine g = a.state();
         if (g != null) {
-            g.close();
+            try {
+                g.close();
+            } catch (IllegalStateException e) {
+                // virglrenderer did not come back: it may still hold the guest's pages, so they must stay mapped
+                rendererStuck = true;
+                hostError("the renderer did not release the guest's resources: " + e.getMessage());
+            }
+        }
+    }
+
+    @Override
+    public boolean touchesGuestMemoryAfterClose() {
+        return rendererStuck || super.touchesGuestMemoryAfterClose();
+    }
+
+    /** The VM is gone: a virgl device gives the renderer back (every context and resource left goes with it). */
+    @Override
+    protected void onClose() {
+        if (renderer != null) {
+            renderer.release();
         }
     }
 
@@ -158,9 +219,20 @@ final class VirtioGpu extends AbstractVirtioDevice<Gpu2d> implements HostDisplay
         config().putInt(CONFIG_EVENTS_READ, 0).putInt(CONFIG_EVENTS_CLEAR, 0);
     }
 
-    /** The current activation's 2D state, or null while inactive (tests). */
+    /** The current activation's 2D state, or null while inactive or in virgl (tests). */
     Gpu2d state() {
-        Active<Gpu2d> a = active();
-        return a == null ? null : a.state();
+        Active<GpuEngine> a = active();
+        return a != null && a.state() instanceof Gpu2d g ? g : null;
+    }
+
+    /** The renderer of a virgl device, or null (tests). */
+    VirglRenderer renderer() {
+        return renderer;
+    }
+
+    /** The current activation's virgl state, or null while inactive or in 2D (tests). */
+    Gpu3d state3d() {
+        Active<GpuEngine> a = active();
+        return a != null && a.state() instanceof Gpu3d g ? g : null;
     }
 }

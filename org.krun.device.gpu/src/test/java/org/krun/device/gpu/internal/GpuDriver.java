@@ -25,11 +25,16 @@ final class GpuDriver implements AutoCloseable {
     final FakeDeviceContext context;
 
     GpuDriver(VirtioGpu gpu, long ramBytes) {
+        this(gpu, ramBytes, F_EDID);
+    }
+
+    /** A driver that negotiated {@code gpuFeatures} (F_EDID, F_VIRGL) besides VERSION_1. */
+    GpuDriver(VirtioGpu gpu, long ramBytes, long gpuFeatures) {
         this.gpu = gpu;
         this.ram = TestGuestMemory.create(ramBytes);
         this.control = new MockDriverQueue(ram, VirtioGpu.QUEUE_SIZE);
         this.cursor = new MockDriverQueue(ram, VirtioGpu.QUEUE_SIZE);
-        this.context = new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1 | F_EDID,
+        this.context = new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1 | gpuFeatures,
                 List.of(control.configuredQueue(), cursor.configuredQueue()));
         gpu.activate(context);
     }
@@ -61,6 +66,47 @@ final class GpuDriver implements AutoCloseable {
         }
         ByteBuffer b = ByteBuffer.wrap(w).order(ByteOrder.LITTLE_ENDIAN);
         return new Reply(b.getInt(0), b.getInt(4), b.getLong(8), b.slice(HDR_SIZE, w.length - HDR_SIZE).order(ByteOrder.LITTLE_ENDIAN));
+    }
+
+    /**
+     * Sends {@code request} on the control queue through the event loop and waits (at most 30 s) for its
+     * answer, which a virgl device gives from its renderer's thread, at once or when its fence is signalled.
+     */
+    Reply sendAndWait(ByteBuffer request, List<byte[]> more, int responseSize) {
+        List<byte[]> readable = new java.util.ArrayList<>();
+        readable.add(request.array());
+        readable.addAll(more);
+        int head;
+        synchronized (context.eventLoop()) { // the loop's lock: completions come from the renderer thread
+            head = control.addChain(readable, List.of(responseSize));
+        }
+        context.eventLoop().execute(() -> gpu.queueNotify(VirtioGpu.CONTROLQ));
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        while (System.nanoTime() < deadline) {
+            List<MockDriverQueue.Used> used;
+            synchronized (context.eventLoop()) {
+                used = control.usedEntries();
+            }
+            if (!used.isEmpty()) {
+                if (used.size() != 1 || used.get(0).id() != head) {
+                    throw new AssertionError("expected chain " + head + " back, got " + used);
+                }
+                byte[] w = used.get(0).written();
+                if (w.length < HDR_SIZE) {
+                    return new Reply(-1, 0, 0, ByteBuffer.allocate(0));
+                }
+                ByteBuffer b = ByteBuffer.wrap(w).order(ByteOrder.LITTLE_ENDIAN);
+                return new Reply(b.getInt(0), b.getInt(4), b.getLong(8),
+                        b.slice(HDR_SIZE, w.length - HDR_SIZE).order(ByteOrder.LITTLE_ENDIAN));
+            }
+            Thread.onSpinWait();
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                throw new AssertionError(e);
+            }
+        }
+        throw new AssertionError("no answer to chain " + head + " within 30 s");
     }
 
     Reply send(ByteBuffer request) {

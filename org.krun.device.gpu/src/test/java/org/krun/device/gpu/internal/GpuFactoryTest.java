@@ -50,7 +50,7 @@ class GpuFactoryTest {
         assertEquals("a 'gpu' device has no option 'depth' (it takes: memory, mode, scanouts, size)",
                 assertThrows(VmConfigException.class, () -> f.create(new GenericDeviceSpec("gpu", Map.of("depth", "8"))))
                         .getMessage());
-        assertEquals("--gpu takes 2d, not 'x'",
+        assertEquals("--gpu takes 2d or virgl, not 'x'",
                 assertThrows(VmConfigException.class, () -> f.create(new GenericDeviceSpec("gpu", Map.of("mode", "x"))))
                         .getMessage());
     }
@@ -59,10 +59,28 @@ class GpuFactoryTest {
     void specValuesAreCheckedWithOneLineMessages() {
         assertEquals(GpuSpec.twoD().withSize(640, 480).withScanouts(2).withHostMemoryBytes(32L << 20),
                 GpuSpec.parse("2d, size=640x480, scanouts=2, memory=32"));
-        for (String bad : new String[] {"", "3d", "virgl", "2d,size=0x0", "2d,size=5000x10", "2d,size=640", "2d,scanouts=0",
+        assertEquals(GpuSpec.virgl().withSize(640, 480), GpuSpec.parse("virgl,size=640x480"));
+        assertEquals(GpuSpec.Mode.VIRGL, GpuSpec.parse("virgl").mode());
+        for (String bad : new String[] {"", "3d", "venus", "2d,size=0x0", "2d,size=5000x10", "2d,size=640", "2d,scanouts=0",
                 "2d,memory=1", "2d,memory=x", "2d,foo=1", "2d,size=4000x4000,memory=16"}) {
             VmConfigException e = assertThrows(VmConfigException.class, () -> GpuSpec.parse(bad), bad);
             assertTrue(!e.getMessage().contains("\n") && !e.getMessage().isBlank(), e.getMessage());
+        }
+    }
+
+    @Test
+    void aVirglGpuTakesTheProcesssRendererAndASecondIsRefusedInOneLine() {
+        org.junit.jupiter.api.Assumptions.assumeTrue(Virgl.problem() == null, Virgl.problem());
+        GpuFactory f = new GpuFactory();
+        try (VirtioDevice d = f.create(new GenericDeviceSpec("gpu", Map.of("mode", "virgl")))) {
+            assertEquals(GpuProtocol.F_VIRGL | GpuProtocol.F_EDID, d.deviceFeatures());
+            VmConfigException e = assertThrows(VmConfigException.class, () -> f.create(GpuSpec.virgl()));
+            assertTrue(e.getMessage().startsWith("--gpu virgl: virglrenderer is in use by another VM in this process"),
+                    e.getMessage());
+            assertTrue(!e.getMessage().contains("\n"));
+        }
+        try (VirtioDevice d = f.create(GpuSpec.virgl())) { // given back when the first closed
+            assertEquals(1, ((HostDisplays) d).displays().size());
         }
     }
 }

@@ -1,0 +1,152 @@
+package org.krun.device.gpu.internal;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+
+/**
+ * virglrenderer (Debian's {@code libvirglrenderer1}, 0.10) through FFM: the calls of
+ * {@code virgl/virglrenderer.h} this device makes, linked once when the class loads. The library is looked
+ * up by its soname; when it is absent {@link #problem()} says so in one line naming the Debian package and
+ * every handle is null, so a 2D device never needs it.
+ *
+ * <p>virglrenderer keeps one global state per process and makes its GL contexts current on the calling
+ * thread: only {@link VirglRenderer}'s thread calls these. None of these functions sets errno; they return
+ * 0 or an error number.
+ */
+final class Virgl {
+
+    static final String LIBRARY = "libvirglrenderer.so.1";
+    static final String DEBIAN_PACKAGE = "libvirglrenderer1";
+
+    // virgl_renderer_init flags
+    static final int USE_EGL = 1;
+    static final int USE_SURFACELESS = 1 << 3;
+
+    // gallium's enum pipe_texture_target, as RESOURCE_CREATE_3D carries it
+    static final int TARGET_BUFFER = 0;
+    static final int TARGET_TEXTURE_1D = 1;
+    static final int TARGET_TEXTURE_2D = 2;
+    static final int TARGET_TEXTURE_3D = 3;
+    static final int TARGET_TEXTURE_CUBE = 4;
+    static final int TARGET_TEXTURE_RECT = 5;
+    static final int TARGET_TEXTURE_1D_ARRAY = 6;
+    static final int TARGET_TEXTURE_2D_ARRAY = 7;
+    static final int TARGET_TEXTURE_CUBE_ARRAY = 8;
+    /** VIRGL_RES_BIND_RENDER_TARGET: what a 2D resource is created with (QEMU's virtio-gpu-gl does the same). */
+    static final int BIND_RENDER_TARGET = 1 << 1;
+    /** VIRTIO_GPU_RESOURCE_FLAG_Y_0_TOP: rows are top to bottom, as the guest's 2D buffers are. */
+    static final int FLAG_Y_0_TOP = 1;
+
+    /** struct iovec: void *iov_base, size_t iov_len. */
+    static final StructLayout IOVEC = MemoryLayout.structLayout(ADDRESS.withName("base"), JAVA_LONG.withName("len"));
+    /** struct virgl_box: uint32_t x, y, z, w, h, d. */
+    static final StructLayout BOX = MemoryLayout.structLayout(JAVA_INT.withName("x"), JAVA_INT.withName("y"),
+            JAVA_INT.withName("z"), JAVA_INT.withName("w"), JAVA_INT.withName("h"), JAVA_INT.withName("d"));
+    /**
+     * struct virgl_renderer_resource_create_args: uint32_t handle, target, format, bind, width, height, depth,
+     * array_size, last_level, nr_samples, flags.
+     */
+    static final StructLayout CREATE_ARGS = MemoryLayout.structLayout(JAVA_INT.withName("handle"),
+            JAVA_INT.withName("target"), JAVA_INT.withName("format"), JAVA_INT.withName("bind"), JAVA_INT.withName("width"),
+            JAVA_INT.withName("height"), JAVA_INT.withName("depth"), JAVA_INT.withName("array_size"),
+            JAVA_INT.withName("last_level"), JAVA_INT.withName("nr_samples"), JAVA_INT.withName("flags"));
+    /**
+     * struct virgl_renderer_callbacks, version 2 (the stable header's): int version, then write_fence,
+     * create_gl_context, destroy_gl_context, make_current, get_drm_fd. With USE_EGL virglrenderer makes its
+     * own GL contexts, so only write_fence is set.
+     */
+    static final StructLayout CALLBACKS = MemoryLayout.structLayout(JAVA_INT.withName("version"),
+            MemoryLayout.paddingLayout(4), ADDRESS.withName("write_fence"), ADDRESS.withName("create_gl_context"),
+            ADDRESS.withName("destroy_gl_context"), ADDRESS.withName("make_current"), ADDRESS.withName("get_drm_fd"));
+    static final int CALLBACKS_VERSION = 2;
+    /** write_fence: void (*)(void *cookie, uint32_t fence). */
+    static final FunctionDescriptor WRITE_FENCE = FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT);
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final SymbolLookup LOOKUP;
+    private static final String PROBLEM;
+
+    static {
+        SymbolLookup lookup = null;
+        String problem = null;
+        try {
+            lookup = SymbolLookup.libraryLookup(LIBRARY, Arena.global());
+        } catch (IllegalArgumentException e) {
+            problem = "--gpu virgl needs virglrenderer (" + LIBRARY + "), which is not installed: apt-get install "
+                    + DEBIAN_PACKAGE;
+        }
+        LOOKUP = lookup;
+        PROBLEM = problem;
+    }
+
+    static final MethodHandle INIT = link("virgl_renderer_init", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
+    static final MethodHandle CLEANUP = link("virgl_renderer_cleanup", FunctionDescriptor.ofVoid(ADDRESS));
+    static final MethodHandle POLL = link("virgl_renderer_poll", FunctionDescriptor.ofVoid());
+    static final MethodHandle GET_CAP_SET = link("virgl_renderer_get_cap_set",
+            FunctionDescriptor.ofVoid(JAVA_INT, ADDRESS, ADDRESS));
+    static final MethodHandle FILL_CAPS = link("virgl_renderer_fill_caps", FunctionDescriptor.ofVoid(JAVA_INT, JAVA_INT, ADDRESS));
+    static final MethodHandle CONTEXT_CREATE = link("virgl_renderer_context_create",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    static final MethodHandle CONTEXT_DESTROY = link("virgl_renderer_context_destroy", FunctionDescriptor.ofVoid(JAVA_INT));
+    static final MethodHandle SUBMIT_CMD = link("virgl_renderer_submit_cmd",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    static final MethodHandle RESOURCE_CREATE = link("virgl_renderer_resource_create",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
+    static final MethodHandle RESOURCE_UNREF = link("virgl_renderer_resource_unref", FunctionDescriptor.ofVoid(JAVA_INT));
+    static final MethodHandle ATTACH_IOV = link("virgl_renderer_resource_attach_iov",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    static final MethodHandle DETACH_IOV = link("virgl_renderer_resource_detach_iov",
+            FunctionDescriptor.ofVoid(JAVA_INT, ADDRESS, ADDRESS));
+    static final MethodHandle CTX_ATTACH_RESOURCE = link("virgl_renderer_ctx_attach_resource",
+            FunctionDescriptor.ofVoid(JAVA_INT, JAVA_INT));
+    static final MethodHandle CTX_DETACH_RESOURCE = link("virgl_renderer_ctx_detach_resource",
+            FunctionDescriptor.ofVoid(JAVA_INT, JAVA_INT));
+    /** (handle, ctx_id, level, stride, layer_stride, box, offset, iov, iovec_cnt). */
+    static final MethodHandle TRANSFER_READ_IOV = link("virgl_renderer_transfer_read_iov", FunctionDescriptor.of(JAVA_INT,
+            JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_INT));
+    static final MethodHandle TRANSFER_WRITE_IOV = link("virgl_renderer_transfer_write_iov", FunctionDescriptor.of(JAVA_INT,
+            JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_INT));
+    /** virgl_set_debug_callback(void (*)(const char *fmt, va_list ap)): where virglrenderer's messages go. */
+    static final MethodHandle SET_DEBUG_CALLBACK = link("virgl_set_debug_callback", FunctionDescriptor.of(ADDRESS, ADDRESS));
+    /** The debug callback: (const char *fmt, va_list ap); on x86_64 a va_list argument is a pointer. */
+    static final FunctionDescriptor DEBUG_CALLBACK = FunctionDescriptor.ofVoid(ADDRESS, ADDRESS);
+    static final MethodHandle CREATE_FENCE = link("virgl_renderer_create_fence", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+
+    private Virgl() {
+    }
+
+    /** Why virglrenderer cannot be used here (one line), or null when it can be loaded. */
+    static String problem() {
+        return PROBLEM;
+    }
+
+    /** An upcall stub for {@code target}, alive for the process (virglrenderer keeps the pointer). */
+    static MemorySegment upcall(MethodHandle target, FunctionDescriptor function) {
+        return LINKER.upcallStub(target, function, Arena.global());
+    }
+
+    private static MethodHandle link(String name, FunctionDescriptor function) {
+        return LOOKUP == null ? null : LINKER.downcallHandle(LOOKUP.findOrThrow(name), function);
+    }
+
+    /** What a handle threw through {@code invokeExact}, unchecked. */
+    static RuntimeException unchecked(Throwable t) {
+        if (t instanceof RuntimeException r) {
+            return r;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        return new IllegalStateException(t);
+    }
+}
