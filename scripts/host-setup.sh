@@ -5,8 +5,10 @@
 # guest test), socat (the third-party unix datagram peer of the virtio-net TAP guest test), podman (with
 # conmon: the container engine of krun oci's test, KrunOciPodmanIT), containerd (with ctr and its runc shim:
 # KrunOciContainerdIT starts a private containerd of its own), iproute2 (ip: krun oci brings up the loopback
-# of a container's own network namespace) and iperf3 (bench/net: the guest's
-# iperf3 is the host's binary, copied into its rootfs, against an iperf3 server on the host).
+# of a container's own network namespace), iperf3 (bench/net: the guest's
+# iperf3 is the host's binary, copied into its rootfs, against an iperf3 server on the host), and
+# libvirglrenderer1 (--gpu virgl) with libegl-dev and libgles-dev (virglcheck, the EGL program of
+# org.krun.device.gpu's virgl guest test, links against them).
 # Installs missing Debian packages when run as root; otherwise prints the command to run.
 # Usage: scripts/host-setup.sh [--quiet]
 set -euo pipefail
@@ -47,6 +49,9 @@ declare -A need=(
     [iproute2]=/usr/sbin/ip
     [e2fsprogs]=/sbin/mkfs.ext4
     [qemu-utils]=/usr/bin/qemu-img
+    [libvirglrenderer1]=/usr/lib/x86_64-linux-gnu/libvirglrenderer.so.1
+    [libegl-dev]=/usr/include/EGL/egl.h
+    [libgles-dev]=/usr/include/GLES2/gl2.h
 )
 missing=()
 for pkg in "${!need[@]}"; do
