@@ -12,8 +12,10 @@ import org.osgi.annotation.versioning.ConsumerType;
  *
  * <p>A device that holds descriptor chains between queue notifications (taken from the available ring,
  * not yet returned to the used ring) or runs requests on other threads must either finish them before
- * {@link #saveState()} returns or not implement this interface: a chain the device had taken would be lost
- * in the restored VM. A device built on {@link AbstractVirtioDevice} that serves requests off the loop drains
+ * {@link #saveState()} returns, or save where each held chain is in the available ring and take them again on
+ * restore (virtio-snd, whose messages wait for their time, moves its queue back with
+ * {@link Virtqueue#restoreIndices} and pops again), or not implement this interface: a chain the device had
+ * taken would be lost in the restored VM. A device built on {@link AbstractVirtioDevice} that serves requests off the loop drains
  * them with {@link AbstractVirtioDevice.Active#awaitIdle} and, when they do not finish in time, throws
  * {@link IllegalStateException} with one line naming itself: the snapshot is refused. So does a device
  * whose current state cannot be carried (host descriptors, sockets).

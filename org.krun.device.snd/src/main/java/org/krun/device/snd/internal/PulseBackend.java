@@ -58,11 +58,20 @@ final class PulseBackend implements SoundBackend {
         capture.take(into);
     }
 
+    /** The playback bytes the server has accepted so far (for tests and logs). */
+    long playedBytes() {
+        return playback.written;
+    }
+
     @Override
     public void close() {
         playback.stop();
         if (capture != null) {
             capture.stop();
+        }
+        long written = playback.written;
+        if (written > 0) {
+            LOG.log(Level.DEBUG, () -> "sound server: accepted " + written + " bytes of playback");
         }
     }
 
@@ -77,6 +86,8 @@ final class PulseBackend implements SoundBackend {
         private boolean closing;
         private boolean droppedLogged;
         private Thread thread;
+        /** Bytes the server accepted (pa_simple_write returned), over the backend's life. */
+        private volatile long written;
 
         Playback(String server) {
             this.server = server;
@@ -139,6 +150,7 @@ final class PulseBackend implements SoundBackend {
                         try (Arena arena = Arena.ofConfined()) {
                             connection.write(arena.allocateFrom(ValueLayout.JAVA_BYTE, p.frames()));
                         }
+                        written += p.frames().length;
                     } catch (PulseSimple.PulseException e) {
                         LOG.log(Level.ERROR, "sound server playback: " + e.getMessage() + "; playback is dropped from now on");
                         failed = true;

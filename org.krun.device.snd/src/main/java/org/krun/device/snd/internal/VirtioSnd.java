@@ -10,8 +10,11 @@ import org.krun.spi.virtio.ChainReader;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.GuestSetup;
+import org.krun.spi.virtio.InvalidChainException;
+import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.ShortChainException;
 import org.krun.spi.virtio.VirtioIds;
+import org.krun.spi.virtio.Virtqueue;
 
 /**
  * virtio-snd (virtio 1.2 §5.14): two jacks (line out, microphone), two PCM streams (0 playback, 1
@@ -28,7 +31,7 @@ import org.krun.spi.virtio.VirtioIds;
  * message's samples at most its stream's buffer, and the messages held are the queues' own (at most 64 per
  * queue). A malformed message is answered VIRTIO_SND_S_BAD_MSG, an unoffered choice VIRTIO_SND_S_NOT_SUPP.
  */
-final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
+final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> implements SnapshottableDevice {
 
     static final int QUEUE_SIZE = 64;
     /** The largest buffer_bytes (and so period and message) a stream accepts. Linux asks for 160 ms, 120 KiB at most here. */
@@ -75,14 +78,17 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
     /** A tx or rx message waiting for its time. */
     static final class Transfer {
         final DescriptorChain chain;
+        /** Where in its queue's available ring the driver put it (a free-running 16-bit index), for snapshots. */
+        final int availIndex;
         /** Samples it carries (tx) or has room for (rx). */
         final int bytes;
         final long queuedAt;
         /** When it has been played or recorded; set when it becomes the stream's next. */
         long end = -1;
 
-        Transfer(DescriptorChain chain, int bytes, long queuedAt) {
+        Transfer(DescriptorChain chain, int availIndex, int bytes, long queuedAt) {
             this.chain = chain;
+            this.availIndex = availIndex;
             this.bytes = bytes;
             this.queuedAt = queuedAt;
         }
@@ -141,7 +147,7 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
             case Snd.TXQ, Snd.RXQ -> {
                 DescriptorChain chain;
                 while (a.isCurrent() && (chain = a.pop(queue)) != null) {
-                    transfer(a, queue, chain);
+                    transfer(a, queue, chain, (a.queue(queue).nextAvail() - 1) & 0xffff);
                 }
             }
             default -> {
@@ -327,7 +333,7 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
     // ---- txq, rxq
 
     /** Takes a tx or rx message: answered at once if it is wrong, else queued on its stream for its time. */
-    private void transfer(Active<Streams> a, int queue, DescriptorChain chain) {
+    private void transfer(Active<Streams> a, int queue, DescriptorChain chain, int availIndex) {
         int direction = queue == Snd.TXQ ? Snd.D_OUTPUT : Snd.D_INPUT;
         if (chain.readableBytes() < Snd.PCM_XFER_SIZE || chain.writableBytes() < Snd.PCM_STATUS_SIZE) {
             guestError((direction == Snd.D_OUTPUT ? "tx" : "rx") + " message of " + chain.readableBytes() + "+"
@@ -363,7 +369,7 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
             answer(a, queue, chain, Snd.S_BAD_MSG, 0);
             return;
         }
-        stream.pending.add(new Transfer(chain, (int) bytes, clock.nanoTime()));
+        stream.pending.add(new Transfer(chain, availIndex, (int) bytes, clock.nanoTime()));
         if (stream.state == State.RUNNING && stream.cancelTimer == null) {
             arm(a, stream);
         }
@@ -526,6 +532,179 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> {
             clock.close();
         } finally {
             backend.close();
+        }
+    }
+
+    // ---- snapshots
+
+    static final int STATE_VERSION = 1;
+
+    /**
+     * The activation's streams, big-endian: the version, then per stream its state, its parameters (buffer and
+     * period bytes, channels, format, rate in Hz) when set, and the messages it holds, each as where the driver
+     * put it in the available ring and its head; nothing when inactive. The jacks and channel maps never change,
+     * and control requests are answered within the notification that took them.
+     *
+     * <p>Held messages stay held: the restored device takes them again from the available ring, where the driver
+     * left them (virtio 1.2 §2.7.13: a ring entry is not reused while its chain is outstanding), and goes on
+     * playing or recording them in order, a running stream from the moment the restored VM runs. The backend
+     * is the new device's own, opened again from the same specification: a restored VM plays into a new
+     * connection to the sound server (or a new WAV file) and, capturing, starts from the capture file's
+     * beginning.
+     */
+    @Override
+    public byte[] saveState() {
+        Active<Streams> a = active();
+        if (a == null) {
+            return new byte[0];
+        }
+        ByteBuffer b = ByteBuffer.allocate(4 + STREAMS * (2 + 14 + 4 + 8 * QUEUE_SIZE));
+        b.putInt(STATE_VERSION);
+        for (PcmStream stream : a.state().streams) {
+            b.put((byte) stream.state.ordinal());
+            PcmParams p = stream.params;
+            b.put((byte) (p == null ? 0 : 1));
+            if (p != null) {
+                b.putInt(p.bufferBytes()).putInt(p.periodBytes()).put((byte) p.channels()).put((byte) p.format())
+                        .putInt(p.rateHz());
+            }
+            b.putInt(stream.pending.size());
+            for (Transfer t : stream.pending) {
+                b.putInt(t.availIndex).putInt(t.chain.head());
+            }
+        }
+        byte[] out = new byte[b.position()];
+        b.flip().get(out);
+        return out;
+    }
+
+    @Override
+    public void restoreState(byte[] state) {
+        Active<Streams> a = active();
+        if (state.length == 0) {
+            return; // saved inactive (the transport restores activation, so this one is too)
+        }
+        if (a == null) {
+            throw new IllegalArgumentException("virtio-snd: state of an active device given to an inactive one");
+        }
+        ByteBuffer b = ByteBuffer.wrap(state);
+        try {
+            int version = b.getInt();
+            if (version != STATE_VERSION) {
+                throw new IllegalArgumentException("virtio-snd: saved state version " + version + " (this krun reads "
+                        + STATE_VERSION + ")");
+            }
+            for (PcmStream stream : a.state().streams) {
+                restoreStream(a, stream, b);
+            }
+            if (b.hasRemaining()) {
+                throw new IllegalArgumentException("virtio-snd: saved state has " + b.remaining() + " extra bytes");
+            }
+        } catch (java.nio.BufferUnderflowException e) {
+            throw new IllegalArgumentException("virtio-snd: saved state is truncated");
+        }
+        for (PcmStream stream : a.state().streams) {
+            if (stream.state == State.RUNNING) {
+                stream.playhead = clock.nanoTime();
+                arm(a, stream);
+            }
+        }
+    }
+
+    private void restoreStream(Active<Streams> a, PcmStream stream, ByteBuffer b) {
+        String what = "virtio-snd: saved stream " + stream.id;
+        int ordinal = b.get();
+        if (ordinal < 0 || ordinal >= State.values().length) {
+            throw new IllegalArgumentException(what + " has state " + ordinal);
+        }
+        State saved = State.values()[ordinal];
+        PcmParams params = null;
+        if (b.get() != 0) {
+            int buffer = b.getInt();
+            int period = b.getInt();
+            int channels = b.get();
+            int format = b.get();
+            int rateHz = b.getInt();
+            int rate = -1;
+            for (int code = 0; code < Snd.RATES_HZ.length; code++) {
+                if (Snd.RATES_HZ[code] == rateHz && (RATES & 1L << code) != 0) {
+                    rate = code;
+                }
+            }
+            if (channels < 1 || channels > MAX_CHANNELS || format < 0 || format >= 64 || (FORMATS & 1L << format) == 0
+                    || rate < 0 || buffer <= 0 || buffer > MAX_BUFFER_BYTES || period <= 0 || period > buffer
+                    || period % (PcmParams.sampleBytes(format) * channels) != 0
+                    || buffer % (PcmParams.sampleBytes(format) * channels) != 0) {
+                throw new IllegalArgumentException(what + " has parameters this device does not offer: buffer " + buffer
+                        + ", period " + period + ", " + channels + " channels, format " + format + ", " + rateHz + " Hz");
+            }
+            params = new PcmParams(buffer, period, channels, format, rateHz);
+        }
+        if (params == null && saved != State.IDLE) {
+            throw new IllegalArgumentException(what + " is " + saved + " without parameters");
+        }
+        int held = b.getInt();
+        boolean holds = saved == State.PREPARED || saved == State.RUNNING || saved == State.STOPPED;
+        if (held < 0 || held > QUEUE_SIZE || held > 0 && !holds) {
+            throw new IllegalArgumentException(what + " holds " + held + " messages while " + saved);
+        }
+        int[] positions = new int[held];
+        int[] heads = new int[held];
+        for (int i = 0; i < held; i++) {
+            positions[i] = b.getInt();
+            heads[i] = b.getInt();
+            if ((positions[i] | heads[i]) >>> 16 != 0) {
+                throw new IllegalArgumentException(what + " holds a message at ring entry " + positions[i] + ", head " + heads[i]);
+            }
+        }
+        stream.state = saved;
+        stream.params = params;
+        stream.pending.clear();
+        if (held > 0) {
+            retake(a, stream, positions, heads, what);
+        }
+    }
+
+    /**
+     * Takes a stream's held messages again: moves its queue's next available index back to the first held one's
+     * entry, then takes every entry up to where it was, keeping the held ones (checked against their saved heads)
+     * and passing over the others (answered before the snapshot: the used ring has them).
+     */
+    private void retake(Active<Streams> a, PcmStream stream, int[] positions, int[] heads, String what) {
+        Virtqueue q = a.queue(stream.queue);
+        Virtqueue.Indices saved = q.indices();
+        int span = (saved.nextAvail() - positions[0]) & 0xffff;
+        if (span < positions.length || span > q.size()) {
+            throw new IllegalArgumentException(what + " holds messages from ring entry " + positions[0]
+                    + ", but the queue's next is " + saved.nextAvail());
+        }
+        q.restoreIndices(new Virtqueue.Indices(positions[0], saved.nextUsed(), saved.signalledUsed()));
+        long now = clock.nanoTime();
+        int next = 0;
+        for (int k = 0; k < span; k++) {
+            int position = (positions[0] + k) & 0xffff;
+            DescriptorChain chain;
+            try {
+                chain = q.pop(a.memory());
+            } catch (InvalidChainException e) {
+                chain = null; // a malformed entry, answered before the snapshot; a held one is checked below
+            }
+            if (next < positions.length && positions[next] == position) {
+                if (chain == null || chain.head() != heads[next]) {
+                    throw new IllegalArgumentException(what + ": ring entry " + position + " no longer holds its message "
+                            + heads[next]);
+                }
+                long bytes = stream.direction == Snd.D_OUTPUT ? chain.readableBytes() - Snd.PCM_XFER_SIZE
+                        : chain.writableBytes() - Snd.PCM_STATUS_SIZE;
+                if (bytes < 0 || bytes > stream.params.bufferBytes() || chain.writableBytes() < Snd.PCM_STATUS_SIZE) {
+                    throw new IllegalArgumentException(what + ": message " + heads[next] + " of " + bytes + " bytes");
+                }
+                stream.pending.add(new Transfer(chain, position, (int) bytes, now));
+                next++;
+            }
+        }
+        if (next != positions.length || q.nextAvail() != saved.nextAvail()) {
+            throw new IllegalArgumentException(what + ": held messages out of ring order");
         }
     }
 

@@ -2,6 +2,7 @@ package org.krun.device.snd.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
@@ -19,6 +20,7 @@ import org.krun.spi.virtio.MockDriverQueue;
 import org.krun.spi.virtio.MockDriverQueue.Used;
 import org.krun.spi.virtio.VirtioFeatures;
 import org.krun.spi.virtio.VirtioIds;
+import org.krun.spi.virtio.Virtqueue;
 
 /** virtio-snd against driver-side mock queues, driven as sound/virtio in Linux drives it, on a clock moved by hand. */
 class VirtioSndTest {
@@ -391,5 +393,196 @@ class VirtioSndTest {
         snd.close();
         assertTrue(backend.closed);
         assertTrue(clock.closed);
+    }
+
+    // ---- snapshots
+
+    private final RecordingBackend restoredBackend = new RecordingBackend();
+    private final ManualClock restoredClock = new ManualClock();
+
+    /**
+     * The snapshot's VM goes away (its device closed, what it held unanswered); a fresh device over the same RAM,
+     * its queues at the indices the transport saved, is activated and given {@code state}, as a restore does.
+     */
+    private void restore(byte[] state) {
+        List<Virtqueue.Indices> indices = context.queues().stream().map(Virtqueue::indices).toList();
+        snd.close();
+        VirtioSnd fresh = new VirtioSnd(restoredBackend, restoredClock);
+        MockDriverQueue[] mocks = {controlq, eventq, txq, rxq};
+        List<Virtqueue> queues = new ArrayList<>();
+        for (int i = 0; i < mocks.length; i++) {
+            Virtqueue q = new Virtqueue(mocks[i].layout(), false);
+            q.restoreIndices(indices.get(i));
+            queues.add(q);
+        }
+        context = new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1, queues);
+        fresh.activate(context);
+        snd = fresh;
+        fresh.restoreState(state);
+    }
+
+    @Test
+    void heldPlaybackGoesOnInTheRestoredDeviceInOrderAndAtItsRate() {
+        prepare(0);
+        send(0, period(0));
+        send(0, period(1));
+        send(5, period(8)); // answered at once (no stream 5): between held messages in the ring
+        send(0, period(2));
+        send(0, period(3));
+        assertEquals(List.of(Snd.S_BAD_MSG), txq.usedEntries().stream().map(VirtioSndTest::statusOf).toList());
+        assertEquals(Snd.S_OK, status(pcm(Snd.R_PCM_START, 0)));
+        clock.advanceMillis(25);
+        assertEquals(1, txq.usedEntries().size());
+        assertArrayEquals(period(0), backend.played.toByteArray());
+
+        byte[] state = snd.saveState();
+        restore(state);
+        assertEquals(VirtioSnd.State.RUNNING, snd.stream(0).state);
+        assertEquals(3, snd.stream(0).pending.size(), "the three messages held, taken again from the ring");
+        assertEquals(List.of(), txq.usedEntries(), "none answered at the restore, the bad one not again");
+        restoredClock.advance(24_999_999);
+        assertEquals(List.of(), txq.usedEntries(), "the stream goes on from the restore, at its rate");
+        restoredClock.advance(1);
+        assertEquals(1, txq.usedEntries().size());
+        send(0, period(4));
+        restoredClock.advanceMillis(75);
+        List<Used> used = txq.usedEntries();
+        assertEquals(3, used.size());
+        assertTrue(used.stream().allMatch(u -> statusOf(u) == Snd.S_OK));
+        ByteArrayOutputStream rest = new ByteArrayOutputStream();
+        for (int i = 1; i <= 4; i++) {
+            rest.writeBytes(period(i));
+        }
+        assertArrayEquals(rest.toByteArray(), restoredBackend.played.toByteArray(), "periods 1 to 4, in order, played once");
+        assertEquals(0, restoredClock.pending());
+    }
+
+    @Test
+    void heldCaptureIsRecordedByTheRestoredDevicesBackend() {
+        assertEquals(Snd.S_OK, status(setParams(1, BUFFER, PERIOD, 2, Snd.FMT_S16, RATE_48000)));
+        assertEquals(Snd.S_OK, status(pcm(Snd.R_PCM_PREPARE, 1)));
+        for (int i = 0; i < 2; i++) {
+            rxq.addChain(List.of(le(4).putInt(1).array()), List.of(PERIOD, Snd.PCM_STATUS_SIZE));
+        }
+        snd.queueNotify(Snd.RXQ);
+        assertEquals(Snd.S_OK, status(pcm(Snd.R_PCM_START, 1)));
+        restore(snd.saveState());
+        restoredClock.advanceMillis(50);
+        List<Used> used = rxq.usedEntries();
+        assertEquals(2, used.size());
+        for (int i = 0; i < 2; i++) {
+            assertEquals(PERIOD + Snd.PCM_STATUS_SIZE, used.get(i).len());
+            assertEquals(Snd.S_OK, statusOf(used.get(i)));
+            assertEquals((byte) (i * PERIOD * 7), used.get(i).written()[0], "the restored backend's samples");
+        }
+        assertEquals(2 * PERIOD, restoredBackend.captured);
+        assertEquals(0, backend.captured, "the snapshot's backend recorded nothing");
+    }
+
+    @Test
+    void parametersAndStatesComeBackWithoutHeldMessages() {
+        prepare(0);
+        assertEquals(Snd.S_OK, status(setParams(1, 2 * PERIOD, PERIOD, 1, Snd.FMT_FLOAT, 6)));
+        restore(snd.saveState());
+        assertEquals(VirtioSnd.State.PREPARED, snd.stream(0).state);
+        assertEquals(new PcmParams(BUFFER, PERIOD, 2, Snd.FMT_S16, 48000), snd.stream(0).params);
+        assertEquals(VirtioSnd.State.PARAMS_SET, snd.stream(1).state);
+        assertEquals(new PcmParams(2 * PERIOD, PERIOD, 1, Snd.FMT_FLOAT, 44100), snd.stream(1).params);
+        assertEquals(Snd.S_OK, status(pcm(Snd.R_PCM_START, 0)), "START without SET_PARAMS again");
+        send(0, period(7));
+        restoredClock.advanceMillis(25);
+        assertArrayEquals(period(7), restoredBackend.played.toByteArray());
+
+        VirtioSnd inactive = new VirtioSnd(new RecordingBackend(), new ManualClock());
+        assertArrayEquals(new byte[0], inactive.saveState());
+        inactive.restoreState(new byte[0]);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> inactive.restoreState(snd.saveState()));
+        assertEquals("virtio-snd: state of an active device given to an inactive one", e.getMessage());
+        inactive.close();
+    }
+
+    @Test
+    void aStateThatDoesNotFitIsRefusedWithOneLine() {
+        prepare(0);
+        send(0, period(0));
+        send(0, period(1));
+        byte[] state = snd.saveState();
+        // version, then stream 0: state, has-params, 14 bytes of parameters, 2 held (ring entry, head) ...
+        int heldAt = 4 + 2 + 14;
+        ByteBuffer b = ByteBuffer.wrap(state);
+        assertEquals(2, b.getInt(heldAt));
+
+        byte[] version = state.clone();
+        version[3] = 9;
+        byte[] truncated = java.util.Arrays.copyOf(state, state.length - 1);
+        byte[] wrongHead = state.clone();
+        ByteBuffer.wrap(wrongHead).putInt(heldAt + 4 + 8 + 4, ByteBuffer.wrap(state).getInt(heldAt + 4 + 4));
+        byte[] badRate = state.clone();
+        ByteBuffer.wrap(badRate).putInt(4 + 2 + 10, 12345);
+        byte[] heldWhileIdle = state.clone();
+        heldWhileIdle[4] = (byte) VirtioSnd.State.PARAMS_SET.ordinal();
+        byte[] badState = state.clone();
+        badState[4] = 42;
+        List<Virtqueue.Indices> indices = context.queues().stream().map(Virtqueue::indices).toList();
+        for (var c : List.of(
+                java.util.Map.entry(version, "virtio-snd: saved state version 9 (this krun reads 1)"),
+                java.util.Map.entry(truncated, "virtio-snd: saved state is truncated"),
+                java.util.Map.entry(wrongHead, "virtio-snd: saved stream 0: ring entry 1 no longer holds its message 0"),
+                java.util.Map.entry(badRate, "virtio-snd: saved stream 0 has parameters this device does not offer: buffer 19200, period 4800, 2 channels, format 5, 12345 Hz"),
+                java.util.Map.entry(heldWhileIdle, "virtio-snd: saved stream 0 holds 2 messages while PARAMS_SET"),
+                java.util.Map.entry(badState, "virtio-snd: saved stream 0 has state 42")))
+        {
+            VirtioSnd fresh = new VirtioSnd(new RecordingBackend(), new ManualClock());
+            MockDriverQueue[] mocks = {controlq, eventq, txq, rxq};
+            List<Virtqueue> queues = new ArrayList<>();
+            for (int i = 0; i < mocks.length; i++) {
+                Virtqueue q = new Virtqueue(mocks[i].layout(), false);
+                q.restoreIndices(indices.get(i));
+                queues.add(q);
+            }
+            fresh.activate(new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1, queues));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> fresh.restoreState(c.getKey()));
+            assertEquals(c.getValue(), e.getMessage());
+            fresh.close();
+        }
+        restore(state);
+        assertEquals(2, snd.stream(0).pending.size(), "the untouched state restores");
+    }
+
+    @Test
+    void aMangledStateIsRefusedOrRestoredNeverACrash() {
+        prepare(0);
+        send(0, period(0));
+        send(0, period(1));
+        assertEquals(Snd.S_OK, status(pcm(Snd.R_PCM_START, 0)));
+        byte[] state = snd.saveState();
+        List<Virtqueue.Indices> indices = context.queues().stream().map(Virtqueue::indices).toList();
+        java.util.Random random = new java.util.Random(17);
+        MockDriverQueue[] mocks = {controlq, eventq, txq, rxq};
+        int refused = 0;
+        for (int round = 0; round < 2000; round++) {
+            byte[] mangled = random.nextInt(8) == 0 ? java.util.Arrays.copyOf(state, random.nextInt(state.length + 8)) : state.clone();
+            for (int k = 1 + random.nextInt(3); k > 0 && mangled.length > 0; k--) {
+                mangled[random.nextInt(mangled.length)] = (byte) random.nextInt(256);
+            }
+            VirtioSnd fresh = new VirtioSnd(new RecordingBackend(), new ManualClock());
+            List<Virtqueue> queues = new ArrayList<>();
+            for (int i = 0; i < mocks.length; i++) {
+                Virtqueue q = new Virtqueue(mocks[i].layout(), false);
+                q.restoreIndices(indices.get(i));
+                queues.add(q);
+            }
+            fresh.activate(new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1, queues));
+            try {
+                fresh.restoreState(mangled);
+            } catch (IllegalArgumentException e) {
+                assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+                assertTrue(e.getMessage().startsWith("virtio-snd: "), e.getMessage());
+                refused++;
+            } finally {
+                fresh.close();
+            }
+        }
+        assertTrue(refused > 1000, refused + " of 2000 mangled states refused");
     }
 }
