@@ -418,6 +418,10 @@ static void serve_session(int sock)
     int stdin_closing = 0, exited = 0, status = 0;
 
     while (!exited) {
+        if (!pending_len && stdin_closing && stdin_fd >= 0 && stdin_fd != master) {
+            close(stdin_fd); /* all the input given went in: its end is the process's end of file */
+            stdin_fd = -1;
+        }
         struct pollfd p[5] = {
             {.fd = pending_len ? -1 : sock, .events = POLLIN},
             {.fd = pending_len ? stdin_fd : -1, .events = POLLOUT},
@@ -468,10 +472,6 @@ static void serve_session(int sock)
             } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
                 pending_len = pending_off = 0; /* the process closed its input: what is left goes nowhere */
             }
-        }
-        if (!pending_len && stdin_closing && stdin_fd >= 0 && stdin_fd != master) {
-            close(stdin_fd);
-            stdin_fd = -1;
         }
         if (p[0].revents) {
             if (read_full(sock, h, 5))

@@ -37,6 +37,8 @@ final class ExecRelay implements AutoCloseable {
     private final InputStream fromGuest;
     private final Object sending = new Object();
     private volatile boolean closed;
+    /** The agent's first frame came (guarded by {@link #sending}). */
+    private boolean answered;
 
     ExecRelay(int fd) {
         this.fd = fd;
@@ -60,9 +62,14 @@ final class ExecRelay implements AutoCloseable {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(patienceSeconds);
         while (true) {
             ExecRelay r = connect(st);
+            // An agent (or a guest) that takes the request and never answers must not hold exec for ever: at the
+            // deadline the connection is shut down, which ends the wait below as a silent close does.
+            long remaining = Math.max(0, deadline - System.nanoTime());
+            java.util.concurrent.CompletableFuture.delayedExecutor(remaining, TimeUnit.NANOSECONDS).execute(r::shutdownUnlessAnswered);
             try {
                 r.send(exec);
                 Frame f = ExecProtocol.readGuestFrame(r.fromGuest);
+                r.answered();
                 if (f != null) {
                     if (f.type() == ExecProtocol.ERROR) {
                         throw new OciException(r.session.error(f));
@@ -260,6 +267,21 @@ final class ExecRelay implements AutoCloseable {
                     throw new IOException("the exec session's connection failed (" + Errno.describe((int) -n) + ")");
                 }
                 done += n;
+            }
+        }
+    }
+
+    private void answered() {
+        synchronized (sending) {
+            answered = true;
+        }
+    }
+
+    /** Shuts the connection down if the agent has not answered yet (and it is still ours: not closed, so not reused). */
+    private void shutdownUnlessAnswered() {
+        synchronized (sending) {
+            if (!answered && !closed) {
+                PosixNet.shutdown(fd, PosixNet.SHUT_RDWR);
             }
         }
     }

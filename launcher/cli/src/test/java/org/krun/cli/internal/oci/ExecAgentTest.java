@@ -179,6 +179,29 @@ class ExecAgentTest {
     }
 
     @Test
+    void anAgentThatNeverAnswersDoesNotHoldExecForEver() throws Exception {
+        long pid = ProcessHandle.current().pid();
+        OciState mute = new OciState(dir.resolve("state"), "mute");
+        mute.create(new State("mute", OciState.RUNNING, pid, OciState.startTime(pid), "/b", Map.of(), "2026-01-01T00:00:00Z", -1));
+        try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            server.bind(java.net.UnixDomainSocketAddress.of(mute.dir().resolve(OciState.EXEC_SOCKET)));
+            // takes the connection and the request, says nothing
+            CompletableFuture<java.nio.channels.SocketChannel> held = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return server.accept();
+                } catch (IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            long t0 = System.nanoTime();
+            OciException e = assertThrows(OciException.class, () -> ExecRelay.start(mute, sh("true"), 1));
+            assertTrue(e.getMessage().contains("did not answer within 1 s"), e.getMessage());
+            assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(10), "given up near its deadline");
+            held.get(10, TimeUnit.SECONDS).close();
+        }
+    }
+
+    @Test
     void closingTheSessionEndsTheProcess() throws Exception {
         ExecRelay relay = ExecRelay.start(st, sh("echo $$; exec sleep 1000"), 10);
         ExecProtocol.Frame f = ExecProtocol.readGuestFrame(new ExecRelay.FdInput(relay.fd()));
