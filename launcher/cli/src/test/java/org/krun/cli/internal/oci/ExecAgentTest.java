@@ -123,6 +123,19 @@ class ExecAgentTest {
     }
 
     @Test
+    void aTerminalProcessGetsAPtyOfTheAgentsSizedAsAsked() {
+        ExecRequest r = new ExecRequest(List.of("sh", "-c", "tty; stty size; exit 4"), List.of("PATH=/usr/bin:/bin"), "/",
+                new GuestUser(0, 0), true, 100, 30);
+        Ran ran = run(r, InputStream.nullInputStream());
+        assertEquals(4, ran.status(), ran.toString());
+        List<String> lines = ran.out().lines().toList();
+        assertTrue(lines.get(0).startsWith("/dev/pts/"), "its standard streams are a terminal: " + ran);
+        assertEquals("30 100", lines.get(1), "the size from the request: " + ran);
+        assertTrue(ran.out().endsWith("\r\n"), "the terminal's line discipline (CR LF): " + ran);
+        assertEquals("", ran.err(), "a terminal's output is all stdout");
+    }
+
+    @Test
     void aMissingCommandFailsInTheWordsEnginesKnow() {
         ExecRequest r = new ExecRequest(List.of("no-such-command-krun"), List.of("PATH=/usr/bin:/bin"), "/", new GuestUser(0, 0),
                 false, 0, 0);
