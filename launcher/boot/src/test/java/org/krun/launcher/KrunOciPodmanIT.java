@@ -39,6 +39,8 @@ import org.junit.jupiter.api.TestInstance;
 class KrunOciPodmanIT {
     private static final long BOOT_TIMEOUT_SECONDS = 600;
     private static final String IMAGE = "localhost/krun-oci-it:busybox";
+    /** One podman exec: two JVM starts (the runtime's exec and its relay), minutes on a busy 2-core host. */
+    private static final long EXEC_TIMEOUT_SECONDS = 300;
 
     private Path dir;
     private Path wrapper;
@@ -56,11 +58,11 @@ class KrunOciPodmanIT {
 
     /**
      * What podman exec did in the detached container: a command's output and status, stdin through -i, two
-     * sessions at once (each waits for the other to have started), and one still running (-d) when the container
-     * stopped.
+     * sessions at once (each waits for the other to have started), one with a terminal (-t), and one still
+     * running (-d) when the container stopped.
      */
     record Execs(KrunProcess.Result status, KrunProcess.Result stdin, KrunProcess.Result first, KrunProcess.Result second,
-            KrunProcess.Result detached) {
+            KrunProcess.Result tty, KrunProcess.Result detached) {
     }
 
     @BeforeAll
@@ -161,14 +163,16 @@ class KrunOciPodmanIT {
 
     private Execs execs() throws Exception {
         KrunProcess.Result status = podman(BOOT_TIMEOUT_SECONDS, "exec", "krun-oci-it-bg", "sh", "-c", "echo hi; id -u; exit 5");
-        KrunProcess.Result stdin = podmanWithInput("piped through\n".getBytes(StandardCharsets.UTF_8), 120, "exec", "-i",
+        KrunProcess.Result stdin = podmanWithInput("piped through\n".getBytes(StandardCharsets.UTF_8), EXEC_TIMEOUT_SECONDS, "exec", "-i",
                 "krun-oci-it-bg", "sh", "-c", "cat; echo done");
-        Future<KrunProcess.Result> first = lanes.submit(() -> podman(180, "exec", "krun-oci-it-bg", "sh", "-c",
+        Future<KrunProcess.Result> first = lanes.submit(() -> podman(EXEC_TIMEOUT_SECONDS, "exec", "krun-oci-it-bg", "sh", "-c",
                 "touch /tmp/first; while [ ! -e /tmp/second ]; do sleep 0.1; done; echo first"));
-        KrunProcess.Result second = podman(180, "exec", "krun-oci-it-bg", "sh", "-c",
+        KrunProcess.Result second = podman(EXEC_TIMEOUT_SECONDS, "exec", "krun-oci-it-bg", "sh", "-c",
                 "while [ ! -e /tmp/first ]; do sleep 0.1; done; touch /tmp/second; echo second");
-        KrunProcess.Result detachedExec = podman(120, "exec", "-d", "krun-oci-it-bg", "sleep", "1000");
-        return new Execs(status, stdin, first.get(200, TimeUnit.SECONDS), second, detachedExec);
+        // -t: a pty whose master end goes to conmon over its console socket; the guest's own pty for the process
+        KrunProcess.Result tty = podman(EXEC_TIMEOUT_SECONDS, "exec", "-t", "krun-oci-it-bg", "sh", "-c", "tty; exit 4");
+        KrunProcess.Result detachedExec = podman(EXEC_TIMEOUT_SECONDS, "exec", "-d", "krun-oci-it-bg", "sleep", "1000");
+        return new Execs(status, stdin, first.get(EXEC_TIMEOUT_SECONDS + 60, TimeUnit.SECONDS), second, tty, detachedExec);
     }
 
     /** krun exec relay processes of this test's state directory still running. */
@@ -284,6 +288,8 @@ class KrunOciPodmanIT {
         assertEquals("first\n", e.first().out(), e.first().toString());
         assertEquals(0, e.second().status(), e.second().toString());
         assertEquals("second\n", e.second().out(), "an exec while another runs: " + e.second());
+        assertEquals(4, e.tty().status(), "-t: " + e.tty());
+        assertTrue(e.tty().out().startsWith("/dev/pts/"), "-t: the process has a terminal: " + e.tty());
         assertEquals(0, e.detached().status(), "podman exec -d: " + e.detached());
     }
 
