@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exec.h"
 #include "net.h"
 
 #define KRUN_EXIT_PORT 0xf4
@@ -73,6 +74,7 @@ struct config {
     int columns, rows;
     int exit_port;
     int signals; /* signals for the command arrive on console port krun-signals */
+    int exec_port; /* the exec agent's vsock port (exec.c); 0: none */
     /* The root to switch to; none means the initramfs is the root. */
     char *root_source, *root_fstype, *root_options;
     /* 1: the root is mounted read-only under a writable tmpfs layer (overlayfs): the guest's writes stay in
@@ -359,7 +361,7 @@ static int parse_int(struct json *j, int *out)
 
 /*
  * Schema: {"cmd": [string...], "env": ["K=V"...], "workdir": string, "hostname": string,
- *          "user": "UID:GID[:GID,...]", "signals": 0|1,
+ *          "user": "UID:GID[:GID,...]", "signals": 0|1, "exec_port": int,
  *          "rlimits": ["NAME=SOFT:HARD"...], "console": "terminal"|"pipes",
  *          "columns": int, "rows": int, "exit_port": int,
  *          "root_source": string, "root_fstype": string, "root_options": string, "root_overlay": 0|1,
@@ -369,7 +371,7 @@ static int parse_int(struct json *j, int *out)
  * The root keys say what to switch to (a virtio-fs tag or a block device); without them the initramfs
  * stays the root. "root_overlay": 1 puts a writable tmpfs layer over a read-only root. "mounts" holds
  * quadruples mounted after the switch; options "ro" makes a read-only mount. "files" are provided before the
- * command runs (see provide_files).
+ * command runs (see provide_files). "exec_port" starts the exec agent (exec.c) on that vsock port.
  */
 static int parse_config(const char *text, size_t len)
 {
@@ -400,6 +402,8 @@ static int parse_config(const char *text, size_t len)
             rc = (cfg.console = parse_string(&j)) ? 0 : -1;
         else if (!strcmp(key, "signals"))
             rc = parse_int(&j, &cfg.signals);
+        else if (!strcmp(key, "exec_port"))
+            rc = parse_int(&j, &cfg.exec_port);
         else if (!strcmp(key, "columns"))
             rc = parse_int(&j, &cfg.columns);
         else if (!strcmp(key, "rows"))
@@ -1231,6 +1235,8 @@ int main(int argc, char **argv)
     mark(PHASE_NETWORK);
     setup_environment();
     setup_rlimits();
+    if (cfg.exec_port > 0)
+        start_exec_agent((unsigned)cfg.exec_port); /* before the command, with the container's rlimits */
 
     /* Process 1 gets no default signal actions; keep SIGCHLD deliverable for waitpid. */
     pid_t child = fork();

@@ -40,6 +40,7 @@ public final class VmConfig {
     private final String hostname;
     private final Optional<GuestUser> user;
     private final boolean signals;
+    private final long execPort;
     private final List<Rlimit> rlimits;
     private final ConsoleSpec console;
     private final List<DeviceSpec> devices;
@@ -99,6 +100,10 @@ public final class VmConfig {
         this.hostname = h;
         this.user = Optional.ofNullable(b.user);
         this.signals = b.signals;
+        if (b.execPort < 0 || b.execPort >= VsockPort.RESERVED_FIRST) {
+            throw new VmConfigException("exec port " + b.execPort + " is out of range (1 to " + (VsockPort.RESERVED_FIRST - 1) + ")");
+        }
+        this.execPort = b.execPort;
         this.rlimits = List.copyOf(b.rlimits);
         this.console = Objects.requireNonNull(b.console, "console");
         this.devices = List.copyOf(b.devices);
@@ -273,6 +278,18 @@ public final class VmConfig {
         return signals;
     }
 
+    /**
+     * The guest vsock port on which krun's init serves exec requests (another process in the running guest,
+     * as {@code krun oci exec} asks for them: guest/init/exec.c has the protocol), 1 to 262143, or 0: none. The init listens
+     * on it once the guest is set up; the host reaches it through a {@link VsockPort} listen map of a
+     * {@link VsockSpec} of this VM. Off by default.
+     *
+     * @since 1.6
+     */
+    public long execPort() {
+        return execPort;
+    }
+
     public List<Rlimit> rlimits() {
         return rlimits;
     }
@@ -360,6 +377,7 @@ public final class VmConfig {
         b.kernelLog = kernelLog;
         b.user = user.orElse(null);
         b.signals = signals;
+        b.execPort = execPort;
         b.timeout = timeout.orElse(null);
         b.templateCache = templateCache.orElse(null);
         return b;
@@ -374,6 +392,7 @@ public final class VmConfig {
                 && rootMount.equals(c.rootMount)
                 && mounts.equals(c.mounts) && command.equals(c.command) && env.equals(c.env)
                 && workdir.equals(c.workdir) && hostname.equals(c.hostname) && user.equals(c.user) && signals == c.signals
+                && execPort == c.execPort
                 && rlimits.equals(c.rlimits)
                 && console.equals(c.console) && devices.equals(c.devices) && defaultDevices == c.defaultDevices
                 && withoutDefaults.equals(c.withoutDefaults)
@@ -384,7 +403,7 @@ public final class VmConfig {
     @Override
     public int hashCode() {
         return Objects.hash(cpus, memoryMib, memoryOvercommit, kernel, initrd, root, ephemeralRoot, rootMount, mounts, command, env, workdir, hostname,
-                user, signals, rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout, templateCache);
+                user, signals, execPort, rlimits, console, devices, defaultDevices, withoutDefaults, kernelArgs, kernelLog, timeout, templateCache);
     }
 
     @Override
@@ -410,6 +429,7 @@ public final class VmConfig {
         private String hostname = "krun";
         private GuestUser user;
         private boolean signals;
+        private long execPort;
         private List<Rlimit> rlimits = new ArrayList<>();
         private ConsoleSpec console = ConsoleSpec.discard();
         private List<DeviceSpec> devices = new ArrayList<>();
@@ -520,6 +540,16 @@ public final class VmConfig {
          */
         public Builder signals(boolean signals) {
             this.signals = signals;
+            return this;
+        }
+
+        /**
+         * The guest vsock port krun's init serves exec requests on, 0 for none (see {@link VmConfig#execPort()}).
+         *
+         * @since 1.6
+         */
+        public Builder execPort(long port) {
+            this.execPort = port;
             return this;
         }
 

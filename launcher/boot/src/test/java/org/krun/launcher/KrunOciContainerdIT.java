@@ -65,8 +65,8 @@ class KrunOciContainerdIT {
     private long started;
 
     /** What the detached container showed: its output while running, ps, runtime state, kill, status, output. */
-    record Detached(String runningLog, KrunProcess.Result ps, KrunProcess.Result state, Paused paused,
-            KrunProcess.Result kill, String taskList, KrunProcess.Result delete, String log) {
+    record Detached(String runningLog, KrunProcess.Result ps, KrunProcess.Result state, KrunProcess.Result exec,
+            Paused paused, KrunProcess.Result kill, String taskList, KrunProcess.Result delete, String log) {
     }
 
     /** ctr task pause: its result, the task list and runtime state then, the log's growth paused and resumed. */
@@ -195,6 +195,9 @@ class KrunOciContainerdIT {
         }
         KrunProcess.Result ps = ctr(60, "task", "ps", BG);
         KrunProcess.Result state = runtime(60, "--root", runcRoot.resolve("default").toString(), "state", BG);
+        // the shim runs krun-oci exec --process --detach --pid-file and waits for the relay process it names
+        KrunProcess.Result exec = timed("ctr task exec", () -> ctr(BOOT_TIMEOUT_SECONDS, "task", "exec", "--exec-id", "e1", BG,
+                "sh", "-c", "echo hi from exec; exit 5"));
         Paused paused = timed("ctr task pause and resume", () -> pauseAndResume(log));
         KrunProcess.Result kill = timed("ctr task kill", () -> ctr(60, "task", "kill", BG));
         String tasks = "";
@@ -205,7 +208,7 @@ class KrunOciContainerdIT {
         }
         KrunProcess.Result delete = ctr(60, "task", "delete", BG);
         ctr(60, "container", "delete", BG);
-        return new Detached(running, ps, state, paused, kill, tasks, delete, Files.readString(log));
+        return new Detached(running, ps, state, exec, paused, kill, tasks, delete, Files.readString(log));
     }
 
     /** Pauses the detached container: its ticks stop for 10 s; resumes it: they go on (within BOOT_TIMEOUT_SECONDS). */
@@ -236,6 +239,15 @@ class KrunOciContainerdIT {
         assertEquals("isolated", lines.get(2), "without --net-host the container has a network namespace of its own: " + r);
         assertEquals(3, lines.size(), r.toString());
         assertNothingLeft(FG);
+    }
+
+    @Test
+    void ctrTaskExecRunsAnotherProcessInTheRunningContainer() throws Exception {
+        KrunProcess.Result e = detached.get().exec();
+        assertEquals(5, e.status(), "the exec'd command's status is ctr's: " + e);
+        assertEquals("hi from exec\n", e.out(), e.toString());
+        assertEquals(List.of(), processesNaming("exec-relay " + BG).stream().map(p -> p.info().commandLine().orElse("")).toList(),
+                "the exec relay ended with its process");
     }
 
     @Test

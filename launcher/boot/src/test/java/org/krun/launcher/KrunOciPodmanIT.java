@@ -39,6 +39,8 @@ import org.junit.jupiter.api.TestInstance;
 class KrunOciPodmanIT {
     private static final long BOOT_TIMEOUT_SECONDS = 600;
     private static final String IMAGE = "localhost/krun-oci-it:busybox";
+    /** One podman exec: two JVM starts (the runtime's exec and its relay), minutes on a busy 2-core host. */
+    private static final long EXEC_TIMEOUT_SECONDS = 300;
 
     private Path dir;
     private Path wrapper;
@@ -50,8 +52,17 @@ class KrunOciPodmanIT {
     private long started;
 
     /** What the detached container showed: its logs while running, krun oci state then, stop, exit code, logs. */
-    record Detached(String runningLogs, String served, KrunProcess.Result state, KrunProcess.Result stop, String exitCode,
-            String logs) {
+    record Detached(String runningLogs, String served, KrunProcess.Result state, Execs execs, KrunProcess.Result stop,
+            String exitCode, String logs, List<String> relaysLeft) {
+    }
+
+    /**
+     * What podman exec did in the detached container: a command's output and status, stdin through -i, two
+     * sessions at once (each waits for the other to have started), one with a terminal (-t), and one still
+     * running (-d) when the container stopped.
+     */
+    record Execs(KrunProcess.Result status, KrunProcess.Result stdin, KrunProcess.Result first, KrunProcess.Result second,
+            KrunProcess.Result tty, KrunProcess.Result detached) {
     }
 
     @BeforeAll
@@ -142,11 +153,41 @@ class KrunOciPodmanIT {
             served = fetch(port, "/in");
         }
         KrunProcess.Result st = runtime(60, "state", id);
+        Execs execs = timed("podman exec", this::execs);
         KrunProcess.Result stop = timed("podman stop", () -> podman(180, "stop", "-t", "60", "krun-oci-it-bg"));
         String code = podman(60, "inspect", "--format", "{{.State.ExitCode}}", "krun-oci-it-bg").out().strip();
         String after = podman(60, "logs", "krun-oci-it-bg").out();
         podman(60, "rm", "krun-oci-it-bg");
-        return new Detached(logs, served, st, stop, code, after);
+        return new Detached(logs, served, st, execs, stop, code, after, relaysLeft());
+    }
+
+    private Execs execs() throws Exception {
+        KrunProcess.Result status = podman(BOOT_TIMEOUT_SECONDS, "exec", "krun-oci-it-bg", "sh", "-c", "echo hi; id -u; exit 5");
+        KrunProcess.Result stdin = podmanWithInput("piped through\n".getBytes(StandardCharsets.UTF_8), EXEC_TIMEOUT_SECONDS, "exec", "-i",
+                "krun-oci-it-bg", "sh", "-c", "cat; echo done");
+        Future<KrunProcess.Result> first = lanes.submit(() -> podman(EXEC_TIMEOUT_SECONDS, "exec", "krun-oci-it-bg", "sh", "-c",
+                "touch /tmp/first; while [ ! -e /tmp/second ]; do sleep 0.1; done; echo first"));
+        KrunProcess.Result second = podman(EXEC_TIMEOUT_SECONDS, "exec", "krun-oci-it-bg", "sh", "-c",
+                "while [ ! -e /tmp/first ]; do sleep 0.1; done; touch /tmp/second; echo second");
+        // -t: a pty whose master end goes to conmon over its console socket; the guest's own pty for the process
+        KrunProcess.Result tty = podman(EXEC_TIMEOUT_SECONDS, "exec", "-t", "krun-oci-it-bg", "sh", "-c", "tty; exit 4");
+        KrunProcess.Result detachedExec = podman(EXEC_TIMEOUT_SECONDS, "exec", "-d", "krun-oci-it-bg", "sleep", "1000");
+        return new Execs(status, stdin, first.get(EXEC_TIMEOUT_SECONDS + 60, TimeUnit.SECONDS), second, tty, detachedExec);
+    }
+
+    /** krun exec relay processes of this test's state directory still running. */
+    private List<String> relaysLeft() throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        List<String> left;
+        do {
+            left = ProcessHandle.allProcesses().filter(ProcessHandle::isAlive)
+                    .map(p -> p.info().commandLine().orElse(""))
+                    .filter(c -> c.contains("exec-relay") && c.contains(state.toString())).toList();
+            if (!left.isEmpty()) {
+                Thread.sleep(500);
+            }
+        } while (!left.isEmpty() && System.nanoTime() < deadline);
+        return left;
     }
 
     /** An HTTP GET of {@code path} on the host's 127.0.0.1:{@code port}: the body, or what went wrong. */
@@ -169,6 +210,12 @@ class KrunOciPodmanIT {
         return KrunProcess.run(new ProcessBuilder(cmd), cmd, null, timeout);
     }
 
+    private KrunProcess.Result podmanWithInput(byte[] stdin, long timeout, String... args) throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>(List.of("podman", "--runtime", wrapper.toString()));
+        cmd.addAll(List.of(args));
+        return KrunProcess.run(new ProcessBuilder(cmd), cmd, stdin, timeout);
+    }
+
     private KrunProcess.Result runtime(long timeout, String... args) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(wrapper.toString()));
         cmd.addAll(List.of(args));
@@ -183,6 +230,12 @@ class KrunOciPodmanIT {
         try (Stream<Path> s = Files.list(state)) {
             return s.map(p -> p.getFileName().toString()).toList();
         }
+    }
+
+    /** The last line of a command's error output: its one-line error (the JVM may say things before it). */
+    private static String lastLine(String err) {
+        List<String> lines = err.strip().lines().toList();
+        return lines.isEmpty() ? "" : lines.get(lines.size() - 1).replaceFirst("^krun: ", "");
     }
 
     /** "Linux version X" in krun's kernel image: what uname -r says in its guests. */
@@ -220,7 +273,24 @@ class KrunOciPodmanIT {
         assertEquals(0, d.stop().status(), d.stop().toString());
         assertEquals("7", d.exitCode(), "the guest's trap ran on SIGTERM: " + d);
         assertTrue(d.logs().contains("got TERM"), d.toString());
+        assertEquals(List.of(), d.relaysLeft(), "the exec relays ended with the container");
         assertEquals(List.of(), stateLeftOnceBothBooted());
+    }
+
+    @Test
+    void podmanExecRunsMoreProcessesInTheRunningContainer() throws Exception {
+        Execs e = detached.get().execs();
+        assertEquals(5, e.status().status(), "the exec'd command's status: " + e.status());
+        assertEquals("hi\n1000\n", e.status().out(), "its output, as the container's user: " + e.status());
+        assertEquals(0, e.stdin().status(), e.stdin().toString());
+        assertEquals("piped through\ndone\n", e.stdin().out(), "-i: stdin reaches it, and its end: " + e.stdin());
+        assertEquals(0, e.first().status(), e.first().toString());
+        assertEquals("first\n", e.first().out(), e.first().toString());
+        assertEquals(0, e.second().status(), e.second().toString());
+        assertEquals("second\n", e.second().out(), "an exec while another runs: " + e.second());
+        assertEquals(4, e.tty().status(), "-t: " + e.tty());
+        assertTrue(e.tty().out().startsWith("/dev/pts/"), "-t: the process has a terminal: " + e.tty());
+        assertEquals(0, e.detached().status(), "podman exec -d: " + e.detached());
     }
 
     /** The state directory once both booting containers are done (they share it). */
@@ -283,6 +353,9 @@ class KrunOciPodmanIT {
         KrunProcess.Result again = runtime(60, "create", "--bundle", bundle.toString(), "c1");
         assertEquals(1, again.status());
         assertTrue(again.err().contains("already exists"), again.toString());
+        KrunProcess.Result execCreated = runtime(60, "exec", "c1", "/bin/true");
+        assertEquals(1, execCreated.status(), execCreated.toString());
+        assertEquals("container c1 is created, not running: it cannot exec", lastLine(execCreated.err()), execCreated.toString());
         KrunProcess.Result notStopped = runtime(60, "kill", "c1", "KILL");
         assertEquals(0, notStopped.status(), notStopped.toString());
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
@@ -290,6 +363,9 @@ class KrunOciPodmanIT {
             Thread.sleep(100);
         }
         assertTrue(runtime(60, "state", "c1").out().contains("\"status\":\"stopped\""));
+        KrunProcess.Result execStopped = runtime(60, "exec", "c1", "/bin/true");
+        assertEquals(1, execStopped.status(), execStopped.toString());
+        assertEquals("container c1 is stopped, not running: it cannot exec", lastLine(execStopped.err()), execStopped.toString());
         assertEquals(0, runtime(60, "delete", "c1").status());
         KrunProcess.Result gone = runtime(60, "state", "c1");
         assertEquals(1, gone.status());

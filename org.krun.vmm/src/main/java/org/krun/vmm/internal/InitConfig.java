@@ -55,6 +55,9 @@ final class InitConfig {
         if (c.signals()) {
             sb.append(",\"signals\":1"); // on the console's krun-signals port (KrunService asks for it)
         }
+        if (c.execPort() > 0) {
+            sb.append(",\"exec_port\":").append(c.execPort()); // the init's exec agent listens there (exec.c)
+        }
         sb.append(",\"rlimits\":");
         array(sb, rlimits);
         sb.append(",\"console\":");

@@ -62,6 +62,13 @@ class InitConfigTest {
     }
 
     @Test
+    void theInitServesExecRequestsOnlyWhenTheConfigurationAsks() {
+        VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true");
+        assertEquals(false, json(b.build()).contains("exec_port"), "no exec agent by default");
+        assertEquals(true, json(b.execPort(1025).build()).contains(",\"exec_port\":1025,"));
+    }
+
+    @Test
     void anEphemeralRootAsksTheInitForAWritableLayerOverTheReadOnlyShare() {
         VmConfig.Builder b = VmConfig.builder().kernel(Path.of("/k")).command("/bin/true").root(Path.of("/srv/root"))
                 .rootMount(new org.krun.api.GuestMount("/dev/root", "/", "virtiofs", "ro"));

@@ -91,15 +91,20 @@ class OciCommandLineTest {
     }
 
     @Test
-    void execIsRefusedInOneLineWhateverItsOptions() throws Exception {
+    void execIntoAContainerThatIsNotRunningFailsInOneLine() throws Exception {
         Path log = tmp.resolve("log.json");
-        Result r = krun("oci", "--root", tmp.resolve("state").toString(), "--log", log.toString(), "--log-format", "json",
+        Path state = tmp.resolve("state");
+        Result r = krun("oci", "--root", state.toString(), "--log", log.toString(), "--log-format", "json",
                 "exec", "--process", tmp.resolve("process.json").toString(), "--detach", "--pid-file",
                 tmp.resolve("pid").toString(), "c1");
         assertEquals(1, r.status(), r.toString());
-        List<String> lines = r.err().lines().toList();
-        assertEquals(1, lines.size(), r.toString());
-        assertTrue(lines.get(0).startsWith("krun: exec is not supported yet"), r.toString());
-        assertTrue(Files.readString(log).contains("exec is not supported yet"), "the engine reads --log");
+        assertEquals(List.of("krun: container c1 does not exist"), r.err().lines().toList(), r.toString());
+        assertTrue(Files.readString(log).contains("container c1 does not exist"), "the engine reads --log");
+        Files.createDirectories(state.resolve("c2"));
+        Files.writeString(state.resolve("c2/state.json"), "{\"id\":\"c2\",\"status\":\"stopped\",\"pid\":0,\"bundle\":\"/b\"}");
+        r = krun("oci", "--root", state.toString(), "exec", "c2", "sh", "-c", "echo hi");
+        assertEquals(1, r.status(), r.toString());
+        assertEquals(List.of("krun: container c2 is stopped, not running: it cannot exec"), r.err().lines().toList(), r.toString());
+        assertFalse(Files.exists(tmp.resolve("pid")), "no pid file");
     }
 }

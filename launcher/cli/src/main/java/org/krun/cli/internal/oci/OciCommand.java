@@ -61,7 +61,7 @@ import picocli.CommandLine.ParentCommand;
         description = {"An OCI runtime: runs containers in krun microVMs (point a container engine at krun-oci)."},
         subcommands = {OciCommand.Create.class, OciCommand.Start.class, OciCommand.StateCommand.class,
             OciCommand.Kill.class, OciCommand.Delete.class, OciCommand.Run.class, OciCommand.Features.class,
-            OciCommand.Ps.class, OciCommand.Pause.class, OciCommand.Resume.class, OciCommand.Exec.class,
+            OciCommand.Ps.class, OciCommand.Pause.class, OciCommand.Resume.class, OciCommand.Exec.class, OciCommand.ExecRelayCommand.class,
             OciCommand.Vmm.class})
 public final class OciCommand implements Runnable {
 
@@ -679,22 +679,234 @@ public final class OciCommand implements Runnable {
         }
     }
 
+    /** The guest vsock port krun's init serves exec requests on (VmConfig.execPort; below krun's own ports). */
+    static final long EXEC_PORT = 0x3fff0;
+
     @Command(name = "exec", mixinStandardHelpOptions = true,
-            description = "Not yet: a second process in a running container (podman exec, ctr task exec).")
+            description = {"Runs another process in running container ID (podman exec, ctr task exec).",
+                "The process is described by --process FILE (the runtime spec's process object) or by COMMAND and"
+                        + " the options. With --detach a relay process stays behind, named by --pid-file: it lives as"
+                        + " long as the guest process, passes its streams and signals, and exits with its status."})
     static final class Exec implements Callable<Integer> {
         @ParentCommand
         OciCommand oci;
 
-        /** runc's exec options and arguments, whatever they are: the answer is the same. */
-        @picocli.CommandLine.Unmatched
-        List<String> arguments = new ArrayList<>();
+        @Option(names = {"--process", "-p"}, paramLabel = "FILE", description = "The process to run (process.json).")
+        Path process;
+
+        @Option(names = {"--detach", "-d"}, description = "Return once the process runs; a relay process stays.")
+        boolean detach;
+
+        @Option(names = "--pid-file", paramLabel = "FILE", description = "Write the relay process's pid here.")
+        Path pidFile;
+
+        @Option(names = "--console-socket", paramLabel = "SOCKET",
+                description = "Unix socket to send the terminal's master end to (a process with a terminal).")
+        Path consoleSocket;
+
+        @Option(names = {"--tty", "-t"}, description = "Give the process a terminal (without --process).")
+        boolean tty;
+
+        @Option(names = "--cwd", paramLabel = "DIR", description = "Its working directory (without --process).")
+        String cwd;
+
+        @Option(names = {"--env", "-e"}, paramLabel = "NAME=VALUE", description = "More environment (without --process).")
+        List<String> env = new ArrayList<>();
+
+        @Option(names = {"--user", "-u"}, paramLabel = "UID[:GID]", description = "Its credentials (without --process).")
+        String user;
+
+        @Option(names = {"--additional-gids", "-g"}, paramLabel = "GID", description = "Supplementary groups (without --process).")
+        List<Long> additionalGids = new ArrayList<>();
+
+        @Option(names = "--preserve-fds", paramLabel = "N", description = "Accepted when 0: krun passes no extra fds.")
+        int preserveFds;
+
+        @Option(names = {"--process-label", "--apparmor", "--cgroup", "--cap", "-c"}, paramLabel = "VALUE", hidden = true,
+                description = "Accepted for compatibility: the process runs in the VM.")
+        List<String> ignoredValues = new ArrayList<>();
+
+        @Option(names = {"--no-new-privs", "--ignore-paused", "--no-subreaper"}, hidden = true,
+                description = "Accepted for compatibility.")
+        boolean ignoredFlag;
+
+        @Parameters(index = "0", paramLabel = "ID", description = "The container id.")
+        String id;
+
+        @Parameters(index = "1..*", paramLabel = "COMMAND", description = "The command and its arguments (without --process).")
+        List<String> command = new ArrayList<>();
 
         @Override
         public Integer call() throws Exception {
             return oci.logged(() -> {
-                throw new OciException("exec is not supported yet: a second process in a running VM needs an agent in"
-                        + " the guest (docs/oci.md)");
+                if (preserveFds > 0) {
+                    throw new OciException("--preserve-fds: krun cannot pass host file descriptors into a VM");
+                }
+                OciState st = new OciState(oci.stateRoot(), id);
+                State s = st.current();
+                if (!s.status().equals(OciState.RUNNING)) {
+                    throw new OciException("container " + id + " is " + s.status() + ", not running: it cannot exec");
+                }
+                ExecRequest request = request(s);
+                boolean foregroundTty = request.terminal() && consoleSocket == null && !detach;
+                if (request.terminal() && consoleSocket == null && !foregroundTty) {
+                    throw new OciException("a process with a terminal needs --console-socket: where to send its master end");
+                }
+                if (!request.terminal() && consoleSocket != null) {
+                    throw new OciException("--console-socket is for a process with a terminal, which this one is not");
+                }
+                if (foregroundTty && !Posix.isatty(0)) {
+                    throw new OciException("a process with a terminal needs one: stdin is not a terminal (or give --console-socket)");
+                }
+                Termios.Pty pty = request.terminal() && consoleSocket != null ? Termios.openPty() : null;
+                int slave = -1;
+                try {
+                    if (pty != null) {
+                        slave = Posix.check("open " + pty.slavePath(), Posix.open(pty.slavePath(), Posix.O_RDWR | 0x100 /* O_NOCTTY */));
+                        if (request.columns() > 0 && request.rows() > 0) {
+                            setWindowSize(slave, request.columns(), request.rows());
+                        }
+                    }
+                    ExecRelay relay = ExecRelay.start(st, request, CREATE_TIMEOUT_SECONDS);
+                    if (pty != null) {
+                        Creating.sendMaster(consoleSocket, pty);
+                        Posix.close(pty.master());
+                        pty = null;
+                    }
+                    if (!detach) {
+                        relay.forwardSignals();
+                        return relayHere(relay, request.terminal(), slave);
+                    }
+                    int io = slave >= 0 ? slave : -1;
+                    Map<Integer, Integer> fds = new LinkedHashMap<>();
+                    fds.put(0, io >= 0 ? io : 0);
+                    fds.put(1, io >= 0 ? io : 1);
+                    fds.put(2, io >= 0 ? io : 2);
+                    fds.put(3, relay.fd());
+                    List<String> cmd = new ArrayList<>(launcherCommand());
+                    cmd.addAll(List.of("oci", "--root", oci.stateRoot().toString(), "exec-relay"));
+                    if (request.terminal()) {
+                        cmd.add("--terminal");
+                    }
+                    cmd.add(id);
+                    org.krun.posix.PosixProcess child;
+                    try {
+                        child = org.krun.posix.PosixProcess.spawn(cmd, fds);
+                    } catch (RuntimeException e) {
+                        relay.close();
+                        throw new OciException("cannot start the exec relay process: " + e.getMessage());
+                    }
+                    // The relay has its own copy: the connection lives as long as it does. Not reaped here: the
+                    // engine's monitor (a subreaper) inherits it when this process ends, and waits for it.
+                    relay.close();
+                    if (pidFile != null) {
+                        writePidFile(pidFile.toAbsolutePath(), child.pid());
+                    }
+                    return 0;
+                } finally {
+                    if (pty != null) {
+                        Posix.close(pty.master());
+                    }
+                    if (slave >= 0) {
+                        Posix.close(slave);
+                    }
+                }
             });
+        }
+
+        /** The process: --process FILE, or COMMAND with the container's own environment, user and cwd as defaults. */
+        private ExecRequest request(State s) {
+            if (process != null) {
+                if (!command.isEmpty()) {
+                    throw new OciException("exec: give the command in --process or on the command line, not both");
+                }
+                return ExecRequest.load(process);
+            }
+            if (command.isEmpty()) {
+                throw new OciException("exec: no command (give COMMAND or --process FILE)");
+            }
+            OciSpec spec = OciSpec.load(Path.of(s.bundle()));
+            List<String> environment = new ArrayList<>();
+            spec.env().forEach((k, v) -> environment.add(k + "=" + v));
+            environment.addAll(env);
+            org.krun.api.GuestUser u = spec.user() != null ? spec.user() : new org.krun.api.GuestUser(0, 0);
+            if (user != null) {
+                String[] parts = user.split(":", 2);
+                try {
+                    long uid = Long.parseLong(parts[0]);
+                    long gid = parts.length > 1 ? Long.parseLong(parts[1]) : 0;
+                    u = new org.krun.api.GuestUser(uid, gid, additionalGids);
+                } catch (RuntimeException e) {
+                    throw new OciException("--user '" + user + "' is not UID[:GID]" + (e.getMessage() == null ? "" : ": " + e.getMessage()));
+                }
+            } else if (!additionalGids.isEmpty()) {
+                u = new org.krun.api.GuestUser(u.uid(), u.gid(), additionalGids);
+            }
+            Termios.Size size = tty ? Termios.size(0).orElse(null) : null;
+            return new ExecRequest(command, environment, cwd != null ? cwd : spec.cwd(), u, tty,
+                    size == null ? 0 : size.columns(), size == null ? 0 : size.rows());
+        }
+
+        /** The foreground: this process is the relay; a terminal of our own is made raw while it runs. */
+        private static int relayHere(ExecRelay relay, boolean terminal, int slave) {
+            if (slave >= 0) {
+                // --console-socket without --detach: the engine has the master end; we talk through the slave
+                Termios.enterRawMode(slave);
+                return relay.relay(new FileInputStream(fdOf(slave)), new FileOutputStream(fdOf(slave)),
+                        new FileOutputStream(fdOf(slave)), true, slave);
+            }
+            java.util.Optional<Termios.RawMode> raw = terminal ? Termios.enterRawMode(0) : java.util.Optional.empty();
+            try {
+                return relay.relay(new FileInputStream(FileDescriptor.in), new FileOutputStream(FileDescriptor.out),
+                        new FileOutputStream(FileDescriptor.err), terminal, 0);
+            } finally {
+                raw.ifPresent(Termios.RawMode::close);
+            }
+        }
+    }
+
+    /** TIOCSWINSZ of the terminal on {@code fd} (struct winsize: rows, columns, unused pixels). */
+    private static void setWindowSize(int fd, int columns, int rows) {
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            java.lang.foreign.MemorySegment ws = a.allocate(8);
+            ws.set(java.lang.foreign.ValueLayout.JAVA_SHORT, 0, (short) rows);
+            ws.set(java.lang.foreign.ValueLayout.JAVA_SHORT, 2, (short) columns);
+            Posix.ioctl(fd, 0x5414 /* TIOCSWINSZ */, ws);
+        }
+    }
+
+    /** A descriptor of ours as a Java stream's, through /proc (a pty's slave end can be opened again). */
+    private static FileDescriptor fdOf(int fd) {
+        try {
+            return new java.io.RandomAccessFile("/proc/self/fd/" + fd, "rw").getFD();
+        } catch (IOException e) {
+            throw new OciException("cannot use descriptor " + fd + ": " + e.getMessage());
+        }
+    }
+
+    @Command(name = "exec-relay", hidden = true,
+            description = "The relay of a detached exec session on descriptor 3 (started by exec --detach).")
+    static final class ExecRelayCommand implements Callable<Integer> {
+        @ParentCommand
+        OciCommand oci;
+
+        @Option(names = "--terminal", description = "The process has a terminal: stdin is its host end.")
+        boolean terminal;
+
+        @Parameters(index = "0", paramLabel = "ID")
+        String id;
+
+        @Override
+        public Integer call() {
+            ExecRelay relay = ExecRelay.adopt(3);
+            relay.forwardSignals();
+            java.util.Optional<Termios.RawMode> raw = terminal ? Termios.enterRawMode(0) : java.util.Optional.empty();
+            try {
+                return relay.relay(new FileInputStream(FileDescriptor.in), new FileOutputStream(FileDescriptor.out),
+                        new FileOutputStream(FileDescriptor.err), terminal, 0);
+            } finally {
+                raw.ifPresent(Termios.RawMode::close);
+            }
         }
     }
 
@@ -779,7 +991,10 @@ public final class OciCommand implements Runnable {
                 // TSI for IPv4 and IPv6 (not unix sockets: the host's paths are not the container's), in the
                 // container's network namespace: every port the guest listens on is the namespace's, so the engine's
                 // port forwarding (-p, to the container's address) reaches it.
-                b.device(VsockSpec.create().withTsi(VsockSpec.Tsi.INET).withPublishAll(true));
+                // The exec agent (krun oci exec): its vsock port mapped to exec.sock in the state directory.
+                b.device(VsockSpec.create().withTsi(VsockSpec.Tsi.INET).withPublishAll(true)
+                        .withPort(new org.krun.api.VsockPort(EXEC_PORT, execSocket(st), true)));
+                b.execPort(EXEC_PORT);
                 vm = oci.krun.create(b.build());
                 server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
                 ServerSocketChannel bound = server;
@@ -898,6 +1113,24 @@ public final class OciCommand implements Runnable {
                 System.err.println("krun: " + exit.detail());
             }
             return exit.status();
+        }
+
+        /**
+         * Where the vsock device listens for exec sessions: {@code exec.sock} in the state directory, reached
+         * through a descriptor of the directory kept open for this process's life when its path is too long for
+         * a unix socket (the device binds it now and removes it when the VM closes, through the same path).
+         */
+        private static Path execSocket(OciState st) {
+            Path p = st.dir().resolve(OciState.EXEC_SOCKET);
+            if (p.toString().getBytes(StandardCharsets.UTF_8).length <= OciState.MAX_SOCKET_PATH) {
+                return p;
+            }
+            int dir = Posix.open(st.dir().toString(), org.krun.posix.PosixIo.O_PATH | org.krun.posix.PosixIo.O_DIRECTORY
+                    | Posix.O_CLOEXEC);
+            if (dir < 0) {
+                throw new OciException("cannot open " + st.dir() + ": " + org.krun.posix.Errno.describe(-dir));
+            }
+            return Path.of("/proc/self/fd/" + dir + "/" + OciState.EXEC_SOCKET);
         }
 
         /** Passes the terminal's size changes (the engine resizes its master end) to the guest. */

@@ -271,7 +271,7 @@ record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser
         return ro ? (d.isEmpty() ? "ro" : "ro," + d) : d;
     }
 
-    private static GuestUser user(Map<String, Object> u) {
+    static GuestUser user(Map<String, Object> u) {
         if (u == null) {
             return null;
         }
@@ -349,7 +349,7 @@ record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser
     }
 
     @SuppressWarnings("unchecked")
-    private static Map<String, Object> object(Object o, String what) {
+    static Map<String, Object> object(Object o, String what) {
         if (o == null) {
             return null;
         }
@@ -366,7 +366,7 @@ record OciSpec(List<String> args, Map<String, String> env, String cwd, GuestUser
         return l;
     }
 
-    private static List<String> strings(Object o, String what) {
+    static List<String> strings(Object o, String what) {
         if (o == null) {
             return List.of();
         }

@@ -84,6 +84,9 @@ final class OciState {
         return dir.resolve("ctl.sock");
     }
 
+    /** The unix socket the VMM process maps to the guest's exec agent (ExecRelay). */
+    static final String EXEC_SOCKET = "exec.sock";
+
     /** What a unix socket's path may hold (sun_path is 108 bytes, with its NUL). */
     static final int MAX_SOCKET_PATH = 107;
 
@@ -98,7 +101,12 @@ final class OciState {
      * reached through an O_PATH descriptor of the state directory, {@code /proc/self/fd/N/ctl.sock}.
      */
     <T> T withSocketPath(PathAction<T> action) throws IOException {
-        Path p = socket();
+        return withSocketPath(socket().getFileName().toString(), action);
+    }
+
+    /** {@link #withSocketPath(PathAction)} for socket {@code name} of the state directory. */
+    <T> T withSocketPath(String name, PathAction<T> action) throws IOException {
+        Path p = dir.resolve(name);
         if (p.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length <= MAX_SOCKET_PATH) {
             return action.apply(p);
         }
@@ -110,7 +118,7 @@ final class OciState {
             throw new IOException("cannot open " + dir + ": " + e.getMessage(), e);
         }
         try {
-            return action.apply(Path.of("/proc/self/fd/" + fd + "/" + p.getFileName()));
+            return action.apply(Path.of("/proc/self/fd/" + fd + "/" + name));
         } finally {
             org.krun.posix.Posix.close(fd);
         }
