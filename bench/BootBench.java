@@ -217,6 +217,18 @@ public class BootBench {
         static final int QEMU_GUEST_EXIT = 43;
 
         static QemuSetup prepare(Path repo, Path kernel) throws IOException, InterruptedException {
+            // The command exits 21 so that QEMU's isa-debug-exit status, (21 << 1) | 1 = 43, cannot be
+            // mistaken for QEMU's own failure status 1. `exit` is a shell builtin: the same work as /bin/true.
+            return prepare(repo, kernel, List.of("/bin/sh", "-c", "exit 21"));
+        }
+
+        /** The initramfs for QEMU with krun's init running {@code command}; plain words, no quotes or backslashes. */
+        static QemuSetup prepare(Path repo, Path kernel, List<String> command) throws IOException, InterruptedException {
+            for (String word : command) {
+                if (word.contains("\"") || word.contains("\\")) {
+                    throw new IllegalArgumentException("the QEMU guest's command takes no quotes or backslashes: " + word);
+                }
+            }
             Path dir = Files.createTempDirectory("krun-bench-qemu");
             Path tree = dir.resolve("root");
             Path rootfs = Path.of(System.getProperty("user.home"), ".cache/krun/rootfs/default").toRealPath();
@@ -226,9 +238,7 @@ public class BootBench {
             Files.createDirectories(tree.resolve("krun"));
             Files.copy(repo.resolve("org.krun.vmm/target/classes/org/krun/vmm/guest/krun-init"), tree.resolve("krun/init"));
             tree.resolve("krun/init").toFile().setExecutable(true);
-            // The command exits 21 so that QEMU's isa-debug-exit status, (21 << 1) | 1 = 43, cannot be
-            // mistaken for QEMU's own failure status 1. `exit` is a shell builtin: the same work as /bin/true.
-            Files.writeString(tree.resolve("krun/config.json"), "{\"cmd\":[\"/bin/sh\",\"-c\",\"exit 21\"],\"env\":[],"
+            Files.writeString(tree.resolve("krun/config.json"), "{\"cmd\":[\"" + String.join("\",\"", command) + "\"],\"env\":[],"
                     + "\"workdir\":\"/\",\"hostname\":\"krun\",\"rlimits\":[],\"console\":\"terminal\",\"columns\":80,"
                     + "\"rows\":24,\"exit_port\":244}\n");
             Path initrd = dir.resolve("initrd.cpio");
@@ -250,6 +260,11 @@ public class BootBench {
         }
 
         List<String> command() {
+            return command(512, "null,id=con0");
+        }
+
+        /** QEMU's command line: {@code memoryMib} of guest RAM, the console to {@code chardev} (its id con0). */
+        List<String> command(int memoryMib, String chardev) {
             boolean pvm = Files.isDirectory(Path.of("/sys/module/kvm_pvm"));
             String append = pvm
                     ? APPEND + " noxsave nofsgsbase clearcpuid=popcnt,smap,erms,fsrm" // what krun adds on kvm-pvm hosts
@@ -259,9 +274,9 @@ public class BootBench {
             String cpu = pvm ? "host,-arch-capabilities" : "host";
             // acpi=off: krun's kernel has no ACPI, so QEMU must announce the virtio-mmio devices on the command line.
             return List.of("qemu-system-x86_64", "-M", "microvm,x-option-roms=off,isa-serial=off,rtc=on,acpi=off", "-enable-kvm",
-                    "-cpu", cpu, "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic",
+                    "-cpu", cpu, "-m", Integer.toString(memoryMib), "-smp", "1", "-nodefaults", "-no-user-config", "-nographic",
                     "-no-reboot", "-kernel", kernel.toString(), "-initrd", initrd.toString(), "-append", append,
-                    "-device", "virtio-serial-device", "-chardev", "null,id=con0", "-device", "virtconsole,chardev=con0",
+                    "-device", "virtio-serial-device", "-chardev", chardev, "-device", "virtconsole,chardev=con0",
                     "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01");
         }
 

@@ -12,6 +12,7 @@ import org.krun.api.DeviceSpec;
 import org.krun.api.EntropySpec;
 import org.krun.api.GenericDeviceSpec;
 import org.krun.api.VmConfigException;
+import org.krun.spi.virtio.GuestSetup;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioIds;
 
@@ -33,6 +34,15 @@ class BalloonFactoryTest {
             assertEquals(VirtioIds.BALLOON, with.deviceType());
             assertTrue((with.deviceFeatures() & VirtioBalloon.F_PAGE_REPORTING) != 0);
             assertEquals(0, without.deviceFeatures() & VirtioBalloon.F_PAGE_REPORTING);
+        }
+    }
+
+    @Test
+    void withReportingTheGuestReportsBlocksSmallGuestsHaveFree() {
+        BalloonFactory f = new BalloonFactory();
+        try (VirtioDevice with = f.create(new BalloonSpec(true)); VirtioDevice without = f.create(new BalloonSpec(false))) {
+            assertEquals(java.util.List.of("page_reporting.page_reporting_order=5"), with.guestSetup().kernelArgs());
+            assertEquals(GuestSetup.NONE, without.guestSetup());
         }
     }
 

@@ -22,8 +22,8 @@ import org.krun.vmm.testing.RecordingFactory;
  *
  * <p>The host measures the resident size of the guest RAM mapping (smaps of this JVM: the VM runs
  * in-process) before the guest allocates, while it holds the memory, and after it frees it, polling with
- * a bound: Linux reports free 4 MiB blocks (this kernel's page-reporting order) about two seconds after
- * they become free. The size depends on the host: 1 GiB with hardware virtualisation; 64 MiB on kvm-pvm,
+ * a bound: Linux reports free blocks of 128 KiB and up (the page-reporting order 5 the balloon sets on the
+ * kernel command line) about two seconds after they become free. The size depends on the host: 1 GiB with hardware virtualisation; 64 MiB on kvm-pvm,
  * where the first touch of each guest page costs about 2 ms (measured here: 8 MiB in 3.7 s).
  */
 class BalloonLinuxGuestTest {
