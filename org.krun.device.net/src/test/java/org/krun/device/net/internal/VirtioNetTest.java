@@ -157,16 +157,22 @@ class VirtioNetTest {
         assertEquals(1, driver.device.stats.rxDropped);
     }
 
+    /** The guest sends {@code n} frames of {@code length} bytes, each its own fill; returns them in order. */
+    private List<byte[]> sendFrames(int n, int length) {
+        List<byte[]> sent = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            byte[] f = NetDriver.frame(length, i);
+            sent.add(f);
+            driver.send(f);
+        }
+        return sent;
+    }
+
     @Test
     void aPeerThatStopsReadingHoldsOneFrameAndTheGuestWaits() throws Exception {
         connect();
         int n = 200;
-        List<byte[]> sent = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            byte[] f = NetDriver.frame(60_000, i);
-            sent.add(f);
-            driver.send(f);
-        }
+        List<byte[]> sent = sendFrames(n, 60_000);
         Thread.sleep(200);
         int completed = driver.txCompleted();
         assertTrue(completed < n, "the peer reads nothing: the guest's frames wait in its queue (" + completed + " went)");
@@ -199,12 +205,7 @@ class VirtioNetTest {
     void aSnapshotGivesBackTheFrameThePeerHasNotTakenAndItIsSentOnceAfterwards() throws Exception {
         connect();
         int n = 200;
-        List<byte[]> sent = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            byte[] f = NetDriver.frame(60_000, i);
-            sent.add(f);
-            driver.send(f);
-        }
+        List<byte[]> sent = sendFrames(n, 60_000);
         NetDriver.await(() -> driver.onLoop(driver.device::transmitWaiting), 10, "a frame waits for the peer");
         boolean waitingAfterSave = driver.onLoop(() -> {
             driver.device.saveState();
