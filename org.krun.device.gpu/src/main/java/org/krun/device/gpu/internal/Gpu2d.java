@@ -66,11 +66,7 @@ final class Gpu2d implements GpuEngine {
 
     /** Host bytes the guest's resources and the scanouts' copies take now. */
     long hostBytes() {
-        long scanoutBytes = 0;
-        for (Scanout s : scanouts) {
-            scanoutBytes += s.hostBytes();
-        }
-        return resourceBytes + scanoutBytes;
+        return resourceBytes + Scanout.hostBytes(scanouts);
     }
 
     int resourceCount() {

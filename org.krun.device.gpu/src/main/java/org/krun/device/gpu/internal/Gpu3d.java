@@ -348,11 +348,7 @@ final class Gpu3d implements GpuEngine {
 
     /** Host bytes the guest's resources (estimated) and the scanouts' copies take now. */
     long hostBytes() {
-        long scanoutBytes = 0;
-        for (Scanout s : scanouts) {
-            scanoutBytes += s.hostBytes();
-        }
-        return resourceBytes + scanoutBytes;
+        return resourceBytes + Scanout.hostBytes(scanouts);
     }
 
     int resourceCount() {

@@ -69,6 +69,15 @@ final class Scanout implements Display {
     }
 
     /** Host bytes the scanout's copy takes. */
+    /** Host bytes the copies of all of {@code scanouts} take now. */
+    static long hostBytes(List<Scanout> scanouts) {
+        long bytes = 0;
+        for (Scanout s : scanouts) {
+            bytes += s.hostBytes();
+        }
+        return bytes;
+    }
+
     synchronized long hostBytes() {
         return argb == null ? 0 : 4L * argb.length;
     }
