@@ -590,7 +590,7 @@ final class Gpu3d implements GpuEngine {
                     + " (blob_mem " + b.blobMem() + ", blob_id " + Long.toUnsignedString(b.blobId()) + ", "
                     + Long.toUnsignedString(b.size()) + " bytes): " + result);
         }
-        Res r = new Res(id, -1, 0, 0, 0, 0, 0, 0, hostBytes);
+        Res r = guestPages && b.blobMem() == BLOB_MEM_GUEST ? new Res(id, -1, 0, 0, 0, 0, 0, 0, hostBytes) : host3d(id, hostBytes);
         r.blobMem = b.blobMem();
         if (pieces.isEmpty()) {
             arena.close();
@@ -606,6 +606,29 @@ final class Gpu3d implements GpuEngine {
         resources.put(id, r);
         resourceBytes += hostBytes;
         return Response.ok();
+    }
+
+    /**
+     * A host3d blob as virglrenderer made it from the context's pipe resource: a 2D image of a format scanouts
+     * know (Mesa's textures and framebuffers) can be shown and read back like a 3D resource; anything else
+     * (buffers) only mapped.
+     */
+    private static Res host3d(int id, long hostBytes) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment info = arena.allocate(Virgl.RESOURCE_INFO_SIZE, 4);
+            int result = (int) Virgl.RESOURCE_GET_INFO.invokeExact(id, info);
+            int format = info.get(JAVA_INT, 4);
+            int width = info.get(JAVA_INT, 8);
+            int height = info.get(JAVA_INT, 12);
+            int depth = info.get(JAVA_INT, 16);
+            if (result == 0 && PixelFormat.of(format) != null && width > 0 && width <= MAX_SIDE && height > 0
+                    && height <= MAX_SIDE && depth <= 1) {
+                return new Res(id, Virgl.TARGET_TEXTURE_2D, format, width, height, 1, 1, 0, hostBytes);
+            }
+            return new Res(id, -1, 0, 0, 0, 0, 0, 0, hostBytes);
+        } catch (Throwable t) {
+            throw Virgl.unchecked(t);
+        }
     }
 
     /**
@@ -709,6 +732,10 @@ final class Gpu3d implements GpuEngine {
             return Response.ok();
         }
         Res r = resources.get(s.resourceId());
+        if (r != null && r.guestBlob == null && r.target == Virgl.TARGET_TEXTURE_2D) {
+            // a host3d image (Linux shows GL framebuffers that are blobs this way): read back as SET_SCANOUT does
+            return setScanout(new SetScanout(s.rect(), s.scanoutId(), s.resourceId()));
+        }
         if (r == null || r.guestBlob == null) {
             return error(r == null ? RESP_ERR_INVALID_RESOURCE_ID : RESP_ERR_INVALID_PARAMETER, "set scanout blob: "
                     + (r == null ? "no resource " : "only guest blobs are shown, not resource ") + Integer.toUnsignedString(s.resourceId()));

@@ -145,6 +145,13 @@ final class Virgl {
     /** virgl_renderer_resource_get_map_info(uint32_t res_handle, uint32_t *map_info): VIRGL_RENDERER_MAP_CACHE_*. */
     static final MethodHandle RESOURCE_GET_MAP_INFO = link("virgl_renderer_resource_get_map_info",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    /**
+     * virgl_renderer_resource_get_info(int res_handle, struct virgl_renderer_resource_info *): uint32_t handle,
+     * virgl_format, width, height, depth, flags, tex_id, stride; int drm_fourcc.
+     */
+    static final MethodHandle RESOURCE_GET_INFO = link("virgl_renderer_resource_get_info",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    static final long RESOURCE_INFO_SIZE = 36;
     static final MethodHandle CREATE_FENCE = link("virgl_renderer_create_fence", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
 
     private Virgl() {

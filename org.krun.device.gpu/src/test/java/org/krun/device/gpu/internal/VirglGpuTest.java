@@ -489,4 +489,36 @@ class VirglGpuTest {
         driver.gpu.reset();
         assertEquals(0, hostVisible.mappings());
     }
+
+    @Test
+    void host3dImageBlobIsShownThroughSetScanoutBlobAndReadBack() {
+        blobDriver(64);
+        assertEquals(RESP_OK_NODATA, ctxCreate(CTX));
+        int[] cmd = new int[12];
+        cmd[0] = CCMD_PIPE_RESOURCE_CREATE | 11 << 16;
+        cmd[1] = Virgl.TARGET_TEXTURE_2D;
+        cmd[2] = XRGB;
+        cmd[3] = Virgl.BIND_RENDER_TARGET;
+        cmd[4] = W;
+        cmd[5] = H;
+        cmd[6] = 1;
+        cmd[7] = 1;
+        cmd[11] = 9;
+        assertEquals(RESP_OK_NODATA, send(submit(CTX, cmd, 0, 0)).type());
+        assertEquals(RESP_OK_NODATA, send(createBlob(CTX, 30, BLOB_MEM_HOST3D, BLOB_FLAG_USE_SHAREABLE, 9, W * H * 4L,
+                new long[0], new int[0])).type());
+        assertEquals(RESP_OK_NODATA, ctxAttach(CTX, 30));
+        assertEquals(RESP_OK_NODATA, send(submit(CTX, clearStream(30, 7, 1.0f, 0.5f, 0.25f, 1.0f), FLAG_FENCE, 5)).type());
+
+        ByteBuffer b = GpuDriver.command(CMD_SET_SCANOUT_BLOB, 72);
+        b.putInt(32, W).putInt(36, H).putInt(40, 0).putInt(44, 30).putInt(48, W).putInt(52, H).putInt(56, XRGB).putInt(64, W * 4);
+        assertEquals(RESP_OK_NODATA, send(b).type());
+        Frame f = driver.gpu.displays().get(0).frame().orElseThrow();
+        assertEquals(W * H, f.argb().length);
+        for (int p : f.argb()) {
+            assertEquals(0xffff8040, p);
+        }
+        assertTrue(driver.gpu.state3d().images(W * H).stream().anyMatch(i -> i.resourceId() == 30),
+                "the host reads a host3d image back like a 3D resource");
+    }
 }
