@@ -15,9 +15,29 @@
 #include <EGL/egl.h>
 #include <EGL/eglext.h>
 #include <GLES2/gl2.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* linux/virtgpu_drm.h (not in Debian's libdrm-dev): DRM_IOCTL_VIRTGPU_GETPARAM and the features it reports. */
+struct virtgpu_getparam {
+    uint64_t param;
+    uint64_t value; /* a pointer to an int */
+};
+#define VIRTGPU_GETPARAM _IOWR('d', 0x40 + 0x03, struct virtgpu_getparam)
+#define VIRTGPU_PARAM_3D_FEATURES 1
+#define VIRTGPU_PARAM_RESOURCE_BLOB 3
+#define VIRTGPU_PARAM_HOST_VISIBLE 4
+
+static int getparam(int fd, uint64_t param) {
+    int value = -1;
+    struct virtgpu_getparam p = {param, (uint64_t) (uintptr_t) &value};
+    return ioctl(fd, VIRTGPU_GETPARAM, &p) == 0 ? value : -1;
+}
 
 static int failures;
 
@@ -39,6 +59,17 @@ int main(int argc, char **argv) {
     unsigned a = (unsigned) strtoul(argv[3], NULL, 16);
     unsigned b = (unsigned) strtoul(argv[4], NULL, 16);
     char detail[256];
+
+    /* What the guest's driver made of the device: 3D, blob resources, and the host-visible region it claimed. */
+    int node = open("/dev/dri/renderD128", O_RDWR | O_CLOEXEC);
+    int features3d = node < 0 ? -1 : getparam(node, VIRTGPU_PARAM_3D_FEATURES);
+    int blob = node < 0 ? -1 : getparam(node, VIRTGPU_PARAM_RESOURCE_BLOB);
+    int hostVisible = node < 0 ? -1 : getparam(node, VIRTGPU_PARAM_HOST_VISIBLE);
+    snprintf(detail, sizeof detail, "3d=%d resource_blob=%d host_visible=%d", features3d, blob, hostVisible);
+    check(features3d == 1 && blob == 1 && hostVisible == 1, "virtio-gpu params", detail);
+    if (node >= 0) {
+        close(node);
+    }
 
     PFNEGLGETPLATFORMDISPLAYEXTPROC getPlatformDisplay =
         (PFNEGLGETPLATFORMDISPLAYEXTPROC) eglGetProcAddress("eglGetPlatformDisplayEXT");

@@ -12,10 +12,32 @@ import org.osgi.annotation.versioning.ConsumerType;
 public interface HypervisorVm extends AutoCloseable {
 
     /**
-     * Makes {@code host} guest RAM at {@code guestAddress}. The segment stays owned by the caller and
-     * must outlive this VM.
+     * Makes {@code host} guest RAM at {@code guestAddress} in memory slot {@code slot}. The segment stays owned
+     * by the caller and must outlive this VM, or the slot's {@link #unmapMemory}.
      */
     void mapMemory(int slot, long guestAddress, MemorySegment host);
+
+    /**
+     * How many memory slots this VM has, numbered from 0 ({@link #mapMemory} takes any of them), when this
+     * backend can also add and remove slots while the VM runs ({@link #unmapMemory}); 0 when it cannot, and
+     * the core then refuses devices' shared memory mappings with one line.
+     *
+     * @since 1.2
+     */
+    default int memorySlots() {
+        return 0;
+    }
+
+    /**
+     * Removes the memory at {@code slot} that {@link #mapMemory} put there, while vCPUs may be running: once
+     * this returns the guest no longer reaches the host memory, which the caller may then free.
+     *
+     * @throws UnsupportedOperationException when the backend cannot ({@link #memorySlots()} is 0)
+     * @since 1.2
+     */
+    default void unmapMemory(int slot) {
+        throw new UnsupportedOperationException("this hypervisor backend cannot unmap memory from a VM");
+    }
 
     /** Creates the interrupt controllers and timer the platform needs (x86: PIC, IOAPIC, LAPICs, PIT). */
     void createInterruptControllers();

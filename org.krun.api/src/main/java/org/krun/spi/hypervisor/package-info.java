@@ -12,9 +12,12 @@
  * <p>1.1: snapshots. A backend that can save and restore state says so in
  * {@link org.krun.spi.hypervisor.Hypervisor#supportsSnapshots()}; state crosses as opaque blobs that only a
  * backend of the same kind restores.
+ *
+ * <p>1.2: memory slots added and removed while the VM runs ({@link org.krun.spi.hypervisor.HypervisorVm#memorySlots()},
+ * {@link org.krun.spi.hypervisor.HypervisorVm#unmapMemory}), for devices' shared memory regions.
  */
 @Export
-@Version("1.1.0")
+@Version("1.2.0")
 package org.krun.spi.hypervisor;
 
 import org.osgi.annotation.bundle.Export;

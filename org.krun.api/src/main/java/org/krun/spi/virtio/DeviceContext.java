@@ -1,6 +1,7 @@
 package org.krun.spi.virtio;
 
 import java.util.List;
+import java.util.Optional;
 
 import org.krun.spi.memory.GuestMemory;
 import org.osgi.annotation.versioning.ProviderType;
@@ -24,6 +25,15 @@ public interface DeviceContext {
     InterruptTrigger interrupt();
 
     EventLoop eventLoop();
+
+    /**
+     * The shared memory region {@code id} the device asked for ({@link VirtioDevice#sharedMemoryRegions()}),
+     * as placed in guest memory; empty for an id it did not ask for, or when the hypervisor could not place
+     * it. Valid until the device is reset, which removes every mapping. Since 1.6.
+     */
+    default Optional<SharedMemory> sharedMemory(int id) {
+        return Optional.empty();
+    }
 
     /**
      * The device hit an error it cannot recover from without a reset (virtio 1.2 §2.1.2): the transport

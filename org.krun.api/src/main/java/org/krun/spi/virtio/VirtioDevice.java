@@ -1,5 +1,7 @@
 package org.krun.spi.virtio;
 
+import java.util.List;
+
 import org.osgi.annotation.versioning.ConsumerType;
 
 /**
@@ -50,6 +52,15 @@ public interface VirtioDevice extends AutoCloseable {
      */
     default GuestSetup guestSetup() {
         return GuestSetup.NONE;
+    }
+
+    /**
+     * The shared memory regions (virtio 1.2 §2.10) this device wants, asked once when the VM is built; the
+     * transport places them in guest-physical memory and offers them to the driver, and the device maps host
+     * memory into them through {@link DeviceContext#sharedMemory(int)}. None by default. Since 1.6.
+     */
+    default List<SharedMemoryRegion> sharedMemoryRegions() {
+        return List.of();
     }
 
     /** The driver set DRIVER_OK: start serving the queues. */

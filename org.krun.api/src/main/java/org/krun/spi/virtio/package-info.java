@@ -23,9 +23,14 @@
  * <p>1.5: {@link org.krun.spi.virtio.HostDisplays}, implemented by a device with scanouts so the core can
  * offer them through {@code VirtualMachine.displays()}; {@link org.krun.spi.virtio.HostConsole#carriesSignals}
  * and {@link org.krun.spi.virtio.HostConsole#signal}, the console's port for signals to the command.
+ *
+ * <p>1.6: shared memory regions (virtio 1.2 §2.10). A device asks for them in
+ * {@link org.krun.spi.virtio.VirtioDevice#sharedMemoryRegions()}; the transport places them above guest RAM
+ * and maps host memory into them while the VM runs through
+ * {@link org.krun.spi.virtio.DeviceContext#sharedMemory(int)}.
  */
 @Export
-@Version("1.5.0")
+@Version("1.6.0")
 package org.krun.spi.virtio;
 
 import org.osgi.annotation.bundle.Export;

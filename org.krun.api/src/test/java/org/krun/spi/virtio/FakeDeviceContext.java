@@ -17,6 +17,7 @@ public final class FakeDeviceContext implements DeviceContext {
     private final InlineEventLoop loop = new InlineEventLoop();
     private final List<Integer> interrupts = new ArrayList<>();
     private final List<String> resetReasons = new ArrayList<>();
+    private final java.util.Map<Integer, SharedMemory> sharedMemory = new java.util.HashMap<>();
 
     public FakeDeviceContext(GuestMemory memory, long driverFeatures, List<Virtqueue> queues) {
         this.memory = memory;
@@ -52,6 +53,17 @@ public final class FakeDeviceContext implements DeviceContext {
     @Override
     public void needsReset(String reason) {
         resetReasons.add(reason);
+    }
+
+    /** Offers {@code region} as the device's shared memory region of its id. */
+    public FakeDeviceContext withSharedMemory(SharedMemory region) {
+        sharedMemory.put(region.id(), region);
+        return this;
+    }
+
+    @Override
+    public java.util.Optional<SharedMemory> sharedMemory(int id) {
+        return java.util.Optional.ofNullable(sharedMemory.get(id));
     }
 
     /** The reasons passed to each {@link InterruptTrigger#trigger} call, in order. */

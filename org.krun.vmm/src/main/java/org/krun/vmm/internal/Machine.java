@@ -50,6 +50,7 @@ import org.krun.vmm.internal.boot.KernelCommandLine;
 import org.krun.vmm.internal.boot.KernelImage;
 import org.krun.vmm.internal.boot.MpTable;
 import org.krun.vmm.internal.boot.PageTables;
+import org.krun.vmm.internal.boot.SharedMemoryWindow;
 import org.krun.vmm.internal.boot.X86Layout;
 import org.krun.vmm.internal.boot.ZeroPage;
 import org.krun.vmm.internal.bus.Bus;
@@ -60,6 +61,7 @@ import org.krun.vmm.internal.legacy.I8042;
 import org.krun.vmm.internal.legacy.InitPorts;
 import org.krun.vmm.internal.legacy.Serial8250;
 import org.krun.vmm.internal.memory.GuestRam;
+import org.krun.vmm.internal.memory.MemorySlots;
 import org.krun.vmm.internal.snapshot.SnapshotException;
 import org.krun.vmm.internal.snapshot.SnapshotFile;
 import org.krun.vmm.internal.snapshot.SnapshotState;
@@ -807,10 +809,17 @@ final class Machine implements VirtualMachine {
         if (devices.size() > X86Layout.VIRTIO_MAX_DEVICES) {
             throw new VmConfigException("at most " + X86Layout.VIRTIO_MAX_DEVICES + " devices fit in a VM");
         }
+        // Devices' shared memory regions go above RAM; their mappings take the slots RAM left.
+        SharedMemoryWindow window = new SharedMemoryWindow(mem);
+        MemorySlots slots = new MemorySlots(vm, mem.regions().size());
+        if (!slots.available() && devices.stream().anyMatch(d -> !d.sharedMemoryRegions().isEmpty())) {
+            LOG.log(Level.INFO, () -> "vm " + id + ": the " + hypervisor.name()
+                    + " backend cannot map memory into a running VM: devices get no shared memory regions");
+        }
         for (int n = 0; n < devices.size(); n++) {
             long base = X86Layout.VIRTIO_MMIO_BASE + n * X86Layout.VIRTIO_MMIO_SIZE;
             int irq = X86Layout.VIRTIO_FIRST_IRQ + n;
-            MmioTransport t = new MmioTransport(devices.get(n), mem, base, irq);
+            MmioTransport t = new MmioTransport(devices.get(n), mem, base, irq, window, slots);
             resources.pushAction("virtio transport " + n, t::detach);
             t.attach(vm, loop);
             transports.add(t);

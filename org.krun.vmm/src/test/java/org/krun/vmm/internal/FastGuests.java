@@ -73,8 +73,13 @@ final class FastGuests {
      * A VM for guest program {@code name}: a terminal console to {@code out}, and the serial port (the
      * guest's debug line, {@code kernelLog}) to {@code serial}.
      */
-    static VmConfig config(String name, int memoryMib, ByteArrayOutputStream out, ByteArrayOutputStream serial) {
-        return VmConfig.builder()
+    static VmConfig config(String name, int memoryMib, ByteArrayOutputStream out, ByteArrayOutputStream serial,
+            org.krun.api.DeviceSpec... devices) {
+        VmConfig.Builder b = VmConfig.builder();
+        for (org.krun.api.DeviceSpec d : devices) {
+            b.device(d);
+        }
+        return b
                 .kernel(elf(name))
                 .command("fast-guest") // the core's init is packed but never runs: there is no Linux
                 .memoryMib(memoryMib)

@@ -49,6 +49,8 @@ final class Gpu2d implements GpuEngine {
     private final Consumer<String> guestError;
     private final Consumer<String> hostError;
     private final Map<Integer, Resource> resources = new HashMap<>();
+    /** Guest-memory blobs, in the same id space as {@link #resources}. */
+    private final Map<Integer, GuestBlob> blobs = new HashMap<>();
     private long resourceBytes;
     private long backingEntries;
     /** Per scanout: the cursor the guest last set (resource 0: none) and where it is. */
@@ -70,7 +72,11 @@ final class Gpu2d implements GpuEngine {
     }
 
     int resourceCount() {
-        return resources.size();
+        return resources.size() + blobs.size();
+    }
+
+    GuestBlob blob(int id) {
+        return blobs.get(id);
     }
 
     long backingEntries() {
@@ -86,9 +92,15 @@ final class Gpu2d implements GpuEngine {
         return resources.get(id);
     }
 
-    /** The resources held now (tests). */
+    /** The resources held now, and the host copies of guest blobs on scanouts (tests). */
     List<Resource> resources() {
-        return List.copyOf(resources.values());
+        List<Resource> out = new java.util.ArrayList<>(resources.values());
+        for (GuestBlob b : blobs.values()) {
+            if (b.shadow() != null) {
+                out.add(b.shadow());
+            }
+        }
+        return out;
     }
 
     Response execute(GpuCommand command) {
@@ -103,6 +115,10 @@ final class Gpu2d implements GpuEngine {
             case AttachBacking a -> attach(a);
             case DetachBacking d -> detach(d.resourceId());
             case Cursor c -> cursor(c);
+            case ResourceCreateBlob b -> createBlob(b);
+            case SetScanoutBlob s -> setScanoutBlob(s);
+            case MapBlob m -> mapBlob(m.resourceId());
+            case UnmapBlob u -> mapBlob(u.resourceId());
             case Unsupported u -> notOffered(u.type());
             case GetCapsetInfo g -> notOffered(CMD_GET_CAPSET_INFO);
             case GetCapset g -> notOffered(CMD_GET_CAPSET);
@@ -150,8 +166,138 @@ final class Gpu2d implements GpuEngine {
         return new Response(RESP_OK_EDID, b.array());
     }
 
+    private boolean idInUse(int id) {
+        return id == 0 || resources.containsKey(id) || blobs.containsKey(id);
+    }
+
+    // ---- blobs (VIRTIO_GPU_F_RESOURCE_BLOB): guest memory only in 2D
+
+    private Response createBlob(ResourceCreateBlob b) {
+        if (idInUse(b.resourceId())) {
+            guestError("create blob: resource id " + Integer.toUnsignedString(b.resourceId()) + (b.resourceId() == 0
+                    ? " is reserved" : " is in use"));
+            return Response.error(RESP_ERR_INVALID_RESOURCE_ID);
+        }
+        if (b.blobMem() != BLOB_MEM_GUEST || (b.blobFlags() & BLOB_FLAG_USE_MAPPABLE) != 0) {
+            guestError("create blob: blob_mem " + b.blobMem() + " flags 0x" + Integer.toHexString(b.blobFlags())
+                    + ": a 2D device has guest memory blobs only, not mappable");
+            return Response.error(RESP_ERR_INVALID_PARAMETER);
+        }
+        String problem = GuestBlob.problem(memory, b.size(), b.addresses(), b.lengths());
+        if (problem != null) {
+            guestError("create blob " + b.resourceId() + ": " + problem);
+            return Response.error(RESP_ERR_INVALID_PARAMETER);
+        }
+        if (resourceCount() >= MAX_RESOURCES || backingEntries + b.addresses().length > MAX_BACKING_ENTRIES_TOTAL) {
+            guestError("create blob: " + resourceCount() + " resources and " + backingEntries + " backing entries in use");
+            return Response.error(RESP_ERR_OUT_OF_MEMORY);
+        }
+        blobs.put(b.resourceId(), new GuestBlob(b.resourceId(), b.size(), b.addresses(), b.lengths()));
+        backingEntries += b.addresses().length;
+        return Response.ok();
+    }
+
+    /** §5.7.6.7: MAP_BLOB and UNMAP_BLOB need host-visible memory, which a 2D device does not have. */
+    private Response mapBlob(int id) {
+        guestError("map/unmap blob " + Integer.toUnsignedString(id) + ": a 2D device has no host-visible memory");
+        return Response.error(idInUse(id) && id != 0 ? RESP_ERR_INVALID_PARAMETER : RESP_ERR_INVALID_RESOURCE_ID);
+    }
+
+    private Response setScanoutBlob(SetScanoutBlob s) {
+        if (!validScanout(s.scanoutId())) {
+            guestError("set scanout blob: no scanout " + s.scanoutId());
+            return Response.error(RESP_ERR_INVALID_SCANOUT_ID);
+        }
+        Scanout scanout = scanouts.get(s.scanoutId());
+        if (s.resourceId() == 0) {
+            scanout.disable();
+            return Response.ok();
+        }
+        GuestBlob blob = blobs.get(s.resourceId());
+        if (blob == null) {
+            guestError("set scanout blob: no blob " + Integer.toUnsignedString(s.resourceId()));
+            return Response.error(RESP_ERR_INVALID_RESOURCE_ID);
+        }
+        Response r = showBlob(blob, s, scanout, memory, spec, hostBytes(), guestError);
+        resourceBytes = resourceBytes(); // the blob's copy may have changed size
+        return r;
+    }
+
+    /**
+     * Shows {@code s} of a guest blob on {@code scanout} (2D and virgl): checks the layout and the host bytes
+     * its copy takes against {@code used} of the device's budget, then copies the rectangle from guest RAM.
+     */
+    static Response showBlob(GuestBlob blob, SetScanoutBlob s, Scanout scanout, GuestMemory memory, GpuSpec spec, long used,
+            Consumer<String> guestError) {
+        PixelFormat format = PixelFormat.of(s.format());
+        String problem = format == null ? "unknown format " + s.format() : blob.layoutProblem(s, MAX_RESOURCE_SIDE);
+        if (problem != null) {
+            guestError.accept("set scanout blob " + blob.id + ": " + problem);
+            return Response.error(RESP_ERR_INVALID_PARAMETER);
+        }
+        long copy = 4 * s.rect().width() * s.rect().height();
+        if (used - blob.hostBytes() - scanout.hostBytes() + GuestBlob.hostBytes(s) + copy > spec.hostMemoryBytes()) {
+            guestError.accept("set scanout blob " + blob.id + ": no host memory left for its copy");
+            return Response.error(RESP_ERR_OUT_OF_MEMORY);
+        }
+        if (s.rect().isEmpty()) {
+            scanout.disable();
+            return Response.ok();
+        }
+        try {
+            blob.layout(s, format);
+            blob.copy(memory, s.rect());
+        } catch (GuestMemoryException e) {
+            guestError.accept("set scanout blob " + blob.id + ": its pages are not guest RAM: " + e.getMessage());
+            return Response.error(RESP_ERR_UNSPEC);
+        } catch (OutOfMemoryError e) {
+            return Response.error(RESP_ERR_OUT_OF_MEMORY);
+        }
+        scanout.show(blob.shadow(), s.rect());
+        return Response.ok();
+    }
+
+    /** RESOURCE_FLUSH of a guest blob: what each scanout showing it shows is read again from guest RAM. */
+    static Response flushBlob(GuestBlob blob, Rect flushed, List<Scanout> scanouts, GuestMemory memory,
+            Consumer<String> guestError) {
+        Resource shadow = blob.shadow();
+        if (shadow == null) {
+            return Response.ok(); // never on a scanout
+        }
+        if (!flushed.within(shadow.width, shadow.height)) {
+            guestError.accept("flush: " + flushed + " is not inside blob " + blob.id + "'s image");
+            return Response.error(RESP_ERR_INVALID_PARAMETER);
+        }
+        for (Scanout s : scanouts) {
+            Rect shown = s.resourceId() == blob.id ? s.rect() : null;
+            Rect overlap = shown == null ? null : flushed.intersect(shown);
+            if (overlap != null && !overlap.isEmpty()) {
+                try {
+                    blob.copy(memory, overlap);
+                } catch (GuestMemoryException e) {
+                    guestError.accept("flush: blob " + blob.id + "'s pages are not guest RAM: " + e.getMessage());
+                    return Response.error(RESP_ERR_UNSPEC);
+                }
+                s.flush(shadow, overlap);
+            }
+        }
+        return Response.ok();
+    }
+
+    /** Host bytes of resources and blob copies, counted afresh. */
+    private long resourceBytes() {
+        long bytes = 0;
+        for (Resource r : resources.values()) {
+            bytes += r.hostBytes();
+        }
+        for (GuestBlob b : blobs.values()) {
+            bytes += b.hostBytes();
+        }
+        return bytes;
+    }
+
     private Response create(ResourceCreate2d c) {
-        if (c.resourceId() == 0 || resources.containsKey(c.resourceId())) {
+        if (idInUse(c.resourceId())) {
             guestError("create: resource id " + c.resourceId() + (c.resourceId() == 0 ? " is reserved" : " is in use"));
             return Response.error(RESP_ERR_INVALID_RESOURCE_ID);
         }
@@ -167,7 +313,7 @@ final class Gpu2d implements GpuEngine {
             return Response.error(RESP_ERR_INVALID_PARAMETER);
         }
         long bytes = Resource.hostBytes(w, h);
-        if (resources.size() >= MAX_RESOURCES || hostBytes() + bytes > spec.hostMemoryBytes()) {
+        if (resourceCount() >= MAX_RESOURCES || hostBytes() + bytes > spec.hostMemoryBytes()) {
             guestError("create: " + w + "x" + h + " does not fit the device's " + (spec.hostMemoryBytes() >> 20)
                     + " MiB (" + hostBytes() + " bytes and " + resources.size() + " resources in use)");
             return Response.error(RESP_ERR_OUT_OF_MEMORY);
@@ -185,11 +331,26 @@ final class Gpu2d implements GpuEngine {
     }
 
     private Response unref(int id) {
+        GuestBlob blob = blobs.remove(id);
+        if (blob != null) {
+            forget(id);
+            backingEntries -= blob.entries();
+            resourceBytes -= blob.hostBytes();
+            blob.close();
+            return Response.ok();
+        }
         Resource r = resources.remove(id);
         if (r == null) {
             guestError("unref: no resource " + id);
             return Response.error(RESP_ERR_INVALID_RESOURCE_ID);
         }
+        forget(id);
+        release(r);
+        return Response.ok();
+    }
+
+    /** Takes resource {@code id} off the scanouts and cursors (it is going). */
+    private void forget(int id) {
         for (Scanout s : scanouts) {
             if (s.resourceId() == id) {
                 s.disable();
@@ -200,8 +361,6 @@ final class Gpu2d implements GpuEngine {
                 c[0] = 0;
             }
         }
-        release(r);
-        return Response.ok();
     }
 
     private void release(Resource r) {
@@ -239,6 +398,10 @@ final class Gpu2d implements GpuEngine {
     }
 
     private Response flush(ResourceFlush f) {
+        GuestBlob blob = blobs.get(f.resourceId());
+        if (blob != null) {
+            return flushBlob(blob, f.rect(), scanouts, memory, guestError);
+        }
         Resource r = resources.get(f.resourceId());
         if (r == null) {
             guestError("flush: no resource " + f.resourceId());
@@ -260,6 +423,9 @@ final class Gpu2d implements GpuEngine {
      * {@code offset = y * pitch + x * cpp} for its dumb buffers.
      */
     private Response transfer(TransferToHost2d t) {
+        if (blobs.containsKey(t.resourceId())) {
+            return Response.ok(); // §5.7.6.7: the host reads a guest blob in place (Linux transfers its dumb blobs anyway)
+        }
         Resource r = resources.get(t.resourceId());
         if (r == null || !r.hasBacking()) {
             guestError("transfer: " + (r == null ? "no resource " : "no backing on resource ") + t.resourceId());
@@ -340,7 +506,7 @@ final class Gpu2d implements GpuEngine {
         }
         int[] cur = cursors[c.scanoutId()];
         if (!c.move()) {
-            if (c.resourceId() != 0 && !resources.containsKey(c.resourceId())) {
+            if (c.resourceId() != 0 && !resources.containsKey(c.resourceId()) && !blobs.containsKey(c.resourceId())) {
                 guestError("cursor: no resource " + c.resourceId());
                 return Response.error(RESP_ERR_INVALID_RESOURCE_ID);
             }
@@ -367,5 +533,11 @@ final class Gpu2d implements GpuEngine {
             release(r);
         }
         resources.clear();
+        for (GuestBlob b : blobs.values()) {
+            backingEntries -= b.entries();
+            resourceBytes -= b.hostBytes();
+            b.close();
+        }
+        blobs.clear();
     }
 }

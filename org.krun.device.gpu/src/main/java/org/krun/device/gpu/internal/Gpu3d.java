@@ -23,6 +23,8 @@ import org.krun.api.GpuSpec;
 import org.krun.device.gpu.internal.GpuCommand.*;
 import org.krun.device.gpu.internal.Gpu2d.Response;
 import org.krun.spi.memory.GuestMemory;
+import org.krun.spi.virtio.SharedMemory;
+import org.krun.spi.virtio.SharedMemoryRegion;
 
 /**
  * Executes the 2D and virgl command sets for one activation through virglrenderer (virtio 1.2 §5.7.6.8-9):
@@ -51,6 +53,10 @@ final class Gpu3d implements GpuEngine {
     static final int MAX_SAMPLES = 32;
     /** The host bytes counted per texel of a 3D resource: an estimate (virglrenderer allocates in GL). */
     static final int BYTES_PER_TEXEL = 4;
+    /** The most blobs mapped into the host-visible region at once (each takes a hypervisor memory slot). */
+    static final int MAX_MAPPED_BLOBS = 256;
+    /** The blob_flags this device knows (VIRTIO_GPU_BLOB_FLAG_USE_*). */
+    static final int BLOB_FLAGS = BLOB_FLAG_USE_MAPPABLE | BLOB_FLAG_USE_SHAREABLE | BLOB_FLAG_USE_CROSS_DEVICE;
 
     private final GpuSpec spec;
     private final List<Scanout> scanouts;
@@ -58,12 +64,15 @@ final class Gpu3d implements GpuEngine {
     private final VirglRenderer renderer;
     private final Consumer<String> guestError;
     private final Consumer<String> hostError;
+    /** The host-visible shared memory region host3d blobs are mapped into, or null when the VMM offers none. */
+    private final SharedMemory hostVisible;
     // renderer thread only, from here on
     private final Map<Integer, Res> resources = new HashMap<>();
     private final Map<Integer, Set<Integer>> contexts = new HashMap<>();
     private final int[][] cursors;
     private long resourceBytes;
     private long backingEntries;
+    private int mappedBlobs;
     private boolean closed;
 
     /** One resource of the renderer's: what the guest created it with, its backing, its host copy for scanouts. */
@@ -83,6 +92,12 @@ final class Gpu3d implements GpuEngine {
         int backingEntries;
         /** The host copy scanouts show, made on the first set-scanout. */
         Resource shadow;
+        /** A blob resource (RESOURCE_CREATE_BLOB): its blob_mem, 0 for the others. */
+        int blobMem;
+        /** A guest-memory blob's pages and scanout copy; null for the others. */
+        GuestBlob guestBlob;
+        /** Where a host3d blob is mapped into the host-visible region; null while unmapped. */
+        SharedMemory.Mapping mapping;
 
         Res(int id, int target, int format, int width, int height, int depth, int arraySize, int lastLevel, long hostBytes) {
             this.id = id;
@@ -99,6 +114,13 @@ final class Gpu3d implements GpuEngine {
 
     Gpu3d(GpuSpec spec, List<Scanout> scanouts, GuestMemory memory, VirglRenderer renderer, Consumer<String> guestError,
             Consumer<String> hostError) {
+        this(spec, scanouts, memory, renderer, null, guestError, hostError);
+    }
+
+    /** With {@code hostVisible}, host3d blobs can be mapped into the guest (RESOURCE_MAP_BLOB). */
+    Gpu3d(GpuSpec spec, List<Scanout> scanouts, GuestMemory memory, VirglRenderer renderer, SharedMemory hostVisible,
+            Consumer<String> guestError, Consumer<String> hostError) {
+        this.hostVisible = hostVisible;
         this.spec = spec;
         this.scanouts = scanouts;
         this.memory = memory;
@@ -154,6 +176,10 @@ final class Gpu3d implements GpuEngine {
                 case SetScanout s -> setScanout(s);
                 case ResourceFlush f -> flush(f);
                 case Cursor c -> cursor(c);
+                case ResourceCreateBlob b -> createBlob(h.ctxId(), b);
+                case SetScanoutBlob s -> setScanoutBlob(s);
+                case MapBlob m -> mapBlob(m);
+                case UnmapBlob u -> unmapBlob(u.resourceId());
                 case Unsupported u -> error(RESP_ERR_UNSPEC, "command 0x" + Integer.toHexString(u.type()) + " is not offered");
                 case Malformed m -> error(RESP_ERR_UNSPEC, m.reason());
             };
@@ -393,6 +419,13 @@ final class Gpu3d implements GpuEngine {
 
     /** Drops the resource from the renderer (its backing first) and frees what the device held for it. */
     private void release(Res r) {
+        if (r.mapping != null) {
+            unmap(r);
+        }
+        if (r.guestBlob != null) {
+            resourceBytes -= r.guestBlob.hostBytes();
+            r.guestBlob.close();
+        }
         detachBacking(r);
         try {
             Virgl.RESOURCE_UNREF.invokeExact(r.id);
@@ -485,10 +518,241 @@ final class Gpu3d implements GpuEngine {
         r.backingEntries = 0;
     }
 
+    // ---- blobs (VIRTIO_GPU_F_RESOURCE_BLOB)
+
+    /**
+     * RESOURCE_CREATE_BLOB: a guest blob's pages are checked against guest RAM and given to virglrenderer as
+     * iovecs (contexts may use it); a host3d blob is the one context {@code ctx}'s command stream made with
+     * its blob_id (virglrenderer finds it), counted at its size against the device's host memory.
+     */
+    private Response createBlob(int ctx, ResourceCreateBlob b) {
+        int id = b.resourceId();
+        if (id == 0 || resources.containsKey(id)) {
+            return error(RESP_ERR_INVALID_RESOURCE_ID, "create blob: resource id " + Integer.toUnsignedString(id)
+                    + (id == 0 ? " is reserved" : " is in use"));
+        }
+        boolean guestPages = b.blobMem() == BLOB_MEM_GUEST || b.blobMem() == BLOB_MEM_HOST3D_GUEST;
+        if ((b.blobMem() != BLOB_MEM_GUEST && b.blobMem() != BLOB_MEM_HOST3D && b.blobMem() != BLOB_MEM_HOST3D_GUEST)
+                || (b.blobFlags() & ~BLOB_FLAGS) != 0 || (!guestPages && b.addresses().length > 0)) {
+            return error(RESP_ERR_INVALID_PARAMETER, "create blob " + Integer.toUnsignedString(id) + ": blob_mem " + b.blobMem()
+                    + ", flags 0x" + Integer.toHexString(b.blobFlags()) + ", " + b.addresses().length + " entries");
+        }
+        if (b.blobMem() != BLOB_MEM_GUEST && !contexts.containsKey(ctx)) {
+            return error(RESP_ERR_INVALID_CONTEXT_ID, "create blob: no context " + Integer.toUnsignedString(ctx));
+        }
+        long hostBytes = guestPages ? 0 : b.size();
+        if (b.size() <= 0 || (guestPages && b.size() > GuestBlob.MAX_SIZE) || resources.size() >= Gpu2d.MAX_RESOURCES
+                || hostBytes > spec.hostMemoryBytes() - hostBytes()
+                || backingEntries + b.addresses().length > Gpu2d.MAX_BACKING_ENTRIES_TOTAL) {
+            return error(b.size() <= 0 ? RESP_ERR_INVALID_PARAMETER : RESP_ERR_OUT_OF_MEMORY, "create blob "
+                    + Integer.toUnsignedString(id) + " of " + Long.toUnsignedString(b.size()) + " bytes: does not fit ("
+                    + hostBytes() + " host bytes and " + resources.size() + " resources in use)");
+        }
+        List<MemorySegment> pieces = new ArrayList<>();
+        if (guestPages) {
+            String problem = GuestBlob.problem(memory, b.size(), b.addresses(), b.lengths());
+            if (problem != null) {
+                return error(RESP_ERR_INVALID_PARAMETER, "create blob " + Integer.toUnsignedString(id) + ": " + problem);
+            }
+            for (int i = 0; i < b.addresses().length; i++) {
+                long length = b.lengths()[i] & 0xffffffffL;
+                if (length != 0) {
+                    pieces.addAll(memory.slices(b.addresses()[i], length));
+                }
+            }
+        }
+        // virglrenderer keeps the iovec array for the resource's life: it lives in the resource's own arena
+        Arena arena = Arena.ofShared();
+        int result;
+        try {
+            MemorySegment iov = arena.allocate(Virgl.IOVEC, Math.max(1, pieces.size()));
+            for (int i = 0; i < pieces.size(); i++) {
+                iov.set(ADDRESS, i * Virgl.IOVEC.byteSize(), pieces.get(i));
+                iov.set(JAVA_LONG, i * Virgl.IOVEC.byteSize() + 8, pieces.get(i).byteSize());
+            }
+            MemorySegment args = arena.allocate(Virgl.CREATE_BLOB_ARGS);
+            args.set(JAVA_INT, 0, id);
+            args.set(JAVA_INT, 4, ctx);
+            args.set(JAVA_INT, 8, b.blobMem());
+            args.set(JAVA_INT, 12, b.blobFlags());
+            args.set(JAVA_LONG, 16, b.blobId());
+            args.set(JAVA_LONG, 24, b.size());
+            args.set(ADDRESS, 32, pieces.isEmpty() ? MemorySegment.NULL : iov);
+            args.set(JAVA_INT, 40, pieces.size());
+            result = (int) Virgl.RESOURCE_CREATE_BLOB.invokeExact(args);
+        } catch (Throwable t) {
+            arena.close();
+            throw Virgl.unchecked(t);
+        }
+        if (result != 0) {
+            arena.close();
+            return error(RESP_ERR_INVALID_PARAMETER, "create blob: virglrenderer refused blob " + Integer.toUnsignedString(id)
+                    + " (blob_mem " + b.blobMem() + ", blob_id " + Long.toUnsignedString(b.blobId()) + ", "
+                    + Long.toUnsignedString(b.size()) + " bytes): " + result);
+        }
+        Res r = guestPages && b.blobMem() == BLOB_MEM_GUEST ? new Res(id, -1, 0, 0, 0, 0, 0, 0, hostBytes) : host3d(id, hostBytes);
+        r.blobMem = b.blobMem();
+        if (pieces.isEmpty()) {
+            arena.close();
+        } else {
+            r.backingArena = arena;
+            r.backingBytes = b.size();
+            r.backingEntries = b.addresses().length;
+            backingEntries += r.backingEntries;
+        }
+        if (b.blobMem() == BLOB_MEM_GUEST) {
+            r.guestBlob = new GuestBlob(id, b.size(), b.addresses(), b.lengths());
+        }
+        resources.put(id, r);
+        resourceBytes += hostBytes;
+        return Response.ok();
+    }
+
+    /**
+     * A host3d blob as virglrenderer made it from the context's pipe resource: a 2D image of a format scanouts
+     * know (Mesa's textures and framebuffers) can be shown and read back like a 3D resource; anything else
+     * (buffers) only mapped.
+     */
+    private static Res host3d(int id, long hostBytes) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment info = arena.allocate(Virgl.RESOURCE_INFO_SIZE, 4);
+            int result = (int) Virgl.RESOURCE_GET_INFO.invokeExact(id, info);
+            int format = info.get(JAVA_INT, 4);
+            int width = info.get(JAVA_INT, 8);
+            int height = info.get(JAVA_INT, 12);
+            int depth = info.get(JAVA_INT, 16);
+            if (result == 0 && PixelFormat.of(format) != null && width > 0 && width <= MAX_SIDE && height > 0
+                    && height <= MAX_SIDE && depth <= 1) {
+                return new Res(id, Virgl.TARGET_TEXTURE_2D, format, width, height, 1, 1, 0, hostBytes);
+            }
+            return new Res(id, -1, 0, 0, 0, 0, 0, 0, hostBytes);
+        } catch (Throwable t) {
+            throw Virgl.unchecked(t);
+        }
+    }
+
+    /**
+     * RESOURCE_MAP_BLOB: virglrenderer maps the blob's host memory here, and that memory goes into the
+     * host-visible region at the guest's offset (whole pages, inside the region, not over another mapping);
+     * answered with the blob's map_info (struct virtio_gpu_resp_map_info: le32 map_info, le32 padding).
+     */
+    private Response mapBlob(MapBlob m) {
+        Res r = resources.get(m.resourceId());
+        if (r == null) {
+            return error(RESP_ERR_INVALID_RESOURCE_ID, "map blob: no resource " + Integer.toUnsignedString(m.resourceId()));
+        }
+        if (r.blobMem != BLOB_MEM_HOST3D && r.blobMem != BLOB_MEM_HOST3D_GUEST || hostVisible == null) {
+            return error(RESP_ERR_INVALID_PARAMETER, "map blob: resource " + r.id + (hostVisible == null
+                    ? ": the device has no host-visible memory" : " is not a host3d blob"));
+        }
+        if (r.mapping != null) {
+            return error(RESP_ERR_INVALID_PARAMETER, "map blob: resource " + r.id + " is mapped already at offset 0x"
+                    + Long.toHexString(r.mapping.offset()));
+        }
+        if (mappedBlobs >= MAX_MAPPED_BLOBS) {
+            return error(RESP_ERR_OUT_OF_MEMORY, "map blob: " + MAX_MAPPED_BLOBS + " blobs are mapped");
+        }
+        long offset = m.offset();
+        if (offset < 0 || offset >= hostVisible.size() || offset % SharedMemoryRegion.PAGE_SIZE != 0) {
+            return error(RESP_ERR_INVALID_PARAMETER, "map blob " + r.id + ": offset 0x" + Long.toHexString(offset)
+                    + " is not a page of the host-visible region (" + hostVisible.size() + " bytes)");
+        }
+        MemorySegment host;
+        int info;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment pointer = arena.allocate(ADDRESS);
+            MemorySegment size = arena.allocate(JAVA_LONG);
+            int result = (int) Virgl.RESOURCE_MAP.invokeExact(r.id, pointer, size);
+            if (result != 0) {
+                return error(RESP_ERR_UNSPEC, "map blob: virglrenderer cannot map resource " + r.id + ": " + result);
+            }
+            host = pointer.get(ADDRESS, 0).reinterpret(size.get(JAVA_LONG, 0));
+            MemorySegment mapInfo = arena.allocate(JAVA_INT);
+            info = (int) Virgl.RESOURCE_GET_MAP_INFO.invokeExact(r.id, mapInfo) == 0 ? mapInfo.get(JAVA_INT, 0) & MAP_CACHE_MASK
+                    : Virgl.MAP_CACHE_CACHED;
+        } catch (Throwable t) {
+            throw Virgl.unchecked(t);
+        }
+        try {
+            r.mapping = hostVisible.map(offset, host);
+        } catch (IllegalArgumentException | IllegalStateException | UnsupportedOperationException e) {
+            virglUnmap(r.id);
+            // out of range or overlapping is the guest's doing; an unaligned map from the renderer or no slot left is not
+            return error(e instanceof IllegalArgumentException && host.address() % SharedMemoryRegion.PAGE_SIZE == 0
+                    ? RESP_ERR_INVALID_PARAMETER : RESP_ERR_OUT_OF_MEMORY, "map blob " + r.id + ": " + e.getMessage());
+        }
+        mappedBlobs++;
+        ByteBuffer b = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putInt(0, info);
+        return new Response(RESP_OK_MAP_INFO, b.array());
+    }
+
+    private Response unmapBlob(int id) {
+        Res r = resources.get(id);
+        if (r == null) {
+            return error(RESP_ERR_INVALID_RESOURCE_ID, "unmap blob: no resource " + Integer.toUnsignedString(id));
+        }
+        if (r.mapping == null) {
+            return error(RESP_ERR_INVALID_PARAMETER, "unmap blob: resource " + r.id + " is not mapped");
+        }
+        unmap(r);
+        return Response.ok();
+    }
+
+    /** Takes the blob out of the guest first, then lets virglrenderer unmap its memory. */
+    private void unmap(Res r) {
+        try {
+            r.mapping.close();
+        } finally {
+            r.mapping = null;
+            mappedBlobs--;
+        }
+        virglUnmap(r.id);
+    }
+
+    private static void virglUnmap(int id) {
+        try {
+            int ignored = (int) Virgl.RESOURCE_UNMAP.invokeExact(id);
+        } catch (Throwable t) {
+            throw Virgl.unchecked(t);
+        }
+    }
+
+    /** Blobs mapped into the host-visible region now (tests). */
+    int mappedBlobs() {
+        return mappedBlobs;
+    }
+
+    private Response setScanoutBlob(SetScanoutBlob s) {
+        if (s.scanoutId() < 0 || s.scanoutId() >= scanouts.size()) {
+            return error(RESP_ERR_INVALID_SCANOUT_ID, "set scanout blob: no scanout " + s.scanoutId());
+        }
+        Scanout scanout = scanouts.get(s.scanoutId());
+        if (s.resourceId() == 0) {
+            scanout.disable();
+            return Response.ok();
+        }
+        Res r = resources.get(s.resourceId());
+        if (r != null && r.guestBlob == null && r.target == Virgl.TARGET_TEXTURE_2D) {
+            // a host3d image (Linux shows GL framebuffers that are blobs this way): read back as SET_SCANOUT does
+            return setScanout(new SetScanout(s.rect(), s.scanoutId(), s.resourceId()));
+        }
+        if (r == null || r.guestBlob == null) {
+            return error(r == null ? RESP_ERR_INVALID_RESOURCE_ID : RESP_ERR_INVALID_PARAMETER, "set scanout blob: "
+                    + (r == null ? "no resource " : "only guest blobs are shown, not resource ") + Integer.toUnsignedString(s.resourceId()));
+        }
+        long before = r.guestBlob.hostBytes();
+        Response out = Gpu2d.showBlob(r.guestBlob, s, scanout, memory, spec, hostBytes(), guestError);
+        resourceBytes += r.guestBlob.hostBytes() - before;
+        return out;
+    }
+
     // ---- transfers and submission
 
     private Response transfer2d(TransferToHost2d t) {
         Res r = resources.get(t.resourceId());
+        if (r != null && r.guestBlob != null) {
+            return Response.ok(); // the host reads a guest blob in place (Linux transfers its dumb blobs anyway)
+        }
         if (r == null || r.backingArena == null) {
             return error(RESP_ERR_INVALID_RESOURCE_ID, "transfer: " + (r == null ? "no resource " : "no backing on resource ")
                     + Integer.toUnsignedString(t.resourceId()));
@@ -510,6 +774,12 @@ final class Gpu3d implements GpuEngine {
             return error(RESP_ERR_INVALID_CONTEXT_ID, "transfer 3d: no context " + Integer.toUnsignedString(ctx));
         }
         Res r = resources.get(t.resourceId());
+        if (r != null && r.blobMem != 0) {
+            // a blob's layout is virglrenderer's (a pipe resource of the context's): it checks the box and iovecs
+            GpuCommand.Box b = t.box();
+            return transfer(t.toHost(), r, ctx, t.level(), t.stride(), t.layerStride(), b.x(), b.y(), b.z(), b.w(), b.h(), b.d(),
+                    t.offset());
+        }
         if (r == null || r.backingArena == null) {
             return error(RESP_ERR_INVALID_RESOURCE_ID, "transfer 3d: " + (r == null ? "no resource " : "no backing on resource ")
                     + Integer.toUnsignedString(t.resourceId()));
@@ -632,6 +902,9 @@ final class Gpu3d implements GpuEngine {
         Res r = resources.get(f.resourceId());
         if (r == null) {
             return error(RESP_ERR_INVALID_RESOURCE_ID, "flush: no resource " + Integer.toUnsignedString(f.resourceId()));
+        }
+        if (r.guestBlob != null) {
+            return Gpu2d.flushBlob(r.guestBlob, f.rect(), scanouts, memory, guestError);
         }
         if (!f.rect().within(r.width & 0xffffffffL, r.height & 0xffffffffL)) {
             return error(RESP_ERR_INVALID_PARAMETER, "flush: " + f.rect() + " is not inside resource " + r.id);

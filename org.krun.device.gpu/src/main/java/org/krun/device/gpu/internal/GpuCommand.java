@@ -104,7 +104,32 @@ sealed interface GpuCommand {
     record Submit3d(byte[] commands) implements GpuCommand {
     }
 
-    /** A request whose type this device knows of but does not serve (blobs, UUIDs). */
+    /**
+     * RESOURCE_CREATE_BLOB: struct virtio_gpu_resource_create_blob (le32 resource_id, blob_mem, blob_flags,
+     * nr_entries, le64 blob_id, size), then nr_entries struct virtio_gpu_mem_entry (the guest pages of a
+     * guest blob); the header's context.
+     */
+    record ResourceCreateBlob(int resourceId, int blobMem, int blobFlags, long blobId, long size, long[] addresses,
+            int[] lengths) implements GpuCommand {
+    }
+
+    /**
+     * SET_SCANOUT_BLOB: struct virtio_gpu_set_scanout_blob (rect, le32 scanout_id, resource_id, width,
+     * height, format, padding, strides[4], offsets[4]); only plane 0 is shown.
+     */
+    record SetScanoutBlob(Rect rect, int scanoutId, int resourceId, int width, int height, int format, int[] strides,
+            int[] offsets) implements GpuCommand {
+    }
+
+    /** RESOURCE_MAP_BLOB: struct virtio_gpu_resource_map_blob (le32 resource_id, padding, le64 offset). */
+    record MapBlob(int resourceId, long offset) implements GpuCommand {
+    }
+
+    /** RESOURCE_UNMAP_BLOB: struct virtio_gpu_resource_unmap_blob (le32 resource_id, padding). */
+    record UnmapBlob(int resourceId) implements GpuCommand {
+    }
+
+    /** A request whose type this device knows of but does not serve (UUIDs). */
     record Unsupported(int type) implements GpuCommand {
     }
 
@@ -159,8 +184,21 @@ sealed interface GpuCommand {
                     type == CMD_TRANSFER_TO_HOST_3D, new Box(b.getInt(0), b.getInt(4), b.getInt(8), b.getInt(12), b.getInt(16),
                             b.getInt(20)), b.getLong(24), b.getInt(32), b.getInt(36), b.getInt(40), b.getInt(44)));
             case CMD_SUBMIT_3D -> submit(reader);
-            // blobs and UUIDs, and the rest of the 3D range (0x0200-0x02ff)
-            case CMD_RESOURCE_ASSIGN_UUID, CMD_RESOURCE_CREATE_BLOB, CMD_SET_SCANOUT_BLOB -> new Unsupported(type);
+            case CMD_RESOURCE_CREATE_BLOB -> createBlob(reader);
+            case CMD_SET_SCANOUT_BLOB -> withBody(reader, 72, type, b -> {
+                int[] strides = new int[4];
+                int[] offsets = new int[4];
+                for (int i = 0; i < 4; i++) {
+                    strides[i] = b.getInt(40 + 4 * i);
+                    offsets[i] = b.getInt(56 + 4 * i);
+                }
+                return new SetScanoutBlob(rect(b), b.getInt(16), b.getInt(20), b.getInt(24), b.getInt(28), b.getInt(32),
+                        strides, offsets);
+            });
+            case CMD_RESOURCE_MAP_BLOB -> withBody(reader, 16, type, b -> new MapBlob(b.getInt(0), b.getLong(8)));
+            case CMD_RESOURCE_UNMAP_BLOB -> withBody(reader, 8, type, b -> new UnmapBlob(b.getInt(0)));
+            // UUIDs, and the rest of the 3D range (0x0200-0x02ff)
+            case CMD_RESOURCE_ASSIGN_UUID -> new Unsupported(type);
             default -> (type & 0xffffff00) == 0x0200 ? new Unsupported(type)
                     : new Malformed("unknown command type 0x" + Integer.toHexString(type));
         };
@@ -181,6 +219,34 @@ sealed interface GpuCommand {
         return new Submit3d(reader.readBytes((int) size));
     }
 
+    /** struct virtio_gpu_resource_create_blob, then nr_entries struct virtio_gpu_mem_entry. */
+    private static GpuCommand createBlob(ChainReader reader) {
+        if (reader.remaining() < 32) {
+            return short_(CMD_RESOURCE_CREATE_BLOB, 32, reader);
+        }
+        ByteBuffer b = le(reader.readBytes(32));
+        long entries = b.getInt(12) & 0xffffffffL;
+        String problem = entriesProblem("create blob", entries, reader);
+        if (problem != null) {
+            return new Malformed(problem);
+        }
+        long[] addresses = new long[(int) entries];
+        int[] lengths = new int[(int) entries];
+        readEntries(reader, addresses, lengths);
+        return new ResourceCreateBlob(b.getInt(0), b.getInt(4), b.getInt(8), b.getLong(16), b.getLong(24), addresses, lengths);
+    }
+
+    /** Why {@code entries} memory entries cannot be read (too many, or not in the request), or null. */
+    private static String entriesProblem(String what, long entries, ChainReader reader) {
+        if (entries > MAX_BACKING_ENTRIES) {
+            return what + " with " + entries + " entries (at most " + MAX_BACKING_ENTRIES + ")";
+        }
+        if (reader.remaining() < entries * MEM_ENTRY_SIZE) {
+            return what + " names " + entries + " entries in " + reader.remaining() + " bytes";
+        }
+        return null;
+    }
+
     /** struct virtio_gpu_resource_attach_backing, then nr_entries struct virtio_gpu_mem_entry. */
     private static GpuCommand attachBacking(ChainReader reader) {
         if (reader.remaining() < 8) {
@@ -189,17 +255,22 @@ sealed interface GpuCommand {
         ByteBuffer b = le(reader.readBytes(8));
         int resourceId = b.getInt(0);
         long entries = b.getInt(4) & 0xffffffffL;
-        if (entries > MAX_BACKING_ENTRIES) {
-            return new Malformed("attach backing with " + entries + " entries (at most " + MAX_BACKING_ENTRIES + ")");
-        }
-        if (reader.remaining() < entries * MEM_ENTRY_SIZE) {
-            return new Malformed("attach backing names " + entries + " entries in " + reader.remaining() + " bytes");
+        String problem = entriesProblem("attach backing", entries, reader);
+        if (problem != null) {
+            return new Malformed(problem);
         }
         long[] addresses = new long[(int) entries];
         int[] lengths = new int[(int) entries];
+        readEntries(reader, addresses, lengths);
+        return new AttachBacking(resourceId, addresses, lengths);
+    }
+
+    /** Reads {@code addresses.length} struct virtio_gpu_mem_entry (the caller checked they are there). */
+    private static void readEntries(ChainReader reader, long[] addresses, int[] lengths) {
+        int entries = addresses.length;
         byte[] chunk = new byte[MEM_ENTRY_SIZE * 256];
         for (int done = 0; done < entries;) {
-            int n = (int) Math.min(256, entries - done);
+            int n = Math.min(256, entries - done);
             ByteBuffer e = le(chunk);
             reader.read(chunk, 0, n * MEM_ENTRY_SIZE);
             for (int i = 0; i < n; i++) {
@@ -208,7 +279,6 @@ sealed interface GpuCommand {
             }
             done += n;
         }
-        return new AttachBacking(resourceId, addresses, lengths);
     }
 
     private static Rect rect(ByteBuffer b) {

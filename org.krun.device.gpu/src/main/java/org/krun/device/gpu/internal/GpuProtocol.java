@@ -6,6 +6,7 @@ final class GpuProtocol {
     // §5.7.3 feature bits
     static final long F_VIRGL = 1L << 0;
     static final long F_EDID = 1L << 1;
+    static final long F_RESOURCE_BLOB = 1L << 3;
 
     // §5.7.4 configuration layout: le32 events_read, events_clear, num_scanouts, num_capsets
     static final int CONFIG_EVENTS_READ = 0;
@@ -51,6 +52,7 @@ final class GpuProtocol {
     static final int RESP_OK_CAPSET_INFO = 0x1102;
     static final int RESP_OK_CAPSET = 0x1103;
     static final int RESP_OK_EDID = 0x1104;
+    static final int RESP_OK_MAP_INFO = 0x1106;
     static final int RESP_ERR_UNSPEC = 0x1200;
     static final int RESP_ERR_OUT_OF_MEMORY = 0x1201;
     static final int RESP_ERR_INVALID_SCANOUT_ID = 0x1202;
@@ -61,6 +63,17 @@ final class GpuProtocol {
     // struct virtio_gpu_ctrl_hdr flags
     static final int FLAG_FENCE = 1 << 0;
     static final int FLAG_INFO_RING_IDX = 1 << 1;
+
+    // §5.7.6.7 blob resources: blob_mem, blob_flags, and the map_info of RESP_OK_MAP_INFO
+    static final int BLOB_MEM_GUEST = 1;
+    static final int BLOB_MEM_HOST3D = 2;
+    static final int BLOB_MEM_HOST3D_GUEST = 3;
+    static final int BLOB_FLAG_USE_MAPPABLE = 1;
+    static final int BLOB_FLAG_USE_SHAREABLE = 2;
+    static final int BLOB_FLAG_USE_CROSS_DEVICE = 4;
+    static final int MAP_CACHE_MASK = 0x0f;
+    /** VIRTIO_GPU_SHM_ID_HOST_VISIBLE: the shared memory region host3d blobs are mapped into. */
+    static final int SHM_ID_HOST_VISIBLE = 1;
 
     // §5.7.6.7 capability sets (VIRTIO_GPU_CAPSET_*)
     static final int CAPSET_VIRGL = 1;

@@ -72,6 +72,21 @@ final class Virgl {
     /** write_fence: void (*)(void *cookie, uint32_t fence). */
     static final FunctionDescriptor WRITE_FENCE = FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT);
 
+    // virgl_renderer_resource_create_blob's blob_mem (VIRGL_RENDERER_BLOB_MEM_*), as the guest's
+    static final int BLOB_MEM_GUEST = 1;
+    static final int BLOB_MEM_HOST3D = 2;
+    static final int BLOB_MEM_HOST3D_GUEST = 3;
+    /** VIRGL_RENDERER_MAP_CACHE_CACHED: what a blob whose map_info virglrenderer cannot tell is mapped as. */
+    static final int MAP_CACHE_CACHED = 1;
+    /**
+     * struct virgl_renderer_resource_create_blob_args: uint32_t res_handle, ctx_id, blob_mem, blob_flags;
+     * uint64_t blob_id, size; const struct iovec *iovecs; uint32_t num_iovs.
+     */
+    static final StructLayout CREATE_BLOB_ARGS = MemoryLayout.structLayout(JAVA_INT.withName("res_handle"),
+            JAVA_INT.withName("ctx_id"), JAVA_INT.withName("blob_mem"), JAVA_INT.withName("blob_flags"),
+            JAVA_LONG.withName("blob_id"), JAVA_LONG.withName("size"), ADDRESS.withName("iovecs"),
+            JAVA_INT.withName("num_iovs"), MemoryLayout.paddingLayout(4));
+
     private static final Linker LINKER = Linker.nativeLinker();
     private static final SymbolLookup LOOKUP;
     private static final String PROBLEM;
@@ -120,6 +135,23 @@ final class Virgl {
     static final MethodHandle SET_DEBUG_CALLBACK = link("virgl_set_debug_callback", FunctionDescriptor.of(ADDRESS, ADDRESS));
     /** The debug callback: (const char *fmt, va_list ap); on x86_64 a va_list argument is a pointer. */
     static final FunctionDescriptor DEBUG_CALLBACK = FunctionDescriptor.ofVoid(ADDRESS, ADDRESS);
+    /** virgl_renderer_resource_create_blob(const struct virgl_renderer_resource_create_blob_args *). */
+    static final MethodHandle RESOURCE_CREATE_BLOB = link("virgl_renderer_resource_create_blob",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    /** virgl_renderer_resource_map(uint32_t res_handle, void **map, uint64_t *out_size). */
+    static final MethodHandle RESOURCE_MAP = link("virgl_renderer_resource_map",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
+    static final MethodHandle RESOURCE_UNMAP = link("virgl_renderer_resource_unmap", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    /** virgl_renderer_resource_get_map_info(uint32_t res_handle, uint32_t *map_info): VIRGL_RENDERER_MAP_CACHE_*. */
+    static final MethodHandle RESOURCE_GET_MAP_INFO = link("virgl_renderer_resource_get_map_info",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    /**
+     * virgl_renderer_resource_get_info(int res_handle, struct virgl_renderer_resource_info *): uint32_t handle,
+     * virgl_format, width, height, depth, flags, tex_id, stride; int drm_fourcc.
+     */
+    static final MethodHandle RESOURCE_GET_INFO = link("virgl_renderer_resource_get_info",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    static final long RESOURCE_INFO_SIZE = 36;
     static final MethodHandle CREATE_FENCE = link("virgl_renderer_create_fence", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
 
     private Virgl() {

@@ -14,6 +14,7 @@ import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.ChainWriter;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.HostDisplays;
+import org.krun.spi.virtio.SharedMemoryRegion;
 import org.krun.spi.virtio.ShortChainException;
 import org.krun.spi.virtio.VirtioIds;
 
@@ -24,7 +25,9 @@ import org.krun.spi.virtio.VirtioIds;
  * for one, §5.7.6.7) and the response's body. Every request is done when it is answered, so a fence is
  * signalled by its own response.
  *
- * <p>Offers VIRTIO_GPU_F_EDID; in 2D no 3D (num_capsets 0). With {@link GpuSpec.Mode#VIRGL} it offers
+ * <p>Offers VIRTIO_GPU_F_EDID and VIRTIO_GPU_F_RESOURCE_BLOB (in 2D guest-memory blobs only); in 2D no 3D
+ * (num_capsets 0). A virgl device asks for the host-visible shared memory region, into which host3d blobs
+ * are mapped (RESOURCE_MAP_BLOB). With {@link GpuSpec.Mode#VIRGL} it offers
  * VIRTIO_GPU_F_VIRGL and the capsets virgl and virgl2, and executes everything through {@link Gpu3d} on the
  * renderer's thread: a fenced request is answered, and its used buffer interrupts the driver, when
  * virglrenderer signals the fence. The device holds the process's {@link VirglRenderer} from creation to
@@ -36,6 +39,8 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
     static final int CONTROLQ = 0;
     static final int CURSORQ = 1;
     static final int QUEUE_SIZE = 256;
+    /** The host-visible region's size: address space for the blobs mapped at once (their memory is counted apart). */
+    static final long HOST_VISIBLE_BYTES = 4L << 30;
 
     private final GpuSpec spec;
     private final List<Scanout> scanouts;
@@ -51,8 +56,8 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
 
     /** A virgl device when {@code renderer} is given, a 2D one otherwise. */
     VirtioGpu(GpuSpec spec, VirglRenderer renderer) {
-        super(renderer == null ? "virtio-gpu" : "virtio-gpu (virgl)", VirtioIds.GPU, renderer == null ? F_EDID : F_EDID | F_VIRGL,
-                2, QUEUE_SIZE, CONFIG_SIZE);
+        super(renderer == null ? "virtio-gpu" : "virtio-gpu (virgl)", VirtioIds.GPU,
+                renderer == null ? F_EDID | F_RESOURCE_BLOB : F_EDID | F_VIRGL | F_RESOURCE_BLOB, 2, QUEUE_SIZE, CONFIG_SIZE);
         if ((renderer == null) != (spec.mode() == GpuSpec.Mode.TWO_D)) {
             throw new IllegalArgumentException("a " + spec.mode().cliName() + " GPU " + (renderer == null ? "needs" : "takes no")
                     + " renderer");
@@ -69,6 +74,16 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
                 .driverWritable(CONFIG_EVENTS_CLEAR, 4);
     }
 
+    /**
+     * A virgl device's host-visible region (VIRTIO_GPU_SHM_ID_HOST_VISIBLE), where host3d blobs are mapped:
+     * guest-physical address space only, no memory until a blob is mapped. A 2D device has none (its blobs
+     * are guest memory).
+     */
+    @Override
+    public List<SharedMemoryRegion> sharedMemoryRegions() {
+        return renderer == null ? List.of() : List.of(new SharedMemoryRegion(SHM_ID_HOST_VISIBLE, HOST_VISIBLE_BYTES));
+    }
+
     @Override
     public List<Display> displays() {
         return List.copyOf(scanouts);
@@ -81,7 +96,8 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
     @Override
     protected GpuEngine onActivate(Active<GpuEngine> a) {
         if (renderer != null) {
-            return new Gpu3d(spec, scanouts, a.memory(), renderer, this::guestError, this::hostError);
+            return new Gpu3d(spec, scanouts, a.memory(), renderer,
+                    a.context().sharedMemory(SHM_ID_HOST_VISIBLE).orElse(null), this::guestError, this::hostError);
         }
         return new Gpu2d(spec, scanouts, a.memory(), this::guestError, this::hostError);
     }

@@ -43,12 +43,13 @@ class GpuCommandFuzzTest {
             Map.entry(CMD_RESOURCE_DETACH_BACKING, 8), Map.entry(CMD_GET_CAPSET_INFO, 8), Map.entry(CMD_GET_CAPSET, 8),
             Map.entry(CMD_CTX_CREATE, 8 + CTX_NAME_SIZE), Map.entry(CMD_CTX_DESTROY, 0), Map.entry(CMD_CTX_ATTACH_RESOURCE, 8),
             Map.entry(CMD_CTX_DETACH_RESOURCE, 8), Map.entry(CMD_RESOURCE_CREATE_3D, 48), Map.entry(CMD_TRANSFER_TO_HOST_3D, 48),
-            Map.entry(CMD_TRANSFER_FROM_HOST_3D, 48), Map.entry(CMD_UPDATE_CURSOR, 32), Map.entry(CMD_MOVE_CURSOR, 32));
+            Map.entry(CMD_TRANSFER_FROM_HOST_3D, 48), Map.entry(CMD_UPDATE_CURSOR, 32), Map.entry(CMD_MOVE_CURSOR, 32),
+            Map.entry(CMD_RESOURCE_MAP_BLOB, 16), Map.entry(CMD_RESOURCE_UNMAP_BLOB, 8), Map.entry(CMD_SET_SCANOUT_BLOB, 72));
     private static final int[] TYPES = {CMD_GET_DISPLAY_INFO, CMD_GET_EDID, CMD_RESOURCE_CREATE_2D, CMD_RESOURCE_UNREF,
         CMD_SET_SCANOUT, CMD_RESOURCE_FLUSH, CMD_TRANSFER_TO_HOST_2D, CMD_RESOURCE_ATTACH_BACKING, CMD_RESOURCE_DETACH_BACKING,
         CMD_GET_CAPSET_INFO, CMD_GET_CAPSET, CMD_CTX_CREATE, CMD_CTX_DESTROY, CMD_CTX_ATTACH_RESOURCE, CMD_CTX_DETACH_RESOURCE,
         CMD_RESOURCE_CREATE_3D, CMD_TRANSFER_TO_HOST_3D, CMD_TRANSFER_FROM_HOST_3D, CMD_SUBMIT_3D, CMD_RESOURCE_MAP_BLOB,
-        CMD_RESOURCE_CREATE_BLOB, CMD_UPDATE_CURSOR, CMD_MOVE_CURSOR};
+        CMD_RESOURCE_CREATE_BLOB, CMD_RESOURCE_UNMAP_BLOB, CMD_SET_SCANOUT_BLOB, CMD_UPDATE_CURSOR, CMD_MOVE_CURSOR};
 
     static {
         FuzzBounds.quietLogs("org.krun.device.gpu");
@@ -75,6 +76,10 @@ class GpuCommandFuzzTest {
         if (type == CMD_SUBMIT_3D && bodyLength >= 8) {
             b.putInt(HDR_SIZE, in.pick(0, 4, bodyLength - 8, bodyLength - 7, bodyLength - 4, bodyLength,
                     GpuCommand.MAX_SUBMIT_BYTES, GpuCommand.MAX_SUBMIT_BYTES + 4, in.i32()));
+        } else if (type == CMD_RESOURCE_CREATE_BLOB && bodyLength >= 32) {
+            int room = (bodyLength - 32) / MEM_ENTRY_SIZE;
+            b.putInt(HDR_SIZE + 12, in.pick(0, 1, room, room + 1, GpuCommand.MAX_BACKING_ENTRIES,
+                    GpuCommand.MAX_BACKING_ENTRIES + 1, in.i32()));
         } else if (type == CMD_CTX_CREATE && bodyLength >= 4) {
             b.putInt(HDR_SIZE, in.pick(0, 1, 63, 64, 65, -1, in.i32()));
         }
@@ -144,19 +149,48 @@ class GpuCommandFuzzTest {
                         && Arrays.equals(s.commands(), Arrays.copyOfRange(request, HDR_SIZE + 8, HDR_SIZE + 8 + (int) size)),
                         "submit of " + size + " bytes in a " + body + "-byte body");
             }
+            case ResourceCreateBlob cb -> {
+                long entries = b.getInt(HDR_SIZE + 12) & 0xffffffffL;
+                expect(type == CMD_RESOURCE_CREATE_BLOB && cb.resourceId() == b.getInt(HDR_SIZE) && cb.blobMem() == b.getInt(HDR_SIZE + 4)
+                        && cb.blobFlags() == b.getInt(HDR_SIZE + 8) && cb.blobId() == b.getLong(HDR_SIZE + 16)
+                        && cb.size() == b.getLong(HDR_SIZE + 24) && entries <= GpuCommand.MAX_BACKING_ENTRIES
+                        && entries * MEM_ENTRY_SIZE <= body - 32 && cb.addresses().length == entries
+                        && cb.lengths().length == entries, "create blob with " + entries + " entries in a " + body + "-byte body");
+                for (int i = 0; i < entries; i++) {
+                    expect(cb.addresses()[i] == b.getLong(HDR_SIZE + 32 + MEM_ENTRY_SIZE * i)
+                            && cb.lengths()[i] == b.getInt(HDR_SIZE + 40 + MEM_ENTRY_SIZE * i), "create blob entry " + i);
+                }
+            }
+            case SetScanoutBlob sb -> {
+                expect(sb.rect().equals(Rect.of(b.getInt(HDR_SIZE), b.getInt(HDR_SIZE + 4), b.getInt(HDR_SIZE + 8),
+                        b.getInt(HDR_SIZE + 12))) && sb.scanoutId() == b.getInt(HDR_SIZE + 16) && sb.resourceId() == b.getInt(HDR_SIZE + 20)
+                        && sb.width() == b.getInt(HDR_SIZE + 24) && sb.height() == b.getInt(HDR_SIZE + 28)
+                        && sb.format() == b.getInt(HDR_SIZE + 32), "set scanout blob");
+                for (int i = 0; i < 4; i++) {
+                    expect(sb.strides()[i] == b.getInt(HDR_SIZE + 40 + 4 * i) && sb.offsets()[i] == b.getInt(HDR_SIZE + 56 + 4 * i),
+                            "set scanout blob plane " + i);
+                }
+            }
+            case MapBlob m -> expect(type == CMD_RESOURCE_MAP_BLOB && m.resourceId() == b.getInt(HDR_SIZE)
+                    && m.offset() == b.getLong(HDR_SIZE + 8), "map blob");
+            case UnmapBlob u -> expect(type == CMD_RESOURCE_UNMAP_BLOB && u.resourceId() == b.getInt(HDR_SIZE), "unmap blob");
             case GetCapsetInfo g -> expect(g.index() == b.getInt(HDR_SIZE), "capset info");
             case GetCapset g -> expect(g.capsetId() == b.getInt(HDR_SIZE) && g.version() == b.getInt(HDR_SIZE + 4), "capset");
             case CtxDestroy d -> expect(type == CMD_CTX_DESTROY, "ctx destroy");
             case Malformed m -> {
-                if (type == CMD_SUBMIT_3D && body >= 8) {
+                if (type == CMD_RESOURCE_CREATE_BLOB) {
+                    long entries = body < 32 ? 0 : b.getInt(HDR_SIZE + 12) & 0xffffffffL;
+                    expect(body < 32 || entries > GpuCommand.MAX_BACKING_ENTRIES || entries * MEM_ENTRY_SIZE > body - 32,
+                            "create blob refused: " + m);
+                } else if (type == CMD_SUBMIT_3D && body >= 8) {
                     long size = b.getInt(HDR_SIZE) & 0xffffffffL;
                     expect(size % 4 != 0 || size > GpuCommand.MAX_SUBMIT_BYTES || size > body - 8, "submit refused: " + m);
                 } else {
                     expect(needed == null, "a " + body + "-byte body of 0x" + Integer.toHexString(type) + " refused: " + m);
                 }
             }
-            case Unsupported u -> expect(u.type() == type && ((type & 0xffffff00) == 0x0200 || type == CMD_RESOURCE_ASSIGN_UUID
-                    || type == CMD_RESOURCE_CREATE_BLOB || type == CMD_SET_SCANOUT_BLOB), "unsupported 0x" + Integer.toHexString(type));
+            case Unsupported u -> expect(u.type() == type && ((type & 0xffffff00) == 0x0200 || type == CMD_RESOURCE_ASSIGN_UUID),
+                    "unsupported 0x" + Integer.toHexString(type));
             default -> expect(needed != null || type == CMD_RESOURCE_ATTACH_BACKING, "0x" + Integer.toHexString(type) + " became " + c);
         }
     }

@@ -30,12 +30,20 @@ final class GpuDriver implements AutoCloseable {
 
     /** A driver that negotiated {@code gpuFeatures} (F_EDID, F_VIRGL) besides VERSION_1. */
     GpuDriver(VirtioGpu gpu, long ramBytes, long gpuFeatures) {
+        this(gpu, ramBytes, gpuFeatures, null);
+    }
+
+    /** With {@code hostVisible} offered as the device's shared memory region (null: none). */
+    GpuDriver(VirtioGpu gpu, long ramBytes, long gpuFeatures, org.krun.spi.virtio.SharedMemory hostVisible) {
         this.gpu = gpu;
         this.ram = TestGuestMemory.create(ramBytes);
         this.control = new MockDriverQueue(ram, VirtioGpu.QUEUE_SIZE);
         this.cursor = new MockDriverQueue(ram, VirtioGpu.QUEUE_SIZE);
         this.context = new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1 | gpuFeatures,
                 List.of(control.configuredQueue(), cursor.configuredQueue()));
+        if (hostVisible != null) {
+            context.withSharedMemory(hostVisible);
+        }
         gpu.activate(context);
     }
 

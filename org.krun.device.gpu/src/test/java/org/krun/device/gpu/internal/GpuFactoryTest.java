@@ -73,7 +73,7 @@ class GpuFactoryTest {
         org.junit.jupiter.api.Assumptions.assumeTrue(Virgl.problem() == null, Virgl.problem());
         GpuFactory f = new GpuFactory();
         try (VirtioDevice d = f.create(new GenericDeviceSpec("gpu", Map.of("mode", "virgl")))) {
-            assertEquals(GpuProtocol.F_VIRGL | GpuProtocol.F_EDID, d.deviceFeatures());
+            assertEquals(GpuProtocol.F_VIRGL | GpuProtocol.F_EDID | GpuProtocol.F_RESOURCE_BLOB, d.deviceFeatures());
             VmConfigException e = assertThrows(VmConfigException.class, () -> f.create(GpuSpec.virgl()));
             assertTrue(e.getMessage().startsWith("--gpu virgl: virglrenderer is in use by another VM in this process"),
                     e.getMessage());

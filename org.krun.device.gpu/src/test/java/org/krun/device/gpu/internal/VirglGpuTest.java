@@ -18,6 +18,7 @@ import org.junit.jupiter.api.Test;
 import org.krun.api.Frame;
 import org.krun.api.GpuSpec;
 import org.krun.api.VmConfigException;
+import org.krun.spi.virtio.TestSharedMemory;
 
 /**
  * virtio-gpu with virgl against the host's real virglrenderer (surfaceless EGL: llvmpipe without a GPU),
@@ -133,7 +134,9 @@ class VirglGpuTest {
     @Test
     void offersVirglWithTheVirglAndVirgl2Capsets() {
         driver();
-        assertEquals(F_EDID | F_VIRGL, driver.gpu.deviceFeatures());
+        assertEquals(F_EDID | F_VIRGL | F_RESOURCE_BLOB, driver.gpu.deviceFeatures());
+        assertEquals(List.of(new org.krun.spi.virtio.SharedMemoryRegion(SHM_ID_HOST_VISIBLE, VirtioGpu.HOST_VISIBLE_BYTES)),
+                driver.gpu.sharedMemoryRegions(), "the host-visible region for host3d blobs");
         byte[] config = new byte[16];
         driver.gpu.readConfig(0, config);
         assertEquals(2, ByteBuffer.wrap(config).order(ByteOrder.LITTLE_ENDIAN).getInt(CONFIG_NUM_CAPSETS));
@@ -327,5 +330,195 @@ class VirglGpuTest {
         try (var s = java.nio.file.Files.list(java.nio.file.Path.of("/proc/self/fd"))) {
             return s.count();
         }
+    }
+
+    // ---- blobs
+
+    /** virgl_protocol.h: VIRGL_CCMD_PIPE_RESOURCE_CREATE and its 11 dwords; virgl_hw.h's persistent and coherent flags. */
+    private static final int CCMD_PIPE_RESOURCE_CREATE = 48;
+    private static final int RESOURCE_FLAG_MAP_PERSISTENT = 1 << 1;
+    private static final int RESOURCE_FLAG_MAP_COHERENT = 1 << 2;
+    private static final int BIND_VERTEX_BUFFER = 1 << 4;
+    private static final int FORMAT_R8_UNORM = 64;
+    private static final long PAGE = 4096;
+
+    private TestSharedMemory hostVisible;
+
+    private GpuDriver blobDriver(int maxMappings) {
+        return blobDriver(maxMappings, 64);
+    }
+
+    private GpuDriver blobDriver(int maxMappings, long pages) {
+        hostVisible = new TestSharedMemory(SHM_ID_HOST_VISIBLE, 1L << 32, pages * PAGE, maxMappings);
+        GpuSpec spec = GpuSpec.virgl().withSize(W, H);
+        driver = new GpuDriver(new VirtioGpu(spec, VirglRenderer.acquire("VirglGpuTest")), 16 << 20,
+                F_EDID | F_VIRGL | F_RESOURCE_BLOB, hostVisible);
+        return driver;
+    }
+
+    /** What Mesa's virgl driver sends for a persistently mapped buffer: the pipe resource, then the blob naming it. */
+    private int host3dBlob(int ctx, int id, long blobId, long size) {
+        int[] cmd = new int[12];
+        cmd[0] = CCMD_PIPE_RESOURCE_CREATE | 11 << 16;
+        cmd[1] = Virgl.TARGET_BUFFER;
+        cmd[2] = FORMAT_R8_UNORM;
+        cmd[3] = BIND_VERTEX_BUFFER;
+        cmd[4] = (int) size;
+        cmd[5] = 1;
+        cmd[6] = 1;
+        cmd[7] = 1;
+        cmd[10] = RESOURCE_FLAG_MAP_PERSISTENT | RESOURCE_FLAG_MAP_COHERENT;
+        cmd[11] = (int) blobId;
+        assertEquals(RESP_OK_NODATA, send(submit(ctx, cmd, 0, 0)).type(), "pipe resource create");
+        return send(createBlob(ctx, id, BLOB_MEM_HOST3D, BLOB_FLAG_USE_MAPPABLE, blobId, size, new long[0], new int[0])).type();
+    }
+
+    static ByteBuffer createBlob(int ctx, int id, int mem, int flags, long blobId, long size, long[] addresses, int[] lengths) {
+        ByteBuffer b = command(CMD_RESOURCE_CREATE_BLOB, 32 + MEM_ENTRY_SIZE * addresses.length, ctx);
+        b.putInt(24, id).putInt(28, mem).putInt(32, flags).putInt(36, addresses.length).putLong(40, blobId).putLong(48, size);
+        for (int i = 0; i < addresses.length; i++) {
+            b.putLong(56 + MEM_ENTRY_SIZE * i, addresses[i]).putInt(64 + MEM_ENTRY_SIZE * i, lengths[i]);
+        }
+        return b;
+    }
+
+    private GpuDriver.Reply map(int id, long offset) {
+        return driver.sendAndWait(command(CMD_RESOURCE_MAP_BLOB, 16, 0).putInt(24, id).putLong(32, offset), List.of(), HDR_SIZE + 8);
+    }
+
+    private int unmap(int id) {
+        return send(command(CMD_RESOURCE_UNMAP_BLOB, 8, 0).putInt(24, id)).type();
+    }
+
+    @Test
+    void host3dBlobIsMappedIntoTheHostVisibleRegionAndOut() {
+        blobDriver(64);
+        assertEquals(RESP_OK_NODATA, ctxCreate(CTX));
+        assertEquals(RESP_OK_NODATA, host3dBlob(CTX, 10, 1, 4 * PAGE));
+        GpuDriver.Reply mapped = map(10, 8 * PAGE);
+        assertEquals(RESP_OK_MAP_INFO, mapped.type());
+        int info = mapped.body().getInt(0);
+        assertTrue(info >= 1 && info <= 3, "map_info is a VIRTIO_GPU_MAP_CACHE_* value: " + info);
+        assertEquals(1, hostVisible.mappings());
+        assertTrue(hostVisible.mappedAt(8 * PAGE).byteSize() >= 4 * PAGE);
+        assertEquals(1, driver.gpu.state3d().mappedBlobs());
+
+        assertEquals(RESP_ERR_INVALID_PARAMETER, map(10, 16 * PAGE).type(), "mapped twice");
+        assertEquals(RESP_OK_NODATA, unmap(10));
+        assertEquals(0, hostVisible.mappings());
+        assertEquals(RESP_ERR_INVALID_PARAMETER, unmap(10), "unmapping what is not mapped");
+        assertEquals(RESP_ERR_INVALID_RESOURCE_ID, unmap(99));
+        assertEquals(RESP_ERR_INVALID_RESOURCE_ID, map(99, 0).type());
+
+        // out of the region, not a page, overlapping, too big for the end of the region
+        assertEquals(RESP_ERR_INVALID_PARAMETER, map(10, 64 * PAGE).type());
+        assertEquals(RESP_ERR_INVALID_PARAMETER, map(10, -PAGE).type());
+        assertEquals(RESP_ERR_INVALID_PARAMETER, map(10, 100).type());
+        assertEquals(RESP_ERR_INVALID_PARAMETER, map(10, 62 * PAGE).type());
+        assertEquals(RESP_OK_NODATA, host3dBlob(CTX, 11, 2, PAGE));
+        assertEquals(RESP_OK_MAP_INFO, map(11, 2 * PAGE).type());
+        assertEquals(RESP_ERR_INVALID_PARAMETER, map(10, 0).type(), "over blob 11");
+        assertEquals(RESP_OK_MAP_INFO, map(10, 3 * PAGE).type(), "right after blob 11");
+        assertEquals(2, hostVisible.mappings());
+
+        // unref and reset take mapped blobs out of the guest first
+        assertEquals(RESP_OK_NODATA, send(command(CMD_RESOURCE_UNREF, 8, 0).putInt(24, 11)).type());
+        assertEquals(1, hostVisible.mappings());
+        driver.gpu.reset();
+        assertEquals(0, hostVisible.mappings());
+    }
+
+    @Test
+    void guestBlobsAreNotMappableAndBlobRequestsAreChecked() {
+        blobDriver(64);
+        assertEquals(RESP_OK_NODATA, ctxCreate(CTX));
+        long pages = driver.ram.allocate(2 * PAGE, PAGE);
+        assertEquals(RESP_OK_NODATA, send(createBlob(0, 20, BLOB_MEM_GUEST, BLOB_FLAG_USE_SHAREABLE, 0, 2 * PAGE,
+                new long[] {pages}, new int[] {(int) (2 * PAGE)})).type());
+        assertEquals(RESP_ERR_INVALID_PARAMETER, map(20, 0).type(), "a guest blob has no host memory to map");
+        assertEquals(RESP_ERR_INVALID_RESOURCE_ID, send(createBlob(0, 20, BLOB_MEM_GUEST, 0, 0, PAGE,
+                new long[] {pages}, new int[] {(int) PAGE})).type(), "id in use");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(createBlob(0, 21, BLOB_MEM_GUEST, 0, 0, 4 * PAGE,
+                new long[] {pages}, new int[] {(int) (2 * PAGE)})).type(), "entries shorter than the blob");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(createBlob(0, 21, BLOB_MEM_GUEST, 0, 0, PAGE,
+                new long[] {1L << 40}, new int[] {(int) PAGE})).type(), "entries outside guest RAM");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(createBlob(0, 21, 7, 0, 0, PAGE, new long[0], new int[0])).type(),
+                "unknown blob_mem");
+        assertEquals(RESP_ERR_INVALID_CONTEXT_ID, send(createBlob(5, 21, BLOB_MEM_HOST3D, BLOB_FLAG_USE_MAPPABLE, 1, PAGE,
+                new long[0], new int[0])).type(), "host3d in no context");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(createBlob(CTX, 21, BLOB_MEM_HOST3D, BLOB_FLAG_USE_MAPPABLE, 77, PAGE,
+                new long[0], new int[0])).type(), "a blob_id the context never made");
+        assertEquals(RESP_ERR_OUT_OF_MEMORY, send(createBlob(CTX, 21, BLOB_MEM_HOST3D, BLOB_FLAG_USE_MAPPABLE, 1, 1L << 40,
+                new long[0], new int[0])).type(), "more than the device's host memory");
+    }
+
+    @Test
+    void thousandsOfMapsAreCappedAndTheDeviceGoesOn() {
+        blobDriver(Integer.MAX_VALUE, 1024);
+        assertEquals(RESP_OK_NODATA, ctxCreate(CTX));
+        int blobs = Gpu3d.MAX_MAPPED_BLOBS + 44;
+        for (int i = 0; i < blobs; i++) {
+            assertEquals(RESP_OK_NODATA, host3dBlob(CTX, 100 + i, 100 + i, PAGE));
+        }
+        int mapped = 0;
+        int overlapping = 0;
+        for (int round = 0; round < 10; round++) {
+            for (int i = 0; i < blobs; i++) {
+                int type = map(100 + i, 0).type(); // every one at offset 0: one fits, the rest overlap it
+                if (type == RESP_OK_MAP_INFO) {
+                    mapped++;
+                } else if (type == RESP_ERR_INVALID_PARAMETER) {
+                    overlapping++;
+                }
+            }
+        }
+        assertEquals(1, mapped);
+        assertEquals(10 * blobs - 1, overlapping);
+        assertEquals(RESP_OK_NODATA, unmap(100));
+        int outOfMemory = 0;
+        for (int i = 0; i < blobs; i++) {
+            int type = map(100 + i, i * PAGE).type();
+            if (type == RESP_ERR_OUT_OF_MEMORY) {
+                outOfMemory++;
+            }
+        }
+        assertEquals(Gpu3d.MAX_MAPPED_BLOBS, driver.gpu.state3d().mappedBlobs());
+        assertEquals(Gpu3d.MAX_MAPPED_BLOBS, hostVisible.mappings());
+        assertEquals(44, outOfMemory, "past the cap, each map is refused");
+        assertEquals(RESP_OK_NODATA, ctxCreate(2), "the device still serves");
+        driver.gpu.reset();
+        assertEquals(0, hostVisible.mappings());
+    }
+
+    @Test
+    void host3dImageBlobIsShownThroughSetScanoutBlobAndReadBack() {
+        blobDriver(64);
+        assertEquals(RESP_OK_NODATA, ctxCreate(CTX));
+        int[] cmd = new int[12];
+        cmd[0] = CCMD_PIPE_RESOURCE_CREATE | 11 << 16;
+        cmd[1] = Virgl.TARGET_TEXTURE_2D;
+        cmd[2] = XRGB;
+        cmd[3] = Virgl.BIND_RENDER_TARGET;
+        cmd[4] = W;
+        cmd[5] = H;
+        cmd[6] = 1;
+        cmd[7] = 1;
+        cmd[11] = 9;
+        assertEquals(RESP_OK_NODATA, send(submit(CTX, cmd, 0, 0)).type());
+        assertEquals(RESP_OK_NODATA, send(createBlob(CTX, 30, BLOB_MEM_HOST3D, BLOB_FLAG_USE_SHAREABLE, 9, W * H * 4L,
+                new long[0], new int[0])).type());
+        assertEquals(RESP_OK_NODATA, ctxAttach(CTX, 30));
+        assertEquals(RESP_OK_NODATA, send(submit(CTX, clearStream(30, 7, 1.0f, 0.5f, 0.25f, 1.0f), FLAG_FENCE, 5)).type());
+
+        ByteBuffer b = GpuDriver.command(CMD_SET_SCANOUT_BLOB, 72);
+        b.putInt(32, W).putInt(36, H).putInt(40, 0).putInt(44, 30).putInt(48, W).putInt(52, H).putInt(56, XRGB).putInt(64, W * 4);
+        assertEquals(RESP_OK_NODATA, send(b).type());
+        Frame f = driver.gpu.displays().get(0).frame().orElseThrow();
+        assertEquals(W * H, f.argb().length);
+        for (int p : f.argb()) {
+            assertEquals(0xffff8040, p);
+        }
+        assertTrue(driver.gpu.state3d().images(W * H).stream().anyMatch(i -> i.resourceId() == 30),
+                "the host reads a host3d image back like a 3D resource");
     }
 }

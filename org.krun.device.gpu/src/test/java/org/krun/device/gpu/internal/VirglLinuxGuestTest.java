@@ -32,7 +32,8 @@ import org.krun.vmm.testing.RecordingFactory;
  * debian-mesa-rootfs.sh): virglcheck (src/test/guest) opens a surfaceless EGL display on the guest's render
  * node, must find Mesa's virgl driver (GL_RENDERER contains "virgl"), renders a known image (two colours,
  * one in the lower-left quadrant) into a texture through an FBO, reads it back with glReadPixels and checks
- * it; while it waits on stdin, the host reads the device's resources back from virglrenderer and must find
+ * it; before that, the guest's driver must report 3D, blob resources and the host-visible region the device
+ * offers (DRM_VIRTGPU_GETPARAM: the region was placed where Linux could claim it); while it waits on stdin, the host reads the device's resources back from virglrenderer and must find
  * the same image there.
  */
 class VirglLinuxGuestTest {
@@ -93,7 +94,7 @@ class VirglLinuxGuestTest {
             System.out.println("[virgl guest] " + l);
         }
         assertEquals(VmExit.Reason.COMMAND_EXITED, exit.reason(), log + err);
-        for (String check : List.of("ok egl surfaceless", "ok context current", "ok renderer is virgl", "ok framebuffer complete",
+        for (String check : List.of("ok virtio-gpu params 3d=1 resource_blob=1 host_visible=1", "ok egl surfaceless", "ok context current", "ok renderer is virgl", "ok framebuffer complete",
                 "ok image read back", "virglcheck passed")) {
             assertTrue(log.lines().anyMatch(l -> l.startsWith(check)), "guest check '" + check + "':\n" + log + err);
         }

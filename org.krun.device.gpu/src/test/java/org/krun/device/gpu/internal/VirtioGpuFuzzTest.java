@@ -98,7 +98,7 @@ class VirtioGpuFuzzTest {
         void run() {
             try {
                 for (int step = 0; step < MAX_STEPS && !in.exhausted(); step++) {
-                    switch (in.below(16)) {
+                    switch (in.below(19)) {
                         case 0, 1 -> create();
                         case 2 -> send(GpuDriver.command(CMD_RESOURCE_UNREF, 8).putInt(24, id()));
                         case 3, 4 -> attach();
@@ -111,6 +111,10 @@ class VirtioGpuFuzzTest {
                         case 12 -> garbageCommand();
                         case 13 -> garbageChain();
                         case 14 -> gpu.writeConfig(in.below(CONFIG_SIZE), in.fixed(1));
+                        case 16 -> createBlob();
+                        case 17 -> setScanoutBlob();
+                        case 18 -> send(GpuDriver.command(in.pick(CMD_RESOURCE_MAP_BLOB, CMD_RESOURCE_UNMAP_BLOB), 16).putInt(24, id())
+                                .putLong(32, offset()));
                         default -> {
                             if (in.u8() < 32) {
                                 keepResources();
@@ -183,6 +187,37 @@ class VirtioGpuFuzzTest {
                 e.putLong(i * MEM_ENTRY_SIZE, address).putInt(i * MEM_ENTRY_SIZE + 8, length);
             }
             send(b, listed == 0 ? List.of() : List.of(e.array()));
+        }
+
+        /** RESOURCE_CREATE_BLOB: guest memory mostly, entries anywhere, sizes near and beyond what they hold. */
+        private void createBlob() {
+            int n = in.pick(0, 1, 2, 3, 1 + in.below(64));
+            ByteBuffer e = ByteBuffer.allocate(n * MEM_ENTRY_SIZE).order(ByteOrder.LITTLE_ENDIAN);
+            long held = 0;
+            for (int i = 0; i < n; i++) {
+                boolean inside = in.u8() < 200;
+                long address = inside ? in.below((int) (REGION0_SIZE / 4096)) * 4096L : in.pick(REGION1 - 4096, REGION2, in.i64());
+                int length = inside ? 4096 * (1 + in.below(4)) : in.pick(8192, -1, in.i32());
+                e.putLong(i * MEM_ENTRY_SIZE, address).putInt(i * MEM_ENTRY_SIZE + 8, length);
+                held += length & 0xffffffffL;
+            }
+            ByteBuffer b = GpuDriver.command(CMD_RESOURCE_CREATE_BLOB, 32);
+            b.putInt(24, id()).putInt(28, in.pick(BLOB_MEM_GUEST, BLOB_MEM_GUEST, BLOB_MEM_HOST3D, BLOB_MEM_HOST3D_GUEST, in.i32()))
+                    .putInt(32, in.pick(0, BLOB_FLAG_USE_SHAREABLE, BLOB_FLAG_USE_MAPPABLE, in.i32()))
+                    .putInt(36, in.u8() < 16 ? n + 1 + in.below(100) : n).putLong(40, in.i64())
+                    .putLong(48, in.pick(held, held - 1, held + 1, 4096L, 0L, -1L, in.i64()));
+            send(b, n == 0 ? List.of() : List.of(e.array()));
+        }
+
+        /** SET_SCANOUT_BLOB: images, strides and offsets at and beyond the edges of the blob. */
+        private void setScanoutBlob() {
+            ByteBuffer b = rectCommand(CMD_SET_SCANOUT_BLOB, 72);
+            int w = side();
+            int h = side();
+            b.putInt(40, in.pick(0, 1, 2, in.i32())).putInt(44, id()).putInt(48, w).putInt(52, h)
+                    .putInt(56, in.pick(1, 2, 67, 134, 0, in.i32()))
+                    .putInt(64, in.pick(w * 4, w * 4 - 4, 0, -4, in.i32())).putInt(80, (int) offset());
+            send(b);
         }
 
         private void cursor() {

@@ -88,7 +88,8 @@ class VirtioGpuTest {
         assertEquals(VirtioIds.GPU, gpu.deviceType());
         assertEquals(16, gpu.deviceType(), "virtio 1.2 §5.7.1");
         assertEquals(2, gpu.queueCount());
-        assertEquals(F_EDID, gpu.deviceFeatures());
+        assertEquals(F_EDID | F_RESOURCE_BLOB, gpu.deviceFeatures());
+        assertEquals(List.of(), gpu.sharedMemoryRegions(), "2D has guest blobs only: no host-visible region");
         byte[] config = new byte[16];
         gpu.readConfig(0, config);
         ByteBuffer c = ByteBuffer.wrap(config).order(ByteOrder.LITTLE_ENDIAN);
@@ -420,5 +421,113 @@ class VirtioGpuTest {
         driver.gpu.close();
         assertTrue(r.isFreed());
         assertFalse(driver.gpu.displays().get(0).frame().isPresent());
+    }
+
+    // ---- guest blobs (VIRTIO_GPU_F_RESOURCE_BLOB)
+
+    private static ByteBuffer setScanoutBlob(int scanout, int id, int x, int y, int w, int h, int imageW, int imageH,
+            int format, int stride, int offset) {
+        ByteBuffer b = GpuDriver.command(CMD_SET_SCANOUT_BLOB, 72);
+        b.putInt(24, x).putInt(28, y).putInt(32, w).putInt(36, h).putInt(40, scanout).putInt(44, id).putInt(48, imageW)
+                .putInt(52, imageH).putInt(56, format).putInt(64, stride).putInt(80, offset);
+        return b;
+    }
+
+    private int send(ByteBuffer request) {
+        return driver.send(request, List.of(), HDR_SIZE).type();
+    }
+
+    /** A guest blob of the whole pattern framebuffer (three ranges), at a stride of W pixels. */
+    private long[] blob(int id, int salt) {
+        long[] pairs = guestFramebuffer(W, H, salt);
+        long[] addresses = {pairs[0], pairs[2], pairs[4]};
+        int[] lengths = {(int) pairs[1], (int) pairs[3], (int) pairs[5]};
+        assertEquals(RESP_OK_NODATA, send(VirglGpuTest.createBlob(0, id, BLOB_MEM_GUEST, BLOB_FLAG_USE_SHAREABLE, 0,
+                (long) W * H * 4, addresses, lengths)));
+        return pairs;
+    }
+
+    @Test
+    void guestBlobOnAScanoutShowsTheGuestPagesAndFlushReadsThemAgain() {
+        driver();
+        long[] pairs = blob(5, 3);
+        assertEquals(RESP_OK_NODATA, send(setScanoutBlob(0, 5, 0, 0, W, H, W, H, XRGB, W * 4, 0)));
+        Frame f = driver.gpu.displays().get(0).frame().orElseThrow();
+        for (int y = 0; y < H; y++) {
+            for (int x = 0; x < W; x++) {
+                assertEquals(0xff000000 | pattern(x, y, 3), f.pixel(x, y), "pixel " + x + "," + y);
+            }
+        }
+        writeGuestPixel(driver, pairs, W, 10, 20, 0x00123456);
+        assertEquals(RESP_OK_NODATA, send(GpuDriver.command(CMD_TRANSFER_TO_HOST_2D, 32).putInt(32, W).putInt(36, H)
+                .putInt(48, 5)), "a transfer of a guest blob is a no-op");
+        assertEquals(RESP_OK_NODATA, send(GpuDriver.command(CMD_RESOURCE_FLUSH, 24).putInt(24, 8).putInt(28, 16)
+                .putInt(32, 8).putInt(36, 8).putInt(40, 5)));
+        assertEquals(0xff123456, driver.gpu.displays().get(0).frame().orElseThrow().pixel(10, 20));
+
+        // a window of the image at an offset: rows of W pixels, 4 rows and 2 pixels down the blob
+        assertEquals(RESP_OK_NODATA, send(setScanoutBlob(0, 5, 0, 0, 16, 8, 16, 8, XRGB, W * 4, (4 * W + 2) * 4)));
+        Frame g = driver.gpu.displays().get(0).frame().orElseThrow();
+        assertEquals(0xff000000 | pattern(2, 4, 3), g.pixel(0, 0));
+        assertEquals(0xff000000 | pattern(17, 11, 3), g.pixel(15, 7));
+
+        assertEquals(RESP_OK_NODATA, send(GpuDriver.command(CMD_RESOURCE_UNREF, 8).putInt(24, 5)));
+        assertTrue(driver.gpu.displays().get(0).frame().isEmpty(), "unref takes the blob off the scanout");
+        assertEquals(0, driver.gpu.state().resourceCount());
+        assertEquals(0, driver.gpu.state().backingEntries());
+    }
+
+    @Test
+    void blobRequestsOutsideTheBlobOrTheDeviceAreRefused() {
+        driver();
+        blob(5, 0);
+        long size = (long) W * H * 4;
+        long page = driver.ram.allocate(4096, 4096);
+        // 2D: guest memory only, never mappable; no host-visible region to map into
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(VirglGpuTest.createBlob(0, 6, BLOB_MEM_HOST3D, BLOB_FLAG_USE_MAPPABLE, 1,
+                4096, new long[0], new int[0])));
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(VirglGpuTest.createBlob(0, 6, BLOB_MEM_GUEST, BLOB_FLAG_USE_MAPPABLE, 0,
+                4096, new long[] {page}, new int[] {4096})));
+        assertEquals(RESP_ERR_INVALID_PARAMETER, driver.send(GpuDriver.command(CMD_RESOURCE_MAP_BLOB, 16).putInt(24, 5),
+                List.of(), HDR_SIZE + 8).type());
+        assertEquals(RESP_ERR_INVALID_RESOURCE_ID, send(GpuDriver.command(CMD_RESOURCE_UNMAP_BLOB, 8).putInt(24, 77)));
+        // ids, sizes and pages
+        assertEquals(RESP_ERR_INVALID_RESOURCE_ID, send(VirglGpuTest.createBlob(0, 5, BLOB_MEM_GUEST, 0, 0, 4096,
+                new long[] {page}, new int[] {4096})));
+        assertEquals(RESP_ERR_INVALID_RESOURCE_ID, send(VirglGpuTest.createBlob(0, 0, BLOB_MEM_GUEST, 0, 0, 4096,
+                new long[] {page}, new int[] {4096})));
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(VirglGpuTest.createBlob(0, 6, BLOB_MEM_GUEST, 0, 0, 8192,
+                new long[] {page}, new int[] {4096})), "pages shorter than the blob");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(VirglGpuTest.createBlob(0, 6, BLOB_MEM_GUEST, 0, 0, 4096,
+                new long[] {1L << 40}, new int[] {4096})), "pages outside guest RAM");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(VirglGpuTest.createBlob(0, 6, BLOB_MEM_GUEST, 0, 0, -1,
+                new long[] {page}, new int[] {4096})), "size 2^64 - 1");
+        // layouts that leave the blob, the image or the device
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(setScanoutBlob(0, 5, 0, 0, W, H, W, H, XRGB, W * 4, 4)), "offset");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(setScanoutBlob(0, 5, 0, 0, W, H, W, H, XRGB, W * 4 - 4, 0)), "stride");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(setScanoutBlob(0, 5, 0, 0, W, H, W, H + 1, XRGB, W * 4, 0)), "height");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(setScanoutBlob(0, 5, 8, 0, W, H, W, H, XRGB, W * 4, 0)), "rect");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(setScanoutBlob(0, 5, 0, 0, W, H, W, H, 999, W * 4, 0)), "format");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(setScanoutBlob(0, 5, 0, 0, 1, 2, 1, 2, XRGB, -4, 0)),
+                "stride 2^32 - 4");
+        assertEquals(RESP_ERR_INVALID_PARAMETER, send(setScanoutBlob(0, 5, 0, 0, 1, 1, 1, 1, XRGB, 4, -1)), "offset 2^32 - 1");
+        assertEquals(RESP_ERR_INVALID_SCANOUT_ID, send(setScanoutBlob(3, 5, 0, 0, W, H, W, H, XRGB, W * 4, 0)));
+        assertEquals(RESP_ERR_INVALID_RESOURCE_ID, send(setScanoutBlob(0, 9, 0, 0, W, H, W, H, XRGB, W * 4, 0)));
+        assertTrue(driver.gpu.displays().get(0).frame().isEmpty());
+        assertEquals(RESP_OK_NODATA, send(setScanoutBlob(0, 5, 0, 0, 1, 1, 1, 1, XRGB, -4, (int) size - 4)),
+                "one row, the blob's last pixel: the stride is never used");
+        assertEquals(RESP_OK_NODATA, send(setScanoutBlob(0, 5, 0, 0, W, H, W, H, XRGB, W * 4, 0)), "the device goes on");
+    }
+
+    @Test
+    void blobCopiesCountAgainstTheDevicesHostMemory() {
+        driver(GpuSpec.twoD().withSize(W, H).withHostMemoryBytes(1 << 20));
+        long page = driver.ram.allocate(1 << 20, 4096);
+        assertEquals(RESP_OK_NODATA, send(VirglGpuTest.createBlob(0, 5, BLOB_MEM_GUEST, 0, 0, 1 << 20,
+                new long[] {page}, new int[] {1 << 20})));
+        // a 512x512 image's copy (1 MiB) plus what the scanout shows exceeds the 1 MiB the device may hold
+        assertEquals(RESP_ERR_OUT_OF_MEMORY, send(setScanoutBlob(0, 5, 0, 0, 512, 512, 512, 512, XRGB, 2048, 0)));
+        assertEquals(RESP_OK_NODATA, send(setScanoutBlob(0, 5, 0, 0, 64, 64, 64, 64, XRGB, 256, 0)));
+        assertTrue(driver.gpu.state().hostBytes() <= 1 << 20);
     }
 }

@@ -81,6 +81,7 @@ final class KvmIoctls {
     static final int KVM_CAP_SET_TSS_ADDR = 4;
     static final int KVM_CAP_EXT_CPUID = 7;
     static final int KVM_CAP_NR_VCPUS = 9;
+    static final int KVM_CAP_NR_MEMSLOTS = 10;
     static final int KVM_CAP_PIT2 = 33;
     static final int KVM_CAP_IOEVENTFD = 36;
     static final int KVM_CAP_IRQFD = 32;

@@ -9,6 +9,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.List;
 import java.util.Map;
 
@@ -29,12 +30,16 @@ final class KvmVm implements HypervisorVm {
     private final int fd;
     private final int vcpuCount;
     private final List<KvmVcpu> vcpus = new ArrayList<>();
+    /** KVM_CAP_NR_MEMSLOTS, at least the two guest RAM takes. */
+    private final int memorySlots;
+    private final BitSet mappedSlots = new BitSet();
     private boolean closed;
 
     KvmVm(Kvm kvm, int vcpuCount) {
         this.kvm = kvm;
         this.vcpuCount = vcpuCount;
         this.fd = kvm.createVm();
+        this.memorySlots = Math.max(2, kvm.checkExtension(KvmIoctls.KVM_CAP_NR_MEMSLOTS));
         try {
             Posix.check("KVM_SET_TSS_ADDR", Posix.ioctl(fd, KvmIoctls.KVM_SET_TSS_ADDR, TSS_ADDRESS));
             try (Arena a = Arena.ofConfined()) {
@@ -53,13 +58,50 @@ final class KvmVm implements HypervisorVm {
 
     @Override
     public void mapMemory(int slot, long guestAddress, MemorySegment host) {
+        if (slot < 0 || slot >= memorySlots || host.byteSize() == 0) {
+            throw new IllegalArgumentException("KVM_SET_USER_MEMORY_REGION: slot " + slot + " of " + memorySlots
+                    + " with " + host.byteSize() + " bytes");
+        }
+        setUserMemoryRegion(slot, guestAddress, host.byteSize(), host.address());
+        synchronized (this) {
+            mappedSlots.set(slot);
+        }
+    }
+
+    /** KVM's slot count (KVM_CAP_NR_MEMSLOTS); every slot can be added and removed while vCPUs run. */
+    @Override
+    public int memorySlots() {
+        return memorySlots;
+    }
+
+    /** KVM API: KVM_SET_USER_MEMORY_REGION with memory_size 0 deletes the slot. */
+    @Override
+    public void unmapMemory(int slot) {
+        synchronized (this) {
+            if (slot < 0 || slot >= memorySlots || !mappedSlots.get(slot)) {
+                throw new IllegalArgumentException("KVM_SET_USER_MEMORY_REGION: slot " + slot + " is not mapped");
+            }
+        }
+        setUserMemoryRegion(slot, 0, 0, 0);
+        synchronized (this) {
+            mappedSlots.clear(slot);
+        }
+    }
+
+    /** The slots mapped now (tests). */
+    synchronized int mappedSlots() {
+        return mappedSlots.cardinality();
+    }
+
+    /** KVM API: KVM_SET_USER_MEMORY_REGION (linux/kvm.h struct kvm_userspace_memory_region). */
+    private void setUserMemoryRegion(int slot, long guestAddress, long size, long hostAddress) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment region = a.allocate(KvmStructs.USERSPACE_MEMORY_REGION);
             region.set(JAVA_INT, 0, slot);
             region.set(JAVA_INT, 4, 0);
             region.set(JAVA_LONG, 8, guestAddress);
-            region.set(JAVA_LONG, 16, host.byteSize());
-            region.set(JAVA_LONG, 24, host.address());
+            region.set(JAVA_LONG, 16, size);
+            region.set(JAVA_LONG, 24, hostAddress);
             Posix.check("KVM_SET_USER_MEMORY_REGION", Posix.ioctl(fd, KvmIoctls.KVM_SET_USER_MEMORY_REGION, region));
         }
     }

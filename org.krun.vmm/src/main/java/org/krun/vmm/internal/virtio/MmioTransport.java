@@ -18,11 +18,15 @@ import org.krun.spi.virtio.DeviceContext;
 import org.krun.spi.virtio.EventLoop;
 import org.krun.spi.virtio.InterruptTrigger;
 import org.krun.spi.virtio.RateLimitedLog;
+import org.krun.spi.virtio.SharedMemory;
+import org.krun.spi.virtio.SharedMemoryRegion;
 import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioFeatures;
 import org.krun.spi.virtio.Virtqueue;
+import org.krun.vmm.internal.boot.SharedMemoryWindow;
 import org.krun.vmm.internal.bus.BusDevice;
+import org.krun.vmm.internal.memory.MemorySlots;
 import org.krun.vmm.internal.event.EpollEventLoop;
 import org.krun.vmm.internal.event.EventNotifier;
 
@@ -87,6 +91,8 @@ public final class MmioTransport implements BusDevice {
     private final long base;
     private final int gsi;
     private final QueueRegisters[] queueRegisters;
+    /** The device's shared memory regions as placed (virtio 1.2 §4.2.2 SHMSel and the registers after it). */
+    private final List<PlacedSharedMemory> sharedMemory;
     /** The queues of the current activation, one per index; set at DRIVER_OK, cleared by reset. */
     private volatile Virtqueue[] queues;
     private final long offeredFeatures;
@@ -97,6 +103,7 @@ public final class MmioTransport implements BusDevice {
     private int driverFeaturesSel;
     private long driverFeatures;
     private int queueSel;
+    private int shmSel;
     private final AtomicInteger configGeneration = new AtomicInteger();
     /** DEVICE_NEEDS_RESET as the device set it, from any thread; cleared by reset. */
     private volatile boolean needsReset;
@@ -117,6 +124,15 @@ public final class MmioTransport implements BusDevice {
     private final List<AutoCloseable> registrations = new ArrayList<>();
 
     public MmioTransport(VirtioDevice device, GuestMemory memory, long base, int gsi) {
+        this(device, memory, base, gsi, null, null);
+    }
+
+    /**
+     * A transport whose device's shared memory regions ({@link VirtioDevice#sharedMemoryRegions()}) are placed
+     * through {@code window}, their mappings taking {@code slots}; without either the device gets none.
+     */
+    public MmioTransport(VirtioDevice device, GuestMemory memory, long base, int gsi,
+            SharedMemoryWindow window, MemorySlots slots) {
         this.device = device;
         this.memory = memory;
         this.base = base;
@@ -126,6 +142,40 @@ public final class MmioTransport implements BusDevice {
             queueRegisters[i] = new QueueRegisters(device.queueMaxSize(i));
         }
         this.offeredFeatures = device.deviceFeatures() | TRANSPORT_FEATURES;
+        List<PlacedSharedMemory> shm = new ArrayList<>();
+        if (window != null && slots != null && slots.available()) {
+            for (SharedMemoryRegion r : device.sharedMemoryRegions()) {
+                if (shm.stream().anyMatch(p -> p.id() == r.id())) {
+                    throw new IllegalArgumentException("virtio device " + device.deviceType() + " asks twice for shared memory region " + r.id());
+                }
+                shm.add(new PlacedSharedMemory(r, window.place(r.size()), slots));
+            }
+        }
+        this.sharedMemory = List.copyOf(shm);
+    }
+
+    /** The device's shared memory regions as placed (none when the hypervisor cannot map while running). */
+    public List<? extends SharedMemory> sharedMemory() {
+        return sharedMemory;
+    }
+
+    private PlacedSharedMemory selectedSharedMemory() {
+        for (PlacedSharedMemory r : sharedMemory) {
+            if (r.id() == shmSel) {
+                return r;
+            }
+        }
+        return null;
+    }
+
+    /** SHMLen and SHMBase of the selected region, or all ones for a region that does not exist (§4.2.2). */
+    private long sharedMemoryRegister(int offset) {
+        PlacedSharedMemory r = selectedSharedMemory();
+        if (r == null) {
+            return 0xffffffffL;
+        }
+        long v = offset == SHM_LEN_LOW || offset == SHM_LEN_HIGH ? r.size() : r.guestAddress();
+        return offset == SHM_LEN_LOW || offset == SHM_BASE_LOW ? v & 0xffffffffL : v >>> 32;
     }
 
     public VirtioDevice device() {
@@ -169,8 +219,9 @@ public final class MmioTransport implements BusDevice {
         return new IoEventAddress.Mmio(base + QUEUE_NOTIFY, 4, OptionalLong.of(queue));
     }
 
-    /** Undoes {@link #attach}; the hypervisor VM must still be open. Idempotent. */
+    /** Undoes {@link #attach} and removes every shared memory mapping; the hypervisor VM must still be open. Idempotent. */
     public void detach() {
+        unmapSharedMemory();
         for (AutoCloseable r : registrations) {
             try {
                 r.close();
@@ -238,7 +289,7 @@ public final class MmioTransport implements BusDevice {
             case QUEUE_READY -> selectedQueue() != null && selectedQueue().ready ? 1 : 0;
             case INTERRUPT_STATUS -> interruptStatus.get();
             case STATUS -> status | (needsReset ? DeviceStatus.DEVICE_NEEDS_RESET : 0);
-            case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> 0xffffffffL; // no shared memory regions
+            case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> sharedMemoryRegister((int) offset);
             case CONFIG_GENERATION -> configGeneration.get();
             default -> 0;
         } & 0xffffffffL;
@@ -291,8 +342,7 @@ public final class MmioTransport implements BusDevice {
             }
             case INTERRUPT_ACK -> interruptStatus.getAndUpdate(s -> s & ~v);
             case STATUS -> writeStatus(v & 0xff);
-            case SHM_SEL -> {
-            }
+            case SHM_SEL -> shmSel = v;
             default -> LOG.log(Level.DEBUG, () -> "virtio-mmio write to read-only or unknown register 0x" + Long.toHexString(offset));
         }
     }
@@ -405,6 +455,7 @@ public final class MmioTransport implements BusDevice {
             }
         }
         queues = null;
+        unmapSharedMemory(); // what the device left mapped goes with its activation
         for (QueueRegisters q : queueRegisters) {
             q.reset();
         }
@@ -414,6 +465,7 @@ public final class MmioTransport implements BusDevice {
         driverFeaturesSel = 0;
         driverFeatures = 0;
         queueSel = 0;
+        shmSel = 0;
         interruptStatus.set(0);
     }
 
@@ -578,6 +630,16 @@ public final class MmioTransport implements BusDevice {
         device.writeConfig(offset, data);
     }
 
+    private void unmapSharedMemory() {
+        for (PlacedSharedMemory r : sharedMemory) {
+            try {
+                r.unmapAll();
+            } catch (RuntimeException e) {
+                LOG.log(Level.ERROR, "virtio device " + device.deviceType() + ": removing shared memory " + r.id() + "'s mappings failed: " + e);
+            }
+        }
+    }
+
     private void interrupt(int reasons) {
         if ((reasons & InterruptTrigger.CONFIG) != 0) {
             configGeneration.incrementAndGet();
@@ -628,6 +690,11 @@ public final class MmioTransport implements BusDevice {
         @Override
         public EventLoop eventLoop() {
             return loop;
+        }
+
+        @Override
+        public java.util.Optional<SharedMemory> sharedMemory(int id) {
+            return sharedMemory.stream().filter(r -> r.id() == id).<SharedMemory>map(r -> r).findFirst();
         }
 
         @Override

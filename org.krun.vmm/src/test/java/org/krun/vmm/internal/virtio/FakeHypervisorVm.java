@@ -3,6 +3,8 @@ package org.krun.vmm.internal.virtio;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 
 import org.krun.spi.hypervisor.HypervisorVm;
 import org.krun.spi.hypervisor.IoEventAddress;
@@ -76,9 +78,34 @@ final class FakeHypervisorVm implements HypervisorVm {
         unregisteredIrqFds.add(new IrqFd(notifier, gsi));
     }
 
+    /** Memory slots mapped now: slot to {guest address, size, host address}. */
+    final Map<Integer, long[]> slots = new TreeMap<>();
+    /** What {@link #memorySlots()} says: 0 for a backend that cannot map while the VM runs. */
+    volatile int memorySlots;
+    /** Slots whose unmapping fails, as a hypervisor might. */
+    final java.util.Set<Integer> failingUnmaps = new java.util.HashSet<>();
+
     @Override
-    public void mapMemory(int slot, long guestAddress, MemorySegment host) {
-        throw new UnsupportedOperationException();
+    public synchronized void mapMemory(int slot, long guestAddress, MemorySegment host) {
+        if (slot < 0 || slot >= memorySlots || slots.containsKey(slot)) {
+            throw new IllegalArgumentException("slot " + slot + " is taken or out of range");
+        }
+        slots.put(slot, new long[] {guestAddress, host.byteSize(), host.address()});
+    }
+
+    @Override
+    public int memorySlots() {
+        return memorySlots;
+    }
+
+    @Override
+    public synchronized void unmapMemory(int slot) {
+        if (failingUnmaps.contains(slot)) {
+            throw new IllegalStateException("slot " + slot + " cannot be removed");
+        }
+        if (slots.remove(slot) == null) {
+            throw new IllegalArgumentException("slot " + slot + " is not mapped");
+        }
     }
 
     @Override

@@ -7,6 +7,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 import org.krun.spi.virtio.DeviceContext;
+import org.krun.spi.virtio.SharedMemoryRegion;
 import org.krun.spi.virtio.SnapshottableDevice;
 
 /**
@@ -34,6 +35,13 @@ final class FakeVirtioDevice implements SnapshottableDevice {
     final List<Boolean> restoredOnLoop = new ArrayList<>();
     volatile RuntimeException restoreFailure;
     private volatile DeviceContext context;
+    /** The shared memory regions the device asks for. */
+    volatile List<SharedMemoryRegion> sharedMemoryRegions = List.of();
+
+    @Override
+    public List<SharedMemoryRegion> sharedMemoryRegions() {
+        return sharedMemoryRegions;
+    }
 
     FakeVirtioDevice(int... queueMaxSizes) {
         this.queueMaxSizes = queueMaxSizes;
