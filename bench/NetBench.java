@@ -39,8 +39,12 @@ import java.util.function.Consumer;
  * (its virtio-net-device on QEMU's stream netdev, connected to the same passt binary listening on a unix
  * socket), the same kernel, initramfs and guest command, alternating, medians and krun/QEMU ratios.
  *
+ * <p>Part 5 ({@link #tapTransfer}, root only): a long TCP transfer each way over a TAP card with offloads, by
+ * running TapLinuxGuestTest with a larger size and MTU.
+ *
  * Usage: java bench/NetBench.java REPO TSIBENCH MIB|auto CONNECTIONS|auto ROUNDS VSOCK_CLASSPATH NET_CLASSPATH
- *        FRAME_SECONDS IPERF_AMOUNT|auto IPERF_ROUNDS PARTS WORK  (IPERF_AMOUNT: 10s for -t 10, 256K for -n 256K)
+ *        FRAME_SECONDS IPERF_AMOUNT|auto IPERF_ROUNDS PARTS WORK TAP_MIB TAP_MTU  (IPERF_AMOUNT: 10s for -t 10, 256K
+ *        for -n 256K)
  */
 public class NetBench {
 
@@ -60,8 +64,10 @@ public class NetBench {
         // client takes far longer than that (runs with -t 5 ended "control socket has closed unexpectedly")
         String iperfAmount = args[8].equals("auto") ? (hardware ? "10s" : "256K") : args[8];
         int iperfRounds = Integer.parseInt(args[9]);
-        List<String> parts = args[10].equals("all") ? List.of("1", "2", "3", "4") : List.of(args[10].split(","));
+        List<String> parts = args[10].equals("all") ? List.of("1", "2", "3", "4", "5") : List.of(args[10].split(","));
         Path work = Path.of(args[11]);
+        long tapMib = Long.parseLong(args[12]);
+        int tapMtu = Integer.parseInt(args[13]);
         System.out.println("bench/net: TCP through TSI (guest sockets made on the host by krun's VMM, over virtio-vsock),");
         System.out.println("and through a virtio-net card on passt; the virtio-net card's own frame rate; iperf3 under krun and QEMU");
         System.out.println("host: " + host + "; " + HostInfo.cpuModel() + "; " + Runtime.getRuntime().availableProcessors() + " CPUs");
@@ -104,6 +110,10 @@ public class NetBench {
         }
         if (parts.contains("4")) {
             failed |= GuestIperf.run(repo, work, iperfAmount, iperfRounds, hardware);
+            System.out.println();
+        }
+        if (parts.contains("5")) {
+            failed |= tapTransfer(repo, work, tapMib, tapMtu, hardware);
         }
         if (failed) {
             System.exit(1);
@@ -301,6 +311,53 @@ public class NetBench {
         List<Double> v = new ArrayList<>(values);
         Collections.sort(v);
         return v.get(v.size() / 2);
+    }
+
+    // ---- part 5: a long TCP transfer each way over a TAP card with offloads
+
+    /**
+     * TapLinuxGuestTest's boot with {@code mib} MiB each way over eth0 (a TAP card with offloads, in a network
+     * namespace the test makes) at MTU {@code mtu} on both ends (the card's and the TAP's): the guest's netcheck
+     * sends the test pattern (the namespace answers its checksum) and receives it (checked byte by byte), and the
+     * test prints MiB/s, frames per MiB and the guest's CPU per MiB each way. Needs root (CAP_NET_ADMIN); whether it
+     * failed.
+     */
+    static boolean tapTransfer(Path repo, Path work, long mib, int mtu, boolean hardware) throws Exception {
+        System.out.println("part 5: TCP over a TAP card (--net tap, virtio-net headers, checksum and TSO offloads), " + mib
+                + " MiB each way between the guest and a network namespace the test makes, MTU " + mtu + " on both ends;");
+        System.out.println("put: guest -> namespace, which answers the checksum of what it got; get: namespace -> guest, every");
+        System.out.println("byte checked (the guest prints its checksum, put's for the same bytes); the guest's CPU from its /proc/stat");
+        if (!hardware) {
+            System.out.println("!!! kvm-pvm host: the guest's TCP stack runs in KVM's instruction emulator; the figures measure that,");
+            System.out.println("!!! and a loaded machine (see the load) gives the vCPU less of a core: the guest's CPU per MiB is the steadier figure");
+        }
+        if (!"root".equals(System.getProperty("user.name"))) {
+            System.out.println("part 5 SKIPPED: TAP devices and network namespaces need root");
+            return false;
+        }
+        Path kernel = Path.of(System.getProperty("user.home"), ".cache/krun/kernel/current/vmlinux").toRealPath();
+        Path log = work.resolve("tap.log");
+        long started = System.nanoTime();
+        Process p = new ProcessBuilder("mvn", "-B", "-o", "-Dstyle.color=never", "test", "-pl", "org.krun.device.net",
+                "-Dtest=TapLinuxGuestTest", "-Dsurefire.failIfNoSpecifiedTests=false", "-Dkrun.kernel=" + kernel,
+                "-Dkrun.tap.test.bytes=" + (mib << 20), "-Dkrun.tap.test.mtu=" + mtu, "-Dkrun.tap.test.socat.bytes=65536")
+                .directory(repo.toFile()).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        int status = p.waitFor();
+        double seconds = (System.nanoTime() - started) / 1e9;
+        for (String l : Files.readAllLines(log)) {
+            if (l.contains("[tap guest] eth0 put ") || l.contains("[tap guest] eth0 frames") || l.contains("[tap guest] iface eth0")
+                    || l.contains("[tap guest] sysctl") || l.contains("[tap guest] boot to exit") || l.contains("TAP transfer")
+                    || l.contains("Tests run:") && !l.contains("--") || l.contains("FAIL")) {
+                System.out.println("  " + l.replace("[tap guest] ", "").strip());
+            }
+        }
+        System.out.printf("part 5: %s in %.0f s (mvn and the boot included)%n", status == 0 ? "passed" : "FAILED", seconds);
+        if (status != 0) {
+            List<String> all = Files.readAllLines(log);
+            System.out.println("the end of its log:");
+            all.subList(Math.max(0, all.size() - 60), all.size()).forEach(l -> System.out.println("  " + l));
+        }
+        return status != 0;
     }
 
     // ---- part 4: iperf3 in the guest over virtio-net on passt, krun vs QEMU microvm

@@ -7,7 +7,8 @@
  *   kmsg               prints the kernel's messages that name virtio or eth
  *   put:IP:PORT:BYTES  connect over TCP, send BYTES of the test pattern, shut down the sending side, read the
  *                      host's answer (its 16-hex-digit checksum of what it got) and compare it with ours
- *   get:IP:PORT:BYTES  connect over TCP, read until the host closes, expect BYTES of the test pattern
+ *   get:IP:PORT:BYTES  connect over TCP, read until the host closes, expect BYTES of the test pattern (the
+ *                      checksum of what came is printed: put's for the same BYTES)
  *   http:IP:PORT:BYTES an HTTP/1.0 GET of /pattern: status 200, a Content-Length of BYTES, and a body of
  *                      BYTES of the test pattern (its checksum is printed)
  *   serve:PORT:BYTES   listen on PORT; to the first connection whose client sends a line (its request, as
@@ -19,6 +20,10 @@
  *                      /etc/resolv.conf init wrote) must be IP
  *   offload:MAC        the interface with address MAC: prints "offload NAME FEATURE..." with the features the
  *                      kernel has active on it (ethtool's names, SIOCETHTOOL ETHTOOL_GFEATURES)
+ *   sysctl:KEY         prints "sysctl KEY VALUE", the value of /proc/sys/KEY (dots for slashes)
+ *   sysctl:KEY=VALUE   writes VALUE there first: prints "sysctl KEY OLD -> NEW"
+ *   cpu                prints the guest's CPU time so far, "cpu user U system S idle I irq Q softirq F" in
+ *                      clock ticks (from /proc/stat), so a step's cost shows between two of them
  * Prints one line per step ("... ok MS" or "... FAIL reason"); exits with the number of failed steps.
  *
  * The pattern is xorshift64 from seed 42, eight bytes little-endian at a time; the checksum is 64-bit
@@ -478,9 +483,12 @@ static void get(const char *step, const char *ip, int port, long bytes)
     static unsigned char buf[CHUNK];
     static struct expected e;
     expect_init(&e);
+    uint64_t sum = 0xcbf29ce484222325ULL;
     ssize_t n;
-    while ((n = read(s, buf, sizeof buf)) > 0)
+    while ((n = read(s, buf, sizeof buf)) > 0) {
         expect_next(&e, buf, (size_t)n);
+        sum = fnv(sum, buf, (size_t)n);
+    }
     long total = e.total;
     int bad = e.bad;
     close(s);
@@ -491,7 +499,7 @@ static void get(const char *step, const char *ip, int port, long bytes)
         snprintf(detail, sizeof detail, "%ld bytes, %s", total, bad ? "not the pattern" : "the pattern");
         fail(step, "got %s", detail);
     } else {
-        printf("%s ok %ld\n", step, now_ms() - start);
+        printf("%s ok %ld %016llx\n", step, now_ms() - start, (unsigned long long)sum);
         fflush(stdout);
     }
 }
@@ -697,6 +705,78 @@ static void udp(const char *step, const char *ip, int port, const char *text)
     fail(step, "no echo in %s", "5 tries");
 }
 
+/* The whole value of /proc/sys/KEY, trailing newline dropped, into out; -1 if it cannot be read. */
+static int read_sysctl(const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, out, size - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    while (n > 0 && out[n - 1] == '\n')
+        n--;
+    out[n] = 0;
+    return 0;
+}
+
+static void sysctl(const char *step, const char *arg)
+{
+    char key[128], path[160], old[64], now[64];
+    const char *eq = strchr(arg, '=');
+    if (!eq)
+        eq = arg + strlen(arg);
+    if (eq == arg || (size_t)(eq - arg) >= sizeof key) {
+        fail(step, "is not sysctl:KEY[=VALUE]%s", "");
+        return;
+    }
+    memcpy(key, arg, (size_t)(eq - arg));
+    key[eq - arg] = 0;
+    snprintf(path, sizeof path, "/proc/sys/%s", key);
+    for (char *c = path + 10; *c; c++)
+        if (*c == '.')
+            *c = '/';
+    if (read_sysctl(path, old, sizeof old)) {
+        fail(step, "cannot read it: %s", strerror(errno));
+        return;
+    }
+    if (!*eq) {
+        printf("sysctl %s %s\n", key, old);
+        fflush(stdout);
+        return;
+    }
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    size_t len = strlen(eq + 1);
+    if (fd < 0 || write(fd, eq + 1, len) != (ssize_t)len) {
+        fail(step, "cannot write it: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    if (read_sysctl(path, now, sizeof now)) {
+        fail(step, "cannot read it again: %s", strerror(errno));
+        return;
+    }
+    printf("sysctl %s %s -> %s\n", key, old, now);
+    fflush(stdout);
+}
+
+static void cpu(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long user, nice, system, idle, iowait, irq, softirq;
+    if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait, &irq, &softirq) != 7) {
+        fail("cpu", "cannot read %s", "/proc/stat");
+    } else {
+        printf("cpu user %llu system %llu idle %llu irq %llu softirq %llu\n", user + nice, system, idle + iowait, irq, softirq);
+        fflush(stdout);
+    }
+    if (f)
+        fclose(f);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN); /* a peer that goes away is a failed step, not the end of the program */
@@ -715,6 +795,10 @@ int main(int argc, char **argv)
             dev();
         } else if (!strcmp(kind, "kmsg")) {
             kmsg();
+        } else if (!strcmp(kind, "cpu")) {
+            cpu();
+        } else if (!strcmp(kind, "sysctl")) {
+            sysctl(step, step + 7);
         } else if (!strcmp(kind, "ping")) {
             ping(step, step + 5);
         } else if (!strcmp(kind, "resolve")) {

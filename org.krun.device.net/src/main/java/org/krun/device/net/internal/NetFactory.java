@@ -92,10 +92,24 @@ public final class NetFactory extends AbstractDeviceFactory<NetSpec> {
     }
 
     /**
+     * The guest kernel's sysctl (set from its command line) for cards with TSO: a TCP socket builds
+     * segmentation-offload frames of at least 44 segments (63,712 bytes at a 1500 MTU, under the 64 KiB a
+     * virtio-net frame may carry) instead of Linux's 2. Linux sizes them by the socket's pacing rate, which is
+     * low when the guest itself is slow: on kvm-pvm hosts, where the guest kernel is interpreted, its frames
+     * averaged 2,849 bytes (2 segments), 379 a MiB; with this 26-33 KB (its window limits the rest), 32-40 a
+     * MiB, and a MiB sent cost the guest 1.2-1.8 s of CPU instead of 5.9 s. Each frame costs the guest its
+     * whole stack path and the VMM a descriptor chain; the card's peer is the host's own stack, which
+     * segments (if it must) at memory speed. The user's own kernel arguments come later on the command line
+     * and win.
+     */
+    static final String MIN_TSO_SEGS_ARG = "sysctl.net.ipv4.tcp_min_tso_segs=44";
+
+    /**
      * What the guest's init needs for the card: {@code krun.net=MAC,dhcp}, {@code krun.net=MAC,A.B.C.D/N[,GW]}
      * or {@code krun.net=MAC} (up, no address) on the kernel command line; the name servers as
      * {@code /etc/resolv.conf} where krun knows them (passt's, or the card's own); with passt, the host's
-     * loopback as {@value #HOST_ALIAS} in {@code /etc/hosts}.
+     * loopback as {@value #HOST_ALIAS} in {@code /etc/hosts}; with TSO (a TAP card with offloads),
+     * {@link #MIN_TSO_SEGS_ARG}.
      */
     static GuestSetup guestSetup(NetSpec spec) {
         String mac = spec.mac().orElse(NetSpec.DEFAULT_MAC);
@@ -118,6 +132,10 @@ public final class NetFactory extends AbstractDeviceFactory<NetSpec> {
         if (spec.backend() == NetSpec.Backend.PASST) {
             Passt.address(spec).gateway().ifPresent(g -> appends.put("/etc/hosts", g.getHostAddress() + " " + HOST_ALIAS + "\n"));
         }
-        return new GuestSetup(new ArrayList<>(List.of("krun.net=" + mac + addressing)), files, appends);
+        List<String> args = new ArrayList<>(List.of("krun.net=" + mac + addressing));
+        if (spec.backend() == NetSpec.Backend.TAP && spec.offloads()) {
+            args.add(MIN_TSO_SEGS_ARG);
+        }
+        return new GuestSetup(args, files, appends);
     }
 }

@@ -47,8 +47,11 @@ class NetFactoryTest {
         NetSpec fixed = NetSpec.parse("unixgram=/tmp/g.sock,mac=02:00:00:00:00:01,ip=10.9.0.2/24,gw=10.9.0.1");
         assertEquals(List.of("krun.net=02:00:00:00:00:01,10.9.0.2/24,10.9.0.1"), NetFactory.guestSetup(fixed).kernelArgs());
         assertEquals(Map.of(), NetFactory.guestSetup(fixed).files());
-        assertEquals(List.of("krun.net=" + NetSpec.DEFAULT_MAC), NetFactory.guestSetup(NetSpec.tap("tap0")).kernelArgs(),
-                "a TAP card comes up without an address unless given one");
+        assertEquals(List.of("krun.net=" + NetSpec.DEFAULT_MAC, "sysctl.net.ipv4.tcp_min_tso_segs=44"),
+                NetFactory.guestSetup(NetSpec.tap("tap0")).kernelArgs(),
+                "a TAP card comes up without an address unless given one; with TSO, the guest's TCP builds 64 KiB frames");
+        assertEquals(List.of("krun.net=" + NetSpec.DEFAULT_MAC), NetFactory.guestSetup(NetSpec.tap("tap0").withOffloads(false)).kernelArgs(),
+                "without offloads, no TSO frames to size");
     }
 
     @Test

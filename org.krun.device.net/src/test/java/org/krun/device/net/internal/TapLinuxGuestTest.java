@@ -43,7 +43,10 @@ import org.krun.vmm.testing.LinuxGuest;
  * namespace answers, receives one from it, and has a UDP datagram echoed;
  * <li>eth1 (10.214.X.2/24) pings 10.214.X.1 and has a UDP datagram echoed: two cards on two TAPs, both reached;
  * <li>the guest's kernel shows the offloads the TAP backend offered as active on both cards (checksum, TSO,
- * hardware GRO), and eth0's counters show frames larger than the MTU went out (TSO was used);
+ * hardware GRO), the card's kernel argument set its {@code net.ipv4.tcp_min_tso_segs} to 44, and eth0's
+ * counters show its frames averaged more than 4 MTUs going out (TSO frames sized by that, not by the slow
+ * guest's pacing rate) and more than one coming in (the TAP's GSO); the test prints each way's MiB/s, frames
+ * per MiB and the guest's CPU per MiB (netcheck's {@code cpu} steps) and both checksums;
  * <li>eth2 (10.215.X.2/24) is a unixgram card ({@code --net unixgram=PATH}) whose peer is a third-party
  * program, socat, bridging a unix datagram socket to a TAP it makes inside the namespace (10.215.X.1, no
  * packet-information header): eth2 pings 10.215.X.1 and sends and receives a TCP stream (checksummed) across
@@ -103,6 +106,14 @@ class TapLinuxGuestTest {
     }
 
     /**
+     * eth0's MTU, on the card and on its TAP: 1500 ({@code -Dkrun.tap.test.mtu} overrides; bench/net part 5 runs
+     * 100 MiB each way at 65520, where the namespace's replies come in 64 KiB frames too).
+     */
+    private static int mtu() {
+        return Integer.getInteger("krun.tap.test.mtu", 1500);
+    }
+
+    /**
      * Bytes each way over eth2 (socat in user space moves every frame, without offloads): 256 KiB
      * ({@code -Dkrun.tap.test.socat.bytes} overrides).
      */
@@ -119,6 +130,7 @@ class TapLinuxGuestTest {
         long socatBytes = socatBytes();
         // -Dkrun.tap.test.offloads=false measures the same boot without offloads (their checks are skipped then)
         boolean offloads = Boolean.parseBoolean(System.getProperty("krun.tap.test.offloads", "true"));
+        int mtu0 = mtu();
         String id = HexFormat.of().toHexDigits((short) ThreadLocalRandom.current().nextInt());
         int subnet = 1 + ThreadLocalRandom.current().nextInt(254);
         String ns = "krun-tap-" + id;
@@ -158,7 +170,7 @@ class TapLinuxGuestTest {
                 hostSide.execute(() -> echo(echo, echoed));
                 AtomicReference<String> moved = new AtomicReference<>("not yet");
                 Thread mover = Thread.ofPlatform().daemon(true).name("tap-mover").start(() -> moved.set(
-                        moveWhenAttached(log, ns, tap0, host0 + "/24") + "; " + moveWhenAttached(log, ns, tap1, host1 + "/24")));
+                        moveWhenAttached(log, ns, tap0, host0 + "/24", mtu0) + "; " + moveWhenAttached(log, ns, tap1, host1 + "/24", 1500)));
                 AtomicReference<String> linked = new AtomicReference<>("no socat");
                 Thread linker = null;
                 if (socat) {
@@ -168,16 +180,17 @@ class TapLinuxGuestTest {
                     linker = Thread.ofPlatform().daemon(true).name("unixgram-linker").start(() -> linked.set(linkWhenBound(tmp, before, link)));
                 }
 
-                NetSpec card0 = NetSpec.tap(tap0).withOffloads(offloads).withMac(MAC0).withIpv4(NetSpec.Ipv4.parse("10.213." + subnet + ".2/24", null));
+                NetSpec card0 = NetSpec.tap(tap0).withOffloads(offloads).withMtu(mtu0).withMac(MAC0).withIpv4(NetSpec.Ipv4.parse("10.213." + subnet + ".2/24", null));
                 NetSpec card1 = NetSpec.tap(tap1).withOffloads(offloads).withMac(MAC1).withIpv4(NetSpec.Ipv4.parse("10.214." + subnet + ".2/24", null));
                 // eth2's steps come after eth0's "dev" snapshots that the offload checks below compare
                 List<String> steps = new ArrayList<>(List.of("/usr/local/bin/netcheck", "iface:" + MAC0, "iface:" + MAC1));
                 if (socat) {
                     steps.add("iface:" + MAC2);
                 }
-                steps.addAll(List.of("offload:" + MAC0, "offload:" + MAC1, "ping:" + host0, "ping:" + host1, "dev",
-                        "put:" + host0 + ":" + SINK_PORT + ":" + bytes, "dev",
-                        "get:" + host0 + ":" + SOURCE_PORT + ":" + bytes, "dev",
+                steps.add("sysctl:net.ipv4.tcp_min_tso_segs");
+                steps.addAll(List.of("offload:" + MAC0, "offload:" + MAC1, "ping:" + host0, "ping:" + host1, "dev", "cpu",
+                        "put:" + host0 + ":" + SINK_PORT + ":" + bytes, "dev", "cpu",
+                        "get:" + host0 + ":" + SOURCE_PORT + ":" + bytes, "dev", "cpu",
                         "udp:" + host0 + ":" + ECHO_PORT + ":hello-from-eth0",
                         "udp:" + host1 + ":" + ECHO_PORT + ":hello-from-eth1"));
                 if (socat) {
@@ -204,7 +217,7 @@ class TapLinuxGuestTest {
                         + " datagrams echoed; unixgram: " + linked.get());
                 List<String> lines = out.lines().toList();
                 assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
-                assertTrue(lines.contains("iface eth0 " + MAC0 + " up 10.213." + subnet + ".2/24 1500"), r.toString());
+                assertTrue(lines.contains("iface eth0 " + MAC0 + " up 10.213." + subnet + ".2/24 " + mtu0), r.toString());
                 assertTrue(lines.contains("iface eth1 " + MAC1 + " up 10.214." + subnet + ".2/24 1500"), r.toString());
                 for (String card : offloads ? List.of("eth0", "eth1") : List.<String>of()) {
                     String active = lines.stream().filter(l -> l.startsWith("offload " + card + " ")).findFirst().orElse("") + " ";
@@ -237,11 +250,18 @@ class TapLinuxGuestTest {
                 long rxPerFrame = (eth0.get(2)[0] - eth0.get(1)[0]) / Math.max(1, eth0.get(2)[1] - eth0.get(1)[1]);
                 System.out.println("[tap guest] eth0 frames during put: " + txPerFrame + " bytes on average sent; during get: "
                         + rxPerFrame + " bytes on average received");
+                List<long[]> cpu = lines.stream().filter(l -> l.startsWith("cpu ")).map(TapLinuxGuestTest::cpuTicks).toList();
+                System.out.println("[tap guest] eth0 " + transfer("put", lines, host0 + ":" + SINK_PORT, bytes, eth0.get(1)[3] - eth0.get(0)[3], cpu.get(0), cpu.get(1))
+                        + "; " + transfer("get", lines, host0 + ":" + SOURCE_PORT, bytes, eth0.get(2)[1] - eth0.get(1)[1], cpu.get(1), cpu.get(2))
+                        + "; MTU " + mtu0 + "; " + uptime());
                 if (!offloads) {
                     System.out.println("*** offloads were off (krun.tap.test.offloads=false): their checks SKIPPED ***");
                     return;
                 }
-                assertTrue(txPerFrame > 1514, "the guest's TCP frames averaged more than an MTU (TSO): " + txPerFrame);
+                assertTrue(lines.contains("sysctl net.ipv4.tcp_min_tso_segs 44"), "the card's kernel argument sized the guest's TSO frames: "
+                        + lines.stream().filter(l -> l.startsWith("sysctl")).toList());
+                // 2 segments a frame (2,896 bytes at MTU 1500) when the guest's slow pacing rate sizes them (Linux's default)
+                assertTrue(txPerFrame > 4 * 1514, "the guest's TCP frames averaged more than 4 MTUs (TSO, 44 segments): " + txPerFrame);
                 assertTrue(rxPerFrame > 1514, "the TAP handed the guest frames larger than an MTU (GSO): " + rxPerFrame);
             }
         } finally {
@@ -359,6 +379,37 @@ class TapLinuxGuestTest {
         }
     }
 
+    /** user, system, softirq ticks from netcheck's "cpu user U system S idle I irq Q softirq F". */
+    private static long[] cpuTicks(String line) {
+        String[] w = line.split(" ");
+        return new long[] {Long.parseLong(w[2]), Long.parseLong(w[4]), Long.parseLong(w[10])};
+    }
+
+    /**
+     * "put 1.0 MiB in 7.4 s, 0.14 MiB/s, 379 frames/MiB, guest CPU 5.9 s/MiB (user 0.1 system 3.8 softirq 2.0), checksum C":
+     * one transfer's figures from netcheck's step line, the card's frame count and the guest's CPU ticks (HZ=100).
+     */
+    private static String transfer(String kind, List<String> lines, String target, long bytes, long frames, long[] cpuBefore, long[] cpuAfter) {
+        String[] w = lines.stream().filter(l -> l.startsWith(kind + ":" + target + ":" + bytes + " ok ")).findFirst()
+                .orElse("? ok -1 ?").split(" ");
+        double mib = bytes / 1048576.0;
+        double seconds = Long.parseLong(w[2]) / 1000.0;
+        double[] cpu = new double[3];
+        for (int i = 0; i < 3; i++) {
+            cpu[i] = (cpuAfter[i] - cpuBefore[i]) / 100.0 / mib;
+        }
+        return String.format("%s %.1f MiB in %.1f s, %.3f MiB/s, %.0f frames/MiB, guest CPU %.2f s/MiB (user %.2f system %.2f softirq %.2f), checksum %s",
+                kind, mib, seconds, mib / seconds, frames / mib, cpu[0] + cpu[1] + cpu[2], cpu[0], cpu[1], cpu[2], w.length > 3 ? w[3] : "?");
+    }
+
+    private static String uptime() {
+        try {
+            return "load " + Files.readString(Path.of("/proc/loadavg")).trim();
+        } catch (java.io.IOException e) {
+            return "load unknown";
+        }
+    }
+
     /** rx bytes, rx frames, tx bytes, tx frames from netcheck's "dev NAME rx B bytes P packets E errs D drop, tx B bytes P packets ..." */
     private static long[] counters(String line) {
         String[] w = line.split(" ");
@@ -452,7 +503,7 @@ class TapLinuxGuestTest {
      * Waits (2 minutes at most) until krun attached to {@code tap} (its tun_flags show virtio-net headers), then
      * moves it into {@code ns} and gives it {@code address} there.
      */
-    private static String moveWhenAttached(List<String> log, String ns, String tap, String address) {
+    private static String moveWhenAttached(List<String> log, String ns, String tap, String address, int mtu) {
         Path flags = Path.of("/sys/class/net", tap, "tun_flags");
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(2);
         try {
@@ -460,6 +511,7 @@ class TapLinuxGuestTest {
                 if (Files.exists(flags) && (Integer.decode(Files.readString(flags).trim()) & IFF_VNET_HDR) != 0) {
                     ip(log, "link", "set", tap, "netns", ns);
                     ip(log, "-n", ns, "addr", "add", address, "dev", tap);
+                    ip(log, "-n", ns, "link", "set", tap, "mtu", String.valueOf(mtu));
                     ip(log, "-n", ns, "link", "set", tap, "up");
                     return tap + " attached and moved to " + ns + " as " + address;
                 }
