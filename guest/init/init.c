@@ -99,6 +99,9 @@ struct config {
 
 static struct config cfg;
 static int dev_mounted; /* devtmpfs is on the current root's /dev */
+/* Which of the system filesystems are mounted on the current root (early_mounts, then moved along to the run's). */
+enum { MOUNTED_PROC = 1, MOUNTED_SYS = 2, MOUNTED_PTS = 4, MOUNTED_SHM = 8 };
+static int sys_mounted;
 static int console_fd = -1; /* where init's own messages go */
 
 static void say(const char *fmt, ...)
@@ -660,17 +663,20 @@ static unsigned long long read_number(const char *path)
  */
 static void refresh_disks(void)
 {
-    /* The root's /sys is mounted later, after the switch: look through a mount of our own meanwhile. */
+    /* /sys as early_mounts() left it, or (when that failed) a mount of our own meanwhile. */
+    const char *sys = sys_mounted & MOUNTED_SYS ? "/sys" : "/krun/sys";
     if (cfg.ndisks == 0)
         return;
-    mkdir("/krun/sys", 0555);
-    if (mount("sysfs", "/krun/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) {
-        say("cannot mount sysfs to find the disks: %s", strerror(errno));
-        return;
+    if (!(sys_mounted & MOUNTED_SYS)) {
+        mkdir("/krun/sys", 0555);
+        if (mount("sysfs", "/krun/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) {
+            say("cannot mount sysfs to find the disks: %s", strerror(errno));
+            return;
+        }
     }
     for (int i = 0; i + 1 < cfg.ndisks; i += 2) {
         char dir[96], virtio[32], name[32], path[160];
-        snprintf(dir, sizeof dir, "/krun/sys/bus/platform/devices/virtio-mmio.%s", cfg.disks[i]);
+        snprintf(dir, sizeof dir, "%s/bus/platform/devices/virtio-mmio.%s", sys, cfg.disks[i]);
         if (!first_entry(dir, "virtio", virtio, sizeof virtio)) {
             say("disk %s: no virtio device under %s", cfg.disks[i], dir);
             continue;
@@ -681,7 +687,7 @@ static void refresh_disks(void)
             continue;
         }
         unsigned long long want = strtoull(cfg.disks[i + 1], NULL, 10), have = 0;
-        snprintf(path, sizeof path, "/krun/sys/block/%s/size", name);
+        snprintf(path, sizeof path, "%s/block/%s/size", sys, name);
         for (int waited = 0; (have = read_number(path)) != want && waited < 5000; waited++) {
             struct timespec ts = {0, 1000 * 1000};
             nanosleep(&ts, NULL);
@@ -695,7 +701,7 @@ static void refresh_disks(void)
         if (fd >= 0)
             close(fd);
     }
-    if (umount2("/krun/sys", MNT_DETACH))
+    if (!(sys_mounted & MOUNTED_SYS) && umount2("/krun/sys", MNT_DETACH))
         say("cannot unmount /krun/sys: %s", strerror(errno));
 }
 
@@ -758,6 +764,142 @@ static void mount_with_options(const char *source, const char *target, const cha
         fail_setup("mount %s (%s) on %s: %s", source, fstype, target, strerror(errno));
 }
 
+static int write_file(const char *path, const char *from, const char *text);
+
+static void mount_fs(const char *source, const char *target, const char *type, unsigned long flags,
+                     const char *data, mode_t mode);
+
+/*
+ * /proc, /sys, /dev/pts and /dev/shm, mounted on the initramfs before the template point (beside /dev), so
+ * that a run, templated or not, moves them into its root rather than mounting them: each mount costs the
+ * guest kernel a tenth of a second or more where its code is emulated.
+ */
+static void early_mounts(void)
+{
+    struct { const char *source, *target, *type; unsigned long flags; const char *data; mode_t mode; int bit; } m[] = {
+        {"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555, MOUNTED_PROC},
+        {"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555, MOUNTED_SYS},
+        {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666", 0755, MOUNTED_PTS},
+        {"shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777, MOUNTED_SHM},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        if ((m[i].bit & (MOUNTED_PTS | MOUNTED_SHM)) && !dev_mounted)
+            continue;
+        mkdirs(m[i].target, m[i].mode);
+        if (mount(m[i].source, m[i].target, m[i].type, m[i].flags, m[i].data) == 0)
+            sys_mounted |= m[i].bit;
+    }
+    symlink("/proc/self/fd", "/dev/fd");
+    symlink("/proc/self/fd/0", "/dev/stdin");
+    symlink("/proc/self/fd/1", "/dev/stdout");
+    symlink("/proc/self/fd/2", "/dev/stderr");
+}
+
+/*
+ * Moves /proc, /sys and /dev (with /dev/pts and /dev/shm on it) from the initramfs into the new root. One
+ * that cannot be moved (the root has no such directory and cannot have one made) is detached, and
+ * setup_filesystems() mounts it afresh as before.
+ */
+static void move_system_mounts(const char *newroot)
+{
+    static const struct { const char *path; int bits; mode_t mode; } m[] = {
+        {"/proc", MOUNTED_PROC, 0555}, {"/sys", MOUNTED_SYS, 0555}, {"/dev", 0, 0755},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        int isdev = !m[i].bits;
+        if (isdev ? !dev_mounted : !(sys_mounted & m[i].bits))
+            continue;
+        char target[300];
+        snprintf(target, sizeof target, "%s%s", newroot, m[i].path);
+        mkdirs(target, m[i].mode);
+        if (mount(m[i].path, target, NULL, MS_MOVE, NULL) == 0)
+            continue;
+        umount2(m[i].path, MNT_DETACH);
+        if (isdev) {
+            dev_mounted = 0;
+            sys_mounted &= ~(MOUNTED_PTS | MOUNTED_SHM);
+        } else {
+            sys_mounted &= ~m[i].bits;
+        }
+    }
+}
+
+/* Which of cfg.files (index i / 2) and cfg.appends (32 + i / 2) are already in the overlay's upper layer. */
+static unsigned char file_staged[64];
+
+/*
+ * Gives the overlay's upper layer the parent directories of `path` (relative to the root, "/etc/hosts") as the
+ * lower layer has them: a directory present in both layers is merged by overlayfs, as one copied up would be,
+ * so a file written into it needs no copy-up. 0, or -1 when a component of the lower layer's path is not a
+ * plain directory (a symlink among them: only the mounted overlay resolves it as the guest would).
+ */
+static int stage_parents(const char *lower, const char *upper, const char *path)
+{
+    char rel[256];
+    if (path[0] != '/' || snprintf(rel, sizeof rel, "%s", path + 1) >= (int)sizeof rel)
+        return -1;
+    for (char *p = rel; (p = strchr(p, '/')); p++) {
+        char from[300], to[300];
+        struct stat st;
+        *p = 0;
+        snprintf(from, sizeof from, "%s/%s", lower, rel);
+        snprintf(to, sizeof to, "%s/%s", upper, rel);
+        if (lstat(from, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                return -1;
+            if (mkdir(to, st.st_mode & 07777) == 0) {
+                if (chown(to, st.st_uid, st.st_gid) || chmod(to, st.st_mode & 07777))
+                    return -1;
+            } else if (errno != EEXIST) {
+                return -1;
+            }
+        } else if (errno != ENOENT || (mkdir(to, 0755) && errno != EEXIST)) {
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+/*
+ * The files devices provide (/etc/resolv.conf, /etc/hosts), written into the overlay's upper layer before it
+ * is mounted: the same files as provide_file() writes into the mounted overlay, without overlayfs copying
+ * their directories up through virtio-fs first (about a second of guest kernel work on hosts that emulate
+ * it). An appended file starts with the lower layer's (or an earlier staged) content. A file whose path
+ * cannot be staged so (a symlink on the way, a directory where the file goes) is left to provide_file().
+ */
+static void stage_files(const char *lower, const char *upper)
+{
+    for (int k = 0; k < 2; k++) {
+        char **list = k ? cfg.appends : cfg.files;
+        int n = k ? cfg.nappends : cfg.nfiles;
+        for (int i = 0; i + 1 < n; i += 2) {
+            const char *path = list[i];
+            char from[300], to[300];
+            struct stat st;
+            if (snprintf(from, sizeof from, "%s%s", lower, path) >= (int)sizeof from
+                || snprintf(to, sizeof to, "%s%s", upper, path) >= (int)sizeof to || stage_parents(lower, upper, path))
+                continue;
+            int present = lstat(from, &st) == 0;
+            if (present && (k ? !S_ISREG(st.st_mode) : S_ISDIR(st.st_mode)))
+                continue; /* a replaced symlink is shadowed, as the rename over it in the overlay replaces it */
+            if (lstat(to, &st) == 0) {
+                if (!k)
+                    continue; /* listed twice: provide_file() does it as before */
+                present = 1;
+                snprintf(from, sizeof from, "%s", to); /* appended to what was staged */
+            }
+            char tmp[310];
+            snprintf(tmp, sizeof tmp, "%s.krun-new", to);
+            if (write_file(tmp, k && present ? from : NULL, list[i + 1]) || rename(tmp, to)) {
+                unlink(tmp);
+                continue;
+            }
+            file_staged[k * 32 + i / 2] = 1;
+        }
+    }
+}
+
 /*
  * Makes the configured filesystem the root: mounted at /krun/newroot, moved over /, chrooted into. The
  * initramfs (holding only this init and its configuration) stays underneath, unreachable. With
@@ -775,13 +917,13 @@ static void switch_root(void)
         mount_fs("tmpfs", "/krun/rw", "tmpfs", MS_NOSUID, "mode=0755", 0755);
         mkdirs("/krun/rw/upper", 0755);
         mkdirs("/krun/rw/work", 0755);
+        stage_files("/krun/lower", "/krun/rw/upper");
         mount_with_options("overlay", newroot, "overlay",
                            "lowerdir=/krun/lower,upperdir=/krun/rw/upper,workdir=/krun/rw/work");
     } else {
         mount_with_options(cfg.root_source, newroot, cfg.root_fstype, cfg.root_options);
     }
-    umount2("/dev", MNT_DETACH); /* devtmpfs is mounted again inside the new root */
-    dev_mounted = 0;
+    move_system_mounts(newroot);
     if (chdir(newroot) || mount(".", "/", NULL, MS_MOVE, NULL) || chroot(".") || chdir("/"))
         fail_setup("switch to root %s: %s", cfg.root_source, strerror(errno));
 }
@@ -866,9 +1008,11 @@ static void provide_file(const char *path, const char *text, int append, int n)
 static void provide_files(void)
 {
     for (int i = 0; i + 1 < cfg.nfiles; i += 2)
-        provide_file(cfg.files[i], cfg.files[i + 1], 0, i / 2);
+        if (!file_staged[i / 2])
+            provide_file(cfg.files[i], cfg.files[i + 1], 0, i / 2);
     for (int i = 0; i + 1 < cfg.nappends; i += 2)
-        provide_file(cfg.appends[i], cfg.appends[i + 1], 1, 32 + i / 2);
+        if (!file_staged[32 + i / 2])
+            provide_file(cfg.appends[i], cfg.appends[i + 1], 1, 32 + i / 2);
 }
 
 /* Name servers a card learnt by DHCP, unless a device gave /etc/resolv.conf already (passt's forwarder). */
@@ -888,13 +1032,17 @@ static void extra_mounts(void)
 
 static void setup_filesystems(void)
 {
-    mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
-    mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
+    if (!(sys_mounted & MOUNTED_PROC))
+        mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
+    if (!(sys_mounted & MOUNTED_SYS))
+        mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
     if (!dev_mounted)
         mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", 0755);
     dev_mounted = 1;
-    mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666", 0755);
-    mount_fs("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
+    if (!(sys_mounted & MOUNTED_PTS))
+        mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666", 0755);
+    if (!(sys_mounted & MOUNTED_SHM))
+        mount_fs("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
     mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
     symlink("/proc/self/fd", "/dev/fd");
     symlink("/proc/self/fd/0", "/dev/stdin");
@@ -1211,6 +1359,7 @@ int main(int argc, char **argv)
     dev_mounted = 1;
     reserve_stdio_fds();
     mark_init_started();
+    early_mounts();
     if (access(TEMPLATE_MARKER_PATH, F_OK) == 0) {
         load_config_from_vmm();
         apply_per_run_state();

@@ -112,6 +112,8 @@ class KrunRunLinuxIT {
                         + "cat /mnt/host/from-host; touch /mnt/host/new 2>/dev/null && echo ro-broken || echo ro-kept; "
                         + "echo written > /probe-of-this-run && cat /probe-of-this-run; cat /share-at-the-top/from-host; "
                         + "grep -c ' host.krun.internal$' /etc/hosts; grep -c '^nameserver ' /etc/resolv.conf; "
+                        // the root's own /etc/hosts lines are kept beside the appended ones, and /etc keeps its mode
+                        + "grep -c ' localhost$' /etc/hosts; stat -c %a /etc; "
                         // last: networking with no options (TSI), the host's loopback by its name in the guest
                         + "wget -q -O - http://host.krun.internal:" + http.getAddress().getPort() + "/file | md5sum");
         exit0 = boot(null, "run", "--no-default-devices", "--device", "rng", "--", "/bin/sh", "-c",
@@ -270,7 +272,8 @@ class KrunRunLinuxIT {
         assertEquals(0, r.status(), r.toString());
         List<String> lines = r.out().lines().toList();
         assertEquals(List.of("/tmp", "hi there", "testvm", "123", "456", "1", "1", "1", "notty", "shared by the host",
-                "ro-kept", "written", "shared by the host", "2", resolvers()), lines.subList(0, Math.max(0, lines.size() - 1)),
+                "ro-kept", "written", "shared by the host", "2", resolvers(), localhostLines(), etcMode()),
+                lines.subList(0, Math.max(0, lines.size() - 1)),
                 r.toString()); // the last line is the wget's, checked below
         assertFalse(java.nio.file.Files.exists(shared.resolve("new")), "the read-only share stayed untouched");
         assertEquals("to-stderr\n", r.err(), r.toString());
@@ -286,6 +289,22 @@ class KrunRunLinuxIT {
                 "md5sum of what wget got, against the " + SERVED.length + " bytes served\n" + r);
         // The VMM made the connection on the guest's behalf: the server saw the host's loopback.
         assertEquals(List.of("GET /file from 127.0.0.1"), httpRequests, r.toString());
+    }
+
+    /** How many localhost lines the default root's own /etc/hosts has (the guest's keeps them, then gets the alias). */
+    private static String localhostLines() throws java.io.IOException {
+        return Long.toString(java.nio.file.Files.readAllLines(java.nio.file.Path.of(KrunProcess.rootfs(), "etc", "hosts")).stream()
+                .filter(l -> l.endsWith(" localhost")).count());
+    }
+
+    /** The default root's /etc permission bits, octal, as busybox stat -c %a prints them. */
+    private static String etcMode() throws java.io.IOException {
+        int bits = 0;
+        for (java.nio.file.attribute.PosixFilePermission p : java.nio.file.Files.getPosixFilePermissions(
+                java.nio.file.Path.of(KrunProcess.rootfs(), "etc"))) {
+            bits |= 1 << (8 - p.ordinal());
+        }
+        return Integer.toOctalString(bits);
     }
 
     /** How many resolvers the guest gets: the host's, at most three (HostResolvers). */
