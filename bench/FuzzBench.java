@@ -187,6 +187,10 @@ public class FuzzBench {
                 "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
                 "-XX:+EnableDynamicAgentLoading", "-Xmx2g",
                 "-Djazzer.instrument=org.krun.**",
+                // The harness (test classes: the target, its model, mock drivers, test guest memory) is not the
+                // code under test: without coverage and compare tracing there it ran 33% faster (virtqueue,
+                // 1,202 -> 1,603/s, JFR: a third of the samples in Jazzer's compare hooks, half from the harness).
+                "-Djazzer.instrumentation_excludes=" + String.join(":", harnessClasses(t)),
                 // JUnit's @Timeout would bound the whole fuzzing run; Jazzer passes it to libFuzzer per input
                 "-Djunit.jupiter.execution.timeout.mode=disabled",
                 "-Djazzer.internal.arg.0=fuzz", "-Djazzer.internal.arg.1=-print_final_stats=1"));
@@ -255,6 +259,36 @@ public class FuzzBench {
         }
         return new Result(t, Math.max(runs, 0), secs, perSecond, coverage, Math.max(0, last(SLOWEST, out, 1)), findings,
                 repo.relativize(log));
+    }
+
+    /**
+     * The names of the classes of the target's harness: its module's test classes and those of the test
+     * jars on its class path (shared mocks such as MockDriverQueue and TestGuestMemory), every one exactly.
+     */
+    static List<String> harnessClasses(Target t) throws IOException {
+        Set<String> names = new java.util.TreeSet<>();
+        Path testClasses = t.module().resolve("target/test-classes");
+        if (Files.isDirectory(testClasses)) {
+            try (Stream<Path> files = Files.walk(testClasses)) {
+                files.map(f -> testClasses.relativize(f).toString()).filter(f -> f.endsWith(".class"))
+                        .forEach(f -> names.add(className(f)));
+            }
+        }
+        for (String entry : Files.readString(t.module().resolve("target/fuzz-classpath.txt")).trim().split(":")) {
+            if (entry.endsWith("-tests.jar") && Files.isRegularFile(Path.of(entry))) {
+                try (java.util.zip.ZipFile jar = new java.util.zip.ZipFile(entry)) {
+                    jar.stream().map(java.util.zip.ZipEntry::getName)
+                            .filter(n -> n.endsWith(".class") && !n.endsWith("module-info.class"))
+                            .forEach(n -> names.add(className(n)));
+                }
+            }
+        }
+        names.remove(FuzzBench.class.getName());
+        return List.copyOf(names);
+    }
+
+    private static String className(String classFile) {
+        return classFile.substring(0, classFile.length() - ".class".length()).replace('/', '.');
     }
 
     private static long last(Pattern p, String text, int group) {
