@@ -21,6 +21,7 @@ import java.util.zip.Deflater;
 import org.junit.jupiter.api.Timeout;
 import org.krun.spi.virtio.FuzzBounds;
 import org.krun.spi.virtio.FuzzInput;
+import org.krun.spi.virtio.FuzzScratch;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 
@@ -49,12 +50,12 @@ class Qcow2DiskFuzzTest {
         try {
             // tmpfs where there is one: fast, and without FALLOC_FL_ZERO_RANGE, so the fallbacks run too
             Path shm = Path.of("/dev/shm");
-            DIR = Files.isDirectory(shm) && Files.isWritable(shm) ? Files.createTempDirectory(shm, "krun-qcow2-fuzz")
-                    : Files.createTempDirectory("krun-qcow2-fuzz");
+            // one folder per process; those of fuzzing runs that ended are removed (FuzzScratch)
+            DIR = FuzzScratch.folder(Files.isDirectory(shm) && Files.isWritable(shm) ? shm
+                    : Path.of(System.getProperty("java.io.tmpdir")), "krun-qcow2-fuzz");
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        DIR.toFile().deleteOnExit();
     }
 
     /**

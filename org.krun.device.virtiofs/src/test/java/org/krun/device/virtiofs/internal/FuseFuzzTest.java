@@ -30,6 +30,7 @@ import com.code_intelligence.jazzer.junit.FuzzTest;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.TestGuestMemory;
 import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.FuzzScratch;
 import org.krun.spi.virtio.MockDriverQueue;
 import org.krun.spi.virtio.Virtqueue;
 
@@ -108,46 +109,23 @@ class FuseFuzzTest {
      * filesystem does, else the temporary directory. Making and deleting a share's tree on ext4 (a VM's
      * disk here) cost more than half of each input's time (JFR: 84% of native samples in rmdir and unlink),
      * and the guest's fsync and syncfs there flush the host's disk; on tmpfs both are memory operations.
-     * The folder is named after this process, and folders of processes that are gone are removed first: a
-     * fuzzing JVM ends without running exit hooks, so each run used to leave its folder behind.
+     * The folder is named after this process, and folders of processes that are gone are removed first
+     * ({@link FuzzScratch}).
      */
     static Path scratchBase() throws IOException {
         Path shm = Path.of("/dev/shm");
-        String prefix = "krun-fuse-fuzz-" + ProcessHandle.current().pid() + "-";
         if (Files.isDirectory(shm) && Files.isWritable(shm)) {
-            removeStale(shm);
-            Path dir = Files.createTempDirectory(shm, prefix);
+            Path dir = FuzzScratch.folder(shm, "krun-fuse-fuzz");
             try {
                 var xattrs = Files.getFileAttributeView(dir, java.nio.file.attribute.UserDefinedFileAttributeView.class);
                 xattrs.write("krun-probe", ByteBuffer.wrap(new byte[] {1}));
                 xattrs.delete("krun-probe");
-                dir.toFile().deleteOnExit();
                 return dir;
             } catch (IOException | UnsupportedOperationException | NullPointerException noXattrs) {
                 Files.delete(dir);
             }
         }
-        Path tmp = Path.of(System.getProperty("java.io.tmpdir"));
-        removeStale(tmp);
-        Path dir = Files.createTempDirectory(tmp, prefix);
-        dir.toFile().deleteOnExit();
-        return dir;
-    }
-
-    /** Removes the scratch folders ({@code krun-fuse-fuzz-PID-...}) in {@code parent} whose process is gone. */
-    private static void removeStale(Path parent) {
-        try (Stream<Path> s = Files.list(parent)) {
-            for (Path p : s.toList()) {
-                String[] name = p.getFileName().toString().split("-");
-                if (name.length == 5 && p.getFileName().toString().startsWith("krun-fuse-fuzz-")
-                        && name[3].chars().allMatch(Character::isDigit) && !name[3].isEmpty()
-                        && ProcessHandle.of(Long.parseLong(name[3])).isEmpty()) {
-                    Run.deleteTree(p);
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            // best effort: a folder left is only untidy
-        }
+        return FuzzScratch.folder(Path.of(System.getProperty("java.io.tmpdir")), "krun-fuse-fuzz");
     }
 
     /** The server alone, on the calling thread: one request after another, as the workers serve them. */
@@ -360,7 +338,7 @@ class FuseFuzzTest {
 
         Run(Path dir) throws IOException {
             if (Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
-                deleteTree(dir); // a previous input failed half-way
+                FuzzScratch.deleteTree(dir); // a previous input failed half-way (whatever modes the guest left)
             }
             this.dir = Files.createDirectory(dir);
             this.share = Files.createDirectory(dir.resolve("share"));
@@ -388,20 +366,7 @@ class FuseFuzzTest {
         }
 
         void delete() throws IOException {
-            deleteTree(dir);
-        }
-
-        /** Removes a tree the guest made, whatever modes it left (never following a symlink). */
-        static void deleteTree(Path p) throws IOException {
-            if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
-                Files.setPosixFilePermissions(p, PosixFilePermissions.fromString("rwx------")); // before listing it
-                try (Stream<Path> s = Files.list(p)) {
-                    for (Path child : s.toList()) {
-                        deleteTree(child);
-                    }
-                }
-            }
-            Files.delete(p);
+            FuzzScratch.deleteTree(dir);
         }
     }
 }
