@@ -296,8 +296,8 @@ public class DensityBench {
     /** MiB every tenth Linux guest writes to its tmpfs and frees again, to see free page reporting at work. */
     static final int FILL_MIB = Integer.parseInt(System.getenv().getOrDefault("KRUN_DENSITY_FILL", "2"));
 
-    /** VMs started but not yet idle, at most. */
-    static final int STARTING = 4;
+    /** VMs started but not yet idle, at most (KRUN_DENSITY_STARTING; 0: all at once). */
+    static final int STARTING = Integer.parseInt(System.getenv().getOrDefault("KRUN_DENSITY_STARTING", "4"));
 
     /** Descriptors the JVM may open by itself meanwhile (a jar, a class file). */
     static final int FD_SLACK = 2;
@@ -351,10 +351,16 @@ public class DensityBench {
             try {
                 // At most STARTING VMs on their way to idle at a time: on kvm-pvm (two cores, load 100), 100 Linux
                 // guests restored at once all kept their vCPUs busy and none got far: after 18 minutes each had
-                // written 0.6-0.9 MiB of guest RAM, where an idle one has written 3 MiB (why: not yet known).
+                // written 0.6-0.9 MiB of guest RAM, where an idle one has written 3 MiB. Why (bench/guestprof on
+                // 16 restored at once, host load 26-29): the vCPUs never left KVM_RUN (2 ioctls in 10 s) and
+                // the VMM's other threads were idle; each guest kernel got about 14,000 emulated instructions a
+                // second and spent them on its timer interrupt (10,000-20,000 instructions each, catching up on
+                // the wall time that passed while its vCPU waited: timekeeping, hrtimers, the scheduler's tick and
+                // load averages), so none got to its command. Busy guests need a CPU share above what their
+                // ticks cost; a VM that is idle in hlt has no tick and costs nothing.
                 long deadline = System.nanoTime() + Duration.ofSeconds(guest.startsWith("linux") ? 300 + 120L * n : 60).toNanos();
                 for (int i = 0; i < n; i++) {
-                    for (int j = 0; j < i - STARTING + 1; j++) {
+                    for (int j = 0; STARTING > 0 && j < i - STARTING + 1; j++) {
                         awaitIdle(vms.get(j), deadline);
                     }
                     VirtualMachine vm = krun.create(config(i));
