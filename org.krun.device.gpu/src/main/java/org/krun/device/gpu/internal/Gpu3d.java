@@ -46,6 +46,11 @@ final class Gpu3d implements GpuEngine {
 
     /** The most contexts one device holds (Mesa makes one per GL context). */
     static final int MAX_CONTEXTS = 256;
+    /**
+     * The most Venus contexts one device holds (Mesa makes one per VkInstance): each is a worker process of
+     * the render server with the host's Vulkan driver loaded.
+     */
+    static final int MAX_VENUS_CONTEXTS = 16;
     /** The largest side, depth and array size of a 3D resource, and its most mip levels and samples. */
     static final int MAX_SIDE = 16384;
     static final int MAX_DEPTH = 2048;
@@ -69,6 +74,8 @@ final class Gpu3d implements GpuEngine {
     // renderer thread only, from here on
     private final Map<Integer, Res> resources = new HashMap<>();
     private final Map<Integer, Set<Integer>> contexts = new HashMap<>();
+    /** The contexts that speak the venus capset (a subset of {@link #contexts}). */
+    private final Set<Integer> venusContexts = new HashSet<>();
     private final int[][] cursors;
     private long resourceBytes;
     private long backingEntries;
@@ -283,8 +290,9 @@ final class Gpu3d implements GpuEngine {
             return error(RESP_ERR_INVALID_PARAMETER, "context create: context_init 0x" + Integer.toHexString(c.contextInit())
                     + (renderer.venus() ? " names no capset of this device" : " without VIRTIO_GPU_F_CONTEXT_INIT"));
         }
-        if (contexts.size() >= MAX_CONTEXTS) {
-            return error(RESP_ERR_OUT_OF_MEMORY, "context create: " + MAX_CONTEXTS + " contexts in use");
+        if (contexts.size() >= MAX_CONTEXTS || capset == CAPSET_VENUS && venusContexts.size() >= MAX_VENUS_CONTEXTS) {
+            return error(RESP_ERR_OUT_OF_MEMORY, "context create: " + (capset == CAPSET_VENUS ? MAX_VENUS_CONTEXTS
+                    + " Venus" : MAX_CONTEXTS) + " contexts in use");
         }
         int r;
         try (Arena arena = Arena.ofConfined()) {
@@ -300,6 +308,9 @@ final class Gpu3d implements GpuEngine {
                     + " (" + r + ")");
         }
         contexts.put(ctx, new HashSet<>());
+        if (capset == CAPSET_VENUS) {
+            venusContexts.add(ctx);
+        }
         return Response.ok();
     }
 
@@ -307,6 +318,7 @@ final class Gpu3d implements GpuEngine {
         if (contexts.remove(ctx) == null) {
             return error(RESP_ERR_INVALID_CONTEXT_ID, "context destroy: no context " + Integer.toUnsignedString(ctx));
         }
+        venusContexts.remove(ctx);
         destroyContext(ctx);
         renderer.contextGone(ctx); // its ring fences: the work they waited for went with it
         return Response.ok();
@@ -1051,6 +1063,7 @@ final class Gpu3d implements GpuEngine {
                 destroyContext(ctx);
             }
             contexts.clear();
+            venusContexts.clear();
             for (Res r : resources.values()) {
                 release(r);
             }

@@ -135,11 +135,35 @@ final class VirglRenderer {
                     + "); the host needs Mesa's EGL" + (venus ? " and virglrenderer's render server" : "")
                     + ": apt-get install libegl-mesa0" + (venus ? " " + Virgl.RENDER_SERVER_PACKAGE : ""));
         }
-        if (venus && Gpu3d.capsetVersionAndSize(GpuProtocol.CAPSET_VENUS)[1] <= 0) {
+        if (venus && r.call(() -> Gpu3d.capsetVersionAndSize(GpuProtocol.CAPSET_VENUS))[1] <= 0) {
             r.release();
             throw new VmConfigException("--gpu venus: this virglrenderer offers no Venus capset (built without Venus)");
         }
+        if (venus && r.venusWireFormat() == 0) {
+            LOG.log(Level.WARNING, "--gpu venus: this virglrenderer speaks Venus wire format 0, which current Mesa Venus"
+                    + " drivers (Mesa 25) refuse: such guests find no Vulkan device; a newer virglrenderer is needed");
+        }
         return r;
+    }
+
+    /**
+     * The first field of the renderer's venus capset (struct virgl_renderer_capset_venus: wire_format_version),
+     * which a guest's Venus driver compares with its own; -1 without Venus.
+     */
+    int venusWireFormat() {
+        return call(() -> {
+            int size = Gpu3d.capsetVersionAndSize(GpuProtocol.CAPSET_VENUS)[1];
+            if (size < 4 || size > 1 << 16) {
+                return -1;
+            }
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment caps = arena.allocate(size, 8);
+                Virgl.FILL_CAPS.invokeExact(GpuProtocol.CAPSET_VENUS, 0, caps);
+                return caps.get(java.lang.foreign.ValueLayout.JAVA_INT, 0);
+            } catch (Throwable t) {
+                throw Virgl.unchecked(t);
+            }
+        });
     }
 
     private static int init(int flags) {

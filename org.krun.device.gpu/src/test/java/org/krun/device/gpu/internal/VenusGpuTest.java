@@ -88,6 +88,7 @@ class VenusGpuTest {
         assertEquals(RESP_OK_CAPSET, caps.type());
         assertEquals(size, caps.body().remaining());
         assertTrue(caps.body().getInt(4) != 0, "the capset carries the renderer's vk_xml_version");
+        assertEquals(driver.gpu.renderer().venusWireFormat(), caps.body().getInt(0), "wire_format_version, as the renderer says");
         assertEquals(RESP_ERR_INVALID_PARAMETER, send(GpuDriver.command(CMD_GET_CAPSET_INFO, 8).putInt(24, 3), HDR_SIZE + 16).type());
         assertEquals(RESP_ERR_INVALID_PARAMETER, send(GpuDriver.command(CMD_GET_CAPSET, 8).putInt(24, 5).putInt(28, 0),
                 HDR_SIZE + 4096).type(), "capset 5 is not offered");
@@ -106,6 +107,15 @@ class VenusGpuTest {
         assertEquals(3, driver.gpu.state3d().contextCount());
         assertEquals(RESP_OK_NODATA, send(command(CMD_CTX_DESTROY, 0, CTX), HDR_SIZE).type());
         assertEquals(2, driver.gpu.state3d().contextCount());
+
+        // each Venus context is a render server worker with the host's driver loaded: at most 16
+        for (int i = 0; i < Gpu3d.MAX_VENUS_CONTEXTS; i++) {
+            assertEquals(RESP_OK_NODATA, ctxCreate(100 + i, CAPSET_VENUS));
+        }
+        assertEquals(RESP_ERR_OUT_OF_MEMORY, ctxCreate(200, CAPSET_VENUS));
+        assertEquals(RESP_OK_NODATA, ctxCreate(200, CAPSET_VIRGL2), "other contexts are not counted with them");
+        assertEquals(RESP_OK_NODATA, send(command(CMD_CTX_DESTROY, 0, 100), HDR_SIZE).type());
+        assertEquals(RESP_OK_NODATA, ctxCreate(201, CAPSET_VENUS), "a destroyed one makes room");
     }
 
     @Test
