@@ -28,7 +28,7 @@ import org.krun.vmm.testing.RecordingFactory;
 
 /**
  * One boot of krun's kernel with a Venus virtio-gpu and the Debian root with Mesa's Venus driver
- * (guest/fixtures/debian-mesa-rootfs.sh), the guest's Vulkan loader restricted to that driver: {@code vulkaninfo
+ * (guest/fixtures/debian-venus-rootfs.sh), the guest's Vulkan loader restricted to that driver: {@code vulkaninfo
  * --summary} must list a Venus device whose name carries the host's driver (lavapipe: llvmpipe), and
  * venuscheck (src/test/guest) must find it, run its compute shader over {@value #COUNT} elements in
  * host-visible memory and get every element and the sum right. While the VM runs, virglrenderer's render
@@ -57,7 +57,7 @@ class VenusLinuxGuestTest {
         Assumptions.assumeTrue(wire >= 1 || Boolean.getBoolean("krun.test.venus.anyWireFormat"), "the host's virglrenderer "
                 + "offers Venus wire format " + wire + "; the fixture's Mesa Venus driver needs 1 or later (a newer virglrenderer): SKIPPED");
         Path repo = Path.of(System.getProperty("user.dir")).getParent();
-        Path debian = Path.of(run(repo.resolve("guest/fixtures/debian-mesa-rootfs.sh").toString()).lines()
+        Path debian = Path.of(run(repo.resolve("guest/fixtures/debian-venus-rootfs.sh").toString()).lines()
                 .reduce((a, b) -> b).orElseThrow());
         Path share = Files.createDirectories(dir.resolve("share"));
         Files.copy(Path.of(program.toURI()), share.resolve("venuscheck"), StandardCopyOption.REPLACE_EXISTING);
