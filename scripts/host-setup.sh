@@ -8,7 +8,9 @@
 # of a container's own network namespace), iperf3 (bench/net: the guest's
 # iperf3 is the host's binary, copied into its rootfs, against an iperf3 server on the host), and
 # libvirglrenderer1 (--gpu virgl) with libegl-dev and libgles-dev (virglcheck, the EGL program of
-# org.krun.device.gpu's virgl guest test, links against them), and pulseaudio (the sound server that
+# org.krun.device.gpu's virgl guest test, links against them), virgl-server (virglrenderer's render server:
+# --gpu venus) with mesa-vulkan-drivers (the host's Vulkan driver, lavapipe without a GPU), libvulkan-dev and
+# glslang-tools (venuscheck, the Vulkan program of the Venus guest test, and its shader), and pulseaudio (the sound server that
 # org.krun.device.snd's pulse backend tests start for themselves).
 # Installs missing Debian packages when run as root; otherwise prints the command to run.
 # Usage: scripts/host-setup.sh [--quiet]
@@ -53,6 +55,10 @@ declare -A need=(
     [libvirglrenderer1]=/usr/lib/x86_64-linux-gnu/libvirglrenderer.so.1
     [libegl-dev]=/usr/include/EGL/egl.h
     [libgles-dev]=/usr/include/GLES2/gl2.h
+    [virgl-server]=/usr/libexec/virgl_render_server
+    [mesa-vulkan-drivers]=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+    [libvulkan-dev]=/usr/include/vulkan/vulkan.h
+    [glslang-tools]=/usr/bin/glslangValidator
     [pulseaudio]=/usr/bin/pulseaudio
 )
 missing=()

@@ -16,7 +16,12 @@ import java.util.Objects;
  * in the renderer, bounded by {@link #hostMemoryBytes()} as well (an estimate: 4 bytes per texel). The host
  * needs Debian's {@code libvirglrenderer1}; one VM per process has virgl at a time.
  *
- * <p>Made by {@link #twoD()}, {@link #virgl()} or {@link #parse(String)}, refined with the {@code with...} methods. Immutable.
+ * <p>{@link Mode#VENUS}: virgl's device and Vulkan besides (Mesa's Venus driver in the guest, capset venus):
+ * the guest's Vulkan calls run on the host's Vulkan driver (Mesa's lavapipe without a GPU) inside
+ * virglrenderer's render server, a process of its own started with the device and ended with it. The host
+ * needs Debian's {@code virgl-server} and a Vulkan driver ({@code mesa-vulkan-drivers}) besides.
+ *
+ * <p>Made by {@link #twoD()}, {@link #virgl()}, {@link #venus()} or {@link #parse(String)}, refined with the {@code with...} methods. Immutable.
  */
 public final class GpuSpec implements DeviceSpec {
 
@@ -46,13 +51,22 @@ public final class GpuSpec implements DeviceSpec {
          *
          * @since 1.6
          */
-        VIRGL;
+        VIRGL,
+        /**
+         * 3D with Vulkan: everything {@link #VIRGL} offers, and the capset venus with contexts that name
+         * their capset (VIRTIO_GPU_F_CONTEXT_INIT), run by virglrenderer's Venus renderer in its render
+         * server over the host's Vulkan driver.
+         *
+         * @since 1.7
+         */
+        VENUS;
 
-        /** The name on the command line ({@code 2d}, {@code virgl}). */
+        /** The name on the command line ({@code 2d}, {@code virgl}, {@code venus}). */
         public String cliName() {
             return switch (this) {
                 case TWO_D -> "2d";
                 case VIRGL -> "virgl";
+                case VENUS -> "venus";
             };
         }
     }
@@ -101,6 +115,16 @@ public final class GpuSpec implements DeviceSpec {
     }
 
     /**
+     * A Venus (3D, Vulkan and OpenGL) GPU with one {@value #DEFAULT_WIDTH}x{@value #DEFAULT_HEIGHT} scanout
+     * and 256 MiB for resources.
+     *
+     * @since 1.7
+     */
+    public static GpuSpec venus() {
+        return new GpuSpec(Mode.VENUS, 1, DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_HOST_MEMORY);
+    }
+
+    /**
      * A GPU from the command line's form {@code MODE[,size=WxH][,scanouts=N][,memory=MiB]}, as in
      * {@code krun run --gpu 2d,size=1024x768}.
      *
@@ -111,9 +135,8 @@ public final class GpuSpec implements DeviceSpec {
         GpuSpec spec = switch (parts[0].strip().toLowerCase(Locale.ROOT)) {
             case "2d" -> twoD();
             case "virgl" -> virgl();
-            case "venus" -> throw new VmConfigException("--gpu venus: Vulkan through virglrenderer is not built yet; krun offers"
-                    + " --gpu 2d and --gpu virgl");
-            default -> throw new VmConfigException("--gpu takes 2d or virgl, not '" + parts[0].strip() + "'");
+            case "venus" -> venus();
+            default -> throw new VmConfigException("--gpu takes 2d, virgl or venus, not '" + parts[0].strip() + "'");
         };
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i].strip();

@@ -18,7 +18,7 @@
  * their whole meaning) keep their components within a major version.
  */
 @Export
-@Version("1.6.0")
+@Version("1.7.0")
 package org.krun.api;
 
 import org.osgi.annotation.bundle.Export;

@@ -63,7 +63,8 @@ package org.krun.config.internal;
     String sound() default "";
 
     /**
-     * A virtio GPU, as {@code krun run --gpu}: {@code 2d[,size=WxH][,scanouts=N][,memory=MIB]}; empty for none.
+     * A virtio GPU, as {@code krun run --gpu}: {@code 2d|virgl|venus[,size=WxH][,scanouts=N][,memory=MIB]}; empty for
+     * none.
      * The VM's scanouts are then on its {@code VirtualMachine.displays()} (the shell's {@code krun:screenshot}).
      */
     String gpu() default "";

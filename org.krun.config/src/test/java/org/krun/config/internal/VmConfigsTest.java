@@ -122,6 +122,8 @@ class VmConfigsTest {
         VmConfig c = from(Map.of("command", new String[] {"/bin/true"}, "gpu", "2d,size=800x600"));
         assertEquals(List.of(org.krun.api.GpuSpec.twoD().withSize(800, 600)),
                 c.devices().stream().filter(d -> d.type().equals(org.krun.api.GpuSpec.TYPE)).toList());
+        assertEquals(List.of(org.krun.api.GpuSpec.venus()), from(Map.of("command", new String[] {"/bin/true"}, "gpu", "venus"))
+                .devices().stream().filter(d -> d.type().equals(org.krun.api.GpuSpec.TYPE)).toList());
         assertTrue(from(Map.of("command", new String[] {"/bin/true"})).devices().stream()
                 .noneMatch(d -> d.type().equals(org.krun.api.GpuSpec.TYPE)), "no GPU unless asked for");
         String bad = assertThrows(VmConfigException.class, () -> from(Map.of("command", new String[] {"/bin/true"},

@@ -78,7 +78,7 @@ public final class KrunCommands {
               -a, --kernel-args 'ARGS'  extra kernel command-line arguments, blank-separated
               -t, --terminal            one terminal for the command's stdin, stdout and stderr instead of three pipes
               --timeout S               kill the VM after S seconds (0: never)
-              --gpu MODE                a virtio GPU: 2d|virgl[,size=WxH][,scanouts=N][,memory=MIB] (krun:screenshot)
+              --gpu MODE                a virtio GPU: 2d|virgl|venus[,size=WxH][,scanouts=N][,memory=MIB] (krun:screenshot)
               --no-default-devices      do not add the devices that device bundles offer every VM""") String[] args) {
         return failingAsMessage(() -> {
             StartCommandLine line = StartCommandLine.parse(Stream.of(args).map(String::valueOf).toList());

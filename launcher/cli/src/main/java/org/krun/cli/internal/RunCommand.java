@@ -143,9 +143,10 @@ final class RunCommand implements Callable<Integer> {
     String sound;
 
     @Option(names = "--gpu", paramLabel = "MODE[,size=WxH][,scanouts=N][,memory=MiB]",
-            description = {"Give the guest a virtio GPU (/dev/dri/card0): 2d, or virgl",
+            description = {"Give the guest a virtio GPU (/dev/dri/card0): 2d, virgl",
                 "(OpenGL through the host's virglrenderer: Debian's",
-                "libvirglrenderer1), with scanouts of WxH (default 1280x800)",
+                "libvirglrenderer1) or venus (Vulkan as well, in virglrenderer's",
+                "render server: virgl-server, mesa-vulkan-drivers), with scanouts of WxH (default 1280x800)",
                 "and at most MiB of host memory for its resources (default 256)."})
     String gpu;
 

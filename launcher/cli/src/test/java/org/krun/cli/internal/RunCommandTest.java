@@ -106,11 +106,13 @@ class RunCommandTest {
         assertEquals(List.of(org.krun.api.GpuSpec.twoD()), parse("--kernel", "/k", "--root", "/r", "--gpu", "2d", "--", "/bin/true").devices());
         assertEquals(List.of(org.krun.api.GpuSpec.virgl()),
                 parse("--kernel", "/k", "--root", "/r", "--gpu", "virgl", "--", "/bin/true").devices());
+        assertEquals(List.of(org.krun.api.GpuSpec.venus()),
+                parse("--kernel", "/k", "--root", "/r", "--gpu", "venus", "--", "/bin/true").devices());
     }
 
     @Test
     void badGpuOptionsAreOneLineErrors() {
-        for (List<String> bad : List.of(List.of("--gpu", "3d"), List.of("--gpu", "venus"), List.of("--gpu", "2d,size=10"),
+        for (List<String> bad : List.of(List.of("--gpu", "3d"), List.of("--gpu", "vulkan"), List.of("--gpu", "2d,size=10"),
                 List.of("--gpu", "2d,size=8x8"), List.of("--gpu", "2d,size=axb"), List.of("--gpu", "2d,scanouts=17"),
                 List.of("--gpu", "2d,memory=0"), List.of("--gpu", "2d,colour=red"), List.of("--screenshot-on-exit", "x.png"),
                 List.of("--gpu", "2d", "--screenshot-on-exit", "x.jpg"))) {

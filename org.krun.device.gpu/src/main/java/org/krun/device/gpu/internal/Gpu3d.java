@@ -46,6 +46,11 @@ final class Gpu3d implements GpuEngine {
 
     /** The most contexts one device holds (Mesa makes one per GL context). */
     static final int MAX_CONTEXTS = 256;
+    /**
+     * The most Venus contexts one device holds (Mesa makes one per VkInstance): each is a worker process of
+     * the render server with the host's Vulkan driver loaded.
+     */
+    static final int MAX_VENUS_CONTEXTS = 16;
     /** The largest side, depth and array size of a 3D resource, and its most mip levels and samples. */
     static final int MAX_SIDE = 16384;
     static final int MAX_DEPTH = 2048;
@@ -69,6 +74,8 @@ final class Gpu3d implements GpuEngine {
     // renderer thread only, from here on
     private final Map<Integer, Res> resources = new HashMap<>();
     private final Map<Integer, Set<Integer>> contexts = new HashMap<>();
+    /** The contexts that speak the venus capset (a subset of {@link #contexts}). */
+    private final Set<Integer> venusContexts = new HashSet<>();
     private final int[][] cursors;
     private long resourceBytes;
     private long backingEntries;
@@ -143,15 +150,27 @@ final class Gpu3d implements GpuEngine {
             GpuCommand.Request request = read.get();
             GpuCommand.Header header = request.header();
             Response r = execute(header, request.command());
-            if ((header.flags() & FLAG_FENCE) != 0 && r.type() < RESP_ERR_UNSPEC && renderer.fence(() -> {
+            Runnable answer = () -> {
                 if (!closed) {
                     done.accept(header, r);
                 }
-            })) {
+            };
+            if ((header.flags() & FLAG_FENCE) != 0 && r.type() < RESP_ERR_UNSPEC && fence(header, answer)) {
                 return;
             }
             done.accept(header, r);
         });
+    }
+
+    /**
+     * A fence after the request (renderer thread): on the context's ring when the request names one
+     * (VIRTIO_GPU_FLAG_INFO_RING_IDX, a context of this device), else on the global timeline.
+     */
+    private boolean fence(GpuCommand.Header header, Runnable answer) {
+        if ((header.flags() & FLAG_INFO_RING_IDX) != 0 && contexts.containsKey(header.ctxId())) {
+            return renderer.contextFence(header.ctxId(), header.ringIdx(), answer);
+        }
+        return renderer.fence(answer);
     }
 
     /** Executes one command (renderer thread). */
@@ -196,23 +215,40 @@ final class Gpu3d implements GpuEngine {
 
     // ---- capsets
 
-    /** The capsets offered, by index: virgl and virgl2 (CONFIG_NUM_CAPSETS of them). */
+    /** The capsets a virgl device offers, by index: virgl and virgl2 (CONFIG_NUM_CAPSETS of them). */
     static final int[] CAPSETS = {CAPSET_VIRGL, CAPSET_VIRGL2};
+    /** The capsets a Venus device offers: virgl's and venus. */
+    static final int[] CAPSETS_VENUS = {CAPSET_VIRGL, CAPSET_VIRGL2, CAPSET_VENUS};
+
+    /** The capsets of a device whose renderer runs Venus or not. */
+    static int[] capsets(boolean venus) {
+        return venus ? CAPSETS_VENUS : CAPSETS;
+    }
+
+    private boolean offered(int capset) {
+        for (int c : capsets(renderer.venus())) {
+            if (c == capset) {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /** struct virtio_gpu_resp_capset_info: le32 capset_id, capset_max_version, capset_max_size, padding. */
     private Response capsetInfo(int index) {
-        if (index < 0 || index >= CAPSETS.length) {
+        int[] capsets = capsets(renderer.venus());
+        if (index < 0 || index >= capsets.length) {
             return error(RESP_ERR_INVALID_PARAMETER, "capset info: no capset " + Integer.toUnsignedString(index));
         }
-        int[] vs = capsetVersionAndSize(CAPSETS[index]);
+        int[] vs = capsetVersionAndSize(capsets[index]);
         ByteBuffer b = ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN);
-        b.putInt(0, CAPSETS[index]).putInt(4, vs[0]).putInt(8, vs[1]);
+        b.putInt(0, capsets[index]).putInt(4, vs[0]).putInt(8, vs[1]);
         return new Response(RESP_OK_CAPSET_INFO, b.array());
     }
 
     /** struct virtio_gpu_resp_capset: u8 capset_data[], as long as the capset's max size. */
     private Response capset(GetCapset g) {
-        if (g.capsetId() != CAPSET_VIRGL && g.capsetId() != CAPSET_VIRGL2) {
+        if (!offered(g.capsetId())) {
             return error(RESP_ERR_INVALID_PARAMETER, "capset: no capset " + Integer.toUnsignedString(g.capsetId()));
         }
         int[] vs = capsetVersionAndSize(g.capsetId());
@@ -247,18 +283,23 @@ final class Gpu3d implements GpuEngine {
             return error(RESP_ERR_INVALID_CONTEXT_ID, "context create: id " + Integer.toUnsignedString(ctx)
                     + (ctx == 0 ? " is reserved" : " is in use"));
         }
-        if (c.contextInit() != 0) { // VIRTIO_GPU_F_CONTEXT_INIT is not offered: virgl contexts only
+        // context_init: the capset the context speaks in its low byte (VIRTIO_GPU_F_CONTEXT_INIT, Venus devices
+        // only), 0 for virgl's default; no other bits are defined
+        int capset = c.contextInit() & Virgl.CONTEXT_FLAG_CAPSET_ID_MASK;
+        if (c.contextInit() != 0 && (!renderer.venus() || capset != c.contextInit() || !offered(capset))) {
             return error(RESP_ERR_INVALID_PARAMETER, "context create: context_init 0x" + Integer.toHexString(c.contextInit())
-                    + " without VIRTIO_GPU_F_CONTEXT_INIT");
+                    + (renderer.venus() ? " names no capset of this device" : " without VIRTIO_GPU_F_CONTEXT_INIT"));
         }
-        if (contexts.size() >= MAX_CONTEXTS) {
-            return error(RESP_ERR_OUT_OF_MEMORY, "context create: " + MAX_CONTEXTS + " contexts in use");
+        if (contexts.size() >= MAX_CONTEXTS || capset == CAPSET_VENUS && venusContexts.size() >= MAX_VENUS_CONTEXTS) {
+            return error(RESP_ERR_OUT_OF_MEMORY, "context create: " + (capset == CAPSET_VENUS ? MAX_VENUS_CONTEXTS
+                    + " Venus" : MAX_CONTEXTS) + " contexts in use");
         }
         int r;
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment name = arena.allocate(c.name().length + 1L);
             name.copyFrom(MemorySegment.ofArray(c.name()));
-            r = (int) Virgl.CONTEXT_CREATE.invokeExact(ctx, c.name().length, name);
+            r = capset == 0 ? (int) Virgl.CONTEXT_CREATE.invokeExact(ctx, c.name().length, name)
+                    : (int) Virgl.CONTEXT_CREATE_WITH_FLAGS.invokeExact(ctx, capset, c.name().length, name);
         } catch (Throwable t) {
             throw Virgl.unchecked(t);
         }
@@ -267,6 +308,9 @@ final class Gpu3d implements GpuEngine {
                     + " (" + r + ")");
         }
         contexts.put(ctx, new HashSet<>());
+        if (capset == CAPSET_VENUS) {
+            venusContexts.add(ctx);
+        }
         return Response.ok();
     }
 
@@ -274,7 +318,9 @@ final class Gpu3d implements GpuEngine {
         if (contexts.remove(ctx) == null) {
             return error(RESP_ERR_INVALID_CONTEXT_ID, "context destroy: no context " + Integer.toUnsignedString(ctx));
         }
+        venusContexts.remove(ctx);
         destroyContext(ctx);
+        renderer.contextGone(ctx); // its ring fences: the work they waited for went with it
         return Response.ok();
     }
 
@@ -1017,6 +1063,7 @@ final class Gpu3d implements GpuEngine {
                 destroyContext(ctx);
             }
             contexts.clear();
+            venusContexts.clear();
             for (Res r : resources.values()) {
                 release(r);
             }

@@ -10,7 +10,7 @@ import org.krun.spi.virtio.VirtioDevice;
 import org.krun.spi.virtio.VirtioDeviceFactory;
 import org.osgi.service.component.annotations.Component;
 
-/** Creates a virtio-gpu for each VM that asks for one ({@code krun run --gpu 2d} or {@code --gpu virgl}); none by default. */
+/** Creates a virtio-gpu for each VM that asks for one ({@code krun run --gpu 2d}, {@code --gpu virgl} or {@code --gpu venus}); none by default. */
 @Component(service = VirtioDeviceFactory.class, property = VirtioDeviceFactory.TYPE_PROPERTY + "=" + GpuSpec.TYPE)
 public final class GpuFactory extends AbstractDeviceFactory<GpuSpec> {
 
@@ -20,9 +20,10 @@ public final class GpuFactory extends AbstractDeviceFactory<GpuSpec> {
 
     @Override
     protected VirtioDevice newDevice(GpuSpec spec) {
-        if (spec.mode() == GpuSpec.Mode.VIRGL) {
-            // one line if virglrenderer is missing, cannot start, or another VM of this process has it
-            return new VirtioGpu(spec, VirglRenderer.acquire("a VM's " + spec));
+        if (spec.mode() != GpuSpec.Mode.TWO_D) {
+            // one line if virglrenderer (or for Venus its render server or a Vulkan driver) is missing, cannot
+            // start, or another VM of this process has it
+            return new VirtioGpu(spec, VirglRenderer.acquire("a VM's " + spec, spec.mode() == GpuSpec.Mode.VENUS));
         }
         return new VirtioGpu(spec);
     }

@@ -7,6 +7,8 @@ final class GpuProtocol {
     static final long F_VIRGL = 1L << 0;
     static final long F_EDID = 1L << 1;
     static final long F_RESOURCE_BLOB = 1L << 3;
+    /** VIRTIO_GPU_F_CONTEXT_INIT: CTX_CREATE names the capset the context speaks (context_init). */
+    static final long F_CONTEXT_INIT = 1L << 4;
 
     // §5.7.4 configuration layout: le32 events_read, events_clear, num_scanouts, num_capsets
     static final int CONFIG_EVENTS_READ = 0;
@@ -78,6 +80,7 @@ final class GpuProtocol {
     // §5.7.6.7 capability sets (VIRTIO_GPU_CAPSET_*)
     static final int CAPSET_VIRGL = 1;
     static final int CAPSET_VIRGL2 = 2;
+    static final int CAPSET_VENUS = 4;
 
     /** The debug name of CTX_CREATE: char debug_name[64]. */
     static final int CTX_NAME_SIZE = 64;

@@ -31,6 +31,18 @@ final class Virgl {
     // virgl_renderer_init flags
     static final int USE_EGL = 1;
     static final int USE_SURFACELESS = 1 << 3;
+    /** VIRGL_RENDERER_VENUS: the Venus (Vulkan) renderer besides virgl's. */
+    static final int VENUS = 1 << 6;
+    /**
+     * VIRGL_RENDERER_RENDER_SERVER: Venus runs in virglrenderer's render server, a process it starts itself
+     * (fork and exec of {@link #RENDER_SERVER_PATH}) and ends in virgl_renderer_cleanup.
+     */
+    static final int RENDER_SERVER = 1 << 9;
+    /** Where Debian's libvirglrenderer1 0.10 execs its render server from (built in; package virgl-server). */
+    static final String RENDER_SERVER_PATH = "/usr/libexec/virgl_render_server";
+    static final String RENDER_SERVER_PACKAGE = "virgl-server";
+    /** VIRGL_RENDERER_CONTEXT_FLAG_CAPSET_ID_MASK: the capset a context speaks, in its ctx_flags. */
+    static final int CONTEXT_FLAG_CAPSET_ID_MASK = 0xff;
 
     // gallium's enum pipe_texture_target, as RESOURCE_CREATE_3D carries it
     static final int TARGET_BUFFER = 0;
@@ -61,16 +73,20 @@ final class Virgl {
             JAVA_INT.withName("height"), JAVA_INT.withName("depth"), JAVA_INT.withName("array_size"),
             JAVA_INT.withName("last_level"), JAVA_INT.withName("nr_samples"), JAVA_INT.withName("flags"));
     /**
-     * struct virgl_renderer_callbacks, version 2 (the stable header's): int version, then write_fence,
-     * create_gl_context, destroy_gl_context, make_current, get_drm_fd. With USE_EGL virglrenderer makes its
-     * own GL contexts, so only write_fence is set.
+     * struct virgl_renderer_callbacks, version 3 (the unstable header's): int version, then write_fence,
+     * create_gl_context, destroy_gl_context, make_current, get_drm_fd (v2), write_context_fence and
+     * get_server_fd (v3). With USE_EGL virglrenderer makes its own GL contexts, and without get_server_fd it
+     * starts its render server itself, so only the two fence callbacks are set.
      */
     static final StructLayout CALLBACKS = MemoryLayout.structLayout(JAVA_INT.withName("version"),
             MemoryLayout.paddingLayout(4), ADDRESS.withName("write_fence"), ADDRESS.withName("create_gl_context"),
-            ADDRESS.withName("destroy_gl_context"), ADDRESS.withName("make_current"), ADDRESS.withName("get_drm_fd"));
-    static final int CALLBACKS_VERSION = 2;
+            ADDRESS.withName("destroy_gl_context"), ADDRESS.withName("make_current"), ADDRESS.withName("get_drm_fd"),
+            ADDRESS.withName("write_context_fence"), ADDRESS.withName("get_server_fd"));
+    static final int CALLBACKS_VERSION = 3;
     /** write_fence: void (*)(void *cookie, uint32_t fence). */
     static final FunctionDescriptor WRITE_FENCE = FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT);
+    /** write_context_fence: void (*)(void *cookie, uint32_t ctx_id, uint32_t ring_idx, uint64_t fence_id). */
+    static final FunctionDescriptor WRITE_CONTEXT_FENCE = FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT, JAVA_INT, JAVA_LONG);
 
     // virgl_renderer_resource_create_blob's blob_mem (VIRGL_RENDERER_BLOB_MEM_*), as the guest's
     static final int BLOB_MEM_GUEST = 1;
@@ -112,6 +128,14 @@ final class Virgl {
     static final MethodHandle FILL_CAPS = link("virgl_renderer_fill_caps", FunctionDescriptor.ofVoid(JAVA_INT, JAVA_INT, ADDRESS));
     static final MethodHandle CONTEXT_CREATE = link("virgl_renderer_context_create",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    /** virgl_renderer_context_create_with_flags(uint32_t ctx_id, uint32_t ctx_flags, uint32_t nlen, const char *name). */
+    static final MethodHandle CONTEXT_CREATE_WITH_FLAGS = link("virgl_renderer_context_create_with_flags",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    /** virgl_renderer_context_create_fence(uint32_t ctx_id, uint32_t flags, uint32_t ring_idx, uint64_t fence_id). */
+    static final MethodHandle CONTEXT_CREATE_FENCE = link("virgl_renderer_context_create_fence",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    /** virgl_renderer_context_poll(uint32_t ctx_id): retires the context's fences that are done. */
+    static final MethodHandle CONTEXT_POLL = link("virgl_renderer_context_poll", FunctionDescriptor.ofVoid(JAVA_INT));
     static final MethodHandle CONTEXT_DESTROY = link("virgl_renderer_context_destroy", FunctionDescriptor.ofVoid(JAVA_INT));
     static final MethodHandle SUBMIT_CMD = link("virgl_renderer_submit_cmd",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));

@@ -8,6 +8,8 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.MethodType;
 import java.time.Duration;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
@@ -28,7 +30,13 @@ import org.krun.api.VmConfigException;
  * <p>The renderer runs on its own thread, started with the lease and ended with it: virglrenderer makes its
  * EGL context current on the thread that calls it, so every call goes through {@link #execute} or
  * {@link #call}, in order. While fences are outstanding the thread polls virglrenderer every millisecond;
- * a fence's action runs on the thread when virglrenderer reports it (write_fence, an upcall).
+ * a fence's action runs on the thread when virglrenderer reports it (write_fence, an upcall). Fences on a
+ * context's ring (VIRTIO_GPU_FLAG_INFO_RING_IDX, Venus) are the context's own timeline: created with
+ * virgl_renderer_context_create_fence, polled per context, reported through write_context_fence.
+ *
+ * <p>With Venus ({@link #acquire(String, boolean)}) virglrenderer starts its render server, a child process
+ * that runs the guest's Vulkan calls on the host's driver, during init and ends it (waiting for it) in
+ * virgl_renderer_cleanup, which {@link #release} runs: the server lives exactly as long as the lease.
  */
 final class VirglRenderer {
 
@@ -56,15 +64,22 @@ final class VirglRenderer {
     private final Thread thread;
     /** Fences created and not yet signalled, oldest first (renderer thread only). */
     private final ArrayDeque<Fence> fences = new ArrayDeque<>();
+    /** Context fences not yet signalled, per context and ring ({@link #ring}), oldest first (renderer thread only). */
+    private final java.util.Map<Long, ArrayDeque<Fence>> contextFences = new java.util.HashMap<>();
+    private int contextFencesOutstanding;
+    private long contextFenceSequence;
     private int fenceSequence;
+    /** Whether virglrenderer was started with Venus and its render server. */
+    private final boolean venus;
     private volatile long fencesSignalled;
     private volatile boolean stopping;
 
-    private record Fence(int id, Runnable signalled) {
+    private record Fence(long id, Runnable signalled) {
     }
 
-    private VirglRenderer(String holder) {
+    private VirglRenderer(String holder, boolean venus) {
         this.holder = holder;
+        this.venus = venus;
         this.thread = Thread.ofPlatform().daemon(true).name("krun-virgl").unstarted(this::loop);
     }
 
@@ -75,44 +90,94 @@ final class VirglRenderer {
      *         EGL, or another VM of this process has it
      */
     static VirglRenderer acquire(String holder) {
+        return acquire(holder, false);
+    }
+
+    /**
+     * Takes the process's renderer for {@code holder}; with {@code venus} virglrenderer also runs Venus, in
+     * its render server.
+     *
+     * @throws VmConfigException (one line) as {@link #acquire(String)}, and with {@code venus} when the host
+     *         lacks the render server or a Vulkan driver ({@link VenusHost#problem()})
+     */
+    static VirglRenderer acquire(String holder, boolean venus) {
         if (Virgl.problem() != null) {
-            throw new VmConfigException(Virgl.problem());
+            throw new VmConfigException(venus ? Virgl.problem().replace("--gpu virgl", "--gpu venus") : Virgl.problem());
         }
+        if (venus && VenusHost.problem() != null) {
+            throw new VmConfigException(VenusHost.problem());
+        }
+        String option = venus ? "--gpu venus" : "--gpu virgl";
         VirglRenderer r;
         synchronized (LOCK) {
             if (current != null) {
-                throw new VmConfigException("--gpu virgl: virglrenderer is in use by another VM in this process ("
-                        + current.holder + "); one VM per process can have virgl");
+                throw new VmConfigException(option + ": virglrenderer is in use by another VM in this process ("
+                        + current.holder + "); one VM per process can have virgl or venus");
             }
             if (callbacks == null) {
                 callbacks = makeCallbacks();
             }
-            r = new VirglRenderer(holder);
+            r = new VirglRenderer(holder, venus);
             current = r;
         }
         r.thread.start();
+        int flags = Virgl.USE_EGL | Virgl.USE_SURFACELESS | (venus ? Virgl.VENUS | Virgl.RENDER_SERVER : 0);
         int result;
         try {
-            result = r.call(() -> init());
+            result = r.call(() -> init(flags));
         } catch (RuntimeException e) {
             r.release();
-            throw new VmConfigException("--gpu virgl: virglrenderer did not start: " + e.getMessage());
+            throw new VmConfigException(option + ": virglrenderer did not start: " + e.getMessage());
         }
         if (result != 0) {
             r.release();
-            throw new VmConfigException("--gpu virgl: virglrenderer found no usable EGL (virgl_renderer_init: " + result
-                    + "); the host needs Mesa's EGL: apt-get install libegl-mesa0");
+            throw new VmConfigException(option + ": virglrenderer did not start (virgl_renderer_init: " + result
+                    + "); the host needs Mesa's EGL" + (venus ? " and virglrenderer's render server" : "")
+                    + ": apt-get install libegl-mesa0" + (venus ? " " + Virgl.RENDER_SERVER_PACKAGE : ""));
+        }
+        if (venus && r.call(() -> Gpu3d.capsetVersionAndSize(GpuProtocol.CAPSET_VENUS))[1] <= 0) {
+            r.release();
+            throw new VmConfigException("--gpu venus: this virglrenderer offers no Venus capset (built without Venus)");
+        }
+        if (venus && r.venusWireFormat() == 0) {
+            LOG.log(Level.WARNING, "--gpu venus: this virglrenderer speaks Venus wire format 0, which current Mesa Venus"
+                    + " drivers (Mesa 25) refuse: such guests find no Vulkan device; a newer virglrenderer is needed");
         }
         return r;
     }
 
-    private static int init() {
+    /**
+     * The first field of the renderer's venus capset (struct virgl_renderer_capset_venus: wire_format_version),
+     * which a guest's Venus driver compares with its own; -1 without Venus.
+     */
+    int venusWireFormat() {
+        return call(() -> {
+            int size = Gpu3d.capsetVersionAndSize(GpuProtocol.CAPSET_VENUS)[1];
+            if (size < 4 || size > 1 << 16) {
+                return -1;
+            }
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment caps = arena.allocate(size, 8);
+                Virgl.FILL_CAPS.invokeExact(GpuProtocol.CAPSET_VENUS, 0, caps);
+                return caps.get(java.lang.foreign.ValueLayout.JAVA_INT, 0);
+            } catch (Throwable t) {
+                throw Virgl.unchecked(t);
+            }
+        });
+    }
+
+    private static int init(int flags) {
         // cookie: virglrenderer refuses a null one; the renderer thread is the only caller, so no state is needed
         try {
-            return (int) Virgl.INIT.invokeExact(MemorySegment.ofAddress(1), Virgl.USE_EGL | Virgl.USE_SURFACELESS, callbacks);
+            return (int) Virgl.INIT.invokeExact(MemorySegment.ofAddress(1), flags, callbacks);
         } catch (Throwable t) {
             throw Virgl.unchecked(t);
         }
+    }
+
+    /** Whether this renderer runs Venus (capset venus, contexts that name their capset). */
+    boolean venus() {
+        return venus;
     }
 
     private static MemorySegment makeCallbacks() {
@@ -124,10 +189,15 @@ final class VirglRenderer {
                     MethodType.methodType(void.class, MemorySegment.class, MemorySegment.class));
             MemorySegment previous = (MemorySegment) Virgl.SET_DEBUG_CALLBACK.invokeExact(
                     Virgl.upcall(message, Virgl.DEBUG_CALLBACK));
+            MethodHandle writeContextFence = MethodHandles.lookup().findStatic(VirglRenderer.class, "writeContextFence",
+                    MethodType.methodType(void.class, MemorySegment.class, int.class, int.class, long.class));
+            MemorySegment contextStub = Virgl.upcall(writeContextFence, Virgl.WRITE_CONTEXT_FENCE);
             MemorySegment cb = Arena.global().allocate(Virgl.CALLBACKS);
             cb.set(java.lang.foreign.ValueLayout.JAVA_INT, 0, Virgl.CALLBACKS_VERSION);
             cb.set(java.lang.foreign.ValueLayout.ADDRESS, Virgl.CALLBACKS.byteOffset(
                     java.lang.foreign.MemoryLayout.PathElement.groupElement("write_fence")), stub);
+            cb.set(java.lang.foreign.ValueLayout.ADDRESS, Virgl.CALLBACKS.byteOffset(
+                    java.lang.foreign.MemoryLayout.PathElement.groupElement("write_context_fence")), contextStub);
             return cb;
         } catch (Throwable e) {
             throw Virgl.unchecked(e);
@@ -161,6 +231,24 @@ final class VirglRenderer {
             }
         } catch (Throwable t) {
             LOG.log(Level.ERROR, "virgl: fence " + Integer.toUnsignedString(fence) + " action failed: " + t);
+        }
+    }
+
+    /**
+     * virglrenderer's write_context_fence (on the renderer thread, inside virgl_renderer_context_poll): the
+     * context's fences on {@code ring} up to {@code fenceId} are done.
+     */
+    private static void writeContextFence(MemorySegment cookie, int ctx, int ring, long fenceId) {
+        try { // nothing may escape an upcall: the JVM would end
+            VirglRenderer r;
+            synchronized (LOCK) {
+                r = current;
+            }
+            if (r != null && Thread.currentThread() == r.thread) {
+                r.contextSignalled(ctx, ring, fenceId);
+            }
+        } catch (Throwable t) {
+            LOG.log(Level.ERROR, "virgl: context fence " + Long.toUnsignedString(fenceId) + " action failed: " + t);
         }
     }
 
@@ -212,7 +300,7 @@ final class VirglRenderer {
      * virglrenderer refused (the caller answers at once).
      */
     boolean fence(Runnable signalled) {
-        if (fences.size() >= MAX_FENCES) {
+        if (fences.size() + contextFencesOutstanding >= MAX_FENCES) {
             return false;
         }
         int id = ++fenceSequence;
@@ -229,9 +317,77 @@ final class VirglRenderer {
         return true;
     }
 
-    /** Fences outstanding now (renderer thread; tests). */
+    /**
+     * On the renderer thread: creates a fence on context {@code ctx}'s ring {@code ring} after the work
+     * submitted to it so far; {@code signalled} runs on the renderer thread when virglrenderer reports it.
+     * False when {@link #MAX_FENCES} are outstanding or virglrenderer refused (the caller answers at once).
+     */
+    boolean contextFence(int ctx, int ring, Runnable signalled) {
+        if (fences.size() + contextFencesOutstanding >= MAX_FENCES) {
+            return false;
+        }
+        long id = ++contextFenceSequence;
+        int r;
+        try {
+            r = (int) Virgl.CONTEXT_CREATE_FENCE.invokeExact(ctx, 0, ring, id);
+        } catch (Throwable t) {
+            throw Virgl.unchecked(t);
+        }
+        if (r != 0) {
+            return false;
+        }
+        contextFences.computeIfAbsent(ring(ctx, ring), k -> new ArrayDeque<>()).addLast(new Fence(id, signalled));
+        contextFencesOutstanding++;
+        return true;
+    }
+
+    /**
+     * On the renderer thread: context {@code ctx} is going; its outstanding fences are signalled now (their
+     * requests are answered: the work they waited for went with the context).
+     */
+    void contextGone(int ctx) {
+        var it = contextFences.entrySet().iterator();
+        List<Fence> done = new ArrayList<>();
+        while (it.hasNext()) {
+            var e = it.next();
+            if ((int) (e.getKey() >>> 8) == ctx) {
+                done.addAll(e.getValue());
+                contextFencesOutstanding -= e.getValue().size();
+                it.remove();
+            }
+        }
+        for (Fence f : done) {
+            run(f);
+        }
+    }
+
+    private static long ring(int ctx, int ring) {
+        return (ctx & 0xffffffffL) << 8 | (ring & 0xff);
+    }
+
+    private void contextSignalled(int ctx, int ring, long fenceId) {
+        ArrayDeque<Fence> q = contextFences.get(ring(ctx, ring));
+        while (q != null && !q.isEmpty() && q.peekFirst().id() <= fenceId) {
+            contextFencesOutstanding--;
+            run(q.removeFirst());
+        }
+        if (q != null && q.isEmpty()) {
+            contextFences.remove(ring(ctx, ring));
+        }
+    }
+
+    private void run(Fence f) {
+        fencesSignalled++;
+        try {
+            f.signalled().run();
+        } catch (RuntimeException e) {
+            LOG.log(Level.ERROR, "virgl: fence action failed: " + e);
+        }
+    }
+
+    /** Fences outstanding now, on the global timeline and on contexts' rings (renderer thread; tests). */
     int fencesOutstanding() {
-        return fences.size();
+        return fences.size() + contextFencesOutstanding;
     }
 
     /** How many fences virglrenderer has signalled since the renderer started (tests). */
@@ -242,25 +398,21 @@ final class VirglRenderer {
     /** Drops every outstanding fence without running it (renderer thread: the activation that made them ended). */
     void dropFences() {
         fences.clear();
+        contextFences.clear();
+        contextFencesOutstanding = 0;
     }
 
     private void signalled(int fence) {
         // fences retire in order; ids wrap around after 2^32
-        while (!fences.isEmpty() && fences.peekFirst().id() - fence <= 0) {
-            Fence f = fences.removeFirst();
-            fencesSignalled++;
-            try {
-                f.signalled().run();
-            } catch (RuntimeException e) {
-                LOG.log(Level.ERROR, "virgl: fence action failed: " + e);
-            }
+        while (!fences.isEmpty() && (int) fences.peekFirst().id() - fence <= 0) {
+            run(fences.removeFirst());
         }
     }
 
     private void loop() {
         try {
             while (true) {
-                Runnable t = fences.isEmpty() ? tasks.take() : tasks.poll(1, TimeUnit.MILLISECONDS);
+                Runnable t = fencesOutstanding() == 0 ? tasks.take() : tasks.poll(1, TimeUnit.MILLISECONDS);
                 if (t != null) {
                     if (t == STOP) {
                         break;
@@ -274,13 +426,18 @@ final class VirglRenderer {
                 if (!fences.isEmpty()) {
                     Virgl.POLL.invokeExact();
                 }
+                if (contextFencesOutstanding > 0) {
+                    for (long key : List.copyOf(contextFences.keySet())) {
+                        Virgl.CONTEXT_POLL.invokeExact((int) (key >>> 8));
+                    }
+                }
             }
         } catch (InterruptedException e) {
             // released while blocked: fall through to cleanup
         } catch (Throwable t) {
             LOG.log(Level.ERROR, "virgl: renderer thread failed: " + t);
         } finally {
-            fences.clear();
+            dropFences();
             try {
                 Virgl.CLEANUP.invokeExact(MemorySegment.ofAddress(1));
             } catch (Throwable t) {

@@ -31,7 +31,9 @@ import org.krun.spi.virtio.VirtioIds;
  * VIRTIO_GPU_F_VIRGL and the capsets virgl and virgl2, and executes everything through {@link Gpu3d} on the
  * renderer's thread: a fenced request is answered, and its used buffer interrupts the driver, when
  * virglrenderer signals the fence. The device holds the process's {@link VirglRenderer} from creation to
- * close. Runs on the VM's event loop; the scanouts ({@link #displays()}) are read from any thread and
+ * close. With {@link GpuSpec.Mode#VENUS} it offers VIRTIO_GPU_F_CONTEXT_INIT and the capset venus besides
+ * (the renderer runs Venus in its render server); a context then names its capset when it is created.
+ * Runs on the VM's event loop; the scanouts ({@link #displays()}) are read from any thread and
  * outlive activations, keeping their last frame.
  */
 final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDisplays {
@@ -56,9 +58,11 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
 
     /** A virgl device when {@code renderer} is given, a 2D one otherwise. */
     VirtioGpu(GpuSpec spec, VirglRenderer renderer) {
-        super(renderer == null ? "virtio-gpu" : "virtio-gpu (virgl)", VirtioIds.GPU,
-                renderer == null ? F_EDID | F_RESOURCE_BLOB : F_EDID | F_VIRGL | F_RESOURCE_BLOB, 2, QUEUE_SIZE, CONFIG_SIZE);
-        if ((renderer == null) != (spec.mode() == GpuSpec.Mode.TWO_D)) {
+        super(renderer == null ? "virtio-gpu" : renderer.venus() ? "virtio-gpu (venus)" : "virtio-gpu (virgl)", VirtioIds.GPU,
+                renderer == null ? F_EDID | F_RESOURCE_BLOB
+                        : F_EDID | F_VIRGL | F_RESOURCE_BLOB | (renderer.venus() ? F_CONTEXT_INIT : 0), 2, QUEUE_SIZE, CONFIG_SIZE);
+        if ((renderer == null) != (spec.mode() == GpuSpec.Mode.TWO_D)
+                || renderer != null && renderer.venus() != (spec.mode() == GpuSpec.Mode.VENUS)) {
             throw new IllegalArgumentException("a " + spec.mode().cliName() + " GPU " + (renderer == null ? "needs" : "takes no")
                     + " renderer");
         }
@@ -70,7 +74,7 @@ final class VirtioGpu extends AbstractVirtioDevice<GpuEngine> implements HostDis
         }
         this.scanouts = List.copyOf(s);
         config().putInt(CONFIG_NUM_SCANOUTS, spec.scanouts())
-                .putInt(CONFIG_NUM_CAPSETS, renderer == null ? 0 : Gpu3d.CAPSETS.length)
+                .putInt(CONFIG_NUM_CAPSETS, renderer == null ? 0 : Gpu3d.capsets(renderer.venus()).length)
                 .driverWritable(CONFIG_EVENTS_CLEAR, 4);
     }
 

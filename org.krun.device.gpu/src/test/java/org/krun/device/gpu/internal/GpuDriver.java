@@ -35,8 +35,14 @@ final class GpuDriver implements AutoCloseable {
 
     /** With {@code hostVisible} offered as the device's shared memory region (null: none). */
     GpuDriver(VirtioGpu gpu, long ramBytes, long gpuFeatures, org.krun.spi.virtio.SharedMemory hostVisible) {
+        this(gpu, TestGuestMemory.create(ramBytes), gpuFeatures, hostVisible);
+    }
+
+    /** In {@code ram} (cleared first): a driver that activates {@code gpu} again after a reset (fuzzing). */
+    GpuDriver(VirtioGpu gpu, TestGuestMemory ram, long gpuFeatures, org.krun.spi.virtio.SharedMemory hostVisible) {
         this.gpu = gpu;
-        this.ram = TestGuestMemory.create(ramBytes);
+        this.ram = ram;
+        ram.clear();
         this.control = new MockDriverQueue(ram, VirtioGpu.QUEUE_SIZE);
         this.cursor = new MockDriverQueue(ram, VirtioGpu.QUEUE_SIZE);
         this.context = new FakeDeviceContext(ram.memory(), VirtioFeatures.VERSION_1 | gpuFeatures,

@@ -50,7 +50,7 @@ class GpuFactoryTest {
         assertEquals("a 'gpu' device has no option 'depth' (it takes: memory, mode, scanouts, size)",
                 assertThrows(VmConfigException.class, () -> f.create(new GenericDeviceSpec("gpu", Map.of("depth", "8"))))
                         .getMessage());
-        assertEquals("--gpu takes 2d or virgl, not 'x'",
+        assertEquals("--gpu takes 2d, virgl or venus, not 'x'",
                 assertThrows(VmConfigException.class, () -> f.create(new GenericDeviceSpec("gpu", Map.of("mode", "x"))))
                         .getMessage());
     }
@@ -61,7 +61,9 @@ class GpuFactoryTest {
                 GpuSpec.parse("2d, size=640x480, scanouts=2, memory=32"));
         assertEquals(GpuSpec.virgl().withSize(640, 480), GpuSpec.parse("virgl,size=640x480"));
         assertEquals(GpuSpec.Mode.VIRGL, GpuSpec.parse("virgl").mode());
-        for (String bad : new String[] {"", "3d", "venus", "2d,size=0x0", "2d,size=5000x10", "2d,size=640", "2d,scanouts=0",
+        assertEquals(GpuSpec.venus().withScanouts(2), GpuSpec.parse("venus,scanouts=2"));
+        assertEquals("venus", GpuSpec.Mode.VENUS.cliName());
+        for (String bad : new String[] {"", "3d", "2d,size=0x0", "2d,size=5000x10", "2d,size=640", "2d,scanouts=0",
                 "2d,memory=1", "2d,memory=x", "2d,foo=1", "2d,size=4000x4000,memory=16"}) {
             VmConfigException e = assertThrows(VmConfigException.class, () -> GpuSpec.parse(bad), bad);
             assertTrue(!e.getMessage().contains("\n") && !e.getMessage().isBlank(), e.getMessage());
