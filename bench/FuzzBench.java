@@ -15,16 +15,17 @@ import java.util.stream.Stream;
 
 /**
  * bench/fuzz and scripts/fuzz-all.sh: finds every Jazzer {@code @FuzzTest} in the repository and fuzzes each
- * in a JVM of its own (Jazzer fuzzes one target per JVM), one after the other, for a number of seconds or of
- * executions each, then prints per target: executions, time, executions per second, coverage (libFuzzer's
- * edges "cov" and features "ft", and the corpus size) and findings, with the host it ran on.
+ * in a JVM of its own (Jazzer fuzzes one target per JVM), one after the other or {@code --jobs N} at a time
+ * (each JVM fuzzes on one thread: CI, with the machine to itself, runs one per core), for a number of seconds
+ * or of executions each, then prints per target: executions, time, executions per second, coverage
+ * (libFuzzer's edges "cov" and features "ft", and the corpus size) and findings, with the host it ran on.
  *
  * <p>Each target runs in its module's directory, so its generated corpus stays in
  * {@code MODULE/.cifuzz-corpus} (reused by the next run) and a finding is written by Jazzer into the test
  * resources ({@code ...FuzzTestInputs/METHOD/crash-...}), where a plain {@code mvn test} replays it. Logs go to
  * {@code MODULE/target/fuzz/}. Exit status 1 when any target found something, failed or did not finish.
  *
- * Usage: java bench/FuzzBench.java REPO (--seconds N | --executions N) [--maven ARG]... [FILTER]...
+ * Usage: java bench/FuzzBench.java REPO (--seconds N | --executions N) [--jobs N] [--maven ARG]... [FILTER]...
  * (a FILTER keeps the targets whose Class#method contains it)
  */
 public class FuzzBench {
@@ -53,12 +54,14 @@ public class FuzzBench {
         Path repo = Path.of(args[0]).toAbsolutePath();
         long seconds = 0;
         long executions = 0;
+        int jobs = 1;
         List<String> mavenArgs = new ArrayList<>();
         List<String> filters = new ArrayList<>();
         for (int i = 1; i < args.length; i++) {
             switch (args[i]) {
                 case "--seconds" -> seconds = Long.parseLong(args[++i]);
                 case "--executions" -> executions = Long.parseLong(args[++i]);
+                case "--jobs" -> jobs = Integer.parseInt(args[++i]);
                 case "--maven" -> mavenArgs.add(args[++i]);
                 default -> filters.add(args[i]);
             }
@@ -66,25 +69,42 @@ public class FuzzBench {
         List<Target> targets = discover(repo).stream()
                 .filter(t -> filters.isEmpty() || filters.stream().anyMatch(f -> (t.className() + "#" + t.method()).contains(f)))
                 .toList();
+        if (jobs < 1) {
+            System.err.println("fuzz: --jobs must be at least 1, not " + jobs);
+            System.exit(2);
+        }
         if (targets.isEmpty()) {
             System.err.println("fuzz: no @FuzzTest target matches " + filters);
             System.exit(1);
         }
         String budget = executions > 0 ? String.format(Locale.ROOT, "%,d executions", executions) : seconds + " s";
-        System.out.printf("fuzz: %d targets, %s each, one at a time, on %s (%s, %d CPUs), Java %s%n", targets.size(),
-                budget, HostInfo.hostKind(), HostInfo.cpuModel(), Runtime.getRuntime().availableProcessors(),
+        System.out.printf("fuzz: %d targets, %s each, %s, on %s (%s, %d CPUs), Java %s%n", targets.size(),
+                budget, jobs == 1 ? "one at a time" : jobs + " at a time", HostInfo.hostKind(), HostInfo.cpuModel(), Runtime.getRuntime().availableProcessors(),
                 System.getProperty("java.version"));
         buildClassPaths(repo, targets, mavenArgs);
         Path launcher = compileLauncher(repo, targets.getFirst());
 
-        List<Result> results = new ArrayList<>();
-        for (Target t : targets) {
-            Result r = run(repo, launcher, t, seconds, executions);
-            results.add(r);
-            System.out.println(line(r));
-            for (String f : r.findings()) {
-                System.out.println("      " + f);
+        // Each target's line as it finishes; the table below in the targets' order.
+        List<java.util.concurrent.Future<Result>> running = new ArrayList<>();
+        try (var lanes = java.util.concurrent.Executors.newFixedThreadPool(jobs)) {
+            for (Target t : targets) {
+                long budgetSeconds = seconds;
+                long budgetExecutions = executions;
+                running.add(lanes.submit(() -> {
+                    Result r = run(repo, launcher, t, budgetSeconds, budgetExecutions);
+                    synchronized (System.out) {
+                        System.out.println(line(r));
+                        for (String f : r.findings()) {
+                            System.out.println("      " + f);
+                        }
+                    }
+                    return r;
+                }));
             }
+        }
+        List<Result> results = new ArrayList<>();
+        for (var r : running) {
+            results.add(r.get());
         }
         System.out.println();
         int width = results.stream().mapToInt(r -> label(repo, r).length()).max().orElse(10);

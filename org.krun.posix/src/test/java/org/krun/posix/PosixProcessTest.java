@@ -85,7 +85,7 @@ class PosixProcessTest {
 
     @Test
     void aChildIgnoringSigtermIsKilled() {
-        PosixProcess p = PosixProcess.spawn(List.of("sh", "-c", "trap '' TERM; sleep 100"), Map.of());
+        PosixProcess p = PosixProcess.spawn(List.of("sh", "-c", "trap '' TERM; exec sleep 100"), Map.of());
         p.waitFor(Duration.ofMillis(200));
         p.stop(Duration.ofMillis(300));
         assertEquals(OptionalInt.of(128 + PosixProcess.SIGKILL), p.exitStatus());
