@@ -27,17 +27,21 @@ import org.krun.vmm.testing.LinuxGuest;
  * <p>Sized for hosts where guest kernel code is slow (kvm-pvm emulates it: every FUSE request, page fault
  * and fork costs milliseconds there): the copy leaves out what no check needs (man pages, locales, time
  * zones, most of /usr/share/doc: {@link #PRUNED}), so {@code find / -xdev} walks about half the tree, and
- * the tar round trip covers a few /usr/share/doc packages ({@link #DOCS}: about 100 files, symlinks among
- * them) rather than all of it. Every kind of check stays.
+ * the tar round trip covers a few /usr/share/doc packages ({@link #DOCS}: 42 files, symlinks among them)
+ * rather than all of it. Every kind of check stays.
  */
 class DebianRootLinuxTest {
 
     /** Removed from the copy before boot: nothing the guest runs here reads them. */
     static final java.util.List<String> PRUNED = java.util.List.of("usr/share/man", "usr/share/locale",
             "usr/share/zoneinfo", "usr/share/info");
-    /** The /usr/share/doc packages kept (the rest is removed) and copied through tar: about 100 files. */
-    static final java.util.List<String> DOCS = java.util.List.of("adduser", "apt", "bash", "cpp", "dpkg", "gcc", "gcc-12",
-            "gcc-12-base", "libasan8", "libc6", "mawk", "util-linux");
+    /**
+     * The /usr/share/doc packages kept (the rest is removed) and copied through tar: 42 files in nested
+     * folders, 4 symlinks (to a file, to folders), 0.9 MB. With the former 12 packages (143 files, 2.3 MB),
+     * mkdir, tar cf and tar xf took 666 of the 1,525 s this test ran under load 20-26 (guest /proc/uptime).
+     */
+    static final java.util.List<String> DOCS = java.util.List.of("adduser", "apt", "cpp", "gcc", "gcc-12", "gcc-12-base",
+            "libasan8");
 
     /**
      * Our own scratch folder rather than JUnit's: a Debian tree holds hundreds of absolute symlinks, and
@@ -134,7 +138,7 @@ class DebianRootLinuxTest {
         try (Stream<Path> s = Files.walk(root.resolve("usr/share/doc"))) {
             docLinks = s.filter(Files::isSymbolicLink).count();
         }
-        assertTrue(docFiles >= 50 && docLinks > 0, "the tar round trip covers files and symlinks: " + docFiles + ", " + docLinks);
+        assertTrue(docFiles >= 30 && docLinks > 0, "the tar round trip covers files and symlinks: " + docFiles + ", " + docLinks);
         assertEquals(String.valueOf(docFiles), seen.get("TAR_FILES"), r.toString());
         assertEquals(String.valueOf(docLinks), seen.get("TAR_LINKS"), r.toString());
         assertEquals("identical", seen.get("TAR_ROUNDTRIP"), r.toString());
