@@ -114,6 +114,22 @@ final class DaxWindow implements AutoCloseable {
         mapped.remove(moffset);
     }
 
+    /**
+     * Removes every mapping, the window staying the guest's: at FUSE_DESTROY (the guest unmounts; its kernel
+     * sends DESTROY before it evicts the inodes whose mappings it would otherwise remove, and sends nothing
+     * once the connection is down) and at FUSE_INIT (a new connection knows no mapping of the old one).
+     */
+    synchronized void removeAll() {
+        if (closed || reservation == null) {
+            mapped.clear();
+            return;
+        }
+        for (var e : mapped.entrySet()) {
+            reserve(reservation.asSlice(e.getKey(), e.getValue()));
+        }
+        mapped.clear();
+    }
+
     /** The first mapping reserves the window on the host and gives it to the guest. */
     private void attach() {
         if (guestMapping != null) {

@@ -165,8 +165,14 @@ final class FuseServer {
         long node = h.nodeid();
         return switch (request) {
             // session
-            case Init r -> init(u, r, out);
-            case Destroy _ -> ok(out, u);
+            case Init r -> {
+                dropMappings(); // a new connection knows none of the old one's
+                yield init(u, r, out);
+            }
+            case Destroy _ -> {
+                dropMappings(); // the guest's kernel sends no REMOVEMAPPING once it has said DESTROY
+                yield ok(out, u);
+            }
             case Interrupt r -> interrupt(r);
             case StatFs _ -> reply(out, u, FuseReply.statfsOut(fs.statfs()));
             case SyncFs _ -> run(() -> fs.syncfs(), out, u);
@@ -278,6 +284,12 @@ final class FuseServer {
             HostFs.close(fd);
         }
         return ok(out, h.unique());
+    }
+
+    private void dropMappings() {
+        if (dax != null) {
+            dax.removeAll();
+        }
     }
 
     /** REMOVEMAPPING: every entry must name a mapping exactly; those before a bad one are removed. */

@@ -144,6 +144,19 @@ class FuseDaxTest {
     }
 
     @Test
+    void destroyAndANewInitDropEveryMappingTheGuestCannotRemoveAnyMore() {
+        assertEquals(0, setup(file, 0, PIECE, Fuse.SETUPMAPPING_FLAG_READ, 0).error());
+        assertEquals(0, setup(file, 0, PIECE, Fuse.SETUPMAPPING_FLAG_READ, PIECE).error());
+        assertEquals(0, c.send(Fuse.DESTROY, 0, new byte[0]).error());
+        assertEquals(0, dax.mappings(), "the unmounting guest's kernel sends DESTROY, then no REMOVEMAPPING");
+        assertEquals(1, window.mappings(), "the window stays the guest's");
+        assertEquals(0, c.init().error());
+        assertEquals(0, setup(file, 0, PIECE, Fuse.SETUPMAPPING_FLAG_READ, 0).error(), "the range is free again");
+        assertEquals(0, c.init().error());
+        assertEquals(0, dax.mappings(), "a new connection starts with none");
+    }
+
+    @Test
     void theWindowHoldsAtMostItsBoundOfMappings() {
         try (DaxWindow small = new DaxWindow(new TestSharedMemory(0, 1L << 32, 4 * PIECE, 4), 2);
                 FuseClient s = new FuseClient(new FuseServer(fs, small))) {
