@@ -62,12 +62,7 @@ final class FsDeviceHarness implements AutoCloseable {
 
     /** @param ramBytes guest RAM for the rings and every buffer the driver ever makes available (never reused) */
     FsDeviceHarness(Path share, FsLimits limits, long ramBytes) {
-        this(share, limits, TestGuestMemory.create(ramBytes), true, null, null);
-    }
-
-    /** A device whose share has a DAX window, given as {@code dax} (a test's stand-in for the core's region). */
-    FsDeviceHarness(Path share, FsLimits limits, org.krun.spi.virtio.SharedMemory dax) {
-        this(share, limits, TestGuestMemory.create(64 << 20), true, null, dax);
+        this(share, limits, TestGuestMemory.create(ramBytes), true, null);
     }
 
     /**
@@ -76,7 +71,7 @@ final class FsDeviceHarness implements AutoCloseable {
      * once the device has closed and let go of it.
      */
     FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory sharedRam) {
-        this(share, limits, sharedRam, false, null, null);
+        this(share, limits, sharedRam, false, null);
     }
 
     /**
@@ -85,7 +80,7 @@ final class FsDeviceHarness implements AutoCloseable {
      * loop, so nothing of this device runs there, or touches the RAM, once it returns.
      */
     FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory sharedRam, ExecutorService sharedLoop) {
-        this(share, limits, sharedRam, false, sharedLoop, null);
+        this(share, limits, sharedRam, false, sharedLoop);
     }
 
     /** A single-threaded executor for {@link #FsDeviceHarness(Path, FsLimits, TestGuestMemory, ExecutorService)}. */
@@ -97,11 +92,7 @@ final class FsDeviceHarness implements AutoCloseable {
         });
     }
 
-    private final org.krun.spi.virtio.SharedMemory dax;
-
-    private FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory ram, boolean ownsRam, ExecutorService sharedLoop,
-            org.krun.spi.virtio.SharedMemory dax) {
-        this.dax = dax;
+    private FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory ram, boolean ownsRam, ExecutorService sharedLoop) {
         if (!ownsRam) {
             ram.clear();
         }
@@ -141,7 +132,7 @@ final class FsDeviceHarness implements AutoCloseable {
             loopThread = within(loopExecutor.submit(Thread::currentThread), Duration.ofSeconds(5), "the event loop");
         }
         this.share = share;
-        device = new VirtioFs(spec(), limits);
+        device = new VirtioFs(new FsShareSpec("test", share, false), limits);
         deviceQueues = List.of(hiprio.configuredQueue(), requests.configuredQueue());
         DeviceContext context = context(deviceQueues);
         onLoop(() -> {
@@ -150,17 +141,8 @@ final class FsDeviceHarness implements AutoCloseable {
         });
     }
 
-    private FsShareSpec spec() {
-        return new FsShareSpec("test", share, false).withDaxWindow(dax == null ? 0 : dax.size());
-    }
-
     private DeviceContext context(List<Virtqueue> queues) {
         return new DeviceContext() {
-            @Override
-            public java.util.Optional<org.krun.spi.virtio.SharedMemory> sharedMemory(int id) {
-                return dax != null && dax.id() == id ? java.util.Optional.of(dax) : java.util.Optional.empty();
-            }
-
             @Override
             public GuestMemory memory() {
                 return ram.memory();
@@ -211,7 +193,7 @@ final class FsDeviceHarness implements AutoCloseable {
     void restore(byte[] state, FsLimits limits) {
         List<Virtqueue.Indices> saved = onLoop(() -> List.of(deviceQueues.get(0).indices(), deviceQueues.get(1).indices()));
         closeDevice(Duration.ofSeconds(10));
-        VirtioFs fresh = new VirtioFs(spec(), limits);
+        VirtioFs fresh = new VirtioFs(new FsShareSpec("test", share, false), limits);
         List<Virtqueue> queues = List.of(new Virtqueue(hiprio.layout(), false), new Virtqueue(requests.layout(), false));
         for (int i = 0; i < 2; i++) {
             queues.get(i).restoreIndices(saved.get(i));
