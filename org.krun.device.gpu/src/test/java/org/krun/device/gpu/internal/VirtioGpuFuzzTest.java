@@ -349,6 +349,12 @@ class VirtioGpuFuzzTest {
                     throw new AssertionError("frame " + f.width() + "x" + f.height() + " on scanout rect " + r);
                 }
             }
+            // A last notification of every queue, as a driver waiting for its chains would send: a chain made
+            // available without one (e.g. a device-writable buffer the guest laid over another queue's avail
+            // ring, which the device's answer then overwrote) is served now, or the ring is found broken.
+            for (int q = 0; q < deviceQueues.size(); q++) {
+                kick(q);
+            }
             if (!context.resetReasons().isEmpty()) {
                 return; // a queue the driver broke: the device stops serving it
             }
