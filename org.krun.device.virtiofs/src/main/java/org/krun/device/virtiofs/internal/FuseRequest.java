@@ -49,6 +49,16 @@ sealed interface FuseRequest {
     record Unsupported(int opcode) implements FuseRequest {
     }
 
+    // ---- DAX window (virtio-fs shared memory region 0)
+
+    /** struct fuse_setupmapping_in: map {@code len} bytes of the node's file at {@code foffset} to {@code moffset}. */
+    record SetupMapping(long fh, long foffset, long len, long flags, long moffset) implements FuseRequest {
+    }
+
+    /** struct fuse_removemapping_in (count), then count struct fuse_removemapping_one (moffset, len). */
+    record RemoveMapping(long[] moffsets, long[] lengths) implements FuseRequest {
+    }
+
     // ---- nodes and names
     record Lookup(byte[] name) implements FuseRequest {
     }
@@ -287,8 +297,25 @@ sealed interface FuseRequest {
                 int lkFlags = a.getInt();
                 yield new SetLk(fh, owner, l, (lkFlags & Fuse.FUSE_LK_FLOCK) != 0, opcode == Fuse.SETLKW);
             }
+            case Fuse.SETUPMAPPING -> new SetupMapping(a.getLong(), a.getLong(), a.getLong(), a.getLong(), a.getLong());
+            case Fuse.REMOVEMAPPING -> removeMapping(a);
             default -> new Unsupported(opcode);
         };
+    }
+
+    /** Exactly {@code count} entries, 1 to {@link Fuse#REMOVEMAPPING_MAX}: anything else is refused unexecuted. */
+    private static RemoveMapping removeMapping(ByteBuffer a) {
+        long count = Integer.toUnsignedLong(a.getInt());
+        if (count == 0 || count > Fuse.REMOVEMAPPING_MAX || count * 16 != a.remaining()) {
+            throw new FsException(Errno.EINVAL);
+        }
+        long[] moffsets = new long[(int) count];
+        long[] lengths = new long[(int) count];
+        for (int i = 0; i < count; i++) {
+            moffsets[i] = a.getLong();
+            lengths[i] = a.getLong();
+        }
+        return new RemoveMapping(moffsets, lengths);
     }
 
     /** struct fuse_batch_forget_in (count, dummy), then count struct fuse_forget_one, as many as arrived. */

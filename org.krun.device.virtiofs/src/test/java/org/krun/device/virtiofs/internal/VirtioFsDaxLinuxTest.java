@@ -1,0 +1,100 @@
+package org.krun.device.virtiofs.internal;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.krun.api.FsShareSpec;
+import org.krun.api.GuestMount;
+import org.krun.api.VmExit;
+import org.krun.vmm.internal.KrunService;
+import org.krun.vmm.testing.LinuxGuest;
+
+/**
+ * One Linux boot with a share that has a DAX window, mounted with {@code dax=always}: the guest executes a
+ * program and reads a file through host page cache mapped into its address space (the host process maps
+ * the share's files while the guest has them, which is how the test sees that DAX was used), sees a change
+ * the host makes to the file, and once it unmounts the share every file mapping in the window is gone.
+ */
+class VirtioFsDaxLinuxTest {
+
+    @TempDir
+    Path tmp;
+
+    /** This process's file mappings of files under {@code dir}. */
+    private static long mappingsUnder(Path dir) throws IOException {
+        String prefix = dir.toRealPath().toString() + "/";
+        return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.contains(prefix)).count();
+    }
+
+    private static void awaitFile(Path p) throws InterruptedException {
+        for (int i = 0; i < 6000 && !Files.exists(p); i++) {
+            Thread.sleep(50);
+        }
+    }
+
+    @Test
+    void guestExecutesAndReadsThroughTheDaxWindowSeesHostChangesAndReleasesItsMappings() throws Exception {
+        LinuxGuest.assumeKvm();
+        Path dax = Files.createDirectories(tmp.resolve("dax"));
+        Files.copy(LinuxGuest.rootfs().resolve("bin/busybox").toRealPath(), dax.resolve("busybox"),
+                StandardCopyOption.COPY_ATTRIBUTES);
+        Path data = Files.writeString(dax.resolve("data.txt"), "version-1");
+        Path rw = Files.createDirectories(tmp.resolve("rw"));
+        AtomicReference<String> seen = new AtomicReference<>("the guest never got there");
+        Thread host = Thread.ofVirtual().start(() -> {
+            try {
+                awaitFile(rw.resolve("mapped"));
+                long whileMounted = mappingsUnder(dax);
+                Files.writeString(data, "version-2"); // in place, the same size
+                Files.writeString(rw.resolve("changed"), "");
+                awaitFile(rw.resolve("unmounted"));
+                seen.set("mapped while mounted: " + whileMounted + ", after unmount: " + mappingsUnder(dax));
+                Files.writeString(rw.resolve("checked"), "");
+            } catch (InterruptedException | IOException e) {
+                seen.set("host side failed: " + e);
+            }
+        });
+        String wait = "i=0; while [ ! -e /rw/%s ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done";
+        String script = String.join("\n",
+                "echo DAX_MOUNT=$(grep ' /dax virtiofs ' /proc/mounts | grep -o 'dax=[a-z]*')",
+                "/dax/busybox echo EXEC=ok",
+                "echo DATA1=$(cat /dax/data.txt)",
+                "exec 3</dax/data.txt", // keep the file open (and mapped) while the host looks
+                "echo > /rw/mapped",
+                String.format(wait, "changed"),
+                "echo DATA2=$(cat /dax/data.txt)",
+                "exec 3<&-",
+                "cd / && umount /dax && echo UMOUNT=ok",
+                "echo > /rw/unmounted",
+                String.format(wait, "checked"));
+        KrunService krun = LinuxGuest.krun(new FsFactory());
+        LinuxGuest.Result r = LinuxGuest.run(krun, LinuxGuest.config("/bin/sh", "-c", script)
+                .device(new FsShareSpec("dax", dax, false).withDaxWindow(64L << 20))
+                .mount(new GuestMount("dax", "/dax", "virtiofs", "dax=always"))
+                .device(new FsShareSpec("rw", rw, false))
+                .mount(new GuestMount("rw", "/rw", "virtiofs", "")), null, Duration.ofMinutes(10));
+        host.join(Duration.ofSeconds(10));
+        String out = r.out();
+        assertEquals(VmExit.Reason.COMMAND_EXITED, r.exit().reason(), r.toString());
+        assertTrue(out.contains("DAX_MOUNT=dax=always"), "the share is mounted with DAX: " + out);
+        assertTrue(out.contains("EXEC=ok"), "a program runs from the DAX share: " + out);
+        assertTrue(out.contains("DATA1=version-1"), out);
+        assertTrue(out.contains("DATA2=version-2"), "the host's change is seen through the window: " + out);
+        assertTrue(out.contains("UMOUNT=ok"), out);
+        String s = seen.get();
+        assertTrue(s.matches("mapped while mounted: [1-9][0-9]*, after unmount: 0"),
+                "the share's files are mapped while the guest has them, and released at unmount: " + s);
+        assertEquals(0, mappingsUnder(dax), "nothing of the share stays mapped after the VM");
+        assertFalse(out.contains("Bus error"), out);
+    }
+}
