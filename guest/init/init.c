@@ -933,7 +933,7 @@ static void switch_root(void)
     if (!cfg.root_fstype)
         return;
     if (cfg.root_overlay) {
-        /* read-only, with the root's own options after "ro" (dax=always for a share with a DAX window) */
+        /* read-only, with the root's own options after "ro" (dax=inode for a share with a DAX window) */
         char lower[256];
         const char *opts = cfg.root_options ? cfg.root_options : "";
         if (!strcmp(opts, "ro") || !strncmp(opts, "ro,", 3))

@@ -86,6 +86,15 @@ final class Fuse {
     static final int OFFERED_FLAGS = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES
             | FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES
             | FUSE_MAP_ALIGNMENT;
+    /** init_in/init_out carry flags2, the upper 32 bits of the flags (protocol 7.36). */
+    static final int FUSE_INIT_EXT = 1 << 30;
+    /**
+     * FUSE_HAS_INODE_DAX (bit 33, bit 1 of flags2): the server says per file, with {@link #FUSE_ATTR_DAX}
+     * in its attributes, which files a share mounted {@code dax=inode} maps through the DAX window.
+     */
+    static final int FLAGS2_HAS_INODE_DAX = 1 << 1;
+    /** fuse_attr.flags: map this file through the DAX window (for a {@code dax=inode} mount). */
+    static final int FUSE_ATTR_DAX = 1 << 1;
     /** log2 of {@link #PAGE_SIZE}: DAX mappings are whole pages of the file and of the window. */
     static final int MAP_ALIGNMENT_SHIFT = 12;
 

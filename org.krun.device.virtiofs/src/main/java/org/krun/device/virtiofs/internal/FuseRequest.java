@@ -30,7 +30,8 @@ sealed interface FuseRequest {
     }
 
     // ---- session
-    record Init(int major, int minor, int maxReadahead, int flags) implements FuseRequest {
+    /** FUSE_INIT; {@code flags2} is 0 unless {@code flags} has {@link Fuse#FUSE_INIT_EXT}. */
+    record Init(int major, int minor, int maxReadahead, int flags, int flags2) implements FuseRequest {
     }
 
     record Destroy() implements FuseRequest {
@@ -208,7 +209,8 @@ sealed interface FuseRequest {
                 int minor = a.getInt();
                 int maxReadahead = a.remaining() >= 4 ? a.getInt() : 0;
                 int flags = a.remaining() >= 4 ? a.getInt() : 0;
-                yield new Init(major, minor, maxReadahead, flags);
+                int flags2 = (flags & Fuse.FUSE_INIT_EXT) != 0 && a.remaining() >= 4 ? a.getInt() : 0;
+                yield new Init(major, minor, maxReadahead, flags, flags2);
             }
             case Fuse.DESTROY -> new Destroy();
             case Fuse.INTERRUPT -> new Interrupt(a.getLong());

@@ -237,13 +237,17 @@ final class FuseServer {
         }
         b.putInt(Math.min(r.minor(), Fuse.MINOR_VERSION));
         b.putInt(r.maxReadahead());
-        b.putInt(r.flags() & Fuse.OFFERED_FLAGS);
+        // A share with a DAX window says per file which ones a dax=inode mount maps (FUSE_ATTR_DAX).
+        boolean inodeDax = dax != null && (r.flags() & Fuse.FUSE_INIT_EXT) != 0
+                && (r.flags2() & Fuse.FLAGS2_HAS_INODE_DAX) != 0;
+        b.putInt((r.flags() & Fuse.OFFERED_FLAGS) | (inodeDax ? Fuse.FUSE_INIT_EXT : 0));
         b.putShort((short) 16); // max_background
         b.putShort((short) 12); // congestion_threshold
         b.putInt(Fuse.MAX_WRITE);
         b.putInt(1); // time_gran: nanoseconds
         b.putShort((short) Fuse.MAX_PAGES);
         b.putShort((short) Fuse.MAP_ALIGNMENT_SHIFT); // map_alignment: pages
+        b.putInt(inodeDax ? Fuse.FLAGS2_HAS_INODE_DAX : 0); // flags2
         return reply(out, unique, b.array());
     }
 

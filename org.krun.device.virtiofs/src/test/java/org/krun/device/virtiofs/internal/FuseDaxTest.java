@@ -82,6 +82,40 @@ class FuseDaxTest {
         assertEquals(Fuse.MAP_ALIGNMENT_SHIFT, r.body().getShort(30));
     }
 
+    /** INIT as a kernel with FUSE_DAX sends it: flags2 (FUSE_INIT_EXT) asking for per-file DAX. */
+    static FuseClient.Reply initAskingForInodeDax(FuseClient c) {
+        return c.send(Fuse.INIT, 0, FuseClient.le(64).putInt(7).putInt(41).putInt(128 * 1024).putInt(0xffffffff)
+                .putInt(Fuse.FLAGS2_HAS_INODE_DAX).array());
+    }
+
+    /** fuse_attr.flags of a LOOKUP reply (fuse_entry_out: 40 bytes, then fuse_attr with flags at 84). */
+    static int attrFlags(FuseClient.Reply lookup) {
+        return lookup.body().getInt(40 + 84);
+    }
+
+    @Test
+    void aShareWithAWindowOffersPerFileDaxAndMarksExecutablesOnly() throws Exception {
+        FuseClient.Reply r = initAskingForInodeDax(c);
+        assertEquals(0, r.error());
+        assertEquals(Fuse.FUSE_INIT_EXT, r.body().getInt(12) & Fuse.FUSE_INIT_EXT, "flags2 follows");
+        assertEquals(Fuse.FLAGS2_HAS_INODE_DAX, r.body().getInt(32), "per-file DAX for a dax=inode mount");
+        Path tool = Files.writeString(share.resolve("tool"), "#!/bin/sh\n");
+        assertTrue(tool.toFile().setExecutable(true));
+        assertEquals(Fuse.FUSE_ATTR_DAX, attrFlags(c.lookup(1, "tool")), "an executable goes through the window");
+        assertEquals(0, attrFlags(c.lookup(1, "data.txt")), "a file without execute bits goes through the page cache");
+        assertEquals(0, attrFlags(c.lookup(1, "dir")), "a directory is never mapped");
+    }
+
+    @Test
+    void aShareWithoutAWindowOffersNoPerFileDax() {
+        try (FuseClient plain = new FuseClient(new FuseServer(fs, null))) {
+            FuseClient.Reply r = initAskingForInodeDax(plain);
+            assertEquals(0, r.error());
+            assertEquals(0, r.body().getInt(12) & Fuse.FUSE_INIT_EXT);
+            assertEquals(0, r.body().getInt(32));
+        }
+    }
+
     @Test
     void aMappedFileIsTheHostFileAndRemovingItReleasesThePiece() throws Exception {
         assertFalse(dax.attached(), "the window is given to the guest at its first mapping, not before");
