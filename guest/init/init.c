@@ -760,8 +760,28 @@ static void mount_with_options(const char *source, const char *target, const cha
         data = data[2] ? data + 3 : NULL;
     }
     mkdirs(target, 0755);
-    if (mount(source, target, fstype, flags, data))
-        fail_setup("mount %s (%s) on %s: %s", source, fstype, target, strerror(errno));
+    if (mount(source, target, fstype, flags, data) == 0)
+        return;
+    /* "dax=..." asks for the share's DAX window: a kernel without FUSE_DAX, or a device without a window,
+     * refuses it with EINVAL; the share is then mounted without. */
+    char plain[256];
+    if (errno == EINVAL && data && strstr(data, "dax") && strlen(data) < sizeof(plain)) {
+        size_t n = 0;
+        for (const char *p = data; *p;) {
+            const char *end = strchrnul(p, ',');
+            if (strncmp(p, "dax", 3) || (p[3] != '=' && p + 3 != end)) {
+                if (n)
+                    plain[n++] = ',';
+                memcpy(plain + n, p, end - p);
+                n += end - p;
+            }
+            p = *end ? end + 1 : end;
+        }
+        plain[n] = 0;
+        if (mount(source, target, fstype, flags, n ? plain : NULL) == 0)
+            return;
+    }
+    fail_setup("mount %s (%s) on %s: %s", source, fstype, target, strerror(errno));
 }
 
 static int write_file(const char *path, const char *from, const char *text);
@@ -913,7 +933,13 @@ static void switch_root(void)
     if (!cfg.root_fstype)
         return;
     if (cfg.root_overlay) {
-        mount_with_options(cfg.root_source, "/krun/lower", cfg.root_fstype, "ro");
+        /* read-only, with the root's own options after "ro" (dax=inode for a share with a DAX window) */
+        char lower[256];
+        const char *opts = cfg.root_options ? cfg.root_options : "";
+        if (!strcmp(opts, "ro") || !strncmp(opts, "ro,", 3))
+            opts += opts[2] ? 3 : 2;
+        snprintf(lower, sizeof(lower), "ro%s%s", *opts ? "," : "", opts);
+        mount_with_options(cfg.root_source, "/krun/lower", cfg.root_fstype, lower);
         mount_fs("tmpfs", "/krun/rw", "tmpfs", MS_NOSUID, "mode=0755", 0755);
         mkdirs("/krun/rw/upper", 0755);
         mkdirs("/krun/rw/work", 0755);

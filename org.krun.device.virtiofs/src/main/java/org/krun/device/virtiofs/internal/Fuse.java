@@ -67,6 +67,8 @@ final class Fuse {
     static final int RENAME2 = 45;
     static final int LSEEK = 46;
     static final int COPY_FILE_RANGE = 47;
+    static final int SETUPMAPPING = 48;
+    static final int REMOVEMAPPING = 49;
     static final int SYNCFS = 50;
 
     // INIT flags
@@ -79,8 +81,28 @@ final class Fuse {
     static final int FUSE_READDIRPLUS_AUTO = 1 << 14;
     static final int FUSE_PARALLEL_DIROPS = 1 << 18;
     static final int FUSE_MAX_PAGES = 1 << 22;
+    /** init_out.map_alignment holds log2 of the alignment SETUPMAPPING's offsets and lengths need. */
+    static final int FUSE_MAP_ALIGNMENT = 1 << 26;
     static final int OFFERED_FLAGS = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES
-            | FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES;
+            | FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES
+            | FUSE_MAP_ALIGNMENT;
+    /** init_in/init_out carry flags2, the upper 32 bits of the flags (protocol 7.36). */
+    static final int FUSE_INIT_EXT = 1 << 30;
+    /**
+     * FUSE_HAS_INODE_DAX (bit 33, bit 1 of flags2): the server says per file, with {@link #FUSE_ATTR_DAX}
+     * in its attributes, which files a share mounted {@code dax=inode} maps through the DAX window.
+     */
+    static final int FLAGS2_HAS_INODE_DAX = 1 << 1;
+    /** fuse_attr.flags: map this file through the DAX window (for a {@code dax=inode} mount). */
+    static final int FUSE_ATTR_DAX = 1 << 1;
+    /** log2 of {@link #PAGE_SIZE}: DAX mappings are whole pages of the file and of the window. */
+    static final int MAP_ALIGNMENT_SHIFT = 12;
+
+    /** fuse_setupmapping_in.flags. */
+    static final long SETUPMAPPING_FLAG_WRITE = 1;
+    static final long SETUPMAPPING_FLAG_READ = 1 << 1;
+    /** FUSE_REMOVEMAPPING_MAX_ENTRY: a page of struct fuse_removemapping_one, the most one request carries. */
+    static final int REMOVEMAPPING_MAX = PAGE_SIZE / 16;
 
     /** fuse_open_out.open_flags: the guest keeps the pages it cached of the file (no invalidation at open). */
     static final int FOPEN_KEEP_CACHE = 1 << 1;

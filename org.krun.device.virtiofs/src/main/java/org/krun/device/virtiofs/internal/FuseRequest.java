@@ -30,7 +30,8 @@ sealed interface FuseRequest {
     }
 
     // ---- session
-    record Init(int major, int minor, int maxReadahead, int flags) implements FuseRequest {
+    /** FUSE_INIT; {@code flags2} is 0 unless {@code flags} has {@link Fuse#FUSE_INIT_EXT}. */
+    record Init(int major, int minor, int maxReadahead, int flags, int flags2) implements FuseRequest {
     }
 
     record Destroy() implements FuseRequest {
@@ -47,6 +48,16 @@ sealed interface FuseRequest {
 
     /** An opcode this server does not implement (BMAP, IOCTL, POLL, mappings, TMPFILE, STATX, unknown). */
     record Unsupported(int opcode) implements FuseRequest {
+    }
+
+    // ---- DAX window (virtio-fs shared memory region 0)
+
+    /** struct fuse_setupmapping_in: map {@code len} bytes of the node's file at {@code foffset} to {@code moffset}. */
+    record SetupMapping(long fh, long foffset, long len, long flags, long moffset) implements FuseRequest {
+    }
+
+    /** struct fuse_removemapping_in (count), then count struct fuse_removemapping_one (moffset, len). */
+    record RemoveMapping(long[] moffsets, long[] lengths) implements FuseRequest {
     }
 
     // ---- nodes and names
@@ -198,7 +209,8 @@ sealed interface FuseRequest {
                 int minor = a.getInt();
                 int maxReadahead = a.remaining() >= 4 ? a.getInt() : 0;
                 int flags = a.remaining() >= 4 ? a.getInt() : 0;
-                yield new Init(major, minor, maxReadahead, flags);
+                int flags2 = (flags & Fuse.FUSE_INIT_EXT) != 0 && a.remaining() >= 4 ? a.getInt() : 0;
+                yield new Init(major, minor, maxReadahead, flags, flags2);
             }
             case Fuse.DESTROY -> new Destroy();
             case Fuse.INTERRUPT -> new Interrupt(a.getLong());
@@ -287,8 +299,25 @@ sealed interface FuseRequest {
                 int lkFlags = a.getInt();
                 yield new SetLk(fh, owner, l, (lkFlags & Fuse.FUSE_LK_FLOCK) != 0, opcode == Fuse.SETLKW);
             }
+            case Fuse.SETUPMAPPING -> new SetupMapping(a.getLong(), a.getLong(), a.getLong(), a.getLong(), a.getLong());
+            case Fuse.REMOVEMAPPING -> removeMapping(a);
             default -> new Unsupported(opcode);
         };
+    }
+
+    /** Exactly {@code count} entries, 1 to {@link Fuse#REMOVEMAPPING_MAX}: anything else is refused unexecuted. */
+    private static RemoveMapping removeMapping(ByteBuffer a) {
+        long count = Integer.toUnsignedLong(a.getInt());
+        if (count == 0 || count > Fuse.REMOVEMAPPING_MAX || count * 16 != a.remaining()) {
+            throw new FsException(Errno.EINVAL);
+        }
+        long[] moffsets = new long[(int) count];
+        long[] lengths = new long[(int) count];
+        for (int i = 0; i < count; i++) {
+            moffsets[i] = a.getLong();
+            lengths[i] = a.getLong();
+        }
+        return new RemoveMapping(moffsets, lengths);
     }
 
     /** struct fuse_batch_forget_in (count, dummy), then count struct fuse_forget_one, as many as arrived. */

@@ -36,25 +36,38 @@ final class FuseServer {
     static final long MAX_COPY = 16L << 20;
 
     private final PassthroughFs fs;
+    /** The activation's DAX window, or null when the device has none (SETUPMAPPING is then ENOSYS). */
+    private final DaxWindow dax;
     private final LockWaits waits = new LockWaits();
     private final Consumer<String> guestErrors;
     private final Consumer<String> hostErrors;
 
     /** A server whose guest and host errors go to this class's logger, at most one every 10 s each. */
     FuseServer(PassthroughFs fs) {
-        this(fs, new RateLimitedLog(m -> LOG.log(Level.WARNING, m), Duration.ofSeconds(10))::warn,
+        this(fs, null);
+    }
+
+    /** A server with a DAX window ({@code dax} may be null) whose errors go to this class's logger. */
+    FuseServer(PassthroughFs fs, DaxWindow dax) {
+        this(fs, dax, new RateLimitedLog(m -> LOG.log(Level.WARNING, m), Duration.ofSeconds(10))::warn,
                 new RateLimitedLog(m -> LOG.log(Level.ERROR, m), Duration.ofSeconds(10))::warn);
     }
 
     /** @param guestErrors and {@code hostErrors}: rate-limited sinks (the device's) */
-    FuseServer(PassthroughFs fs, Consumer<String> guestErrors, Consumer<String> hostErrors) {
+    FuseServer(PassthroughFs fs, DaxWindow dax, Consumer<String> guestErrors, Consumer<String> hostErrors) {
         this.fs = fs;
+        this.dax = dax;
         this.guestErrors = guestErrors;
         this.hostErrors = hostErrors;
     }
 
     PassthroughFs fs() {
         return fs;
+    }
+
+    /** The DAX window, or null. */
+    DaxWindow dax() {
+        return dax;
     }
 
     LockWaits waits() {
@@ -152,8 +165,14 @@ final class FuseServer {
         long node = h.nodeid();
         return switch (request) {
             // session
-            case Init r -> init(u, r, out);
-            case Destroy _ -> ok(out, u);
+            case Init r -> {
+                dropMappings(); // a new connection knows none of the old one's
+                yield init(u, r, out);
+            }
+            case Destroy _ -> {
+                dropMappings(); // the guest's kernel sends no REMOVEMAPPING once it has said DESTROY
+                yield ok(out, u);
+            }
             case Interrupt r -> interrupt(r);
             case StatFs _ -> reply(out, u, FuseReply.statfsOut(fs.statfs()));
             case SyncFs _ -> run(() -> fs.syncfs(), out, u);
@@ -193,6 +212,9 @@ final class FuseServer {
             // locks
             case GetLk r -> reply(out, u, FuseReply.lkOut(fs.locks().getlk(r.fh(), r.owner(), r.lock())));
             case SetLk r -> setlk(h, r, out);
+            // DAX window
+            case SetupMapping r -> setupMapping(h, r, out);
+            case RemoveMapping r -> removeMapping(u, r, out);
         };
     }
 
@@ -215,13 +237,17 @@ final class FuseServer {
         }
         b.putInt(Math.min(r.minor(), Fuse.MINOR_VERSION));
         b.putInt(r.maxReadahead());
-        b.putInt(r.flags() & Fuse.OFFERED_FLAGS);
+        // A share with a DAX window says per file which ones a dax=inode mount maps (FUSE_ATTR_DAX).
+        boolean inodeDax = dax != null && (r.flags() & Fuse.FUSE_INIT_EXT) != 0
+                && (r.flags2() & Fuse.FLAGS2_HAS_INODE_DAX) != 0;
+        b.putInt((r.flags() & Fuse.OFFERED_FLAGS) | (inodeDax ? Fuse.FUSE_INIT_EXT : 0));
         b.putShort((short) 16); // max_background
         b.putShort((short) 12); // congestion_threshold
         b.putInt(Fuse.MAX_WRITE);
         b.putInt(1); // time_gran: nanoseconds
         b.putShort((short) Fuse.MAX_PAGES);
-        b.putShort((short) 0); // map_alignment
+        b.putShort((short) Fuse.MAP_ALIGNMENT_SHIFT); // map_alignment: pages
+        b.putInt(inodeDax ? Fuse.FLAGS2_HAS_INODE_DAX : 0); // flags2
         return reply(out, unique, b.array());
     }
 
@@ -237,6 +263,48 @@ final class FuseServer {
             fs.forget(r.nodeids()[i], r.counts()[i]);
         }
         return 0;
+    }
+
+    // ---- DAX window
+
+    /**
+     * SETUPMAPPING: the node's file (the kernel sends fh -1 and names the node) at foffset, mapped at
+     * moffset in the window, readable and, with FLAG_WRITE, writable. Checked against the window before
+     * the file is opened; a range already mapped exactly is replaced.
+     */
+    private int setupMapping(Header h, SetupMapping r, ChainWriter out) {
+        if (dax == null) {
+            return error(out, h.unique(), Errno.ENOSYS);
+        }
+        if ((r.flags() & ~(Fuse.SETUPMAPPING_FLAG_READ | Fuse.SETUPMAPPING_FLAG_WRITE)) != 0) {
+            throw new FsException(Errno.EINVAL);
+        }
+        boolean writable = (r.flags() & Fuse.SETUPMAPPING_FLAG_WRITE) != 0;
+        dax.check(r.moffset(), r.len(), r.foffset());
+        int fd = fs.openForMapping(h.nodeid(), writable);
+        try {
+            dax.map(r.moffset(), r.len(), fd, r.foffset(), writable);
+        } finally {
+            HostFs.close(fd);
+        }
+        return ok(out, h.unique());
+    }
+
+    private void dropMappings() {
+        if (dax != null) {
+            dax.removeAll();
+        }
+    }
+
+    /** REMOVEMAPPING: every entry must name a mapping exactly; those before a bad one are removed. */
+    private int removeMapping(long unique, RemoveMapping r, ChainWriter out) {
+        if (dax == null) {
+            return error(out, unique, Errno.ENOSYS);
+        }
+        for (int i = 0; i < r.moffsets().length; i++) {
+            dax.remove(r.moffsets()[i], r.lengths()[i]);
+        }
+        return ok(out, unique);
     }
 
     // ---- open files

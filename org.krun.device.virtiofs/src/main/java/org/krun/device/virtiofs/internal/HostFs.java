@@ -104,6 +104,8 @@ final class HostFs {
     private static final MethodHandle REMOVEXATTR = Libc.downcall("removexattr", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
     private static final MethodHandle FCNTL_PTR = Libc.downcall("fcntl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS),
             Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle MMAP = Libc.downcall("mmap",
+            FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
     private static final MethodHandle GETEUID = Libc.downcallWithoutErrno("geteuid", FunctionDescriptor.of(JAVA_INT));
     private static final MethodHandle GETRLIMIT = Libc.downcall("getrlimit", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
     /** sys/resource.h */
@@ -290,6 +292,25 @@ final class HostFs {
             MemorySegment in = a.allocateFrom(JAVA_LONG, offIn);
             MemorySegment out = a.allocateFrom(JAVA_LONG, offOut);
             return check(Libc.call(() -> (long) COPY_FILE_RANGE.invokeExact(fdIn, in, fdOut, out, len, 0)));
+        }
+    }
+
+    static final int MAP_FIXED = 0x10;
+
+    /**
+     * mmap(2) at exactly {@code at} (MAP_FIXED): replaces whatever the process had mapped in that range, in one
+     * step, so the range is never a hole another mapping of this process could take.
+     */
+    static void mmapFixed(MemorySegment at, int prot, int flags, int fd, long offset) {
+        MemorySegment r;
+        try {
+            r = (MemorySegment) MMAP.invokeExact(at, at.byteSize(), prot, flags | MAP_FIXED, fd, offset);
+        } catch (Throwable t) {
+            throw Libc.unchecked(t);
+        }
+        if (r.address() != at.address()) {
+            int errno = Libc.errno();
+            throw new FsException(errno > 0 ? errno : Errno.EIO);
         }
     }
 

@@ -397,6 +397,23 @@ class PassthroughFs implements AutoCloseable {
         }
     }
 
+    /**
+     * A host descriptor of node {@code nodeid}'s file for a DAX mapping (FUSE_SETUPMAPPING names the node,
+     * not an open handle): regular files only, opened read-only or, for a writable mapping of a writable
+     * share, read-write. The caller closes it once mapped.
+     */
+    int openForMapping(long nodeid, boolean writable) {
+        if (writable) {
+            requireWritable();
+        }
+        try (var ino = inodes.acquire(nodeid)) {
+            if (ino.value().type() != HostFs.S_IFREG) {
+                throw new FsException(Errno.EINVAL); // no mapping of directories, devices, FIFOs, symlinks
+            }
+            return HostFs.reopen(ino.fd(), writable ? HostFs.O_RDWR : HostFs.O_RDONLY);
+        }
+    }
+
     /** Reads into the guest buffers {@code dst}; returns bytes read. */
     long read(long fh, long offset, List<MemorySegment> dst) {
         try (var h = handles.acquire(fh)) {

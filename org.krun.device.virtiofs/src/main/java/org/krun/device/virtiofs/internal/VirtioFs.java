@@ -4,6 +4,7 @@ import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -13,6 +14,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.krun.api.FsShareSpec;
 import org.krun.spi.virtio.AbstractVirtioDevice;
 import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.SharedMemoryRegion;
 import org.krun.spi.virtio.SnapshottableDevice;
 import org.krun.spi.virtio.VirtioIds;
 import org.krun.spi.virtio.WorkerPool;
@@ -54,6 +56,8 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
     static final Duration SNAPSHOT_DRAIN_TIMEOUT = Duration.ofSeconds(5);
     static final int STATE_VERSION = 1;
     static final int STATE_BYTES = 4;
+    /** The DAX window's shared memory region (virtio 1.2 §5.11.5: VIRTIO_FS_SHMCAP_ID_CACHE). */
+    static final int SHM_CACHE = 0;
 
     /** One activation: the server, and the requests it has in flight. */
     static final class Session {
@@ -87,10 +91,19 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
         this.lockWaiters = Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name(name + "-lock-", 1).factory());
     }
 
+    /** With a DAX window: shared memory region {@value #SHM_CACHE} of the share's window size. */
+    @Override
+    public List<SharedMemoryRegion> sharedMemoryRegions() {
+        return spec.daxWindowBytes() == 0 ? List.of() : List.of(new SharedMemoryRegion(SHM_CACHE, spec.daxWindowBytes()));
+    }
+
     @Override
     protected Session onActivate(Active<Session> a) {
         PassthroughFs fs = new PassthroughFs(spec.directory(), spec.readOnly(), limits);
-        return new Session(new FuseServer(fs, this::guestError, this::hostError));
+        // The window holds one piece per 2 MiB (what the guest's kernel maps); a guest mapping smaller pieces gets fewer.
+        DaxWindow dax = spec.daxWindowBytes() == 0 ? null : a.context().sharedMemory(SHM_CACHE)
+                .map(shm -> new DaxWindow(shm, (int) (shm.size() / FsShareSpec.DAX_GRANULE))).orElse(null);
+        return new Session(new FuseServer(fs, dax, this::guestError, this::hostError));
     }
 
     @Override
@@ -100,6 +113,10 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
 
     @Override
     protected void onReset(Active<Session> a) {
+        DaxWindow dax = a.state().server.dax();
+        if (dax != null) {
+            dax.close();
+        }
         a.state().server.fs().close();
     }
 
@@ -226,6 +243,11 @@ final class VirtioFs extends AbstractVirtioDevice<VirtioFs.Session> implements S
             if (!a.awaitIdle(drainTimeout)) {
                 throw new IllegalStateException(name() + ": " + a.requestsInFlight() + " requests still running after "
                         + drainTimeout.toMillis() + " ms");
+            }
+            DaxWindow dax = server.dax();
+            if (dax != null && dax.mappings() > 0) {
+                throw new IllegalStateException(name() + ": the guest has " + dax.mappings()
+                        + " files mapped in its DAX window (host file mappings cannot go into a snapshot)");
             }
             PassthroughFs fs = server.fs();
             int inodes = fs.inodeCount() - 1;

@@ -62,7 +62,12 @@ final class FsDeviceHarness implements AutoCloseable {
 
     /** @param ramBytes guest RAM for the rings and every buffer the driver ever makes available (never reused) */
     FsDeviceHarness(Path share, FsLimits limits, long ramBytes) {
-        this(share, limits, TestGuestMemory.create(ramBytes), true, null);
+        this(share, limits, TestGuestMemory.create(ramBytes), true, null, null);
+    }
+
+    /** A device whose share has a DAX window, given as {@code dax} (a test's stand-in for the core's region). */
+    FsDeviceHarness(Path share, FsLimits limits, org.krun.spi.virtio.SharedMemory dax) {
+        this(share, limits, TestGuestMemory.create(64 << 20), true, null, dax);
     }
 
     /**
@@ -71,7 +76,7 @@ final class FsDeviceHarness implements AutoCloseable {
      * once the device has closed and let go of it.
      */
     FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory sharedRam) {
-        this(share, limits, sharedRam, false, null);
+        this(share, limits, sharedRam, false, null, null);
     }
 
     /**
@@ -80,7 +85,7 @@ final class FsDeviceHarness implements AutoCloseable {
      * loop, so nothing of this device runs there, or touches the RAM, once it returns.
      */
     FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory sharedRam, ExecutorService sharedLoop) {
-        this(share, limits, sharedRam, false, sharedLoop);
+        this(share, limits, sharedRam, false, sharedLoop, null);
     }
 
     /** A single-threaded executor for {@link #FsDeviceHarness(Path, FsLimits, TestGuestMemory, ExecutorService)}. */
@@ -92,7 +97,11 @@ final class FsDeviceHarness implements AutoCloseable {
         });
     }
 
-    private FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory ram, boolean ownsRam, ExecutorService sharedLoop) {
+    private final org.krun.spi.virtio.SharedMemory dax;
+
+    private FsDeviceHarness(Path share, FsLimits limits, TestGuestMemory ram, boolean ownsRam, ExecutorService sharedLoop,
+            org.krun.spi.virtio.SharedMemory dax) {
+        this.dax = dax;
         if (!ownsRam) {
             ram.clear();
         }
@@ -132,7 +141,7 @@ final class FsDeviceHarness implements AutoCloseable {
             loopThread = within(loopExecutor.submit(Thread::currentThread), Duration.ofSeconds(5), "the event loop");
         }
         this.share = share;
-        device = new VirtioFs(new FsShareSpec("test", share, false), limits);
+        device = new VirtioFs(spec(), limits);
         deviceQueues = List.of(hiprio.configuredQueue(), requests.configuredQueue());
         DeviceContext context = context(deviceQueues);
         onLoop(() -> {
@@ -141,8 +150,17 @@ final class FsDeviceHarness implements AutoCloseable {
         });
     }
 
+    private FsShareSpec spec() {
+        return new FsShareSpec("test", share, false).withDaxWindow(dax == null ? 0 : dax.size());
+    }
+
     private DeviceContext context(List<Virtqueue> queues) {
         return new DeviceContext() {
+            @Override
+            public java.util.Optional<org.krun.spi.virtio.SharedMemory> sharedMemory(int id) {
+                return dax != null && dax.id() == id ? java.util.Optional.of(dax) : java.util.Optional.empty();
+            }
+
             @Override
             public GuestMemory memory() {
                 return ram.memory();
@@ -193,7 +211,7 @@ final class FsDeviceHarness implements AutoCloseable {
     void restore(byte[] state, FsLimits limits) {
         List<Virtqueue.Indices> saved = onLoop(() -> List.of(deviceQueues.get(0).indices(), deviceQueues.get(1).indices()));
         closeDevice(Duration.ofSeconds(10));
-        VirtioFs fresh = new VirtioFs(new FsShareSpec("test", share, false), limits);
+        VirtioFs fresh = new VirtioFs(spec(), limits);
         List<Virtqueue> queues = List.of(new Virtqueue(hiprio.layout(), false), new Virtqueue(requests.layout(), false));
         for (int i = 0; i < 2; i++) {
             queues.get(i).restoreIndices(saved.get(i));

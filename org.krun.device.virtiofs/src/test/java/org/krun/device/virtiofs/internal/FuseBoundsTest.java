@@ -124,7 +124,7 @@ class FuseBoundsTest {
                         throw new OutOfMemoryError("Java heap space (injected)");
                     }
                 };
-                FuseClient c = new FuseClient(new FuseServer(fs, m -> { }, m -> { }))) {
+                FuseClient c = new FuseClient(new FuseServer(fs, null, m -> { }, m -> { }))) {
             c.init();
             FuseClient.Reply r = c.send(Fuse.GETATTR, 1, new byte[16]);
             assertEquals(EIO, errno(r));

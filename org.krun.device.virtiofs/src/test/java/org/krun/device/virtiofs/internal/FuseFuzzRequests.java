@@ -23,7 +23,7 @@ final class FuseFuzzRequests {
             Fuse.REMOVEXATTR, Fuse.FLUSH, Fuse.INIT, Fuse.OPENDIR, Fuse.READDIR, Fuse.RELEASEDIR, Fuse.FSYNCDIR,
             Fuse.GETLK, Fuse.SETLK, Fuse.SETLKW, Fuse.ACCESS, Fuse.CREATE, Fuse.INTERRUPT, 37, Fuse.DESTROY, 39, 40,
             41, Fuse.BATCH_FORGET, Fuse.FALLOCATE, Fuse.READDIRPLUS, Fuse.RENAME2, Fuse.LSEEK, Fuse.COPY_FILE_RANGE,
-            48, 49, Fuse.SYNCFS, 51, 52, 4096};
+            Fuse.SETUPMAPPING, Fuse.REMOVEMAPPING, Fuse.SYNCFS, 51, 52, 4096};
 
     /** Names that try every way out of a directory, and the planted symlinks. */
     static final String[] NAMES = {"a", "b", "dir", "file", "..", ".", "a/b", "../outside", "", "abs", "rel", "dirlink",
@@ -152,6 +152,17 @@ final class FuseFuzzRequests {
             case Fuse.LSEEK -> le(24).putLong(pick(handles)).putLong(size()).putInt(data.consumeInt(0, 4)).putInt(0).array();
             case Fuse.COPY_FILE_RANGE -> le(56).putLong(pick(handles)).putLong(size()).putLong(pick(nodes)).putLong(pick(handles))
                     .putLong(size()).putLong(Math.floorMod(size(), MAX_SPACE + 1)).putLong(0).array();
+            case Fuse.SETUPMAPPING -> le(40).putLong(data.consumeBoolean() ? -1 : pick(handles)).putLong(mapOffset())
+                    .putLong(mapLength()).putLong(data.consumeInt(0, 7) == 0 ? data.consumeLong() : data.consumeInt(0, 3))
+                    .putLong(mapOffset()).array();
+            case Fuse.REMOVEMAPPING -> {
+                int n = data.consumeInt(0, 4);
+                ByteBuffer b = le(4 + 16 * n).putInt(data.consumeInt(0, 7) == 0 ? data.consumeInt() : n);
+                for (int i = 0; i < n; i++) {
+                    b.putLong(mapOffset()).putLong(mapLength());
+                }
+                yield b.array();
+            }
             case Fuse.STATFS, Fuse.READLINK, Fuse.DESTROY -> new byte[0];
             case Fuse.SYNCFS -> new byte[8];
             default -> data.consumeBytes(data.consumeInt(0, 128));
@@ -168,6 +179,23 @@ final class FuseFuzzRequests {
 
     private long size() {
         return data.consumeBoolean() ? data.pickValue(EDGES) : data.consumeLong(-4096, 1 << 21);
+    }
+
+    /** Window and file offsets: 2 MiB pieces of a small window mostly, else pages, edges and garbage. */
+    private long mapOffset() {
+        return switch (data.consumeInt(0, 3)) {
+            case 0, 1 -> (long) data.consumeInt(0, 5) << 21;
+            case 2 -> (long) data.consumeInt(0, 4096) << 12;
+            default -> data.consumeBoolean() ? data.pickValue(EDGES) : data.consumeLong();
+        };
+    }
+
+    private long mapLength() {
+        return switch (data.consumeInt(0, 3)) {
+            case 0, 1 -> 2L << 20;
+            case 2 -> (long) data.consumeInt(1, 1024) << 12;
+            default -> size();
+        };
     }
 
     private long count() {

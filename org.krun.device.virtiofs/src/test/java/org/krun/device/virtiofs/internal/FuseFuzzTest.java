@@ -32,6 +32,7 @@ import org.krun.spi.memory.TestGuestMemory;
 import org.krun.spi.virtio.DescriptorChain;
 import org.krun.spi.virtio.FuzzScratch;
 import org.krun.spi.virtio.MockDriverQueue;
+import org.krun.spi.virtio.TestSharedMemory;
 import org.krun.spi.virtio.Virtqueue;
 
 /**
@@ -137,18 +138,25 @@ class FuseFuzzTest {
         startFds = startFds < 0 ? fdsBefore : startFds;
         List<String> hostErrors = new CopyOnWriteArrayList<>();
         PassthroughFs fs = new PassthroughFs(run.share, data.consumeInt(0, 7) == 0, LIMITS);
+        // A DAX window of 8 MiB (four 2 MiB pieces), as the core would hand it to the device.
+        TestSharedMemory window = new TestSharedMemory(VirtioFs.SHM_CACHE, 1L << 32, 8 << 20, 4);
+        DaxWindow dax = new DaxWindow(window, 4);
         try {
-            FuseServer server = new FuseServer(fs, m -> { }, hostErrors::add);
+            FuseServer server = new FuseServer(fs, dax, m -> { }, hostErrors::add);
             FuseFuzzRequests requests = new FuseFuzzRequests(data);
             for (int n = 0; n < MAX_REQUESTS && requests.hasMore(); n++) {
                 serveOne(server, requests, data);
                 assertTrue(FuseBoundsTest.hostFds() - fdsBefore <= total(LIMITS) + FD_SLACK,
                         "the share holds " + (FuseBoundsTest.hostFds() - fdsBefore) + " descriptors, more than its limits");
+                assertTrue(dax.mappings() <= dax.maxMappings(), dax.mappings() + " DAX mappings, more than the window's bound");
+                assertTrue(window.mappings() <= 1, "the DAX window is given to the guest once");
             }
             assertEquals(List.of(), hostErrors, "host failures while serving");
         } finally {
+            dax.close();
             fs.close();
         }
+        assertEquals(0, window.mappings(), "the DAX window outlived the session");
         long left = FuseBoundsTest.hostFds() - fdsBefore;
         assertTrue(left <= FD_SLACK, left + " descriptors left after the share closed");
         assertTrue(FuseBoundsTest.hostFds() - startFds <= 4 * FD_SLACK, "descriptors leak from input to input");

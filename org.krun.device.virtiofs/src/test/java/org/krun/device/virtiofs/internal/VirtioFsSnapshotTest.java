@@ -97,6 +97,24 @@ class VirtioFsSnapshotTest {
     }
 
     @Test
+    void aGuestWithFilesMappedInItsDaxWindowIsRefusedWithOneLineAndResetReleasesTheWindow() {
+        var window = new org.krun.spi.virtio.TestSharedMemory(VirtioFs.SHM_CACHE, 1L << 32, 8 << 20, 4);
+        try (FsDeviceHarness d = new FsDeviceHarness(share, LIMITS, window)) {
+            assertEquals(0, d.call(Fuse.INIT, 0, init()).error());
+            FuseClient.Reply found = d.call(Fuse.LOOKUP, 1, FuseClient.cstr("file"));
+            long node = FuseClient.entry(found).nodeid();
+            assertEquals(0, d.call(Fuse.SETUPMAPPING, node, FuseClient.le(40).putLong(-1).putLong(0).putLong(2 << 20)
+                    .putLong(Fuse.SETUPMAPPING_FLAG_READ).putLong(2 << 20).array()).error());
+            IllegalStateException e = assertInstanceOf(IllegalStateException.class, d.saveState(DRAIN));
+            assertEquals("virtio-fs test: the guest has 1 files mapped in its DAX window (host file mappings cannot go"
+                    + " into a snapshot)", e.getMessage());
+            assertEquals(1, window.mappings());
+            d.closeDevice(Duration.ofSeconds(10));
+            assertEquals(0, window.mappings(), "the window goes with the device's activation");
+        }
+    }
+
+    @Test
     void aGuestWaitingForALockIsRefusedWithOneLine() throws Exception {
         assertEquals(0, h.call(Fuse.INIT, 0, init()).error());
         long node = lookup("file");
