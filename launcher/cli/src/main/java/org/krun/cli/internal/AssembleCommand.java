@@ -183,7 +183,11 @@ final class AssembleCommand implements Callable<Integer> {
                 here=$(CDPATH='' cd -P "$here" && pwd -P) || exit 1
 
                 krun_find_java || exit 1
+                # The JVM's memory and compiler settings of the checkout's krun script (its comments say why):
+                # with the JVM's defaults the young generation alone is a sixty-fourth of the host's RAM.
                 exec "$krun_java" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \\
+                    -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CompileThresholdScaling=10 -Xmn2m \\
+                    -XX:TrimNativeHeapInterval=5000 -Djava.awt.headless=true \\
                     -Dkrun.defaultProfile=%s -Dkrun.kernel="$here/guest/vmlinux" -Dkrun.rootfs="$here/guest/rootfs" \\
                     -jar "$here/krun-launcher.jar" "$@"
                 """.formatted(profile);
