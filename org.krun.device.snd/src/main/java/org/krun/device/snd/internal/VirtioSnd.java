@@ -267,6 +267,12 @@ final class VirtioSnd extends AbstractVirtioDevice<VirtioSnd.Streams> implements
                 || stream.state == State.RELEASED)) {
             return bad("PCM_SET_PARAMS for stream " + stream.id + " while " + stream.state);
         }
+        if (!stream.pending.isEmpty()) {
+            // A prepared stream may hold I/O messages sized for its current buffer; new parameters would
+            // have them played or recorded against another (a driver releases the stream first).
+            return bad("PCM_SET_PARAMS for stream " + stream.id + " with " + stream.pending.size()
+                    + " I/O messages queued");
+        }
         if (p.features() != 0) {
             return bad("PCM_SET_PARAMS with features 0x" + Long.toHexString(p.features()) + " not offered");
         }
