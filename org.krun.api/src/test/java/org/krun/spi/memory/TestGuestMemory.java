@@ -111,8 +111,64 @@ public final class TestGuestMemory implements AutoCloseable {
     /** Writes {@code data} into newly allocated RAM (8-byte aligned) and returns its guest address. */
     public long put(byte[] data) {
         long at = allocate(Math.max(data.length, 1), 8);
-        memory.write(at, data);
+        write(at, data, 0, data.length);
         return at;
+    }
+
+    // ---- the driver's accesses
+
+    /*
+     * The test's own reads and writes of guest RAM (a mock driver's rings and buffers): the same bytes as
+     * memory() sees, reached without going through GuestMemory. GuestMemory is code under test, which a fuzz
+     * run instruments: the harness's ring writes through it were traced as the device's comparisons (console
+     * target, JFR: a third of each input's samples were MockDriverQueue's accesses through GuestMemory.find
+     * and its compare hooks). Little-endian, as GuestMemory; outside RAM is a GuestMemoryException, as there.
+     */
+
+    private MemorySegment host(long address, long length) {
+        for (int i = 0; i < regions.size(); i++) {
+            GuestRegion r = regions.get(i);
+            long offset = address - r.guestAddress();
+            MemorySegment h = r.host();
+            if (address >= r.guestAddress() && length >= 0 && offset <= h.byteSize() - length) {
+                return h.asSlice(offset, length);
+            }
+        }
+        throw new GuestMemoryException(address, length);
+    }
+
+    public short getShort(long address) {
+        return host(address, 2).get(ValueLayout.JAVA_SHORT_UNALIGNED, 0);
+    }
+
+    public int getInt(long address) {
+        return host(address, 4).get(ValueLayout.JAVA_INT_UNALIGNED, 0);
+    }
+
+    public long getLong(long address) {
+        return host(address, 8).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+    }
+
+    public void setShort(long address, short value) {
+        host(address, 2).set(ValueLayout.JAVA_SHORT_UNALIGNED, 0, value);
+    }
+
+    public void setInt(long address, int value) {
+        host(address, 4).set(ValueLayout.JAVA_INT_UNALIGNED, 0, value);
+    }
+
+    public void setLong(long address, long value) {
+        host(address, 8).set(ValueLayout.JAVA_LONG_UNALIGNED, 0, value);
+    }
+
+    /** Copies {@code length} bytes at {@code address} (within one region) into {@code dst}. */
+    public void read(long address, byte[] dst, int offset, int length) {
+        MemorySegment.copy(host(address, length), ValueLayout.JAVA_BYTE, 0, dst, offset, length);
+    }
+
+    /** Copies {@code length} bytes of {@code src} to {@code address} (within one region). */
+    public void write(long address, byte[] src, int offset, int length) {
+        MemorySegment.copy(src, offset, host(address, length), ValueLayout.JAVA_BYTE, 0, length);
     }
 
     /**

@@ -255,15 +255,15 @@ public final class MockDriverQueue {
     /** Writes descriptor {@code index} of the table at {@code table} (an indirect table), with no checks. */
     public void writeDescriptor(long table, int index, long address, int length, int flags, int next) {
         long d = table + (long) DESC_SIZE * index;
-        mem.setLong(d, address);
-        mem.setInt(d + 8, length);
-        mem.setShort(d + 12, (short) flags);
-        mem.setShort(d + 14, (short) next);
+        ram.setLong(d, address);
+        ram.setInt(d + 8, length);
+        ram.setShort(d + 12, (short) flags);
+        ram.setShort(d + 14, (short) next);
     }
 
     /** Puts {@code head} (any value) in the next avail ring slot; published now if auto-publish is on. */
     public void makeAvailable(int head) {
-        mem.setShort(availRing + 4 + 2L * ((availIdx & 0xffff) % size), (short) head);
+        ram.setShort(availRing + 4 + 2L * ((availIdx & 0xffff) % size), (short) head);
         availIdx++;
         if (autoPublish) {
             publish();
@@ -279,45 +279,45 @@ public final class MockDriverQueue {
 
     /** Publishes the chains added so far: writes the avail ring's idx. */
     public void publish() {
-        mem.setShort(availRing + 2, availIdx);
+        ram.setShort(availRing + 2, availIdx);
     }
 
     /** Writes the avail ring's idx as given, whatever the driver added: for avail idx misuse. */
     public void setAvailIndex(int idx) {
         availIdx = (short) idx;
-        mem.setShort(availRing + 2, (short) idx);
+        ram.setShort(availRing + 2, (short) idx);
     }
 
     /** The avail idx currently published. */
     public int availIndex() {
-        return mem.getShort(availRing + 2) & 0xffff;
+        return ram.getShort(availRing + 2) & 0xffff;
     }
 
     /** Sets or clears VIRTQ_AVAIL_F_NO_INTERRUPT in the avail ring's flags. */
     public void setNoInterrupt(boolean noInterrupt) {
-        mem.setShort(availRing, (short) (noInterrupt ? AVAIL_F_NO_INTERRUPT : 0));
+        ram.setShort(availRing, (short) (noInterrupt ? AVAIL_F_NO_INTERRUPT : 0));
     }
 
     /** Sets used_event, the used idx at which the driver wants the next interrupt (EVENT_IDX, §2.7.7). */
     public void setUsedEvent(int usedEvent) {
-        mem.setShort(availRing + 4 + 2L * size, (short) usedEvent);
+        ram.setShort(availRing + 4 + 2L * size, (short) usedEvent);
     }
 
     // ---- used ring
 
     /** The used ring's idx as the device last wrote it. */
     public int usedIndex() {
-        return mem.getShort(usedRing + 2) & 0xffff;
+        return ram.getShort(usedRing + 2) & 0xffff;
     }
 
     /** The used ring's flags (VIRTQ_USED_F_NO_NOTIFY). */
     public int usedFlags() {
-        return mem.getShort(usedRing) & 0xffff;
+        return ram.getShort(usedRing) & 0xffff;
     }
 
     /** avail_event, the avail idx at which the device wants the next notification (EVENT_IDX, §2.7.10). */
     public int availEvent() {
-        return mem.getShort(usedRing + 4 + 8L * size) & 0xffff;
+        return ram.getShort(usedRing + 4 + 8L * size) & 0xffff;
     }
 
     /**
@@ -341,8 +341,8 @@ public final class MockDriverQueue {
         List<Used> out = new ArrayList<>();
         while (lastUsedIdx != (short) usedIdx) {
             long slot = usedRing + 4 + 8L * ((lastUsedIdx & 0xffff) % size);
-            int id = mem.getInt(slot);
-            int len = mem.getInt(slot + 4);
+            int id = ram.getInt(slot);
+            int len = ram.getInt(slot + 4);
             lastUsedIdx++;
             Outstanding chain = outstanding.remove(id);
             if (chain == null) {
@@ -366,7 +366,7 @@ public final class MockDriverQueue {
         int done = 0;
         for (int i = 0; i < chain.writableSizes().length && done < out.length; i++) {
             int n = Math.min(chain.writableSizes()[i], out.length - done);
-            mem.read(chain.writableAddresses()[i], out, done, n);
+            ram.read(chain.writableAddresses()[i], out, done, n);
             done += n;
         }
         return out;

@@ -30,6 +30,7 @@ import com.code_intelligence.jazzer.junit.FuzzTest;
 import org.krun.spi.memory.GuestMemory;
 import org.krun.spi.memory.TestGuestMemory;
 import org.krun.spi.virtio.DescriptorChain;
+import org.krun.spi.virtio.FuzzBounds;
 import org.krun.spi.virtio.FuzzScratch;
 import org.krun.spi.virtio.MockDriverQueue;
 import org.krun.spi.virtio.TestSharedMemory;
@@ -92,6 +93,14 @@ class FuseFuzzTest {
         t.setDaemon(true);
         return t;
     });
+
+    static {
+        // Each input makes a fresh device, whose rate limit for guest errors starts afresh: the device target
+        // logged a warning (hiprio opcodes refused, ...) on 32,666 of 40,718 inputs, 5.4 MB of log in 71 s,
+        // formatted and written on the event loop. No check here reads the log; host failures are asserted
+        // through the server's own callback.
+        FuzzBounds.quietLogs("org.krun.device.virtiofs");
+    }
 
     private static synchronized void setUpOnce() throws IOException {
         if (ram == null) {
