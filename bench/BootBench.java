@@ -212,7 +212,7 @@ public class BootBench {
 
     /** The same kernel, the default rootfs and krun's init as one initramfs, booted by QEMU's microvm. */
     record QemuSetup(Path kernel, Path initrd, Path rootfsCpio, String[] lastFailure) {
-        static final String APPEND = "console=hvc0 reboot=k panic=-1 rdinit=/krun/init quiet loglevel=1";
+        static final String APPEND = "console=hvc0 reboot=k panic=-1 rdinit=/krun/init quiet loglevel=1 clocksource=kvm-clock"; // as krun's KVM backend
         /** isa-debug-exit makes QEMU exit with (status << 1) | 1: the guest command's 21 gives 43. */
         static final int QEMU_GUEST_EXIT = 43;
 

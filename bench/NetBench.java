@@ -587,7 +587,7 @@ public class NetBench {
                 }
                 Path console = dir.resolve("qemu-console.txt");
                 Files.deleteIfExists(console);
-                String append = "console=hvc0 reboot=k panic=-1 rdinit=/krun/init quiet loglevel=4 krun.net=" + MAC + ",dhcp";
+                String append = "console=hvc0 reboot=k panic=-1 rdinit=/krun/init quiet loglevel=4 clocksource=kvm-clock krun.net=" + MAC + ",dhcp"; // as krun's KVM backend
                 if (!hardware) {
                     append += " noxsave nofsgsbase clearcpuid=popcnt,smap,erms,fsrm"; // what krun adds on kvm-pvm (KvmHypervisor)
                 }

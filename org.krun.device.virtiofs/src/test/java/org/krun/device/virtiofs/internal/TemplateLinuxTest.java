@@ -23,13 +23,16 @@ import org.krun.vmm.testing.LinuxGuest;
  * bytes, boot id and clock. One boot.
  */
 class TemplateLinuxTest {
-    private static final Pattern FACTS = Pattern.compile("boot_id=(\\S+) random=(\\S+) epoch=(\\d+)");
+    private static final Pattern FACTS = Pattern.compile("uptime=(\\d+)\\.\\d+ boot_id=(\\S+) random=(\\S+) epoch=(\\d+)");
+
+    private static final long SNAPSHOT_AGE_MILLIS = 6_000;
 
     @TempDir
     Path tmp;
 
     private static String script(String word, int status) {
-        return "echo " + word + " $((6*7)); echo boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+        // the uptime first, with shell builtins: it is read as the command starts, before any program runs
+        return "read up idle < /proc/uptime; echo " + word + " $((6*7)); echo uptime=$up boot_id=$(cat /proc/sys/kernel/random/boot_id)"
                 + " random=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n') epoch=$(date +%s); exit " + status;
     }
 
@@ -55,6 +58,8 @@ class TemplateLinuxTest {
         TemplateCache templates = new TemplateCache(cache, TemplateCache.DEFAULT_MAX_TEMPLATES);
         assertEquals(1, templates.keys().size(), "one template made: " + templates.keys());
 
+        // Time passes between the template's snapshot and its restore: the restored guest must not count it.
+        Thread.sleep(SNAPSHOT_AGE_MILLIS);
         long t1 = System.nanoTime();
         LinuxGuest.Result second = LinuxGuest.run(krun, LinuxGuest.config("/bin/sh", "-c", script("second", 5))
                 .ephemeralRoot(true).templateCache(cache));
@@ -67,10 +72,19 @@ class TemplateLinuxTest {
 
         Matcher a = facts(firstOut);
         Matcher b = facts(secondOut);
-        assertNotEquals(a.group(1), b.group(1), "boot ids");
-        assertNotEquals(a.group(2), b.group(2), "random bytes");
+        assertNotEquals(a.group(2), b.group(2), "boot ids");
+        assertNotEquals(a.group(3), b.group(3), "random bytes");
+        // Both commands start a similar time after the snapshot's moment (the first: resumed after it; the
+        // second: restored from it), so their guests' uptimes are close; a guest clock that counted the
+        // time the template lay in the cache (a TSC clocksource: its kernel then catches the gap up one
+        // second at a time) is ahead by at least SNAPSHOT_AGE_MILLIS.
+        long firstUptime = Long.parseLong(a.group(1));
+        long secondUptime = Long.parseLong(b.group(1));
+        assertTrue(secondUptime - firstUptime < SNAPSHOT_AGE_MILLIS / 1000 - 1,
+                () -> "the restored guest's uptime is " + secondUptime + " s, the first run's " + firstUptime
+                        + " s: it counted the " + SNAPSHOT_AGE_MILLIS / 1000 + " s between snapshot and restore");
         long hostEpoch = System.currentTimeMillis() / 1000;
-        long guestEpoch = Long.parseLong(b.group(3));
+        long guestEpoch = Long.parseLong(b.group(4));
         assertTrue(Math.abs(hostEpoch - guestEpoch) <= (restoredNanos / 1_000_000_000L) + 2,
                 () -> "restored guest's clock " + guestEpoch + " vs host " + hostEpoch);
         System.out.printf("TemplateLinuxTest figures: boot + template + command %.1f s; restore + command %.1f s; "
