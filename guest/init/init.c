@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <grp.h>
 #include <termios.h>
 #include <time.h>
@@ -267,7 +268,13 @@ static char *parse_string(struct json *j)
     if (j->p >= j->end || *j->p != '"')
         return NULL;
     j->p++;
-    char *out = malloc((size_t)(j->end - j->p) + 1);
+    /* As many bytes as the string's JSON text up to its closing quote (an escape never decodes to more than
+     * its text): a malloc the size of the whole rest of the configuration per string touched new heap pages
+     * for every one, each a page fault the guest kernel pays much for where its code is emulated. */
+    const char *q = j->p;
+    while (q < j->end && *q != '"')
+        q += *q == '\\' && q + 1 < j->end ? 2 : 1;
+    char *out = malloc((size_t)(q - j->p) + 1);
     char *o = out;
     if (!out)
         return NULL;
@@ -479,6 +486,24 @@ static int port_read(int fd, int port)
     return pread(fd, &b, 1, port) == 1 ? b : -1;
 }
 
+/* The window mapped before the template point (window_map), so that a restored init only reads it. */
+static struct { int fd; volatile uint64_t *w; size_t bytes; } window = {-1, MAP_FAILED, 0};
+
+/*
+ * Opens /dev/mem and maps the configuration's window, before the template point: the open and the mmap cost the
+ * guest kernel tens of milliseconds where its code is emulated, and a VM restored from the template finds
+ * them done. The window is MMIO (no RAM behind it), at the same address in every VM of the template's layout.
+ * One mapping fits any usual configuration: every mmap and munmap costs much here.
+ */
+static void window_map(void)
+{
+    window.fd = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
+    if (window.fd < 0)
+        return;
+    window.bytes = 64 << 10;
+    window.w = mmap(NULL, window.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, window.fd, KRUN_CONFIG_WINDOW);
+}
+
 /*
  * The configuration through the VMM's MMIO window (InitPorts.configWindow): a 4-byte length, then the JSON,
  * read with 8-byte loads from a /dev/mem mapping, one exit each and no system call, where the port costs
@@ -487,13 +512,14 @@ static int port_read(int fd, int port)
 static char *config_from_window(size_t *len)
 {
     long page = sysconf(_SC_PAGESIZE);
-    int fd = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
+    int fd = window.fd;
     if (fd < 0)
         return NULL;
     char *buf = NULL;
-    /* One mapping that fits any usual configuration: every mmap and munmap costs the guest kernel much here. */
-    size_t bytes = 64 << 10;
-    volatile uint64_t *w = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, KRUN_CONFIG_WINDOW);
+    size_t bytes = window.bytes;
+    volatile uint64_t *w = window.w;
+    window.fd = -1;
+    window.w = MAP_FAILED; /* this function owns both now: unmapped and closed below */
     if (w == MAP_FAILED)
         goto out;
     uint32_t n = (uint32_t)w[0];
@@ -537,6 +563,7 @@ out:
 static void load_config_from_vmm(void)
 {
     unsigned char one = 1;
+    window_map();
     int fd = open("/dev/port", O_RDWR | O_CLOEXEC);
     if (fd < 0 || pwrite(fd, &one, 1, KRUN_TEMPLATE_PORT) != 1)
         fail_setup("cannot reach the VMM's template port: %s", strerror(errno));
@@ -921,6 +948,29 @@ static void stage_files(const char *lower, const char *upper)
 }
 
 /*
+ * The directories every run mounts over (/proc, /sys, /dev, /tmp), made in the overlay's upper layer and marked
+ * opaque before the overlay is mounted: overlayfs finds them there and never looks them up in the lower layer,
+ * where each costs a FUSE LOOKUP and a GETXATTR through virtio-fs (a tenth of a second or more of guest kernel
+ * work on hosts that emulate it, also when they are looked up again at the end). What the lower layer has there
+ * is hidden by the mounts anyway (so is their mode, here the umask's). One that cannot be made opaque is removed:
+ * the merged directory serves then.
+ */
+static void stage_system_dirs(const char *upper)
+{
+    static const struct { const char *name; mode_t mode; } d[] = {
+        {"proc", 0555}, {"sys", 0555}, {"dev", 0755}, {"tmp", 01777},
+    };
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/%s", upper, d[i].name);
+        if (mkdir(path, d[i].mode))
+            continue;
+        if (setxattr(path, "trusted.overlay.opaque", "y", 1, 0))
+            rmdir(path);
+    }
+}
+
+/*
  * Makes the configured filesystem the root: mounted at /krun/newroot, moved over /, chrooted into. The
  * initramfs (holding only this init and its configuration) stays underneath, unreachable. With
  * root_overlay the configured filesystem is only the read-only lower layer of an overlayfs whose upper
@@ -943,6 +993,7 @@ static void switch_root(void)
         mount_fs("tmpfs", "/krun/rw", "tmpfs", MS_NOSUID, "mode=0755", 0755);
         mkdirs("/krun/rw/upper", 0755);
         mkdirs("/krun/rw/work", 0755);
+        stage_system_dirs("/krun/rw/upper");
         stage_files("/krun/lower", "/krun/rw/upper");
         mount_with_options("overlay", newroot, "overlay",
                            "lowerdir=/krun/lower,upperdir=/krun/rw/upper,workdir=/krun/rw/work");
