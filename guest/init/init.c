@@ -560,10 +560,13 @@ out:
  * run's configuration is ready, in its MMIO window and as a stream on KRUN_CONFIG_PORT: a 4-byte
  * little-endian length, then JSON.
  */
+static void learn_ports(void);
+
 static void load_config_from_vmm(void)
 {
     unsigned char one = 1;
     window_map();
+    learn_ports();
     int fd = open("/dev/port", O_RDWR | O_CLOEXEC);
     if (fd < 0 || pwrite(fd, &one, 1, KRUN_TEMPLATE_PORT) != 1)
         fail_setup("cannot reach the VMM's template port: %s", strerror(errno));
@@ -1173,17 +1176,29 @@ static void setup_rlimits(void)
     }
 }
 
+/* Console ports found before the template point (learn_ports): name and /dev path. */
+static struct { const char *name; char path[64]; } known_ports[4];
+static int known_port_count;
+
 /*
  * Finds the /dev paths of the named console ports (/sys/class/virtio-ports/vportNpM/name), all in one pass
  * over the ports: every open of a sysfs file costs the guest kernel much where its code is emulated. Ports
- * may still be appearing: retried for up to 5 s. 0 when every name was found.
+ * may still be appearing: retried `attempts` times, 10 ms apart (500: 5 s). Names already known
+ * (known_ports, found before the template point) need no pass. 0 when every name was found.
  */
-static int find_ports(const char *const *names, char (*paths)[64], int n)
+static int find_ports_within(const char *const *names, char (*paths)[64], int n, int attempts)
 {
     int found = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         paths[i][0] = 0;
-    for (int attempt = 0; attempt < 500 && found < n; attempt++) {
+        for (int k = 0; k < known_port_count; k++)
+            if (!strcmp(known_ports[k].name, names[i])) {
+                snprintf(paths[i], sizeof paths[i], "%s", known_ports[k].path);
+                found++;
+                break;
+            }
+    }
+    for (int attempt = 0; attempt < attempts && found < n; attempt++) {
         DIR *d = opendir("/sys/class/virtio-ports");
         struct dirent *e;
         while (d && found < n && (e = readdir(d))) {
@@ -1210,12 +1225,35 @@ static int find_ports(const char *const *names, char (*paths)[64], int n)
         }
         if (d)
             closedir(d);
-        if (found < n) {
+        if (found < n && attempt + 1 < attempts) {
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }
     return found == n ? 0 : -1;
+}
+
+static int find_ports(const char *const *names, char (*paths)[64], int n)
+{
+    return find_ports_within(names, paths, n, 500);
+}
+
+/*
+ * Before the template point: the console ports the device has already set up, named, so that a VM restored from
+ * the template finds their paths without the pass over sysfs (about twenty system calls). Only their names are
+ * read; none is opened (the host side of a port is the run's, and an open tells the host). The guest restored from
+ * the template has the same ports: the device's state is the template's.
+ */
+static void learn_ports(void)
+{
+    static const char *const names[] = {"krun-stderr", "krun-stdin", "krun-stdout", "krun-signals"};
+    char paths[4][64];
+    find_ports_within(names, paths, 4, 1);
+    for (int i = 0; i < 4; i++)
+        if (paths[i][0]) {
+            known_ports[known_port_count].name = names[i];
+            memcpy(known_ports[known_port_count++].path, paths[i], sizeof paths[i]);
+        }
 }
 
 static int open_port(const char *name, const char *path, int flags)
