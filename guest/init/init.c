@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <grp.h>
 #include <termios.h>
 #include <time.h>
@@ -267,7 +268,13 @@ static char *parse_string(struct json *j)
     if (j->p >= j->end || *j->p != '"')
         return NULL;
     j->p++;
-    char *out = malloc((size_t)(j->end - j->p) + 1);
+    /* As many bytes as the string's JSON text up to its closing quote (an escape never decodes to more than
+     * its text): a malloc the size of the whole rest of the configuration per string touched new heap pages
+     * for every one, each a page fault the guest kernel pays much for where its code is emulated. */
+    const char *q = j->p;
+    while (q < j->end && *q != '"')
+        q += *q == '\\' && q + 1 < j->end ? 2 : 1;
+    char *out = malloc((size_t)(q - j->p) + 1);
     char *o = out;
     if (!out)
         return NULL;
@@ -479,6 +486,24 @@ static int port_read(int fd, int port)
     return pread(fd, &b, 1, port) == 1 ? b : -1;
 }
 
+/* The window mapped before the template point (window_map), so that a restored init only reads it. */
+static struct { int fd; volatile uint64_t *w; size_t bytes; } window = {-1, MAP_FAILED, 0};
+
+/*
+ * Opens /dev/mem and maps the configuration's window, before the template point: the open and the mmap cost the
+ * guest kernel tens of milliseconds where its code is emulated, and a VM restored from the template finds
+ * them done. The window is MMIO (no RAM behind it), at the same address in every VM of the template's layout.
+ * One mapping fits any usual configuration: every mmap and munmap costs much here.
+ */
+static void window_map(void)
+{
+    window.fd = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
+    if (window.fd < 0)
+        return;
+    window.bytes = 64 << 10;
+    window.w = mmap(NULL, window.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, window.fd, KRUN_CONFIG_WINDOW);
+}
+
 /*
  * The configuration through the VMM's MMIO window (InitPorts.configWindow): a 4-byte length, then the JSON,
  * read with 8-byte loads from a /dev/mem mapping, one exit each and no system call, where the port costs
@@ -487,13 +512,14 @@ static int port_read(int fd, int port)
 static char *config_from_window(size_t *len)
 {
     long page = sysconf(_SC_PAGESIZE);
-    int fd = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
+    int fd = window.fd;
     if (fd < 0)
         return NULL;
     char *buf = NULL;
-    /* One mapping that fits any usual configuration: every mmap and munmap costs the guest kernel much here. */
-    size_t bytes = 64 << 10;
-    volatile uint64_t *w = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, KRUN_CONFIG_WINDOW);
+    size_t bytes = window.bytes;
+    volatile uint64_t *w = window.w;
+    window.fd = -1;
+    window.w = MAP_FAILED; /* this function owns both now: unmapped and closed below */
     if (w == MAP_FAILED)
         goto out;
     uint32_t n = (uint32_t)w[0];
@@ -534,9 +560,13 @@ out:
  * run's configuration is ready, in its MMIO window and as a stream on KRUN_CONFIG_PORT: a 4-byte
  * little-endian length, then JSON.
  */
+static void learn_ports(void);
+
 static void load_config_from_vmm(void)
 {
     unsigned char one = 1;
+    window_map();
+    learn_ports();
     int fd = open("/dev/port", O_RDWR | O_CLOEXEC);
     if (fd < 0 || pwrite(fd, &one, 1, KRUN_TEMPLATE_PORT) != 1)
         fail_setup("cannot reach the VMM's template port: %s", strerror(errno));
@@ -921,6 +951,29 @@ static void stage_files(const char *lower, const char *upper)
 }
 
 /*
+ * The directories every run mounts over (/proc, /sys, /dev, /tmp), made in the overlay's upper layer and marked
+ * opaque before the overlay is mounted: overlayfs finds them there and never looks them up in the lower layer,
+ * where each costs a FUSE LOOKUP and a GETXATTR through virtio-fs (a tenth of a second or more of guest kernel
+ * work on hosts that emulate it, also when they are looked up again at the end). What the lower layer has there
+ * is hidden by the mounts anyway (so is their mode, here the umask's). One that cannot be made opaque is removed:
+ * the merged directory serves then.
+ */
+static void stage_system_dirs(const char *upper)
+{
+    static const struct { const char *name; mode_t mode; } d[] = {
+        {"proc", 0555}, {"sys", 0555}, {"dev", 0755}, {"tmp", 01777},
+    };
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/%s", upper, d[i].name);
+        if (mkdir(path, d[i].mode))
+            continue;
+        if (setxattr(path, "trusted.overlay.opaque", "y", 1, 0))
+            rmdir(path);
+    }
+}
+
+/*
  * Makes the configured filesystem the root: mounted at /krun/newroot, moved over /, chrooted into. The
  * initramfs (holding only this init and its configuration) stays underneath, unreachable. With
  * root_overlay the configured filesystem is only the read-only lower layer of an overlayfs whose upper
@@ -943,6 +996,7 @@ static void switch_root(void)
         mount_fs("tmpfs", "/krun/rw", "tmpfs", MS_NOSUID, "mode=0755", 0755);
         mkdirs("/krun/rw/upper", 0755);
         mkdirs("/krun/rw/work", 0755);
+        stage_system_dirs("/krun/rw/upper");
         stage_files("/krun/lower", "/krun/rw/upper");
         mount_with_options("overlay", newroot, "overlay",
                            "lowerdir=/krun/lower,upperdir=/krun/rw/upper,workdir=/krun/rw/work");
@@ -1122,17 +1176,29 @@ static void setup_rlimits(void)
     }
 }
 
+/* Console ports found before the template point (learn_ports): name and /dev path. */
+static struct { const char *name; char path[64]; } known_ports[4];
+static int known_port_count;
+
 /*
  * Finds the /dev paths of the named console ports (/sys/class/virtio-ports/vportNpM/name), all in one pass
  * over the ports: every open of a sysfs file costs the guest kernel much where its code is emulated. Ports
- * may still be appearing: retried for up to 5 s. 0 when every name was found.
+ * may still be appearing: retried `attempts` times, 10 ms apart (500: 5 s). Names already known
+ * (known_ports, found before the template point) need no pass. 0 when every name was found.
  */
-static int find_ports(const char *const *names, char (*paths)[64], int n)
+static int find_ports_within(const char *const *names, char (*paths)[64], int n, int attempts)
 {
     int found = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         paths[i][0] = 0;
-    for (int attempt = 0; attempt < 500 && found < n; attempt++) {
+        for (int k = 0; k < known_port_count; k++)
+            if (!strcmp(known_ports[k].name, names[i])) {
+                snprintf(paths[i], sizeof paths[i], "%s", known_ports[k].path);
+                found++;
+                break;
+            }
+    }
+    for (int attempt = 0; attempt < attempts && found < n; attempt++) {
         DIR *d = opendir("/sys/class/virtio-ports");
         struct dirent *e;
         while (d && found < n && (e = readdir(d))) {
@@ -1159,12 +1225,35 @@ static int find_ports(const char *const *names, char (*paths)[64], int n)
         }
         if (d)
             closedir(d);
-        if (found < n) {
+        if (found < n && attempt + 1 < attempts) {
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }
     return found == n ? 0 : -1;
+}
+
+static int find_ports(const char *const *names, char (*paths)[64], int n)
+{
+    return find_ports_within(names, paths, n, 500);
+}
+
+/*
+ * Before the template point: the console ports the device has already set up, named, so that a VM restored from
+ * the template finds their paths without the pass over sysfs (about twenty system calls). Only their names are
+ * read; none is opened (the host side of a port is the run's, and an open tells the host). The guest restored from
+ * the template has the same ports: the device's state is the template's.
+ */
+static void learn_ports(void)
+{
+    static const char *const names[] = {"krun-stderr", "krun-stdin", "krun-stdout", "krun-signals"};
+    char paths[4][64];
+    find_ports_within(names, paths, 4, 1);
+    for (int i = 0; i < 4; i++)
+        if (paths[i][0]) {
+            known_ports[known_port_count].name = names[i];
+            memcpy(known_ports[known_port_count++].path, paths[i], sizeof paths[i]);
+        }
 }
 
 static int open_port(const char *name, const char *path, int flags)

@@ -65,6 +65,7 @@ import org.krun.vmm.internal.memory.MemorySlots;
 import org.krun.vmm.internal.snapshot.SnapshotException;
 import org.krun.vmm.internal.snapshot.SnapshotFile;
 import org.krun.vmm.internal.snapshot.SnapshotState;
+import org.krun.vmm.internal.template.FileDigests;
 import org.krun.vmm.internal.template.TemplateCache;
 import org.krun.vmm.internal.template.TemplateKey;
 import org.krun.vmm.internal.virtio.MmioTransport;
@@ -78,6 +79,8 @@ import org.krun.vmm.internal.virtio.MmioTransport;
 final class Machine implements VirtualMachine {
     private static final System.Logger LOG = System.getLogger(Machine.class.getName());
     private static final long MIB = 1024 * 1024;
+    /** Beside the templates: the kernels' digests by path and stamps ({@link FileDigests}), not a template. */
+    private static final String KERNEL_DIGESTS = ".kernel-digests";
     private static final long HALT_SLEEP_NANOS = 1_000_000;
 
     private enum Phase { CREATED, STARTING, RUNNING, STOPPING, STOPPED }
@@ -400,7 +403,7 @@ final class Machine implements VirtualMachine {
         }
         TemplateKey key;
         try {
-            key = templateKey();
+            key = templateKey(cacheDir);
         } catch (IOException e) {
             LOG.log(Level.WARNING, "vm " + id + ": booting cold, no template key: " + e.getMessage());
             return;
@@ -459,11 +462,11 @@ final class Machine implements VirtualMachine {
      * environment, root, mounts, hostname, files, the terminal's size, a disk's capacity) and the host side of devices (a share's
      * directory, an image path).
      */
-    private TemplateKey templateKey() throws IOException {
+    private TemplateKey templateKey(Path cacheDir) throws IOException {
         TemplateKey k = new TemplateKey()
                 .add("backend", hypervisor.name())
                 .add("cpu", hypervisor.hostCpuSignature())
-                .addFile("kernel", config.kernel())
+                .add("kernel", new FileDigests(cacheDir.resolve(KERNEL_DIGESTS)).of(config.kernel()))
                 .addDigestOf("init", init)
                 .add("cmdline", baseCommandLine().toString())
                 .add("hypervisor args", String.join(" ", hypervisor.guestKernelArgs()))

@@ -37,6 +37,11 @@ public final class TemplateKey {
 
     /** Adds a file by the digest of its contents (the kernel, the init): a new build is a new key. */
     public TemplateKey addFile(String name, Path file) throws IOException {
+        return add(name, digestOf(file));
+    }
+
+    /** The SHA-256 of a file's contents, as 64 hex digits. */
+    static String digestOf(Path file) throws IOException {
         MessageDigest d = sha256();
         byte[] buf = new byte[1 << 16];
         try (InputStream in = Files.newInputStream(file)) {
@@ -44,7 +49,12 @@ public final class TemplateKey {
                 d.update(buf, 0, n);
             }
         }
-        return add(name, HexFormat.of().formatHex(d.digest()));
+        return HexFormat.of().formatHex(d.digest());
+    }
+
+    /** The SHA-256 of bytes, as 64 hex digits. */
+    static String digestOf(byte[] bytes) {
+        return HexFormat.of().formatHex(sha256().digest(bytes));
     }
 
     /** Adds bytes by their digest (the init binary inside the bundle). */
