@@ -1380,6 +1380,7 @@ static int switch_user(const char *spec)
     return 0;
 }
 
+/* The command's process, in the child of init's vfork(): nothing but system calls until exec or _exit. */
 static void run_child(void)
 {
     sigset_t none;
@@ -1506,10 +1507,16 @@ int main(int argc, char **argv)
     if (cfg.exec_port > 0)
         start_exec_agent((unsigned)cfg.exec_port); /* before the command, with the container's rlimits */
 
-    /* Process 1 gets no default signal actions; keep SIGCHLD deliverable for waitpid. */
-    pid_t child = fork();
+    /*
+     * Process 1 gets no default signal actions; keep SIGCHLD deliverable for waitpid.
+     * vfork: the child borrows init's memory until it execs, so neither copies page tables nor takes
+     * copy-on-write faults (on a kvm-pvm host fork + exec of /bin/true took 1.14-1.41 s of guest time,
+     * vfork + exec 0.89-1.09 s). run_child() only makes system calls, writes its own stack and ends in
+     * exec or _exit; it never returns here.
+     */
+    pid_t child = vfork();
     if (child < 0)
-        fail_setup("fork: %s", strerror(errno));
+        fail_setup("vfork: %s", strerror(errno));
     if (child == 0)
         run_child();
     int out_fd = -1, err_fd = -1;
