@@ -885,9 +885,16 @@ static unsigned char file_staged[64];
  */
 static int stage_parents(const char *lower, const char *upper, const char *path)
 {
+    /* The directory whose parents were staged last: the next file in it (/etc/hosts after /etc/resolv.conf)
+     * needs no lookup again. */
+    static char staged_dir[256];
     char rel[256];
     if (path[0] != '/' || snprintf(rel, sizeof rel, "%s", path + 1) >= (int)sizeof rel)
         return -1;
+    char *last = strrchr(rel, '/');
+    size_t dirlen = last ? (size_t)(last - rel) : 0;
+    if (dirlen && staged_dir[0] && strlen(staged_dir) == dirlen && !strncmp(staged_dir, rel, dirlen))
+        return 0;
     for (char *p = rel; (p = strchr(p, '/')); p++) {
         char from[300], to[300];
         struct stat st;
@@ -898,7 +905,10 @@ static int stage_parents(const char *lower, const char *upper, const char *path)
             if (!S_ISDIR(st.st_mode))
                 return -1;
             if (mkdir(to, st.st_mode & 07777) == 0) {
-                if (chown(to, st.st_uid, st.st_gid) || chmod(to, st.st_mode & 07777))
+                /* made by root with init's umask, the kernel's 022 (init never sets one): owner and mode
+                 * need a call each only where they differ from that (each a tenth of the step on kvm-pvm) */
+                if (((st.st_uid || st.st_gid) && chown(to, st.st_uid, st.st_gid))
+                    || ((st.st_mode & 07022) && chmod(to, st.st_mode & 07777)))
                     return -1;
             } else if (errno != EEXIST) {
                 return -1;
@@ -907,6 +917,10 @@ static int stage_parents(const char *lower, const char *upper, const char *path)
             return -1;
         }
         *p = '/';
+    }
+    if (dirlen) {
+        memcpy(staged_dir, rel, dirlen);
+        staged_dir[dirlen] = 0;
     }
     return 0;
 }
@@ -933,12 +947,19 @@ static void stage_files(const char *lower, const char *upper)
             int present = lstat(from, &st) == 0;
             if (present && (k ? !S_ISREG(st.st_mode) : S_ISDIR(st.st_mode)))
                 continue; /* a replaced symlink is shadowed, as the rename over it in the overlay replaces it */
-            if (lstat(to, &st) == 0) {
-                if (!k)
-                    continue; /* listed twice: provide_file() does it as before */
-                present = 1;
-                snprintf(from, sizeof from, "%s", to); /* appended to what was staged */
+            if (lstat(to, &st) != 0) {
+                /* nothing reads the upper layer before the overlay is mounted: written in place */
+                if (write_file(to, k && present ? from : NULL, list[i + 1])) {
+                    unlink(to);
+                    continue;
+                }
+                file_staged[k * 32 + i / 2] = 1;
+                continue;
             }
+            if (!k)
+                continue; /* listed twice: provide_file() does it as before */
+            present = 1;
+            snprintf(from, sizeof from, "%s", to); /* appended to what was staged */
             char tmp[310];
             snprintf(tmp, sizeof tmp, "%s.krun-new", to);
             if (write_file(tmp, k && present ? from : NULL, list[i + 1]) || rename(tmp, to)) {
