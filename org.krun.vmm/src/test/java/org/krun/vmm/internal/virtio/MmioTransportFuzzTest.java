@@ -10,6 +10,7 @@ import static org.krun.vmm.internal.virtio.MmioTransport.*;
 
 import java.lang.foreign.Arena;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -687,6 +688,13 @@ class MmioTransportFuzzTest {
             if ((device.context != null) != m.serving) {
                 throw new AssertionError("device " + (device.context != null ? "active" : "inactive") + ", the model says "
                         + (m.serving ? "serving" : "not"));
+            }
+            if (!Arrays.equals(device.notifies, 0, m.max.length, m.notifies, 0, m.max.length)) {
+                // settle() orders the probe after the kicks signalled before it, but epoll does not promise to
+                // return two descriptors that became ready in that order in one batch (bench/fuzz found one kick
+                // counted just after the check, in 7.8 million inputs: "kicked 52 times, the model says 52").
+                // A kick handled late is still a kick; one lost or doubled stays wrong after a second round.
+                settle();
             }
             for (int i = 0; i < m.max.length; i++) {
                 if (device.notifies[i] != m.notifies[i]) {
