@@ -138,6 +138,8 @@ final class Machine implements VirtualMachine {
     private boolean templatedInit;
     /** The template this VM restores, with its cache and key; null unless restoring one. */
     private FoundTemplate restoringTemplate;
+    /** The kernel digests the template key used ({@link #rememberKernelDigest}). */
+    private volatile FileDigests kernelDigests;
 
     private record FoundTemplate(TemplateCache cache, TemplateKey key, String digest) {
     }
@@ -340,6 +342,7 @@ final class Machine implements VirtualMachine {
     private void restoreTemplateOrBoot() {
         try {
             restore();
+            rememberKernelDigest();
             return;
         } catch (RuntimeException e) {
             synchronized (lock) {
@@ -462,11 +465,24 @@ final class Machine implements VirtualMachine {
      * environment, root, mounts, hostname, files, the terminal's size, a disk's capacity) and the host side of devices (a share's
      * directory, an image path).
      */
+    private FileDigests kernelDigests(Path cacheDir) {
+        kernelDigests = new FileDigests(cacheDir.resolve(KERNEL_DIGESTS));
+        return kernelDigests;
+    }
+
+    /** Remembers the kernel's digest once a template of it was restored or made: a run that failed writes nothing. */
+    private void rememberKernelDigest() {
+        FileDigests d = kernelDigests;
+        if (d != null) {
+            d.remember();
+        }
+    }
+
     private TemplateKey templateKey(Path cacheDir) throws IOException {
         TemplateKey k = new TemplateKey()
                 .add("backend", hypervisor.name())
                 .add("cpu", hypervisor.hostCpuSignature())
-                .add("kernel", new FileDigests(cacheDir.resolve(KERNEL_DIGESTS)).of(config.kernel()))
+                .add("kernel", kernelDigests(cacheDir).digest(config.kernel()))
                 .addDigestOf("init", init)
                 .add("cmdline", baseCommandLine().toString())
                 .add("hypervisor args", String.join(" ", hypervisor.guestKernelArgs()))
@@ -529,6 +545,7 @@ final class Machine implements VirtualMachine {
             try {
                 snapshot(staged);
                 Path dir = templateCache.commit(templateDigest, staged, templateKey.description());
+                rememberKernelDigest();
                 LOG.log(Level.DEBUG, () -> "vm " + id + ": template " + dir + " made in "
                         + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms");
             } catch (RuntimeException | IOException e) {

@@ -40,6 +40,8 @@ public final class FileDigests {
 
     private final Path dir;
     private final Duration settle;
+    /** Digests hashed by {@link #digest} and not yet written by {@link #remember()}: entry, digest. */
+    private final Map<Path, String> pending = new java.util.LinkedHashMap<>();
 
     public FileDigests(Path dir) {
         this(dir, SETTLE);
@@ -52,6 +54,17 @@ public final class FileDigests {
 
     /** The SHA-256 of {@code file}'s contents, as 64 hex digits: remembered, or read, hashed and remembered. */
     public String of(Path file) throws IOException {
+        String digest = digest(file);
+        remember();
+        return digest;
+    }
+
+    /**
+     * The SHA-256 of {@code file}'s contents, as 64 hex digits: remembered, or read and hashed, to be remembered
+     * by {@link #remember()} once the caller knows the file is worth it (a kernel that booted or restored: a run
+     * that fails on bad input leaves nothing in the cache).
+     */
+    public String digest(Path file) throws IOException {
         String stamp = stamp(file);
         Path entry = dir.resolve(TemplateKey.digestOf((file.toAbsolutePath() + "\n" + stamp).getBytes(StandardCharsets.UTF_8)));
         String known = read(entry);
@@ -62,9 +75,21 @@ public final class FileDigests {
         String digest = TemplateKey.digestOf(file);
         // not changed while it was read, and settled: the digest is the stamp's for good
         if (stamp.equals(stamp(file)) && changedMillis(file) < started - settle.toMillis()) {
-            remember(entry, digest);
+            synchronized (pending) {
+                pending.put(entry, digest);
+            }
         }
         return digest;
+    }
+
+    /** Writes the digests {@link #digest} hashed since the last call (a directory that cannot be written: none). */
+    public void remember() {
+        Map<Path, String> now;
+        synchronized (pending) {
+            now = new java.util.LinkedHashMap<>(pending);
+            pending.clear();
+        }
+        now.forEach(this::remember);
     }
 
     private static long changedMillis(Path file) throws IOException {

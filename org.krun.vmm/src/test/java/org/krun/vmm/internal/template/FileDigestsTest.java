@@ -42,6 +42,19 @@ class FileDigestsTest {
     }
 
     @Test
+    void aDigestIsWrittenOnlyWhenTheCallerSaysItIsWorthRemembering() throws Exception {
+        Path f = settled("vmlinux", new byte[] {1, 2, 3});
+        Path cache = dir.resolve("cache");
+        FileDigests digests = new FileDigests(cache, SETTLE);
+        assertEquals(TemplateKey.digestOf(f), digests.digest(f));
+        assertTrue(Files.notExists(cache), "a run that fails after hashing (a kernel that is not one) leaves nothing");
+        digests.remember();
+        assertEquals(1, entries(cache).size());
+        digests.remember();
+        assertEquals(1, entries(cache).size(), "written once");
+    }
+
+    @Test
     void aRememberedDigestIsUsedWhileTheFileIsUnchanged() throws Exception {
         Path f = settled("vmlinux", new byte[] {1, 2, 3});
         Path cache = dir.resolve("cache");
