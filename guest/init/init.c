@@ -958,11 +958,10 @@ static void stage_files(const char *lower, const char *upper)
             }
             if (!k)
                 continue; /* listed twice: provide_file() does it as before */
-            present = 1;
             snprintf(from, sizeof from, "%s", to); /* appended to what was staged */
             char tmp[310];
             snprintf(tmp, sizeof tmp, "%s.krun-new", to);
-            if (write_file(tmp, k && present ? from : NULL, list[i + 1]) || rename(tmp, to)) {
+            if (write_file(tmp, from, list[i + 1]) || rename(tmp, to)) {
                 unlink(tmp);
                 continue;
             }

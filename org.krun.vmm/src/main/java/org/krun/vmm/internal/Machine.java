@@ -458,18 +458,6 @@ final class Machine implements VirtualMachine {
         return null;
     }
 
-    /**
-     * Everything the guest saw or ran before the template point: the host (backend, CPU), the kernel and init
-     * builds, the kernel command line's parts, memory, vCPUs, the devices in order with their features and
-     * config space (a virtio-fs tag, a disk's serial and block size). Not in it: what the init reads afterwards (command,
-     * environment, root, mounts, hostname, files, the terminal's size, a disk's capacity) and the host side of devices (a share's
-     * directory, an image path).
-     */
-    private FileDigests kernelDigests(Path cacheDir) {
-        kernelDigests = new FileDigests(cacheDir.resolve(KERNEL_DIGESTS));
-        return kernelDigests;
-    }
-
     /** Remembers the kernel's digest once a template of it was restored or made: a run that failed writes nothing. */
     private void rememberKernelDigest() {
         FileDigests d = kernelDigests;
@@ -478,11 +466,19 @@ final class Machine implements VirtualMachine {
         }
     }
 
+    /**
+     * Everything the guest saw or ran before the template point: the host (backend, CPU), the kernel and init
+     * builds, the kernel command line's parts, memory, vCPUs, the devices in order with their features and
+     * config space (a virtio-fs tag, a disk's serial and block size). Not in it: what the init reads afterwards (command,
+     * environment, root, mounts, hostname, files, the terminal's size, a disk's capacity) and the host side of devices (a share's
+     * directory, an image path).
+     */
     private TemplateKey templateKey(Path cacheDir) throws IOException {
+        kernelDigests = new FileDigests(cacheDir.resolve(KERNEL_DIGESTS));
         TemplateKey k = new TemplateKey()
                 .add("backend", hypervisor.name())
                 .add("cpu", hypervisor.hostCpuSignature())
-                .add("kernel", kernelDigests(cacheDir).digest(config.kernel()))
+                .add("kernel", kernelDigests.digest(config.kernel()))
                 .addDigestOf("init", init)
                 .add("cmdline", baseCommandLine().toString())
                 .add("hypervisor args", String.join(" ", hypervisor.guestKernelArgs()))

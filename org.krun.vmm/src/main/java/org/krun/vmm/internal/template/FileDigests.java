@@ -12,6 +12,7 @@ import java.nio.file.attribute.FileTime;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
@@ -41,7 +42,7 @@ public final class FileDigests {
     private final Path dir;
     private final Duration settle;
     /** Digests hashed by {@link #digest} and not yet written by {@link #remember()}: entry, digest. */
-    private final Map<Path, String> pending = new java.util.LinkedHashMap<>();
+    private final Map<Path, String> pending = new LinkedHashMap<>();
 
     public FileDigests(Path dir) {
         this(dir, SETTLE);
@@ -86,7 +87,7 @@ public final class FileDigests {
     public void remember() {
         Map<Path, String> now;
         synchronized (pending) {
-            now = new java.util.LinkedHashMap<>(pending);
+            now = new LinkedHashMap<>(pending);
             pending.clear();
         }
         now.forEach(this::remember);
